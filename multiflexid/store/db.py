@@ -1,0 +1,162 @@
+"""Engine, sessions and migrations for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Any number; used as a PostgreSQL advisory lock id so only one node migrates at a time.
+_MIGRATION_LOCK = 0x4D464C58
+
+
+class DatabaseError(Exception):
+    """The database cannot be used (unreachable, wrong URL, not migrated...)."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event decide how transactions start (see below).
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
+class Database:
+    """One database: a write engine, a read engine, sessions and migrations.
+
+    On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` so two writers never
+    deadlock upgrading a read lock; reads use a plain deferred ``BEGIN`` on their own engine
+    so WAL lets them run beside a writer.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise DatabaseError(f"not a database URL: {url!r}") from None
+        self.url = parsed
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise DatabaseError(
+                f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://"
+            )
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self.engine = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo)
+            self.read_engine = self._sqlite_engine(url, "BEGIN", echo)
+        else:
+            self.engine = create_engine(
+                url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10
+            )
+            self.read_engine = self.engine
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_engine(url: str, begin: str, echo: bool) -> Engine:
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def display_url(self) -> str:
+        """The URL without a password, for messages."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        with self._sessions() as session, self._translate_errors():
+            with session.begin():
+                yield session
+
+    @contextlib.contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only transaction (rolled back at the end)."""
+        with self._read_sessions() as session, self._translate_errors():
+            yield session
+            session.rollback()
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise DatabaseError(
+                f"database {self.display_url()}: {str(exc.orig).strip().splitlines()[0]}"
+            ) from exc
+
+    # --- migrations ---------------------------------------------------------------------
+
+    def _alembic_config(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        return cfg
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def current_revision(self) -> str | None:
+        with self._translate_errors(), self.read_engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def is_up_to_date(self) -> bool:
+        return self.current_revision() == self.head_revision()
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest revision; returns (before, after)."""
+        cfg = self._alembic_config()
+        with self._translate_errors(), self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+                conn.commit()
+            try:
+                before = MigrationContext.configure(conn).get_current_revision()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+                after = MigrationContext.configure(conn).get_current_revision()
+            finally:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+                    conn.commit()
+        return before, after
+
+    def require_current(self) -> None:
+        """Refuse to work on a schema that is not migrated (clear message, no crash later)."""
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            raise DatabaseError(
+                f"database {self.display_url()} is at schema revision {current or 'none'}, "
+                f"this version needs {head}: run `multiflexi-cli db upgrade`"
+            )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()

@@ -1,0 +1,454 @@
+"""SQLAlchemy 2 models of everything MultiFlexi stores.
+
+All timestamps are timezone-aware UTC (:class:`UTCDateTime`). Relationships are
+``lazy="raise"`` so no query hides in attribute access: load what you need explicitly.
+Every change here needs an Alembic migration in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- applications ------------------------------------------------------------------------
+
+
+class Application(Timestamped, Base):
+    __tablename__ = "application"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    title: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    executable: Mapped[str] = mapped_column(String(1024))
+    cmdparams: Mapped[str] = mapped_column(Text, default="")
+    ociimage: Mapped[str | None] = mapped_column(String(512))
+    version: Mapped[str | None] = mapped_column(String(64))
+    homepage: Mapped[str | None] = mapped_column(String(1024))
+    image: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    requirements: Mapped[list[Any]] = mapped_column(default=list)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    # Every language of name/title/description: {"name": {"en": ..., "cs": ...}, ...}
+    localized: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Upstream keys we keep for a faithful export (events, produces, kubernetes, setup...)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # "3.4" or "2.1": the format the definition came in
+    source_format: Mapped[str] = mapped_column(String(8), default="3.4")
+
+    env_fields: Mapped[list[AppEnvField]] = relationship(
+        back_populates="app", cascade="all, delete-orphan", lazy="raise",
+        order_by="AppEnvField.position",
+    )
+    artifacts: Mapped[list[AppArtifact]] = relationship(
+        back_populates="app", cascade="all, delete-orphan", lazy="raise",
+        order_by="AppArtifact.position",
+    )
+    exit_codes: Mapped[list[AppExitCode]] = relationship(
+        back_populates="app", cascade="all, delete-orphan", lazy="raise",
+        order_by="AppExitCode.code",
+    )
+
+
+class AppEnvField(Base):
+    """One configuration key an application reads from its environment."""
+
+    __tablename__ = "app_env_field"
+    __table_args__ = (UniqueConstraint("app_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(default=0)
+    key: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32), default="string")
+    category: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    hint: Mapped[str | None] = mapped_column(Text)
+    # The default as upstream wrote it (string, number, bool...), JSON-encoded
+    defval: Mapped[Any] = mapped_column(JSON, nullable=True)
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret: Mapped[bool] = mapped_column(Boolean, default=False)
+    options: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # {"description": {lang: ...}, "hint": {...}}
+    localized: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Other keys of the upstream definition (kept for export), incl. a legacy type name
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    app: Mapped[Application] = relationship(back_populates="env_fields", lazy="raise")
+
+
+class AppArtifact(Base):
+    """A file the application leaves behind; ``path`` is a regular expression."""
+
+    __tablename__ = "app_artifact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("application.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(64), default="file")
+    description: Mapped[str | None] = mapped_column(Text)
+    localized: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    app: Mapped[Application] = relationship(back_populates="artifacts", lazy="raise")
+
+
+class AppExitCode(Base):
+    """What an exit code of the application means and whether to retry on it."""
+
+    __tablename__ = "app_exit_code"
+    __table_args__ = (UniqueConstraint("app_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    code: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16), default="error")
+    retry: Mapped[bool] = mapped_column(Boolean, default=False)
+    localized: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    app: Mapped[Application] = relationship(back_populates="exit_codes", lazy="raise")
+
+
+# --- companies and credentials --------------------------------------------------------------
+
+
+class Company(Timestamped, Base):
+    __tablename__ = "company"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    ic: Mapped[str | None] = mapped_column(String(32))
+    dic: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CredentialType(Timestamped, Base):
+    __tablename__ = "credential_type"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    uuid: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[str | None] = mapped_column(String(32))
+    localized: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    fields: Mapped[list[CredentialTypeField]] = relationship(
+        back_populates="credential_type", cascade="all, delete-orphan", lazy="raise",
+        order_by="CredentialTypeField.position",
+    )
+
+
+class CredentialTypeField(Base):
+    __tablename__ = "credential_type_field"
+    __table_args__ = (UniqueConstraint("credential_type_id", "keyword"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    credential_type_id: Mapped[int] = mapped_column(
+        ForeignKey("credential_type.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(default=0)
+    keyword: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32), default="string")
+    description: Mapped[str] = mapped_column(Text, default="")
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret: Mapped[bool] = mapped_column(Boolean, default=False)
+    default: Mapped[Any] = mapped_column(JSON, nullable=True)
+    options: Mapped[Any] = mapped_column(JSON, nullable=True)
+    localized: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    credential_type: Mapped[CredentialType] = relationship(back_populates="fields", lazy="raise")
+
+
+class Credential(Timestamped, Base):
+    __tablename__ = "credential"
+    __table_args__ = (UniqueConstraint("company_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="RESTRICT"))
+    credential_type_id: Mapped[int] = mapped_column(
+        ForeignKey("credential_type.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+
+    values: Mapped[list[CredentialValue]] = relationship(
+        back_populates="credential", cascade="all, delete-orphan", lazy="raise",
+        order_by="CredentialValue.key",
+    )
+
+
+class CredentialValue(Base):
+    """One value of a credential; ``encrypted`` ones hold a Fernet token, never clear text."""
+
+    __tablename__ = "credential_value"
+    __table_args__ = (UniqueConstraint("credential_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    credential_id: Mapped[int] = mapped_column(ForeignKey("credential.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text, default="")
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    credential: Mapped[Credential] = relationship(back_populates="values", lazy="raise")
+
+
+# --- run templates ---------------------------------------------------------------------------
+
+
+class RunTemplate(Timestamped, Base):
+    __tablename__ = "runtemplate"
+    __table_args__ = (
+        # The scheduler's tick asks "which active templates are due?": keep it an index scan.
+        Index("ix_runtemplate_due", "active", "next_schedule"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("application.id", ondelete="RESTRICT"), index=True
+    )
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("company.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    interv: Mapped[str] = mapped_column(String(1), default="n")
+    cron: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    delay: Mapped[int] = mapped_column(Integer, default=0)
+    executor: Mapped[str] = mapped_column(String(32), default="Native")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    timeout: Mapped[int | None] = mapped_column(Integer)
+    # Retries: max_attempts counts the first run; backoff none|fixed|linear|exponential
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    retry_backoff: Mapped[str] = mapped_column(String(16), default="none")
+    retry_min_gap: Mapped[int] = mapped_column(Integer, default=60)
+    # Podman: image override, limits, network mode
+    ociimage: Mapped[str | None] = mapped_column(String(512))
+    memory_limit: Mapped[str | None] = mapped_column(String(32))
+    cpu_limit: Mapped[float | None] = mapped_column()
+    pids_limit: Mapped[int | None] = mapped_column(Integer)
+    network: Mapped[str | None] = mapped_column(String(64))
+    success_actions: Mapped[list[Any]] = mapped_column(default=list)
+    fail_actions: Mapped[list[Any]] = mapped_column(default=list)
+    next_schedule: Mapped[datetime | None] = mapped_column()
+    last_schedule: Mapped[datetime | None] = mapped_column()
+    successful_jobs_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_jobs_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    config: Mapped[list[RunTemplateConfig]] = relationship(
+        back_populates="runtemplate", cascade="all, delete-orphan", lazy="raise",
+        order_by="RunTemplateConfig.key",
+    )
+    credentials: Mapped[list[RunTemplateCredential]] = relationship(
+        back_populates="runtemplate", cascade="all, delete-orphan", lazy="raise"
+    )
+
+
+class RunTemplateConfig(Base):
+    """A configuration override of a run template (secret ones encrypted)."""
+
+    __tablename__ = "runtemplate_config"
+    __table_args__ = (UniqueConstraint("runtemplate_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    runtemplate_id: Mapped[int] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text, default="")
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    runtemplate: Mapped[RunTemplate] = relationship(back_populates="config", lazy="raise")
+
+
+class RunTemplateCredential(Base):
+    __tablename__ = "runtemplate_credential"
+
+    runtemplate_id: Mapped[int] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="CASCADE"), primary_key=True
+    )
+    credential_id: Mapped[int] = mapped_column(
+        ForeignKey("credential.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+    runtemplate: Mapped[RunTemplate] = relationship(back_populates="credentials", lazy="raise")
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+JOB_STATES = (
+    "pending", "scheduled", "running", "succeeded", "failed", "timed_out", "cancelled",
+    "lost", "blocked",
+)
+FINAL_STATES = ("succeeded", "failed", "timed_out", "cancelled", "lost", "blocked")
+
+
+class Job(Timestamped, Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        # One job per template tick, guaranteed by the database. Ad-hoc jobs have no tick,
+        # and NULLs never collide in a unique constraint (SQLite and PostgreSQL alike).
+        UniqueConstraint("runtemplate_id", "tick", name="uq_job_runtemplate_tick"),
+        Index("ix_job_company_recent", "company_id", "id"),
+        Index("ix_job_runtemplate_recent", "runtemplate_id", "id"),
+        Index("ix_job_state", "state"),
+        Index(
+            "ix_job_active", "node", "state",
+            postgresql_where=text("state IN ('running', 'scheduled', 'pending')"),
+            sqlite_where=text("state IN ('running', 'scheduled', 'pending')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    runtemplate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="SET NULL")
+    )
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("application.id", ondelete="RESTRICT"), index=True
+    )
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="RESTRICT"))
+    runtemplate_name: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="scheduled")
+    schedule_type: Mapped[str] = mapped_column(String(32), default="adhoc")
+    # When the job was due (not before) and, for scheduler-made jobs, the template tick
+    schedule: Mapped[datetime] = mapped_column(default=utcnow)
+    tick: Mapped[datetime | None] = mapped_column()
+    executor: Mapped[str] = mapped_column(String(32), default="Native")
+    command: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # Resolved environment (secrets masked) with each value's source
+    env: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # One-off overrides given at "run now" (secret values encrypted)
+    overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    begin: Mapped[datetime | None] = mapped_column()
+    end: Mapped[datetime | None] = mapped_column()
+    exitcode: Mapped[int | None] = mapped_column(Integer)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    launched_by: Mapped[str] = mapped_column(String(64), default="scheduler")
+    node: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    timeout: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retry_of_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="SET NULL")
+    )
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    report_status: Mapped[str | None] = mapped_column(String(16))
+    report_message: Mapped[str | None] = mapped_column(Text)
+    report_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class JobOutput(Base):
+    """An ordered chunk of a job's output."""
+
+    __tablename__ = "job_output"
+
+    job_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8))  # stdout | stderr | system
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Schedule(Base):
+    """The queue: one row per job waiting to run, not before ``after``."""
+
+    __tablename__ = "schedule"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="CASCADE"), unique=True
+    )
+    runtemplate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="SET NULL"), index=True
+    )
+    after: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    """A file a job left behind (or a record that it was skipped for its size)."""
+
+    __tablename__ = "artifact"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(String(1024))
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Node(Base):
+    """A running ``multiflexid``: its lease says until when it is believed alive."""
+
+    __tablename__ = "node"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="up")

@@ -1,0 +1,154 @@
+"""Settings of every MultiFlexi program: defaults < config file < environment < options.
+
+The config file is TOML (``/etc/multiflexi/multiflexi.conf`` when installed)::
+
+    database_url = "postgresql+psycopg://multiflexi@/multiflexi?host=/run/postgresql"
+    data_dir = "/var/lib/multiflexi"
+    socket = "/run/multiflexi/multiflexid.sock"
+    node = "node-a"
+    max_parallel = 4
+
+A key that is not known, or a value of the wrong type, is an error naming the file and key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket as _socket
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "/etc/multiflexi/multiflexi.conf"
+DEFAULT_DATA_DIR = "/var/lib/multiflexi"
+DEFAULT_SOCKET = "/run/multiflexi/multiflexid.sock"
+DEFAULT_PODMAN_URL = "unix:///run/podman/podman.sock"
+
+
+class SettingsError(Exception):
+    """The configuration file or an environment variable is unusable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a MultiFlexi program needs to know about where things are and limits."""
+
+    config_path: Path | None = None
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str = ""
+    socket: Path = Path(DEFAULT_SOCKET)
+    node: str = field(default_factory=_socket.gethostname)
+    # Executor limits
+    max_parallel: int = 4
+    output_cap_bytes: int = 16 * 1024 * 1024
+    stop_grace_seconds: float = 10.0
+    # Artifacts: per file and per job
+    artifact_max_file_bytes: int = 16 * 1024 * 1024
+    artifact_max_job_bytes: int = 64 * 1024 * 1024
+    # Podman API
+    podman_url: str = DEFAULT_PODMAN_URL
+    # Multi-node leases (PostgreSQL)
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    # Largest JSON-RPC frame a client may send
+    max_frame_bytes: int = 1024 * 1024
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'multiflexi.db'}"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+
+# Config-file keys and environment variables for each setting.
+_ENV = {
+    "data_dir": "MULTIFLEXI_DATA_DIR",
+    "database_url": "MULTIFLEXI_DATABASE_URL",
+    "socket": "MULTIFLEXI_SOCKET",
+    "node": "MULTIFLEXI_NODE",
+    "max_parallel": "MULTIFLEXI_MAX_PARALLEL",
+    "output_cap_bytes": "MULTIFLEXI_OUTPUT_CAP_BYTES",
+    "podman_url": "MULTIFLEXI_PODMAN_URL",
+    "stop_grace_seconds": "MULTIFLEXI_STOP_GRACE_SECONDS",
+    "artifact_max_file_bytes": "MULTIFLEXI_ARTIFACT_MAX_FILE_BYTES",
+    "artifact_max_job_bytes": "MULTIFLEXI_ARTIFACT_MAX_JOB_BYTES",
+    "lease_seconds": "MULTIFLEXI_LEASE_SECONDS",
+    "heartbeat_seconds": "MULTIFLEXI_HEARTBEAT_SECONDS",
+}
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    kind = kinds[name]
+    try:
+        if kind in ("Path", "Path | None"):
+            return Path(str(raw)).expanduser()
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            value = int(raw)
+            if value < 0:
+                raise ValueError(raw)
+            return value
+        if kind == "float":
+            value_f = float(raw)
+            if value_f < 0:
+                raise ValueError(raw)
+            return value_f
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return raw
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"{origin}: {name} must be a non-negative {kind}, not {raw!r}"
+        ) from None
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from the config file, the environment and explicit overrides.
+
+    ``config`` (or ``MULTIFLEXI_CONFIG``) names the TOML file; a missing default file is
+    fine, a missing file that was asked for by name is an error.
+    """
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    explicit = config is not None or "MULTIFLEXI_CONFIG" in env
+    path = Path(config or env.get("MULTIFLEXI_CONFIG") or DEFAULT_CONFIG)
+    if path.exists():
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path}: {exc}") from None
+        except OSError as exc:
+            raise SettingsError(f"{path}: {exc.strerror}") from None
+        known = {f.name for f in fields(Settings)} - {"config_path"}
+        for key, raw in data.items():
+            if key not in known:
+                raise SettingsError(
+                    f"{path}: unknown setting {key!r} (known: {', '.join(sorted(known))})"
+                )
+            values[key] = _coerce(key, raw, str(path))
+        values["config_path"] = path
+    elif explicit:
+        raise SettingsError(f"{path}: configuration file not found")
+    for key, var in _ENV.items():
+        if env.get(var):
+            values[key] = _coerce(key, env[var], var)
+    for key, raw in overrides.items():
+        if raw is not None:
+            values[key] = _coerce(key, raw, f"option {key}")
+    return replace(Settings(), **values)
