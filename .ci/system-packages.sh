@@ -1,0 +1,33 @@
+#!/bin/sh
+# Install (as root) or check (as anyone else) the Debian 12 packages that building,
+# testing and packaging MultiFlexi need. Quick when everything is already there.
+set -eu
+
+PACKAGES="
+  python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
+  make git util-linux procps
+  postgresql
+  podman runc uidmap fuse-overlayfs slirp4netns catatonit busybox-static
+  systemd tmux
+  debhelper dh-python dh-virtualenv dpkg-dev build-essential lintian fakeroot
+  python3-all python3-setuptools python3-pip
+"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Missing Debian packages:$missing" >&2
+  echo "Install them with: sudo apt-get install -y$missing" >&2
+  exit 1
+fi
+echo "Installing Debian packages:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,211 @@
+"""What every multiflexi-cli command shares: output format, errors, the Core."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from sqlalchemy.orm import Session
+
+from multiflexi.errors import MultiFlexiError
+from multiflexi.settings import Settings, SettingsError, load_settings
+from multiflexid.core import Core
+
+
+@dataclass
+class CliState:
+    format: str = "text"
+    config: str | None = None
+    _core: Core | None = field(default=None, repr=False)
+
+    @property
+    def core(self) -> Core:
+        if self._core is None:
+            try:
+                settings: Settings = load_settings(self.config)
+            except SettingsError as exc:
+                raise MultiFlexiError(str(exc)) from None
+            self._core = Core(settings)
+        return self._core
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write transaction on a migrated database."""
+        core = self.core
+        core.ensure_schema()
+        with core.db.session() as s:
+            yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        core = self.core
+        core.ensure_schema()
+        with core.db.read_session() as s:
+            yield s
+
+    @property
+    def json(self) -> bool:
+        return self.format == "json"
+
+
+def state() -> CliState:
+    ctx = click.get_current_context()
+    obj = ctx.find_object(CliState)
+    if obj is None:
+        obj = ctx.ensure_object(CliState)
+    return obj
+
+
+def _set_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        st = ctx.find_object(CliState) or ctx.ensure_object(CliState)
+        st.format = value
+
+
+FORMAT_OPTION = click.Option(
+    ["--format"], type=click.Choice(["text", "json"]), default=None, expose_value=False,
+    is_eager=True, callback=_set_format,
+    help="Output as text (default) or one JSON document on stdout.",
+)
+
+
+class LeafCommand(click.Command):
+    """A command that also accepts ``--format`` after its name, as the original CLI does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(FORMAT_OPTION)
+
+
+class AliasGroup(click.Group):
+    """A group whose commands also answer as ``group:command`` and with alias names."""
+
+    command_class = LeafCommand
+    aliases: dict[str, str] = {}  # noqa: RUF012 (read-only table)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        name = self.aliases.get(cmd_name, cmd_name)
+        if ":" in name:
+            group_name, _, sub = name.partition(":")
+            group = self.get_command(ctx, group_name)
+            if isinstance(group, click.Group):
+                return group.get_command(ctx, sub)
+            return None
+        return super().get_command(ctx, name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        return (cmd.name if cmd else name), cmd, rest
+
+
+AliasGroup.group_class = AliasGroup
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def emit(data: Any, text: Callable[[], None] | str | None = None) -> None:
+    """Print ``data`` as JSON in json mode; otherwise run/print the text form."""
+    if state().json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif callable(text):
+        text()
+    elif text is not None:
+        click.echo(text)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    """Aligned columns; ``-`` for empty cells; stays greppable when piped."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = min(max(widths[i], len(v)), 60)
+    line = "  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers))
+    click.echo(line.rstrip())
+    for row in cells:
+        click.echo(
+            "  ".join(
+                (v if len(v) <= widths[i] else v[: widths[i] - 1] + "…").ljust(widths[i])
+                for i, v in enumerate(row)
+            ).rstrip()
+        )
+    if not rows:
+        click.echo("(none)")
+
+
+def fields(pairs: Sequence[tuple[str, Any]]) -> None:
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        click.echo(f"{key.ljust(width)}  {_cell(value)}")
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value).replace("\n", " ")
+
+
+def fail(message: str) -> MultiFlexiError:
+    return MultiFlexiError(message)
+
+
+def run_main(cli: click.Group, args: list[str] | None = None) -> int:
+    """Run the CLI: errors become one line on stderr and exit 1; usage errors exit 2."""
+    try:
+        cli.main(args=args, prog_name="multiflexi-cli", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("multiflexi-cli: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except MultiFlexiError as exc:
+        obj = _current_state()
+        if obj is not None and obj.json:
+            click.echo(json.dumps({"error": {"name": exc.name, "message": exc.message,
+                                             **exc.data}}, ensure_ascii=False))
+        click.echo(f"multiflexi-cli: error: {exc.message}", err=True)
+        return exc.exit_code
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 1
+    except KeyboardInterrupt:
+        click.echo("multiflexi-cli: interrupted", err=True)
+        return 130
+    except Exception as exc:  # never a bare traceback for an admin; details on request
+        if os.environ.get("MULTIFLEXI_DEBUG"):
+            raise
+        click.echo(
+            f"multiflexi-cli: internal error: {type(exc).__name__}: {exc} "
+            "(set MULTIFLEXI_DEBUG=1 for the traceback)", err=True,
+        )
+        return 1
+    return 0
+
+
+_LAST_STATE: list[CliState] = []
+
+
+def _current_state() -> CliState | None:
+    return _LAST_STATE[-1] if _LAST_STATE else None
+
+
+def remember_state(obj: CliState) -> None:
+    _LAST_STATE.append(obj)

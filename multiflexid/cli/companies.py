@@ -1,0 +1,101 @@
+"""``company`` commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from multiflexid.presenters import company_dict
+from multiflexid.services import companies as svc
+
+from .base import AliasGroup, emit, fields, state, table
+
+
+@click.group(cls=AliasGroup)
+def company() -> None:
+    """Companies (tenants): whom the work is for."""
+
+
+def _ref(company_id: int | None, slug: str | None) -> str:
+    if (company_id is None) == (slug is None):
+        raise click.UsageError("give exactly one of --id or --slug")
+    return str(company_id) if company_id is not None else str(slug)
+
+
+def _show(d: dict[str, Any]) -> None:
+    fields([(k, d[k]) for k in ("id", "name", "slug", "ic", "dic", "email", "enabled")])
+
+
+@company.command("create")
+@click.option("--name", required=True, help="Company name.")
+@click.option("--slug", required=True, help="Unique code used in logs and commands.")
+@click.option("--ic", help="Company registration number (IČ).")
+@click.option("--dic", help="VAT number (DIČ).")
+@click.option("--email", help="Contact e-mail.")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+def create(name: str, slug: str, ic: str | None, dic: str | None, email: str | None,
+           disabled: bool) -> None:
+    """Create a company."""
+    with state().session() as s:
+        d = company_dict(svc.create_company(
+            s, name=name, slug=slug, ic=ic, dic=dic, email=email, enabled=not disabled
+        ))
+    emit(d, f"created company {d['id']} {d['slug']!r}")
+
+
+@company.command("list")
+def list_() -> None:
+    """List companies."""
+    with state().read() as s:
+        rows = [company_dict(c) for c in svc.list_companies(s)]
+    emit(rows, lambda: table(
+        [(r["id"], r["slug"], r["name"], r["ic"], r["email"], r["enabled"]) for r in rows],
+        ["id", "slug", "name", "ic", "email", "enabled"],
+    ))
+
+
+@company.command("show")
+@click.option("--id", "company_id", type=int, help="Company id.")
+@click.option("--slug", help="Company slug.")
+def show(company_id: int | None, slug: str | None) -> None:
+    """Show a company."""
+    with state().read() as s:
+        d = company_dict(svc.get_company(s, _ref(company_id, slug)))
+    emit(d, lambda: _show(d))
+
+
+@company.command("update")
+@click.option("--id", "company_id", type=int, help="Company id.")
+@click.option("--slug", help="Company slug (to select it).")
+@click.option("--name", help="New name.")
+@click.option("--new-slug", help="New slug.")
+@click.option("--ic", help="New IČ.")
+@click.option("--dic", help="New DIČ.")
+@click.option("--email", help="New e-mail ('' to clear).")
+@click.option("--enabled/--disabled", default=None, help="Enable or disable.")
+def update(company_id: int | None, slug: str | None, name: str | None, new_slug: str | None,
+           ic: str | None, dic: str | None, email: str | None, enabled: bool | None) -> None:
+    """Change a company."""
+    with state().session() as s:
+        c = svc.get_company(s, _ref(company_id, slug))
+        d = company_dict(svc.update_company(
+            s, c, name=name, slug=new_slug, ic=ic, dic=dic, email=email, enabled=enabled
+        ))
+    emit(d, lambda: _show(d))
+
+
+@company.command("remove")
+@click.option("--id", "company_id", type=int, help="Company id.")
+@click.option("--slug", help="Company slug.")
+def remove(company_id: int | None, slug: str | None) -> None:
+    """Remove a company that has no run templates, credentials or jobs."""
+    with state().session() as s:
+        c = svc.get_company(s, _ref(company_id, slug))
+        d = {"id": c.id, "slug": c.slug, "removed": True}
+        svc.remove_company(s, c)
+    emit(d, f"removed company {d['id']} {d['slug']!r}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(company)

@@ -1,0 +1,305 @@
+"""``runtemplate`` (alias ``run-template``) commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy.orm import Session
+
+from multiflexi.errors import InvalidInput
+from multiflexid.domain.schedule import ScheduleError, upcoming
+from multiflexid.presenters import iso, job_dict, runtemplate_dict
+from multiflexid.services import runtemplates as svc
+from multiflexid.services.apps import get_app, to_definition
+from multiflexid.services.companies import get_company
+from multiflexid.services.credentials import get_credential
+from multiflexid.services.jobs import create_job, parse_assignments
+from multiflexid.store.orm import Application, Company, RunTemplate
+
+from .base import AliasGroup, emit, fields, state, table
+
+
+@click.group(cls=AliasGroup)
+def runtemplate() -> None:
+    """Run templates: an application for a company, with its configuration and schedule."""
+
+
+def _schedule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--interv", type=click.Choice(svc.INTERVAL_CODES),
+                     help="i minutely, h hourly, d daily, w weekly, m monthly, y yearly, "
+                          "c custom cron, n never (default n)."),
+        click.option("--cron", help="Cron expression for --interv c, e.g. '30 2 * * *'."),
+        click.option("--tz", "timezone", help="IANA time zone, e.g. Europe/Prague "
+                                             "(default: the system's)."),
+        click.option("--delay", type=click.IntRange(min=0), help="Seconds after each tick."),
+        click.option("--executor", type=click.Choice(svc.EXECUTORS), help="Native or Podman."),
+        click.option("--timeout", type=click.IntRange(min=0),
+                     help="Stop a job after this many seconds (0: never)."),
+        click.option("--max-attempts", type=click.IntRange(min=1),
+                     help="Runs in all, first included, when exit codes allow retries."),
+        click.option("--retry-backoff", type=click.Choice(svc.BACKOFFS),
+                     help="Gap growth between attempts."),
+        click.option("--retry-min-gap", type=click.IntRange(min=0),
+                     help="Seconds before a retry (the unit of the backoff)."),
+        click.option("--ociimage", help="Podman: image instead of the application's."),
+        click.option("--memory", "memory_limit", help="Podman: memory limit, e.g. 512m."),
+        click.option("--cpus", "cpu_limit", type=click.FloatRange(min=0),
+                     help="Podman: CPUs, e.g. 1.5."),
+        click.option("--pids-limit", type=click.IntRange(min=0), help="Podman: max processes."),
+        click.option("--network", help="Podman: network mode (default: none)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _names(s: Session, rt: RunTemplate) -> tuple[str | None, str | None]:
+    app = s.get(Application, rt.app_id)
+    company = s.get(Company, rt.company_id)
+    return (app.name if app else None), (company.slug if company else None)
+
+
+def _view(s: Session, rt: RunTemplate) -> dict[str, Any]:
+    app_name, slug = _names(s, rt)
+    return runtemplate_dict(rt, app_name, slug, parts=True)
+
+
+def _show(d: dict[str, Any]) -> None:
+    fields([(k, d[k]) for k in (
+        "id", "name", "app", "company", "interv", "cron", "timezone", "delay", "executor",
+        "active", "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "next_schedule",
+        "last_schedule", "successful_jobs_count", "failed_jobs_count", "config_keys",
+        "credentials",
+    )])
+
+
+@runtemplate.command("create")
+@click.option("--app", "app_ref", required=True, help="Application id or uuid.")
+@click.option("--company", "company_ref", required=True, help="Company id or slug.")
+@click.option("--name", required=True, help="Template name.")
+@_schedule_options
+@click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
+              help="Configuration override. Repeatable.")
+@click.option("--credential", "credential_ids", multiple=True, type=int,
+              help="Credential id of the same company to assign. Repeatable.")
+@click.option("--inactive", is_flag=True, help="Create it inactive (never scheduled).")
+def create(app_ref: str, company_ref: str, config_items: tuple[str, ...],
+           credential_ids: tuple[int, ...], inactive: bool, **values: Any) -> None:
+    """Activate an application for a company."""
+    config = parse_assignments(config_items, "--config")
+    st = state()
+    with st.session() as s:
+        app = get_app(s, app_ref)
+        company = get_company(s, company_ref)
+        values = {k: v for k, v in values.items() if v is not None}
+        rt = svc.create_runtemplate(
+            s, app, company, st.core.box, datetime.now(UTC), config=config,
+            credential_ids=list(credential_ids), active=not inactive, **values,
+        )
+        d = _view(s, rt)
+    emit(d, f"created run template {d['id']} {d['name']!r} ({d['app']} for {d['company']}), "
+            f"next run {d['next_schedule'] or 'never'}")
+
+
+@runtemplate.command("list")
+@click.option("--company", "company_ref", help="Only this company (id or slug).")
+@click.option("--app", "app_ref", help="Only this application (id or uuid).")
+def list_(company_ref: str | None, app_ref: str | None) -> None:
+    """List run templates."""
+    with state().read() as s:
+        company = get_company(s, company_ref) if company_ref else None
+        app = get_app(s, app_ref) if app_ref else None
+        rows = [_view(s, rt) for rt in svc.list_runtemplates(s, company, app)]
+    emit(rows, lambda: table(
+        [(r["id"], r["name"], r["app"], r["company"], r["interv"] + (
+            f" {r['cron']}" if r["interv"] == "c" else ""), r["executor"], r["active"],
+          r["next_schedule"]) for r in rows],
+        ["id", "name", "app", "company", "interv", "executor", "active", "next"],
+    ))
+
+
+@runtemplate.command("show")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+def show(rt_id: int) -> None:
+    """Show a run template."""
+    with state().read() as s:
+        d = _view(s, svc.get_runtemplate(s, rt_id))
+    emit(d, lambda: _show(d))
+
+
+@runtemplate.command("update")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--name", help="New name.")
+@_schedule_options
+@click.option("--active/--inactive", default=None, help="Schedule it or not.")
+def update(rt_id: int, **values: Any) -> None:
+    """Change a run template (schedule, executor, limits, retries, active)."""
+    with state().session() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        svc.update_runtemplate(s, rt, datetime.now(UTC),
+                               **{k: v for k, v in values.items() if v is not None})
+        d = _view(s, rt)
+    emit(d, lambda: _show(d))
+
+
+@runtemplate.command("remove")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+def remove(rt_id: int) -> None:
+    """Remove a run template. Its job history stays; its queued jobs are cancelled."""
+    with state().session() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        d: dict[str, Any] = {"id": rt.id, "name": rt.name, "removed": True}
+        d["cancelled_jobs"] = svc.remove_runtemplate(s, rt, datetime.now(UTC))
+    emit(d, f"removed run template {d['id']} {d['name']!r}"
+            + (f"; cancelled {d['cancelled_jobs']} queued job(s)" if d["cancelled_jobs"] else ""))
+
+
+@runtemplate.command("set-config")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove an override.")
+@click.argument("items", nargs=-1, metavar="KEY=VALUE...")
+def set_config(rt_id: int, unset: tuple[str, ...], items: tuple[str, ...]) -> None:
+    """Set configuration overrides (checked against the application's field types)."""
+    if not items and not unset:
+        raise click.UsageError("give KEY=VALUE arguments or --unset KEY")
+    values = parse_assignments(items, "KEY=VALUE")
+    st = state()
+    with st.session() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        app = to_definition(get_app(s, rt.app_id, parts=True))
+        svc.set_config(rt, app, values, list(unset), st.core.box)
+        s.flush()
+        d = _view(s, rt)
+    emit(d, f"run template {d['id']}: configured {', '.join(d['config_keys']) or 'nothing'}")
+
+
+@runtemplate.command("assign-credential")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--credential", "cred_id", type=int, required=True, help="Credential id.")
+def assign_credential(rt_id: int, cred_id: int) -> None:
+    """Assign a credential of the template's own company."""
+    with state().session() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        svc.assign_credential(s, rt, get_credential(s, cred_id))
+        s.flush()
+        d = _view(s, rt)
+    emit(d, f"run template {rt_id}: credential {cred_id} assigned")
+
+
+@runtemplate.command("unassign-credential")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--credential", "cred_id", type=int, required=True, help="Credential id.")
+def unassign_credential(rt_id: int, cred_id: int) -> None:
+    """Take a credential off a run template."""
+    with state().session() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        svc.unassign_credential(rt, cred_id)
+        s.flush()
+        d = _view(s, rt)
+    emit(d, f"run template {rt_id}: credential {cred_id} unassigned")
+
+
+@runtemplate.command("env")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--explain", is_flag=True, help="Show where each value comes from.")
+@click.option("--reveal", is_flag=True, help="Show secret values in clear.")
+def env(rt_id: int, explain: bool, reveal: bool) -> None:
+    """The environment a job of this template would get (secrets masked)."""
+    st = state()
+    with st.read() as s:
+        resolved = svc.resolve_env(s, svc.get_runtemplate(s, rt_id), st.core.box)
+    rows = resolved.explain(reveal)
+    doc = {"environment": rows if explain else {r["key"]: r["value"] for r in rows},
+           "missing": resolved.missing, "errors": resolved.errors}
+
+    def text() -> None:
+        if explain:
+            for r in rows:
+                click.echo(f"{r['key']}={r['value']}")
+                was = f" (overrides: {', '.join(r['overridden'])})" if r["overridden"] else ""
+                click.echo(f"    from {r['source']}{was}")
+        else:
+            for r in rows:
+                click.echo(f"{r['key']}={r['value']}")
+        for key in resolved.missing:
+            click.echo(f"missing required: {key}", err=True)
+        for e in resolved.errors:
+            click.echo(f"invalid: {e}", err=True)
+
+    emit(doc, text)
+
+
+@runtemplate.command("preview")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--count", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="How many due times.")
+@click.option("--from", "start", help="Start from this ISO 8601 time (default: now).")
+def preview(rt_id: int, count: int, start: str | None) -> None:
+    """The next due times, in the template's zone and in UTC."""
+    begin = datetime.now(UTC)
+    if start:
+        try:
+            begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"--from: {start!r} is not an ISO 8601 time") from None
+        if begin.tzinfo is None:
+            raise InvalidInput(f"--from: {start!r} has no time zone (add Z or +01:00)")
+    with state().read() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        rec = svc.recurrence(rt)
+        tz_name = rt.timezone
+    try:
+        times = upcoming(rec, begin, count)
+    except ScheduleError as exc:
+        raise InvalidInput(str(exc)) from None
+    zone = ZoneInfo(tz_name) if tz_name else None
+    rows = [
+        {"tick": iso(tick), "due": iso(due),
+         "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
+        for tick, due in times
+    ]
+    emit({"id": rt_id, "timezone": tz_name, "due": rows}, lambda: table(
+        [(r["local"], r["due"]) for r in rows], ["local time", "utc"]
+    ) if rows else click.echo("never scheduled (interval n or inactive)"))
+
+
+def _run(rt_id: int, env_items: tuple[str, ...]) -> None:
+    overrides = parse_assignments(env_items, "--env")
+    st = state()
+    with st.session() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        job = create_job(
+            s, rt, schedule_type="adhoc-cli", launched_by=_user(), after=datetime.now(UTC),
+            box=st.core.box, overrides=overrides,
+        )
+        d = job_dict(job)
+    emit(d, f"queued job {d['id']} of run template {rt_id}")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        import os
+
+        return str(os.getuid())
+
+
+@runtemplate.command("run")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--env", "env_items", multiple=True, metavar="KEY=VALUE",
+              help="One-off override for this job only. Repeatable.")
+def run(rt_id: int, env_items: tuple[str, ...]) -> None:
+    """Run now: queue a job of this template (the daemon picks it up)."""
+    _run(rt_id, env_items)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(runtemplate)

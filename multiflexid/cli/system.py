@@ -1,0 +1,131 @@
+"""``status`` and ``db`` commands."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+import multiflexi
+from multiflexi.errors import MultiFlexiError
+from multiflexid.services.jobs import counts_by_state
+from multiflexid.store.orm import Application, Company, Credential, RunTemplate
+
+from .base import AliasGroup, emit, fields, state
+
+
+def daemon_status(path: str) -> dict[str, Any]:
+    """Whether the daemon answers on its socket (and what it says when it does)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2)
+    try:
+        sock.connect(path)
+    except FileNotFoundError:
+        return {"reachable": False, "socket": path, "problem": "socket does not exist"}
+    except PermissionError:
+        return {"reachable": False, "socket": path,
+                "problem": "permission denied (join group multiflexi)"}
+    except OSError as exc:
+        return {"reachable": False, "socket": path, "problem": exc.strerror or str(exc)}
+    finally:
+        sock.close()
+    return {"reachable": True, "socket": path}
+
+
+@click.command("status")
+def status() -> None:
+    """Versions, database, daemon reachability and counts."""
+    st = state()
+    core = st.core
+    doc: dict[str, Any] = {
+        "version": multiflexi.__version__,
+        "config": str(core.settings.config_path) if core.settings.config_path else None,
+        "data_dir": str(core.settings.data_dir),
+        "node": core.settings.node,
+    }
+    db: dict[str, Any] = {"url": core.db.display_url()}
+    try:
+        db["revision"] = core.db.current_revision()
+        db["head"] = core.db.head_revision()
+        db["up_to_date"] = db["revision"] == db["head"]
+        if db["up_to_date"]:
+            with core.db.read_session() as s:
+                doc["counts"] = {
+                    "applications": s.scalar(select(func.count()).select_from(Application)),
+                    "companies": s.scalar(select(func.count()).select_from(Company)),
+                    "credentials": s.scalar(select(func.count()).select_from(Credential)),
+                    "runtemplates": s.scalar(select(func.count()).select_from(RunTemplate)),
+                    "active_runtemplates": s.scalar(
+                        select(func.count()).select_from(RunTemplate)
+                        .where(RunTemplate.active.is_(True))),
+                    "jobs": counts_by_state(s),
+                }
+        db["reachable"] = True
+    except MultiFlexiError as exc:
+        db.update(reachable=False, problem=exc.message)
+    except Exception as exc:  # a status command reports, it does not crash
+        db.update(reachable=False, problem=str(exc).splitlines()[0])
+    doc["database"] = db
+    doc["daemon"] = daemon_status(str(core.settings.socket))
+
+    def text() -> None:
+        d = doc["daemon"]
+        rows: list[tuple[str, Any]] = [
+            ("version", doc["version"]), ("config", doc["config"] or "(none)"),
+            ("data dir", doc["data_dir"]), ("node", doc["node"]),
+            ("database", db["url"]),
+            ("schema", f"{db.get('revision')} (needs {db.get('head')})"
+             if not db.get("up_to_date") else f"{db.get('revision')} (up to date)"),
+            ("daemon", f"running ({d['socket']})" if d["reachable"]
+             else f"not running ({d['socket']}: {d.get('problem')})"),
+        ]
+        if not db["reachable"]:
+            rows.append(("database problem", db.get("problem")))
+        counts = doc.get("counts")
+        if counts:
+            jobs = counts["jobs"]
+            rows += [
+                ("applications", counts["applications"]), ("companies", counts["companies"]),
+                ("credentials", counts["credentials"]),
+                ("run templates", f"{counts['runtemplates']} "
+                                  f"({counts['active_runtemplates']} active)"),
+                ("jobs", ", ".join(f"{k} {v}" for k, v in sorted(jobs.items())) or "none"),
+            ]
+        fields(rows)
+
+    emit(doc, text)
+    if not db["reachable"]:
+        raise click.exceptions.Exit(1)
+
+
+@click.group(cls=AliasGroup)
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def upgrade() -> None:
+    """Apply database migrations (the daemon also does this on start)."""
+    core = state().core
+    before, after = core.migrate()
+    doc = {"url": core.db.display_url(), "before": before, "after": after}
+    emit(doc, f"database {doc['url']}: " + (
+        f"upgraded {before or 'empty'} -> {after}" if before != after else f"already at {after}"
+    ))
+
+
+@click.command("demo")
+def demo() -> None:
+    """Load demo data: bundled upstream apps, two companies, credentials, templates."""
+    from multiflexid.demo import seed
+
+    report = seed(state().core)
+    emit(report, "demo data: " + ", ".join(f"{v} {k}" for k, v in report.items()))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(status)
+    cli.add_command(db)
+    cli.add_command(demo)

@@ -1,0 +1,56 @@
+"""The pieces every entry point (CLI, daemon) needs: settings, database, secret box."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+from multiflexi.errors import StorageError
+from multiflexi.settings import Settings, load_settings
+from multiflexid.crypto import SecretBox
+from multiflexid.store.db import Database, DatabaseError
+
+log = logging.getLogger(__name__)
+
+
+class Core:
+    """Lazily opened resources of one process."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+
+    @cached_property
+    def db(self) -> Database:
+        try:
+            return Database(self.settings.effective_database_url)
+        except DatabaseError as exc:
+            raise StorageError(str(exc)) from None
+
+    @cached_property
+    def box(self) -> SecretBox:
+        return SecretBox(self.settings.secret_key_path)
+
+    def migrate(self) -> tuple[str | None, str | None]:
+        try:
+            return self.db.upgrade()
+        except DatabaseError as exc:
+            raise StorageError(str(exc)) from None
+
+    def ensure_schema(self) -> None:
+        """Migrate an empty database; refuse one at an unknown revision.
+
+        A fresh SQLite file is created and migrated on first use, so `multiflexi-cli` works
+        right after installation without a separate step.
+        """
+        try:
+            current = self.db.current_revision()
+            if current is None:
+                self.db.upgrade()
+                return
+            self.db.require_current()
+        except DatabaseError as exc:
+            raise StorageError(str(exc)) from None
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()

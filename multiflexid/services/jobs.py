@@ -1,0 +1,184 @@
+"""Jobs: creation (queueing), queries, output."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from multiflexi.errors import InvalidInput, NotFound
+from multiflexid.crypto import SecretBox
+from multiflexid.store.orm import (
+    FINAL_STATES,
+    JOB_STATES,
+    Application,
+    Company,
+    Job,
+    JobOutput,
+    RunTemplate,
+    Schedule,
+)
+
+from .apps import get_app, to_definition
+
+QUEUED_STATES = ("pending", "scheduled")
+
+
+def parse_assignments(items: list[str] | tuple[str, ...], what: str = "--env") -> dict[str, str]:
+    """``KEY=VALUE`` strings to a dict; a malformed one is an error naming it."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidInput(f"{what}: {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def encrypt_overrides(
+    app: Application | None, s: Session, overrides: dict[str, str], box: SecretBox
+) -> dict[str, Any]:
+    """One-off overrides as stored on the job: secret ones as ``{"encrypted": token}``."""
+    secret_keys: set[str] = set()
+    if app is not None:
+        secret_keys = {f.key for f in to_definition(get_app(s, app.id, parts=True)).env_fields
+                       if f.is_secret}
+    return {
+        k: ({"encrypted": box.encrypt(v)} if k in secret_keys else v)
+        for k, v in overrides.items()
+    }
+
+
+def decrypt_overrides(stored: dict[str, Any], box: SecretBox) -> tuple[dict[str, str], set[str]]:
+    values, secret = {}, set()
+    for k, v in stored.items():
+        if isinstance(v, dict) and "encrypted" in v:
+            values[k] = box.decrypt(v["encrypted"])
+            secret.add(k)
+        else:
+            values[k] = str(v)
+    return values, secret
+
+
+def create_job(
+    s: Session,
+    rt: RunTemplate,
+    *,
+    schedule_type: str,
+    launched_by: str,
+    after: datetime,
+    box: SecretBox,
+    tick: datetime | None = None,
+    overrides: dict[str, str] | None = None,
+    state: str = "scheduled",
+    attempt: int = 1,
+    retry_of: int | None = None,
+) -> Job:
+    """Queue one job of ``rt``; it runs not before ``after``."""
+    app = s.get(Application, rt.app_id)
+    job = Job(
+        runtemplate_id=rt.id,
+        app_id=rt.app_id,
+        company_id=rt.company_id,
+        runtemplate_name=rt.name,
+        state=state,
+        schedule_type=schedule_type,
+        schedule=after,
+        tick=tick,
+        executor=rt.executor,
+        launched_by=launched_by,
+        overrides=encrypt_overrides(app, s, overrides or {}, box),
+        timeout=rt.timeout,
+        attempt=attempt,
+        retry_of_id=retry_of,
+    )
+    s.add(job)
+    s.flush()
+    if state == "scheduled":
+        s.add(Schedule(job_id=job.id, runtemplate_id=rt.id, after=after))
+        s.flush()
+    return job
+
+
+def get_job(s: Session, job_id: int | str) -> Job:
+    text = str(job_id).strip()
+    job = s.get(Job, int(text)) if text.isdigit() else None
+    if job is None:
+        raise NotFound(f"no job with id {text!r}")
+    return job
+
+
+def list_jobs(
+    s: Session,
+    *,
+    company: Company | None = None,
+    runtemplate_id: int | None = None,
+    app_id: int | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[Job]:
+    """Newest first; page with ``before_id`` (the last id of the previous page)."""
+    if state is not None and state not in JOB_STATES:
+        raise InvalidInput(f"state: {state!r} is not one of {' '.join(JOB_STATES)}")
+    query = select(Job).order_by(Job.id.desc()).limit(max(1, min(limit, 10000)))
+    if company is not None:
+        query = query.where(Job.company_id == company.id)
+    if runtemplate_id is not None:
+        query = query.where(Job.runtemplate_id == runtemplate_id)
+    if app_id is not None:
+        query = query.where(Job.app_id == app_id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
+    return list(s.scalars(query))
+
+
+def read_output(
+    s: Session, job_id: int, *, after_seq: int = -1, stream: str | None = None, limit: int = 5000
+) -> list[JobOutput]:
+    """Output chunks with ``seq > after_seq`` in order."""
+    query = (
+        select(JobOutput)
+        .where(JobOutput.job_id == job_id, JobOutput.seq > after_seq)
+        .order_by(JobOutput.seq)
+        .limit(limit)
+    )
+    if stream is not None:
+        query = query.where(JobOutput.stream.in_((stream, "system")))
+    return list(s.scalars(query))
+
+
+def queue(s: Session, limit: int = 200) -> list[tuple[Schedule, Job]]:
+    rows = s.execute(
+        select(Schedule, Job).join(Job, Job.id == Schedule.job_id)
+        .order_by(Schedule.after, Schedule.id).limit(limit)
+    )
+    return [(sch, job) for sch, job in rows.tuples()]
+
+
+def counts_by_state(s: Session) -> dict[str, int]:
+    rows = s.execute(select(Job.state, func.count()).group_by(Job.state)).tuples()
+    return {state: n for state, n in rows}
+
+
+def cancel_queued_of_template(s: Session, rt: RunTemplate, reason: str, now: datetime) -> int:
+    """Cancel jobs of ``rt`` that have not started; returns how many."""
+    ids = list(s.scalars(select(Job.id).where(
+        Job.runtemplate_id == rt.id, Job.state.in_(QUEUED_STATES)
+    )))
+    if ids:
+        s.execute(delete(Schedule).where(Schedule.job_id.in_(ids)))
+        s.execute(
+            update(Job).where(Job.id.in_(ids))
+            .values(state="cancelled", reason=reason, end=now, updated_at=now)
+        )
+    return len(ids)
+
+
+def is_final(state: str) -> bool:
+    return state in FINAL_STATES

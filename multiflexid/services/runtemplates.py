@@ -1,0 +1,297 @@
+"""Run templates: an application bound to a company with configuration and a schedule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+import multiflexi
+from multiflexi.errors import Conflict, InvalidInput, NotFound
+from multiflexid.crypto import SecretBox
+from multiflexid.domain.appdef import AppDefinition
+from multiflexid.domain.config import (
+    ConfigError,
+    CredentialLayer,
+    ResolvedEnv,
+    normalize,
+    resolve_environment,
+)
+from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due
+from multiflexid.store.orm import (
+    Application,
+    Company,
+    Credential,
+    CredentialType,
+    RunTemplate,
+    RunTemplateConfig,
+    RunTemplateCredential,
+)
+
+from .apps import get_app, to_definition
+from .credentials import credential_layer, get_credential
+from .jobs import cancel_queued_of_template
+
+EXECUTORS = ("Native", "Podman")
+BACKOFFS = ("none", "fixed", "linear", "exponential")
+INTERVAL_CODES = ("i", "h", "d", "w", "m", "y", "c", "n")
+
+_WITH_PARTS = (selectinload(RunTemplate.config), selectinload(RunTemplate.credentials))
+
+
+def get_runtemplate(s: Session, ref: int | str) -> RunTemplate:
+    text = str(ref).strip()
+    rt = None
+    if text.isdigit():
+        rt = s.scalar(select(RunTemplate).options(*_WITH_PARTS).where(RunTemplate.id == int(text)))
+    if rt is None:
+        raise NotFound(f"no run template with id {text!r}")
+    return rt
+
+
+def list_runtemplates(
+    s: Session, company: Company | None = None, app: Application | None = None
+) -> list[RunTemplate]:
+    query = select(RunTemplate).options(*_WITH_PARTS).order_by(RunTemplate.id)
+    if company is not None:
+        query = query.where(RunTemplate.company_id == company.id)
+    if app is not None:
+        query = query.where(RunTemplate.app_id == app.id)
+    return list(s.scalars(query))
+
+
+def recurrence(rt: RunTemplate) -> Recurrence:
+    return Recurrence(rt.interv, rt.cron, rt.timezone, rt.delay)
+
+
+def reschedule(rt: RunTemplate, now: datetime) -> None:
+    """Set the next due time from now (None when inactive or interval ``n``)."""
+    nxt = next_due(recurrence(rt), now) if rt.active else None
+    rt.next_schedule = nxt[0] if nxt else None
+
+
+def _check_schedule(values: dict[str, Any]) -> None:
+    interv = values.get("interv")
+    if interv is not None and interv not in INTERVAL_CODES:
+        raise InvalidInput(
+            f"interv: {interv!r} is not one of {' '.join(INTERVAL_CODES)} "
+            "(i minutely, h hourly, d daily, w weekly, m monthly, y yearly, c cron, n never)"
+        )
+    executor = values.get("executor")
+    if executor is not None and executor not in EXECUTORS:
+        raise InvalidInput(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
+    backoff = values.get("retry_backoff")
+    if backoff is not None and backoff not in BACKOFFS:
+        raise InvalidInput(f"retry_backoff: {backoff!r} is not one of {', '.join(BACKOFFS)}")
+    for key in ("delay", "timeout", "retry_min_gap", "pids_limit"):
+        if values.get(key) is not None and int(values[key]) < 0:
+            raise InvalidInput(f"{key}: must not be negative")
+    if values.get("max_attempts") is not None and int(values["max_attempts"]) < 1:
+        raise InvalidInput("max_attempts: must be at least 1 (the first run counts)")
+
+
+_FIELDS = (
+    "name", "interv", "cron", "timezone", "delay", "executor", "active", "timeout",
+    "max_attempts", "retry_backoff", "retry_min_gap", "ociimage", "memory_limit", "cpu_limit",
+    "pids_limit", "network",
+)
+
+
+def _apply(rt: RunTemplate, values: dict[str, Any], now: datetime) -> None:
+    _check_schedule(values)
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise InvalidInput(f"{key}: not a run-template setting")
+        if value is None:
+            continue
+        if key == "name":
+            value = str(value).strip()
+            if not value:
+                raise InvalidInput("name: must not be empty")
+        if key in ("cron", "timezone", "ociimage", "network", "memory_limit") and value == "":
+            value = None
+        setattr(rt, key, value)
+    if rt.interv == "c" and not (rt.cron or "").strip():
+        raise InvalidInput("cron: interval c (custom) needs --cron, e.g. --cron '30 2 * * *'")
+    try:
+        recurrence(rt).validate()
+    except ScheduleError as exc:
+        raise InvalidInput(str(exc)) from None
+    reschedule(rt, now)
+
+
+def create_runtemplate(
+    s: Session,
+    app: Application,
+    company: Company,
+    box: SecretBox,
+    now: datetime,
+    *,
+    config: dict[str, str] | None = None,
+    credential_ids: list[int] | None = None,
+    **values: Any,
+) -> RunTemplate:
+    values.setdefault("interv", "n")
+    values.setdefault("executor", "Native")
+    if values.get("executor") == "Podman" and not app.ociimage and not values.get("ociimage"):
+        raise InvalidInput(
+            f"executor: application {app.name!r} has no ociimage; give the template "
+            "--ociimage or use the Native executor"
+        )
+    rt = RunTemplate(
+        app_id=app.id, company_id=company.id, name="", active=True, delay=0, max_attempts=1,
+        retry_backoff="none", retry_min_gap=60, successful_jobs_count=0, failed_jobs_count=0,
+    )
+    rt.config = []
+    rt.credentials = []
+    _apply(rt, values, now)
+    s.add(rt)
+    s.flush()
+    definition = to_definition(get_app(s, app.id, parts=True))
+    if config:
+        set_config(rt, definition, config, [], box)
+    for cred_id in credential_ids or []:
+        assign_credential(s, rt, get_credential(s, cred_id))
+    s.flush()
+    return rt
+
+
+def update_runtemplate(s: Session, rt: RunTemplate, now: datetime, **values: Any) -> RunTemplate:
+    _apply(rt, values, now)
+    s.flush()
+    return rt
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def set_config(
+    rt: RunTemplate, app: AppDefinition, values: dict[str, str], unset: list[str], box: SecretBox
+) -> None:
+    """Set overrides (checked against the app's field types; secret ones encrypted)."""
+    for key in unset:
+        row = next((c for c in rt.config if c.key == key), None)
+        if row is None:
+            raise InvalidInput(f"{key}: not set on run template {rt.id}")
+        rt.config.remove(row)
+    for key, value in values.items():
+        if not key or "=" in key:
+            raise InvalidInput(f"{key!r}: not a valid configuration key")
+        fdef = app.env_field(key)
+        secret = bool(fdef and fdef.is_secret)
+        if fdef is not None:
+            try:
+                value = normalize(fdef.type, value, key, fdef.options)
+            except ConfigError as exc:
+                raise InvalidInput(
+                    f"{key}: value does not fit type {fdef.type}" if secret else str(exc)
+                ) from None
+        stored = box.encrypt(value) if secret else value
+        row = next((c for c in rt.config if c.key == key), None)
+        if row is None:
+            rt.config.append(RunTemplateConfig(key=key, value=stored, encrypted=secret))
+        else:
+            row.value, row.encrypted = stored, secret
+
+
+def template_config(rt: RunTemplate, box: SecretBox) -> tuple[dict[str, str], set[str]]:
+    values = {c.key: box.decrypt(c.value) if c.encrypted else c.value for c in rt.config}
+    return values, {c.key for c in rt.config if c.encrypted}
+
+
+def assign_credential(s: Session, rt: RunTemplate, cred: Credential) -> None:
+    if cred.company_id != rt.company_id:
+        owner = s.get(Company, cred.company_id)
+        mine = s.get(Company, rt.company_id)
+        raise Conflict(
+            f"credential {cred.id} belongs to company {owner.slug if owner else '?'}; run "
+            f"template {rt.id} is of company {mine.slug if mine else '?'}: refused"
+        )
+    if any(c.credential_id == cred.id for c in rt.credentials):
+        raise Conflict(f"credential {cred.id} is already assigned to run template {rt.id}")
+    rt.credentials.append(RunTemplateCredential(credential_id=cred.id))
+
+
+def unassign_credential(rt: RunTemplate, cred_id: int) -> None:
+    row = next((c for c in rt.credentials if c.credential_id == cred_id), None)
+    if row is None:
+        raise NotFound(f"credential {cred_id} is not assigned to run template {rt.id}")
+    rt.credentials.remove(row)
+
+
+def credential_layers(s: Session, rt: RunTemplate, box: SecretBox) -> list[CredentialLayer]:
+    layers = []
+    for link in sorted(rt.credentials, key=lambda c: c.credential_id):
+        cred = get_credential(s, link.credential_id)
+        code = s.scalar(
+            select(CredentialType.code).where(CredentialType.id == cred.credential_type_id)
+        )
+        layers.append(credential_layer(cred, code or "?", box))
+    return layers
+
+
+def injected_variables(
+    rt: RunTemplate | None,
+    app: Application,
+    company: Company,
+    *,
+    executor: str,
+    job_id: int | None = None,
+    job_dir: str | None = None,
+) -> dict[str, str]:
+    """The ``MULTIFLEXI_*`` variables every job gets."""
+    later = "(set at launch)"
+    return {
+        "MULTIFLEXI_JOB_ID": str(job_id) if job_id is not None else later,
+        "MULTIFLEXI_RUNTEMPLATE_ID": str(rt.id) if rt else "",
+        "MULTIFLEXI_RUNTEMPLATE_NAME": rt.name if rt else "",
+        "MULTIFLEXI_COMPANY_ID": str(company.id),
+        "MULTIFLEXI_COMPANY_SLUG": company.slug,
+        "MULTIFLEXI_COMPANY_CODE": company.slug,
+        "MULTIFLEXI_COMPANY_NAME": company.name,
+        "MULTIFLEXI_APPLICATION_ID": str(app.id),
+        "MULTIFLEXI_APPLICATION_NAME": app.name,
+        "MULTIFLEXI_APPLICATION_UUID": app.uuid or "",
+        "MULTIFLEXI_EXECUTOR": executor,
+        "MULTIFLEXI_TMP": job_dir or later,
+        "MULTIFLEXI_VERSION": multiflexi.__version__,
+    }
+
+
+def resolve_env(
+    s: Session,
+    rt: RunTemplate,
+    box: SecretBox,
+    *,
+    overrides: dict[str, str] | None = None,
+    job_id: int | None = None,
+    job_dir: str | None = None,
+    executor: str | None = None,
+) -> ResolvedEnv:
+    """The environment a job of ``rt`` gets (see multiflexid.domain.config)."""
+    app = get_app(s, rt.app_id, parts=True)
+    company = s.get(Company, rt.company_id)
+    assert company is not None
+    values, secret_keys = template_config(rt, box)
+    return resolve_environment(
+        to_definition(app).env_fields,
+        credentials=credential_layers(s, rt, box),
+        template=values,
+        template_secret_keys=secret_keys,
+        overrides=overrides,
+        injected=injected_variables(
+            rt, app, company, executor=executor or rt.executor, job_id=job_id, job_dir=job_dir
+        ),
+        job_dir=job_dir,
+    )
+
+
+def remove_runtemplate(s: Session, rt: RunTemplate, now: datetime) -> int:
+    """Delete the template; its finished jobs stay in history (their template id becomes
+    empty, name and ids are kept on the job); jobs still queued are cancelled. Returns how
+    many were cancelled."""
+    cancelled = cancel_queued_of_template(s, rt, f"run template {rt.id} was removed", now)
+    s.delete(rt)
+    return cancelled

@@ -1,0 +1,85 @@
+"""Errors with a stable name and code, shared by the daemon, the CLI and the TUI.
+
+The same classes travel over the wire (JSON-RPC ``error.code`` and ``error.data.name``) and
+decide CLI exit codes, so a script can tell "not found" from "daemon down".
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class MultiFlexiError(Exception):
+    """Base of every error a user is meant to read. The message is one clear line."""
+
+    code: ClassVar[int] = -32000
+    name: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data or {}
+
+
+class NotFound(MultiFlexiError):
+    code = -32004
+    name = "not_found"
+
+
+class Conflict(MultiFlexiError):
+    """The request contradicts what is stored (duplicate slug, template in use...)."""
+
+    code = -32009
+    name = "conflict"
+
+
+class InvalidInput(MultiFlexiError):
+    """A parameter or a file is wrong; the message names the field."""
+
+    code = -32602
+    name = "invalid_params"
+
+
+class Forbidden(MultiFlexiError):
+    code = -32003
+    name = "forbidden"
+
+
+class DaemonUnavailable(MultiFlexiError):
+    """The daemon's socket does not answer."""
+
+    code = -32010
+    name = "daemon_unavailable"
+
+
+class StorageError(MultiFlexiError):
+    """The database cannot be reached or is not migrated."""
+
+    code = -32011
+    name = "storage_error"
+
+
+class ProtocolError(MultiFlexiError):
+    """A malformed frame or an unknown method."""
+
+    code = -32600
+    name = "protocol_error"
+
+
+ERRORS: dict[str, type[MultiFlexiError]] = {
+    cls.name: cls
+    for cls in (
+        MultiFlexiError, NotFound, Conflict, InvalidInput, Forbidden, DaemonUnavailable,
+        StorageError, ProtocolError,
+    )
+}
+
+
+def from_wire(code: int, message: str, data: dict[str, Any] | None) -> MultiFlexiError:
+    """Rebuild the error a daemon sent (unknown names become MultiFlexiError)."""
+    data = dict(data or {})
+    cls = ERRORS.get(str(data.pop("name", "")), None)
+    if cls is None:
+        cls = next((c for c in ERRORS.values() if c.code == code), MultiFlexiError)
+    return cls(message, data)
