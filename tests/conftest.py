@@ -31,7 +31,9 @@ def pg_cluster() -> Iterator[PgCluster]:
     with PgCluster(fsync=False) as cluster:
         # A migrated template makes each test's database a cheap copy.
         cluster.psql("CREATE DATABASE mf_template")
-        Database(cluster.url("mf_template")).upgrade()
+        template = Database(cluster.url("mf_template"))
+        template.upgrade()
+        template.dispose()
         yield cluster
 
 
@@ -100,3 +102,11 @@ def examples_dir() -> Path:
     from multiflexi import examples
 
     return examples.app_files()[0].parent
+
+
+@pytest.fixture
+def mfcli(mf_env: Env, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """``mfcli("company", "list", "--format", "json")`` -> Result(code, out, err)."""
+    from tests.support.cli import run_cli
+
+    return lambda *args: run_cli(capsys, *args)

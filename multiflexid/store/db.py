@@ -115,7 +115,8 @@ class Database:
     def _alembic_config(self) -> Config:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        url = self.url.render_as_string(hide_password=False)
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
         return cfg
 
     def head_revision(self) -> str | None:
