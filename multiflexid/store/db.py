@@ -96,10 +96,10 @@ class Database:
 
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
-        """A read-only transaction (rolled back at the end)."""
+        """A read-only transaction; ended by closing the session (objects stay readable,
+        detached, instead of being expired by a rollback)."""
         with self._read_sessions() as session, self._translate_errors():
             yield session
-            session.rollback()
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:

@@ -1,0 +1,331 @@
+"""multiflexid: the daemon. One asyncio loop runs the scheduler, the dispatcher, the
+output writer, the socket server and the systemd watchdog.
+
+Start: migrate the database, take this node's lock, mark jobs a previous life left
+``running`` as ``lost``, bind the socket, then READY=1. SIGTERM: stop taking jobs, let
+running ones finish for ``stop_grace_seconds``, stop the rest, STOPPING=1, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import multiflexi
+from multiflexi.errors import Conflict, InvalidInput, MultiFlexiError
+from multiflexi.settings import Settings, SettingsError, load_settings
+from multiflexid.core import Core
+from multiflexid.dbthread import DbThread
+from multiflexid.dispatcher import Dispatcher
+from multiflexid.events import EventBus
+from multiflexid.executors.base import Executor
+from multiflexid.executors.native import NativeExecutor
+from multiflexid.output import OutputHub
+from multiflexid.presenters import job_dict
+from multiflexid.rpc_methods import build_handlers, job_view, output_view, rt_view
+from multiflexid.rpc_server import RpcServer
+from multiflexid.scheduler import Scheduler
+from multiflexid.services import jobs, lifecycle, runtemplates
+from multiflexid.store.db import DatabaseError
+from multiflexid.store.orm import Job, Schedule
+from multiflexid.systemd import Notifier, setup_logging
+
+log = logging.getLogger("multiflexid")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+class Daemon:
+    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.core = Core(settings)
+        self.notifier = notifier or Notifier()
+        self.started_at = datetime.now(UTC)
+        self.stop_taking = asyncio.Event()  # scheduler and dispatcher stop
+        self.stopped = asyncio.Event()  # everything else stops
+        self.bus = EventBus()
+        self.queued = 0
+        self.db_problem: str | None = None
+        self._lock_fd: int | None = None
+
+    # --- start and stop -----------------------------------------------------------------
+
+    def _take_node_lock(self) -> None:
+        """On SQLite only one daemon may use a database: a second one refuses to start."""
+        db = self.core.db
+        if not db.is_sqlite or not db.url.database:
+            return
+        path = Path(db.url.database + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StartupError(
+                f"another multiflexid (pid {holder}) is already running on {db.url.database}; "
+                "one SQLite database serves one daemon (use PostgreSQL for several nodes)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _executors(self) -> dict[str, Executor]:
+        executors: dict[str, Executor] = {"Native": NativeExecutor()}
+        try:
+            from multiflexid.executors.podman import PodmanExecutor
+        except ImportError as exc:
+            log.warning("Podman executor unavailable: %s", exc)
+        else:
+            executors["Podman"] = PodmanExecutor(self.settings.podman_url)
+        return executors
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        try:
+            before, after = self.core.migrate()
+        except MultiFlexiError as exc:
+            raise StartupError(exc.message) from None
+        if before != after:
+            log.info("database migrated from %s to %s", before or "empty", after)
+        self._take_node_lock()
+        self.db = DbThread(self.core.db)
+        self.box = self.core.box
+        lost = await self.db.write(lifecycle.recover_lost, settings.node, datetime.now(UTC),
+                                   self.core.db.is_sqlite)
+        if lost:
+            log.warning("marked %d job(s) left running by a previous run as lost: %s",
+                        len(lost), ", ".join(map(str, lost)))
+        self.hub = OutputHub(self._write_output, self.publish)
+        self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
+                                     self._executors())
+        self.dispatcher.on_change = self._report_status
+        self.scheduler = Scheduler(self.db, self.box, self._jobs_created)
+        self.rpc = RpcServer(settings.socket, build_handlers(self),
+                             max_frame=settings.max_frame_bytes)
+        self.bus.subscribe(self.rpc.broadcast)
+        await self.rpc.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        await self._count_queued()
+        self.notifier.ready(self._status_line())
+        log.info("multiflexid %s ready on node %s (%s, socket %s, max %d parallel jobs)",
+                 multiflexi.__version__, settings.node, self.core.db.display_url(),
+                 settings.socket, settings.max_parallel)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.scheduler.run(self.stop_taking), name="scheduler")
+                tg.create_task(self.dispatcher.run(self.stop_taking), name="dispatcher")
+                tg.create_task(self.hub.run(self.stopped), name="output")
+                tg.create_task(self._watchdog(), name="watchdog")
+                tg.create_task(self._status_loop(), name="status")
+                tg.create_task(self._shutdown(), name="shutdown")
+        finally:
+            await self.rpc.close()
+            self.db.close()
+            self.core.close()
+            self.notifier.close()
+
+    def _on_signal(self, sig: int) -> None:
+        if self.stop_taking.is_set():
+            log.warning("%s again: stopping running jobs now", signal.Signals(sig).name)
+            for run in self.dispatcher.running.values():
+                run.cancel.set()
+            return
+        log.info("%s: stopping (running jobs get %g s to finish)", signal.Signals(sig).name,
+                 self.settings.stop_grace_seconds)
+        self.stop_taking.set()
+
+    async def _shutdown(self) -> None:
+        await self.stop_taking.wait()
+        self.notifier.stopping(f"stopping; {len(self.dispatcher.running)} job(s) running")
+        await self.dispatcher.drain(self.settings.stop_grace_seconds)
+        self.stopped.set()
+
+    # --- periodic -----------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_seconds
+        if not interval:
+            await self.stopped.wait()
+            return
+        while not self.stopped.is_set():
+            self.notifier.watchdog()  # sent from the loop itself: a stuck loop gets no ping
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), interval / 3)
+
+    async def _status_loop(self) -> None:
+        while not self.stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), 2.0)
+            await self._count_queued()
+            self._report_status()
+
+    async def _count_queued(self) -> None:
+        try:
+            self.queued = await self.db.read(
+                lambda s: s.scalar(select(func.count()).select_from(Schedule)) or 0)
+            self.db_problem = None
+        except Exception as exc:
+            self.db_problem = str(exc).splitlines()[0]
+
+    def _status_line(self) -> str:
+        line = f"{len(self.dispatcher.running)} running, {self.queued} queued"
+        if self.degraded:
+            line = f"degraded: {self.db_problem or 'database writes failing'}; " + line
+        return line
+
+    @property
+    def degraded(self) -> bool:
+        return self.db_problem is not None or self.hub.failing_since is not None
+
+    def _report_status(self) -> None:
+        self.notifier.status(self._status_line())
+
+    # --- what the socket methods use ----------------------------------------------------
+
+    def publish(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "job.output":
+            if not self.bus.has_listeners:
+                return
+            payload = output_view(payload["job_id"], payload["seq"], payload["stream"],
+                                  payload["at"], payload["data"])
+        self.bus.publish(kind, payload)
+
+    async def _write_output(self, rows: list[dict[str, Any]],
+                            sizes: dict[int, tuple[int, int]]) -> None:
+        await self.db.write(lifecycle.write_output, rows, sizes)
+
+    def _jobs_created(self, job_ids: list[int]) -> None:
+        self.dispatcher.wake.set()
+        if self.bus.has_listeners:
+            self.dispatcher.background(self._announce(job_ids))
+
+    async def _announce(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            view = await self.db.read(job_view, job_id)
+            self.bus.publish("job.changed", view)
+            if view.get("runtemplate_id"):
+                rt = await self.db.read(
+                    lambda s, i=view["runtemplate_id"]: rt_view(
+                        s, runtemplates.get_runtemplate(s, i)))
+                self.bus.publish("runtemplate.changed", rt)
+
+    async def status_doc(self, user: str) -> dict[str, Any]:
+        db = self.core.db
+        return {
+            "version": multiflexi.__version__,
+            "protocol": 1,
+            "node": self.settings.node,
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "user": user,
+            "running": len(self.dispatcher.running),
+            "running_jobs": sorted(self.dispatcher.running),
+            "queued": self.queued,
+            "max_parallel": self.settings.max_parallel,
+            "database": {"url": db.display_url(), "backend": db.dialect,
+                         "reachable": self.db_problem is None},
+            "degraded": self.degraded,
+            "status": self._status_line(),
+            "stopping": self.stop_taking.is_set(),
+        }
+
+    async def run_now(self, rt_id: int, env: dict[str, str], *, launched_by: str,
+                      schedule_type: str) -> dict[str, Any]:
+        if self.stop_taking.is_set():
+            raise Conflict("multiflexid is stopping; the job was not queued")
+
+        def q(s: Session) -> dict[str, Any]:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            resolved = runtemplates.resolve_env(s, rt, self.box, overrides=env)
+            bad = [e for e in resolved.errors if e.split(":")[0] in env]
+            if bad:
+                raise InvalidInput("; ".join(bad))
+            busy = s.scalar(select(func.count()).select_from(Job).where(
+                Job.runtemplate_id == rt.id, Job.state == "running"))
+            job = jobs.create_job(
+                s, rt, schedule_type=schedule_type, launched_by=launched_by,
+                after=datetime.now(UTC), box=self.box, overrides=env,
+                state="pending" if busy else "scheduled",
+            )
+            return job_dict(job)
+
+        view = await self.db.write(q)
+        log.info("job %s queued by %s", view["id"], launched_by,
+                 extra={"MULTIFLEXI_JOB_ID": view["id"], "MULTIFLEXI_RUNTEMPLATE_ID": rt_id})
+        self.dispatcher.wake.set()
+        self.bus.publish("job.changed", view)
+        return view
+
+    async def cancel(self, job_id: int, by: str) -> dict[str, Any]:
+        if self.dispatcher.cancel(job_id):
+            log.info("cancel requested by %s", by, extra={"MULTIFLEXI_JOB_ID": job_id})
+            view = await self.db.read(job_view, job_id)
+            view["cancel"] = "requested"
+            return view
+        now = datetime.now(UTC)
+
+        def q(s: Session) -> str:
+            job = jobs.get_job(s, job_id)
+            if lifecycle.cancel_queued(s, job_id, now, by):
+                return "cancelled"
+            if job.state == "running":
+                lifecycle.request_cancel(s, job_id)
+                return "requested"
+            raise Conflict(f"job {job_id} is already {job.state}; nothing to cancel")
+
+        outcome = await self.db.write(q)
+        view = await self.db.read(job_view, job_id)
+        view["cancel"] = outcome
+        self.bus.publish("job.changed", view)
+        return view
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="multiflexid",
+        description="MultiFlexi daemon: schedules and runs jobs, serves the socket. Runs in "
+                    "the foreground (systemd Type=notify); SIGTERM stops it gracefully.",
+    )
+    parser.add_argument("--config", help="TOML config file "
+                        "[default: $MULTIFLEXI_CONFIG or /etc/multiflexi/multiflexi.conf]")
+    parser.add_argument("--log-target", choices=("auto", "journal", "stderr"),
+                        default=os.environ.get("MULTIFLEXI_LOG_TARGET", "auto"),
+                        help="where to log: the journal under systemd (auto), or stderr")
+    parser.add_argument("--debug", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version",
+                        version=f"multiflexid {multiflexi.__version__}")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_target, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        settings = load_settings(args.config)
+        asyncio.run(Daemon(settings).serve())
+    except (StartupError, SettingsError, DatabaseError) as exc:
+        log.error("cannot start: %s", exc)
+        print(f"multiflexid: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except MultiFlexiError as exc:
+        log.error("cannot start: %s", exc.message)
+        print(f"multiflexid: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(1)
+    log.info("multiflexid stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,405 @@
+"""The methods the daemon serves on its socket (documented in shared/PROTOCOL.md)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from multiflexi.errors import Conflict, InvalidInput, NotFound
+from multiflexi.protocol import Params
+from multiflexid.domain.schedule import ScheduleError, upcoming
+from multiflexid.presenters import (
+    app_dict,
+    artifact_dict,
+    company_dict,
+    credential_dict,
+    exit_code_dict,
+    iso,
+    job_dict,
+    runtemplate_dict,
+)
+from multiflexid.services import apps, companies, credentials, jobs, lifecycle, runtemplates
+from multiflexid.store.orm import (
+    JOB_STATES,
+    AppExitCode,
+    Application,
+    Artifact,
+    Company,
+    Credential,
+    CredentialType,
+    Job,
+    RunTemplate,
+    Schedule,
+)
+
+from .rpc_server import Connection, Handler
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
+
+
+def _page(p: Params) -> tuple[int, int]:
+    return p.opt_int("limit", 100, min=1, max=1000), p.opt_int("offset", 0, min=0)
+
+
+def build_handlers(d: Daemon) -> dict[str, Handler]:
+    """The registry of methods; each validates its params where they come off the wire."""
+    db = d.db
+
+    # --- daemon -------------------------------------------------------------------------
+
+    async def daemon_status(conn: Connection, p: Params) -> Any:
+        p.done()
+        return await d.status_doc(conn.peer.user)
+
+    # --- companies, applications ----------------------------------------------------------
+
+    async def company_list(conn: Connection, p: Params) -> Any:
+        limit, offset = _page(p)
+        p.done()
+
+        def q(s: Session) -> Any:
+            rows = s.scalars(select(Company).order_by(Company.id).limit(limit).offset(offset))
+            total = s.scalar(select(func.count()).select_from(Company))
+            return {"items": [company_dict(c) for c in rows], "total": total}
+
+        return await db.read(q)
+
+    async def company_get(conn: Connection, p: Params) -> Any:
+        key = p.exactly_one("id", "slug")
+        ref = p.int("id") if key == "id" else p.str("slug")
+        p.done()
+        return await db.read(lambda s: company_dict(companies.get_company(s, ref)))
+
+    async def app_list(conn: Connection, p: Params) -> Any:
+        limit, offset = _page(p)
+        p.done()
+
+        def q(s: Session) -> Any:
+            rows = s.scalars(select(Application).order_by(Application.id)
+                             .limit(limit).offset(offset))
+            total = s.scalar(select(func.count()).select_from(Application))
+            return {"items": [app_dict(a) for a in rows], "total": total}
+
+        return await db.read(q)
+
+    async def app_get(conn: Connection, p: Params) -> Any:
+        key = p.exactly_one("id", "uuid")
+        ref = str(p.int("id")) if key == "id" else p.str("uuid")
+        p.done()
+        return await db.read(lambda s: app_dict(apps.get_app(s, ref, parts=True), parts=True))
+
+    # --- run templates ------------------------------------------------------------------
+
+    async def runtemplate_list(conn: Connection, p: Params) -> Any:
+        company_id = p.opt_int("company_id")
+        app_id = p.opt_int("app_id")
+        active = p.opt_bool("active")
+        limit, offset = _page(p)
+        p.done()
+
+        def q(s: Session) -> Any:
+            query = select(RunTemplate)
+            if company_id is not None:
+                query = query.where(RunTemplate.company_id == company_id)
+            if app_id is not None:
+                query = query.where(RunTemplate.app_id == app_id)
+            if active is not None:
+                query = query.where(RunTemplate.active.is_(active))
+            total = s.scalar(select(func.count()).select_from(query.subquery()))
+            rows = list(s.scalars(query.order_by(RunTemplate.id).limit(limit).offset(offset)))
+            return {"items": _rt_views(s, rows), "total": total}
+
+        return await db.read(q)
+
+    async def runtemplate_get(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        p.done()
+        return await db.read(lambda s: rt_view(s, runtemplates.get_runtemplate(s, rt_id)))
+
+    async def runtemplate_env(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        env = p.str_map("env") if "env" in p else {}
+        p.done()
+
+        def q(s: Session) -> Any:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            resolved = runtemplates.resolve_env(s, rt, d.box, overrides=env)
+            return {"environment": resolved.explain(reveal=False), "missing": resolved.missing,
+                    "errors": resolved.errors}
+
+        return await db.read(q)
+
+    async def runtemplate_preview(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        count = p.opt_int("count", 10, min=1, max=1000)
+        start = p.opt_datetime("from") or datetime.now(UTC)
+        p.done()
+        rt = await db.read(lambda s: runtemplates.get_runtemplate(s, rt_id))
+        try:
+            times = upcoming(runtemplates.recurrence(rt), start, count)
+        except ScheduleError as exc:
+            raise InvalidInput(str(exc)) from None
+        zone = ZoneInfo(rt.timezone) if rt.timezone else None
+        return {
+            "timezone": rt.timezone,
+            "due": [{"tick": iso(t), "due": iso(due),
+                     "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
+                    for t, due in times],
+        }
+
+    async def runtemplate_run(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        env = p.str_map("env") if "env" in p else {}
+        via = p.opt_enum("via", ("cli", "tui", "api"), "api")
+        p.done()
+        job = await d.run_now(rt_id, env, launched_by=conn.peer.user,
+                              schedule_type=f"adhoc-{via}")
+        return job
+
+    async def runtemplate_set_active(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        active = p.bool("active")
+        p.done()
+
+        def q(s: Session) -> Any:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            runtemplates.update_runtemplate(s, rt, datetime.now(UTC), active=active)
+            return rt_view(s, rt)
+
+        view = await db.write(q)
+        d.publish("runtemplate.changed", view)
+        d.scheduler.wake.set()
+        return view
+
+    async def runtemplate_create(conn: Connection, p: Params) -> Any:
+        app_id = p.int("app_id")
+        company_id = p.int("company_id")
+        values: dict[str, Any] = {"name": p.str("name")}
+        for key in ("interv", "cron", "timezone", "executor"):
+            value = p.opt_str(key)
+            if value is not None:
+                values[key] = value
+        delay = p.opt_int("delay", min=0)
+        if delay is not None:
+            values["delay"] = delay
+        values["active"] = p.opt_bool("active", True)
+        config = p.str_map("config") if "config" in p else {}
+        creds = p.int_list("credentials") if "credentials" in p else []
+        p.done()
+
+        def q(s: Session) -> Any:
+            app = apps.get_app(s, app_id)
+            company = companies.get_company(s, company_id)
+            rt = runtemplates.create_runtemplate(
+                s, app, company, d.box, datetime.now(UTC), config=config,
+                credential_ids=creds, **values,
+            )
+            return rt_view(s, runtemplates.get_runtemplate(s, rt.id))
+
+        view = await db.write(q)
+        d.publish("runtemplate.changed", view)
+        d.scheduler.wake.set()
+        return view
+
+    async def credential_list(conn: Connection, p: Params) -> Any:
+        company_id = p.int("company_id")
+        p.done()
+
+        def q(s: Session) -> Any:
+            company = companies.get_company(s, company_id)
+            codes = dict(s.execute(select(CredentialType.id, CredentialType.code)).tuples()
+                         .all())
+            return {"items": [
+                credential_dict(c, codes.get(c.credential_type_id, "?"), company.slug,
+                                credentials.credential_values(c, d.box, reveal=False))
+                for c in credentials.list_credentials(s, company)
+            ]}
+
+        return await db.read(q)
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    async def job_list(conn: Connection, p: Params) -> Any:
+        company_id = p.opt_int("company_id")
+        rt_id = p.opt_int("runtemplate_id")
+        app_id = p.opt_int("app_id")
+        state = p.opt_enum("state", JOB_STATES)
+        before = p.opt_int("before_id")
+        limit = p.opt_int("limit", 50, min=1, max=1000)
+        p.done()
+
+        def q(s: Session) -> Any:
+            company = companies.get_company(s, company_id) if company_id is not None else None
+            rows = jobs.list_jobs(s, company=company, runtemplate_id=rt_id, app_id=app_id,
+                                  state=state, limit=limit, before_id=before)
+            items = [job_dict(j) for j in rows]
+            return {"items": items,
+                    "next_before_id": items[-1]["id"] if len(items) == limit else None}
+
+        return await db.read(q)
+
+    async def job_get(conn: Connection, p: Params) -> Any:
+        job_id = p.int("id")
+        p.done()
+        return await db.read(job_view, job_id)
+
+    async def job_output(conn: Connection, p: Params) -> Any:
+        job_id = p.int("id")
+        after = p.opt_int("after_seq", -1, min=-1)
+        limit = p.opt_int("limit", 1000, min=1, max=10000)
+        stream = p.opt_enum("stream", ("stdout", "stderr"))
+        p.done()
+        await d.hub.flush()
+
+        def q(s: Session) -> Any:
+            job = jobs.get_job(s, job_id)
+            chunks = jobs.read_output(s, job_id, after_seq=after, stream=stream, limit=limit)
+            last = chunks[-1].seq if chunks else after
+            return {
+                "chunks": [output_view(c.job_id, c.seq, c.stream, c.at, c.data)
+                           for c in chunks],
+                "last_seq": last,
+                "done": jobs.is_final(job.state) and len(chunks) < limit,
+                "state": job.state,
+            }
+
+        return await db.read(q)
+
+    async def job_cancel(conn: Connection, p: Params) -> Any:
+        job_id = p.int("id")
+        p.done()
+        return await d.cancel(job_id, by=conn.peer.user)
+
+    async def artifact_get(conn: Connection, p: Params) -> Any:
+        art_id = p.int("id")
+        max_bytes = p.opt_int("max_bytes", MAX_ARTIFACT_BYTES, min=0, max=64 * 1024 * 1024)
+        p.done()
+
+        def q(s: Session) -> Any:
+            a = s.get(Artifact, art_id)
+            if a is None:
+                raise NotFound(f"no artifact with id {art_id}")
+            content = a.content or b""
+            return {**artifact_dict(a),
+                    "content_base64": base64.b64encode(content[:max_bytes]).decode(),
+                    "truncated": len(content) > max_bytes}
+
+        return await db.read(q)
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def events_subscribe(conn: Connection, p: Params) -> Any:
+        want_jobs = p.opt_bool("jobs", False)
+        want_rts = p.opt_bool("runtemplates", False)
+        output_of = p.opt_int("job_output")
+        p.done()
+        conn.jobs = conn.jobs or want_jobs
+        conn.runtemplates = conn.runtemplates or want_rts
+        if output_of is not None:
+            conn.output_of.add(output_of)
+        subscribed = [k for k, v in (("jobs", conn.jobs), ("runtemplates", conn.runtemplates))
+                      if v] + [f"job_output:{j}" for j in sorted(conn.output_of)]
+        return {"subscribed": subscribed}
+
+    async def events_unsubscribe(conn: Connection, p: Params) -> Any:
+        output_of = p.opt_int("job_output")
+        everything = p.opt_bool("all", False)
+        p.done()
+        if everything:
+            conn.jobs = conn.runtemplates = False
+            conn.output_of.clear()
+        if output_of is not None:
+            conn.output_of.discard(output_of)
+        return {"subscribed": [f"job_output:{j}" for j in sorted(conn.output_of)]}
+
+    return {
+        "daemon.status": daemon_status,
+        "company.list": company_list,
+        "company.get": company_get,
+        "app.list": app_list,
+        "app.get": app_get,
+        "runtemplate.list": runtemplate_list,
+        "runtemplate.get": runtemplate_get,
+        "runtemplate.env": runtemplate_env,
+        "runtemplate.preview": runtemplate_preview,
+        "runtemplate.run": runtemplate_run,
+        "runtemplate.set_active": runtemplate_set_active,
+        "runtemplate.create": runtemplate_create,
+        "credential.list": credential_list,
+        "job.list": job_list,
+        "job.get": job_get,
+        "job.output": job_output,
+        "job.cancel": job_cancel,
+        "artifact.get": artifact_get,
+        "events.subscribe": events_subscribe,
+        "events.unsubscribe": events_unsubscribe,
+    }
+
+
+# --- views shared with the daemon ---------------------------------------------------------
+
+
+def _rt_views(s: Session, rows: list[RunTemplate]) -> list[dict[str, Any]]:
+    app_names = dict(s.execute(select(Application.id, Application.name)).tuples().all())
+    slugs = dict(s.execute(select(Company.id, Company.slug)).tuples().all())
+    out = []
+    for rt in rows:
+        view = runtemplate_dict(rt, app_names.get(rt.app_id), slugs.get(rt.company_id))
+        view["last_job"] = _last_job(s, rt.id)
+        out.append(view)
+    return out
+
+
+def _last_job(s: Session, rt_id: int) -> dict[str, Any] | None:
+    job = s.scalar(select(Job).where(Job.runtemplate_id == rt_id).order_by(Job.id.desc())
+                   .limit(1))
+    if job is None:
+        return None
+    return {"id": job.id, "state": job.state, "exitcode": job.exitcode, "end": iso(job.end)}
+
+
+def rt_view(s: Session, rt: RunTemplate) -> dict[str, Any]:
+    app = s.get(Application, rt.app_id)
+    company = s.get(Company, rt.company_id)
+    view = runtemplate_dict(rt, app.name if app else None, company.slug if company else None,
+                            parts=True)
+    view["last_job"] = _last_job(s, rt.id)
+    return view
+
+
+def exit_meaning(s: Session, job: Job) -> dict[str, Any] | None:
+    if job.exitcode is None:
+        return None
+    row = s.scalar(select(AppExitCode).where(AppExitCode.app_id == job.app_id,
+                                             AppExitCode.code == job.exitcode))
+    return exit_code_dict(row) if row else None
+
+
+def job_view(s: Session, job_id: int) -> dict[str, Any]:
+    job = jobs.get_job(s, job_id)
+    view = job_dict(job, exit_meaning(s, job))
+    app = s.get(Application, job.app_id)
+    company = s.get(Company, job.company_id)
+    view["app"] = app.name if app else None
+    view["company"] = company.slug if company else None
+    view["environment"] = (job.env or {}).get("values")
+    view["queued_after"] = iso(s.scalar(select(Schedule.after).where(Schedule.job_id == job_id)))
+    view["artifacts"] = [artifact_dict(a) for a in s.scalars(
+        select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id))]
+    return view
+
+
+def output_view(job_id: int, seq: int, stream: str, at: datetime, data: bytes) -> dict[str, Any]:
+    return {"job_id": job_id, "seq": seq, "stream": stream, "at": iso(at),
+            "data": data.decode("utf-8", "replace")}
+
+
+__all__ = ["Conflict", "Credential", "build_handlers", "job_view", "lifecycle", "rt_view"]

@@ -1,0 +1,244 @@
+"""The daemon's Unix socket: JSON-RPC 2.0, one message per line (see shared/PROTOCOL.md).
+
+The peer is identified by SO_PEERCRED, never by what it sends. Root, the daemon's own
+user and members of group ``multiflexi`` are served; anyone else gets a ``forbidden``
+error (id null) and the connection is closed. A malformed or oversized frame gets an
+error and closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from multiflexi.errors import Forbidden, MultiFlexiError, ProtocolError
+from multiflexi.protocol import (
+    Params,
+    encode,
+    error_response,
+    notification,
+    parse_frame,
+    response,
+)
+
+log = logging.getLogger(__name__)
+
+GROUP = "multiflexi"
+QUEUE_LIMIT = 10000  # notifications waiting for a slow client before it is dropped
+
+
+@dataclass
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+    user: str
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> Peer:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, gid = struct.unpack("3i", creds)
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        return cls(pid, uid, gid, user)
+
+
+def refusal(peer: Peer) -> str | None:
+    """Why ``peer`` may not use the daemon, or None if it may."""
+    if peer.uid in (0, os.geteuid()):
+        return None
+    try:
+        group = grp.getgrnam(GROUP)
+    except KeyError:
+        return (f"user {peer.user} (uid {peer.uid}) may not use multiflexid: only root and "
+                f"the daemon's user may (there is no group {GROUP} on this machine)")
+    if peer.gid == group.gr_gid or peer.user in group.gr_mem:
+        return None
+    try:
+        if group.gr_gid in os.getgrouplist(peer.user, peer.gid):
+            return None
+    except KeyError:
+        pass
+    return (f"user {peer.user} (uid {peer.uid}) may not use multiflexid: add it to group "
+            f"{GROUP} (sudo adduser {peer.user} {GROUP}) and log in again")
+
+
+@dataclass
+class Connection:
+    peer: Peer
+    writer: asyncio.StreamWriter
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue())
+    jobs: bool = False
+    runtemplates: bool = False
+    output_of: set[int] = field(default_factory=set)
+    closed: bool = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= QUEUE_LIMIT:
+            log.warning("client %s (pid %d) too slow; disconnected", self.peer.user,
+                        self.peer.pid)
+            self.close()
+            return
+        self.queue.put_nowait(encode(message))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+    def wants(self, kind: str, payload: dict[str, Any]) -> bool:
+        if kind == "job.output":
+            return payload.get("job_id") in self.output_of
+        if kind == "job.changed":
+            return self.jobs or payload.get("id") in self.output_of
+        if kind == "runtemplate.changed":
+            return self.runtemplates
+        return False
+
+
+Handler = Callable[[Connection, Params], Awaitable[Any]]
+
+
+class RpcServer:
+    def __init__(
+        self, path: Path, handlers: dict[str, Handler], *, max_frame: int = 1024 * 1024
+    ) -> None:
+        self.path = path
+        self.handlers = handlers
+        self.max_frame = max_frame
+        self.connections: set[Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self._remove_stale()
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=self.max_frame + 1
+        )
+        os.chmod(self.path, 0o660)
+        with contextlib.suppress(KeyError, PermissionError):
+            os.chown(self.path, -1, grp.getgrnam(GROUP).gr_gid)
+        log.info("listening on %s", self.path)
+
+    async def _remove_stale(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            _r, w = await asyncio.open_unix_connection(str(self.path))
+        except OSError:
+            self.path.unlink()  # nobody answers: a leftover of a crashed daemon
+            return
+        w.close()
+        raise MultiFlexiError(f"another multiflexid is already listening on {self.path}")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.connections):
+                conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
+        for conn in list(self.connections):
+            if conn.wants(kind, payload):
+                conn.send(notification(kind, payload))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        peer = Peer.of(sock)
+        conn = Connection(peer, writer)
+        sender = asyncio.create_task(self._send_loop(conn))
+        why = refusal(peer)
+        if why:
+            log.warning("refused %s (uid %d, pid %d): not allowed", peer.user, peer.uid,
+                        peer.pid)
+            conn.send(error_response(None, Forbidden(why)))
+            conn.close()
+            await sender
+            return
+        self.connections.add(conn)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while not conn.closed:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    break
+                except asyncio.LimitOverrunError:
+                    conn.send(error_response(None, ProtocolError(
+                        f"frame larger than {self.max_frame} bytes; connection closed")))
+                    break
+                except ConnectionError:
+                    break
+                try:
+                    message = parse_frame(line)
+                except MultiFlexiError as exc:
+                    conn.send(error_response(None, exc))
+                    break
+                task = asyncio.create_task(self._dispatch(conn, message))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            self.connections.discard(conn)
+            for task in tasks:
+                task.cancel()
+            conn.close()
+            await sender
+
+    async def _dispatch(self, conn: Connection, message: dict[str, Any]) -> None:
+        msg_id = message.get("id")
+        method = message.get("method")
+        if method is None:  # a response from a client: nothing asked for it
+            return
+        handler = self.handlers.get(str(method))
+        try:
+            if handler is None:
+                raise ProtocolError(f"unknown method {method!r}", {"method": method})
+            result = await handler(conn, Params(message.get("params")))
+        except MultiFlexiError as exc:
+            if msg_id is not None:
+                conn.send(error_response(msg_id, exc))
+            return
+        except Exception as exc:
+            log.exception("method %s failed", method)
+            if msg_id is not None:
+                conn.send(error_response(msg_id, MultiFlexiError(
+                    f"internal error in {method}: {type(exc).__name__}: {exc}")))
+            return
+        if msg_id is not None:
+            conn.send(response(msg_id, result))
+
+    async def _send_loop(self, conn: Connection) -> None:
+        writer = conn.writer
+        try:
+            while True:
+                data = await conn.queue.get()
+                if data is None:
+                    break
+                writer.write(data)
+                if conn.queue.empty():
+                    await writer.drain()
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            conn.closed = True
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()

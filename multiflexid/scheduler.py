@@ -1,0 +1,70 @@
+"""The scheduler: turns due run templates into jobs.
+
+Each tick asks the database only for templates whose ``next_schedule`` has come (an
+index range scan), so its cost does not grow with the templates that are not due. The
+unique (template, tick) constraint makes "one job per tick" a database guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from multiflexid.aio import nap
+from multiflexid.crypto import SecretBox
+from multiflexid.dbthread import DbThread
+from multiflexid.services import lifecycle
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 1.0  # templates changed by the CLI are noticed within this
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: DbThread,
+        box: SecretBox,
+        on_jobs: Callable[[list[int]], None],
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        batch: int = 1000,
+    ) -> None:
+        self.db = db
+        self.box = box
+        self.on_jobs = on_jobs
+        self.clock = clock
+        self.batch = batch
+        self.wake = asyncio.Event()
+        self.last_tick: datetime | None = None
+
+    async def tick(self) -> lifecycle.TickResult:
+        now = self.clock()
+        result = await self.db.write(lifecycle.tick, now, self.box, self.batch)
+        self.last_tick = now
+        if result.created:
+            log.info("scheduled %d job(s)", len(result.created))
+            self.on_jobs(result.created)
+        return result
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                result = await self.tick()
+            except Exception as exc:
+                log.error("scheduler: %s", exc)
+                await nap(self.wake, stopping, 2.0)
+                continue
+            if len(result.created) + len(result.skipped) >= self.batch:
+                continue  # more are due right now
+            sleep = MAX_SLEEP
+            if result.next_due is not None:
+                sleep = max(0.0, min(MAX_SLEEP, (result.next_due - self.clock()).total_seconds()))
+            await nap(self.wake, stopping, sleep)
+

@@ -1,0 +1,249 @@
+"""Database side of the daemon: scheduler ticks, claims, job starts and ends, recovery.
+
+Each function is one short transaction, called from the daemon's database thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from multiflexid.crypto import SecretBox
+from multiflexid.domain.schedule import catch_up
+from multiflexid.store.orm import (
+    Application,
+    Company,
+    Job,
+    JobOutput,
+    RunTemplate,
+    Schedule,
+)
+
+from .jobs import create_job
+from .runtemplates import recurrence
+
+log = logging.getLogger(__name__)
+
+# A tick started this much later than it was due counts as a catch-up after downtime.
+CATCH_UP_AFTER = timedelta(seconds=60)
+RUNNING = "running"
+
+
+# --- scheduler ------------------------------------------------------------------------------
+
+
+@dataclass
+class TickResult:
+    created: list[int] = field(default_factory=list)  # job ids
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (template id, why)
+    next_due: datetime | None = None
+
+
+def tick(s: Session, now: datetime, box: SecretBox, limit: int = 1000) -> TickResult:
+    """Turn due active templates into jobs (one per template tick, whatever happens)."""
+    result = TickResult()
+    query = (
+        select(RunTemplate)
+        .where(RunTemplate.active.is_(True), RunTemplate.next_schedule <= now)
+        .order_by(RunTemplate.next_schedule)
+        .limit(limit)
+    )
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    for rt in s.scalars(query):
+        rec = recurrence(rt)
+        due_tick = rt.next_schedule
+        assert due_tick is not None
+        try:
+            missed, upcoming = catch_up(rec, due_tick, now)
+        except ValueError as exc:  # a broken cron or zone: stop scheduling it, say why
+            log.error("run template %s: %s; not scheduled", rt.id, exc,
+                      extra={"MULTIFLEXI_RUNTEMPLATE_ID": rt.id})
+            rt.next_schedule = None
+            result.skipped.append((rt.id, str(exc)))
+            continue
+        rt.next_schedule = upcoming
+        if missed is None:
+            continue
+        rt.last_schedule = missed
+        why = _skip_reason(s, rt)
+        if why:
+            result.skipped.append((rt.id, why))
+            log.info("run template %s: tick %s skipped: %s", rt.id, missed.isoformat(), why,
+                     extra={"MULTIFLEXI_RUNTEMPLATE_ID": rt.id})
+            continue
+        late = now - missed > CATCH_UP_AFTER
+        busy = _has_running(s, rt.id)
+        try:
+            with s.begin_nested():
+                job = create_job(
+                    s, rt,
+                    schedule_type="catch-up" if late else rec.schedule_type,
+                    launched_by="scheduler",
+                    after=missed + timedelta(seconds=rt.delay or 0),
+                    tick=missed,
+                    box=box,
+                    state="pending" if busy else "scheduled",
+                )
+        except IntegrityError:
+            # Another node (or an earlier attempt) already made this tick's job.
+            result.skipped.append((rt.id, "job for this tick exists"))
+            continue
+        result.created.append(job.id)
+    result.next_due = s.scalar(
+        select(RunTemplate.next_schedule)
+        .where(RunTemplate.active.is_(True), RunTemplate.next_schedule.is_not(None))
+        .order_by(RunTemplate.next_schedule).limit(1)
+    )
+    return result
+
+
+def _skip_reason(s: Session, rt: RunTemplate) -> str | None:
+    app_enabled = s.scalar(select(Application.enabled).where(Application.id == rt.app_id))
+    if not app_enabled:
+        return "application disabled"
+    company_enabled = s.scalar(select(Company.enabled).where(Company.id == rt.company_id))
+    if not company_enabled:
+        return "company disabled"
+    # At most one job waits per template: the next tick is coalesced into it.
+    waiting = s.scalar(select(exists().where(
+        Job.runtemplate_id == rt.id, Job.state.in_(("pending", "scheduled")))))
+    if waiting:
+        return "a job of this template is already waiting"
+    return None
+
+
+def _has_running(s: Session, rt_id: int) -> bool:
+    return bool(s.scalar(select(exists().where(
+        Job.runtemplate_id == rt_id, Job.state == RUNNING))))
+
+
+# --- dispatcher ---------------------------------------------------------------------------
+
+
+def claim(s: Session, now: datetime, node: str, limit: int) -> list[int]:
+    """Take up to ``limit`` due jobs for this node: at most one per template, and none of
+    a template that has a job running (no overlap)."""
+    if limit <= 0:
+        return []
+    other = aliased(Job)
+    query = (
+        select(Schedule.id, Schedule.job_id, Schedule.runtemplate_id)
+        .where(Schedule.after <= now)
+        .where(~exists().where(other.runtemplate_id == Schedule.runtemplate_id,
+                               other.state == RUNNING))
+        .order_by(Schedule.after, Schedule.id)
+        .limit(limit * 4)
+    )
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Schedule)
+    picked: list[tuple[int, int]] = []
+    templates: set[int | None] = set()
+    for sched_id, job_id, rt_id in s.execute(query).tuples():
+        if rt_id is not None and rt_id in templates:
+            continue
+        templates.add(rt_id)
+        picked.append((sched_id, job_id))
+        if len(picked) >= limit:
+            break
+    if not picked:
+        return []
+    job_ids = [j for _, j in picked]
+    s.execute(delete(Schedule).where(Schedule.id.in_([i for i, _ in picked])))
+    s.execute(
+        update(Job).where(Job.id.in_(job_ids))
+        .values(state=RUNNING, node=node, begin=now, updated_at=now)
+    )
+    return job_ids
+
+
+def next_after(s: Session) -> datetime | None:
+    """When the earliest queued job becomes due."""
+    return s.scalar(select(Schedule.after).order_by(Schedule.after).limit(1))
+
+
+def recover_lost(s: Session, node: str, now: datetime, all_nodes: bool) -> list[int]:
+    """Jobs left ``running`` by a previous life of this node (or by anyone on SQLite,
+    where only one daemon runs) become ``lost``: they are never left running forever."""
+    query = select(Job.id).where(Job.state == RUNNING)
+    if not all_nodes:
+        query = query.where(Job.node == node)
+    ids = list(s.scalars(query))
+    if ids:
+        s.execute(
+            update(Job).where(Job.id.in_(ids)).values(
+                state="lost", end=now, updated_at=now,
+                reason=f"multiflexid on {node} stopped while the job ran "
+                       "(its result is unknown)",
+            )
+        )
+    return ids
+
+
+def save_prepared(
+    s: Session, job_id: int, *, command: list[str], env: dict[str, Any], executor: str
+) -> None:
+    s.execute(update(Job).where(Job.id == job_id).values(
+        command=command, env=env, executor=executor))
+
+
+def save_pid(s: Session, job_id: int, pid: int | None) -> None:
+    s.execute(update(Job).where(Job.id == job_id).values(pid=pid))
+
+
+def finish(
+    s: Session,
+    job_id: int,
+    *,
+    state: str,
+    now: datetime,
+    exitcode: int | None = None,
+    reason: str | None = None,
+) -> Job:
+    """Record a job's end and count it on its template."""
+    job = s.get(Job, job_id)
+    assert job is not None
+    job.state = state
+    job.end = now
+    job.exitcode = exitcode
+    if reason:
+        job.reason = reason
+    if job.runtemplate_id is not None:
+        column = (RunTemplate.successful_jobs_count if state == "succeeded"
+                  else RunTemplate.failed_jobs_count)
+        if state in ("succeeded", "failed", "timed_out"):
+            s.execute(update(RunTemplate).where(RunTemplate.id == job.runtemplate_id)
+                      .values({column: column + 1}))
+    s.flush()
+    return job
+
+
+def write_output(s: Session, rows: list[dict[str, Any]], sizes: dict[int, tuple[int, int]]) -> None:
+    """Insert output chunks and bump each job's byte counters: (bytes, dropped)."""
+    if rows:
+        s.execute(insert(JobOutput), rows)
+    for job_id, (added, dropped) in sizes.items():
+        s.execute(update(Job).where(Job.id == job_id).values(
+            output_bytes=Job.output_bytes + added,
+            output_dropped=Job.output_dropped + dropped,
+        ))
+
+
+def cancel_queued(s: Session, job_id: int, now: datetime, by: str) -> bool:
+    """Cancel a job that has not started; False if it is not queued."""
+    removed = s.execute(delete(Schedule).where(Schedule.job_id == job_id))
+    if not getattr(removed, "rowcount", 0):
+        return False
+    s.execute(update(Job).where(Job.id == job_id).values(
+        state="cancelled", end=now, updated_at=now, reason=f"cancelled by {by} before it ran"))
+    return True
+
+
+def request_cancel(s: Session, job_id: int) -> None:
+    s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
