@@ -69,12 +69,14 @@ def validate_json(files: tuple[Path, ...]) -> None:
     Exit 1 if any file has a violation.
     """
     report: list[dict[str, Any]] = []
+    uuids: list[tuple[str, str | None]] = []
     for path in svc.expand_paths(list(files)):
         errors: list[str] = []
         warnings: list[str] = []
         try:
             data = load_json(path.read_text(encoding="utf-8"), str(path))
-            _app, warnings = app_from_data(data, str(path))
+            app, warnings = app_from_data(data, str(path))
+            uuids.append((str(path), app.uuid))
         except AppJsonError as exc:
             errors = [f"{exc.source}: {p}" if exc.source != str(path) else p
                       for p in exc.problems]
@@ -84,6 +86,12 @@ def validate_json(files: tuple[Path, ...]) -> None:
             errors = [f"not UTF-8 text (byte {exc.start})"]
         report.append({"file": str(path), "valid": not errors, "errors": errors,
                        "warnings": warnings})
+    # As import-json refuses them: files of one run that share a uuid.
+    shared = svc.shared_uuids(uuids)
+    for r in report:
+        if r["file"] in shared:
+            r["errors"].append(shared[r["file"]])
+            r["valid"] = False
 
     def text() -> None:
         many = len(report) > 1

@@ -53,6 +53,11 @@ class CliState:
     def json(self) -> bool:
         return self.format == "json"
 
+    def close(self) -> None:
+        if self._core is not None:
+            self._core.close()
+            self._core = None
+
 
 def state() -> CliState:
     ctx = click.get_current_context()
@@ -166,8 +171,22 @@ def fail(message: str) -> MultiFlexiError:
 
 def run_main(cli: click.Group, args: list[str] | None = None) -> int:
     """Run the CLI: errors become one line on stderr and exit 1; usage errors exit 2."""
+    _LAST_STATE.clear()
     try:
-        cli.main(args=args, prog_name="multiflexi-cli", standalone_mode=False)
+        return _run(cli, args)
+    finally:
+        # Release the database connections (the CLI also runs in-process, e.g. in tests).
+        for obj in _LAST_STATE:
+            obj.close()
+        _LAST_STATE.clear()
+
+
+def _run(cli: click.Group, args: list[str] | None) -> int:
+    try:
+        # Without standalone mode click *returns* the code of a `raise Exit(n)`.
+        code = cli.main(args=args, prog_name="multiflexi-cli", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:
@@ -192,8 +211,9 @@ def run_main(cli: click.Group, args: list[str] | None = None) -> int:
     except Exception as exc:  # never a bare traceback for an admin; details on request
         if os.environ.get("MULTIFLEXI_DEBUG"):
             raise
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line, never a dump of SQL
         click.echo(
-            f"multiflexi-cli: internal error: {type(exc).__name__}: {exc} "
+            f"multiflexi-cli: internal error: {type(exc).__name__}: {first} "
             "(set MULTIFLEXI_DEBUG=1 for the traceback)", err=True,
         )
         return 1

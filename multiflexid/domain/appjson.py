@@ -90,14 +90,26 @@ def load_json(text: str, source: str) -> Any:
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
-        raise AppJsonError(
-            f"{source}:{exc.lineno}:{exc.colno}", [f"invalid JSON: {exc.msg}"]
-        ) from None
+        line, col, msg = exc.lineno, exc.colno, exc.msg
+        comma = _trailing_comma(exc.doc, exc.pos)
+        if comma is not None:  # point at the comma, not at the bracket after it
+            line = exc.doc.count("\n", 0, comma) + 1
+            col = comma - exc.doc.rfind("\n", 0, comma)
+            msg = f"trailing comma before {exc.doc[exc.pos]!r}"
+        raise AppJsonError(f"{source}:{line}:{col}", [f"invalid JSON: {msg}"]) from None
     problems: list[str] = []
     _collect_duplicates(data, "$", problems)
     if problems:
         raise AppJsonError(source, problems)
     return data
+
+
+def _trailing_comma(doc: str, pos: int) -> int | None:
+    """Offset of the comma when the error at ``pos`` is a ``,`` right before ``}`` / ``]``."""
+    if pos >= len(doc) or doc[pos] not in "}]":
+        return None
+    before = doc[:pos].rstrip()
+    return len(before) - 1 if before.endswith(",") else None
 
 
 _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
@@ -122,28 +134,56 @@ def schema_problems(validator: Draft7Validator, data: Any) -> list[str]:
     """Every schema violation as ``<json path>: <message>``, in document order."""
     out = []
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
-        out.append(_describe(err))
+        out.extend(_describe(err))
     return out
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError) -> list[str]:
     path = json_path(err.absolute_path)
+    patterns = list(err.schema.get("patternProperties", {})) if isinstance(err.schema,
+                                                                          dict) else []
+    extras = []
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict) and patterns:
+        known = err.schema.get("properties", {})
+        extras = [k for k in err.instance
+                  if k not in known and not any(re.search(p, k) for p in patterns)]
+    if extras:  # one line per offending key, saying what keys must look like
+        if patterns == ["^[0-9]+$"]:
+            return [f"{_join(path, k)}: exit codes must be numbers 0-255" for k in extras]
+        return [f"{_join(path, k)}: key does not match {' or '.join(patterns)}"
+                for k in extras]
+    return [_describe_one(err, path)]
+
+
+def _describe_one(err: ValidationError, path: str) -> str:
     if err.validator == "required":
         missing = re.match(r"'(.+)' is a required property", err.message)
         if missing:
             return f"{_join(path, missing.group(1))}: required key is missing"
-    if err.validator == "oneOf" and "localizedString" in json.dumps(err.schema):
-        return f"{path}: must be a string or an object mapping language codes to strings"
-    if err.validator == "oneOf" and err.schema == {"$ref": "#/$defs/localizedString"}:
-        return f"{path}: must be a string or an object mapping language codes to strings"
+    if err.validator == "oneOf" and _is_localized_schema(err.schema):
+        return (f"{path}: must be a string or an object mapping language codes "
+                f"(en, cs, ...) to strings, not {_short(err.instance)}")
     if err.validator == "enum":
         allowed = ", ".join(str(v) for v in err.validator_value)
         return f"{path}: {err.instance!r} is not one of: {allowed}"
     if err.validator == "format":
         return f"{path}: {err.instance!r} is not a valid {err.validator_value}"
-    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        return f"{path}: {err.message}"
     return f"{path}: {err.message}"
+
+
+def _is_localized_schema(schema: Any) -> bool:
+    """Whether ``schema`` is (the resolved form of) upstream's ``localizedString``."""
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("$ref") == "#/$defs/localizedString":
+        return True
+    defs = schemas.load(schemas.APPLICATION).get("$defs", {})
+    return bool(schema) and schema.get("oneOf") == defs.get("localizedString", {}).get("oneOf")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --- format detection and validation ---------------------------------------------------------
@@ -165,10 +205,18 @@ def detect_format(data: dict[str, Any]) -> str:
 _validators: dict[str, Draft7Validator] = {}
 
 
+_ENV_KEY = "^[A-Z0-9_]+$"
+
+
 def _validator(fmt: str) -> Draft7Validator:
     if fmt not in _validators:
         name = schemas.APPLICATION if fmt == "3.4" else schemas.APPLICATION_LEGACY
-        _validators[fmt] = Draft7Validator(schemas.load(name), format_checker=FormatChecker())
+        schema = json.loads(json.dumps(schemas.load(name)))
+        # Upstream only describes fields whose key matches the pattern; a key like
+        # "api_url" would escape every check of its field. Check all fields alike.
+        env = schema["properties"]["environment"]
+        env["additionalProperties"] = env["patternProperties"][_ENV_KEY]
+        _validators[fmt] = Draft7Validator(schema, format_checker=FormatChecker())
     return _validators[fmt]
 
 
@@ -203,6 +251,11 @@ def validate_app(data: Any) -> tuple[list[str], list[str]]:
         warnings.append("$.$schema: missing; assumed the 3.4 application schema")
     errors = schema_problems(_validator(fmt), data)
     errors.extend(_semantic_problems(data, fmt))
+    env = data.get("environment")
+    for key in env if isinstance(env, dict) else ():
+        if not re.match(_ENV_KEY, key):
+            warnings.append(f"{_join('$.environment', key)}: not an upper-case name "
+                            f"({_ENV_KEY}); kept as written")
     for key in data:
         if key not in _KNOWN:
             warnings.append(f"{_join('$', key)}: unknown top-level key (kept, not used)")
@@ -231,6 +284,7 @@ def _semantic_problems(data: dict[str, Any], fmt: str) -> list[str]:
             ftype = spec.get("type", "string")
             if not isinstance(ftype, str) or ftype not in ENV_TYPES:
                 out.append(f"{path}.type: {ftype!r} is not one of: {', '.join(ENV_TYPES)}")
+    out.extend(_too_long(data))
     executable = data.get("executable")
     if isinstance(executable, str) and not executable.strip():
         out.append("$.executable: must not be empty")
@@ -256,6 +310,39 @@ def _semantic_problems(data: dict[str, Any], fmt: str) -> list[str]:
                     re.compile(pattern)
                 except re.error as exc:
                     out.append(f"$.artifacts[{i}].path: not a valid regular expression: {exc}")
+    return out
+
+
+# The longest values the database keeps (column sizes in multiflexid/store/orm.py).
+_MAX_TOP = {"name": 255, "title": 255, "uuid": 64, "executable": 1024, "ociimage": 512,
+            "version": 64, "homepage": 1024}
+_MAX_FIELD = {"category": 32}
+_MAX_ARTIFACT = {"name": 255, "type": 64}
+_MAX_KEY = 255
+
+
+def _too_long(data: dict[str, Any]) -> list[str]:
+    out = []
+
+    def check(path: str, value: Any, limit: int) -> None:
+        text = localized(value)[0] if isinstance(value, (str, dict)) else ""
+        if len(text) > limit:
+            out.append(f"{path}: longer than {limit} characters ({len(text)})")
+
+    for key, limit in _MAX_TOP.items():
+        check(_join("$", key), data.get(key), limit)
+    env = data.get("environment")
+    for key, spec in env.items() if isinstance(env, dict) else ():
+        if len(key) > _MAX_KEY:
+            out.append(f"$.environment.{key[:20]}...: key longer than {_MAX_KEY} characters")
+        for attr, limit in _MAX_FIELD.items():
+            if isinstance(spec, dict):
+                check(_join(_join("$.environment", key), attr), spec.get(attr), limit)
+    arts = data.get("artifacts")
+    for i, art in enumerate(arts if isinstance(arts, list) else []):
+        for attr, limit in _MAX_ARTIFACT.items():
+            if isinstance(art, dict):
+                check(f"$.artifacts[{i}].{attr}", art.get(attr), limit)
     return out
 
 

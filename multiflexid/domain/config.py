@@ -30,6 +30,7 @@ SOURCE_MULTIFLEXI = "multiflexi"
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.I)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}|\{([A-Za-z0-9_]+)\}")
 
@@ -158,10 +159,11 @@ def normalize(ftype: str, value: str, key: str, options: Any = None) -> str:
             raise ConfigError(f"{key}: {value!r} is not an integer")
         return str(int(text))
     if ftype == "float":
-        try:
-            number = float(text)
-        except ValueError:
-            raise ConfigError(f"{key}: {value!r} is not a number") from None
+        # Plain decimal notation only: Python's float() would also take "1_000", which
+        # the application (PHP, shell...) would not read as a number.
+        if not _FLOAT.fullmatch(text):
+            raise ConfigError(f"{key}: {value!r} is not a number")
+        number = float(text)
         if number != number or number in (float("inf"), float("-inf")):
             raise ConfigError(f"{key}: {value!r} is not a finite number")
         return text

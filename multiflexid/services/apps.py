@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from multiflexi.errors import Conflict, InvalidInput, NotFound
@@ -202,6 +203,21 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
+def shared_uuids(files: list[tuple[str, str | None]]) -> dict[str, str]:
+    """Files (of one import) whose uuid another file also has -> the problem, per file."""
+    by_uuid: dict[str, list[str]] = {}
+    for file, uuid in files:
+        if uuid:
+            by_uuid.setdefault(uuid.lower(), []).append(file)
+    out = {}
+    for file, uuid in files:
+        sharing = by_uuid.get((uuid or "").lower(), [])
+        if len(sharing) > 1:
+            others = ", ".join(f for f in sharing if f != file)
+            out[file] = f"$.uuid: {uuid} is also the uuid of {others}"
+    return out
+
+
 def import_files(db: Database, paths: list[Path]) -> list[ImportResult]:
     """Import each file in its own transaction: one bad file never half-writes an app.
 
@@ -227,19 +243,14 @@ def import_files(db: Database, paths: list[Path]) -> list[ImportResult]:
             except AppJsonError as exc:
                 res.errors.extend(_located(exc, str(path)))
         parsed.append((res, definition))
-    by_uuid: dict[str, list[str]] = {}
-    for res, d in parsed:
-        if d is not None and d.uuid:
-            by_uuid.setdefault(d.uuid.lower(), []).append(res.file)
+    shared = shared_uuids([(res.file, d.uuid if d else None) for res, d in parsed])
     for res, d in parsed:
         results.append(res)
         if d is None:
             continue
         res.uuid, res.name = d.uuid, d.name
-        sharing = by_uuid.get((d.uuid or "").lower(), [])
-        if len(sharing) > 1:
-            others = ", ".join(f for f in sharing if f != res.file)
-            res.errors.append(f"$.uuid: {d.uuid} is also the uuid of {others}; not imported")
+        if res.file in shared:
+            res.errors.append(shared[res.file] + "; not imported")
             continue
         try:
             with db.session() as s:
@@ -248,6 +259,9 @@ def import_files(db: Database, paths: list[Path]) -> list[ImportResult]:
             res.ok = True
         except (Conflict, InvalidInput) as exc:
             res.errors.append(exc.message)
+        except DBAPIError as exc:  # rolled back; the other files still get their turn
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            res.errors.append(f"the database refused it: {reason}")
     return results
 
 

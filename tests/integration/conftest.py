@@ -1,0 +1,77 @@
+"""Helpers of the integration tests: table dumps, a second fresh database, test data."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from multiflexid.store.db import Database
+from multiflexid.store.orm import Base
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+_fresh = itertools.count()
+
+
+def dump_tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the model, ordered by primary key."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table.name: [
+                    tuple(row)
+                    for row in conn.execute(
+                        select(table).order_by(*table.primary_key.columns)
+                    )
+                ]
+                for table in Base.metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
+def row_counts(url: str) -> dict[str, int]:
+    return {name: len(rows) for name, rows in dump_tables(url).items()}
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """tests/data: hand-written app files (legacy format, broken ones)."""
+    return DATA
+
+
+@pytest.fixture
+def fresh_db_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], str]]:
+    """Make another empty, migrated database of the test's backend: ``url = fresh_db_url()``."""
+    made: list[str] = []
+
+    def make() -> str:
+        n = next(_fresh)
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / f'fresh{n}' / 'multiflexi.db'}"
+            db = Database(url)
+            db.upgrade()
+            db.dispose()
+            return url
+        cluster = request.getfixturevalue("pg_cluster")
+        name = f"f{os.getpid()}_{n}"
+        cluster.psql(f"CREATE DATABASE {name} TEMPLATE mf_template")
+        made.append(name)
+        return str(cluster.url(name))
+
+    yield make
+    if made:
+        cluster = request.getfixturevalue("pg_cluster")
+        for name in made:
+            cluster.psql(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+            cluster.psql(f"DROP DATABASE IF EXISTS {name}")
