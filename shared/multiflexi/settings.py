@@ -13,6 +13,7 @@ A key that is not known, or a value of the wrong type, is an error naming the fi
 
 from __future__ import annotations
 
+import math
 import os
 import socket as _socket
 import tomllib
@@ -86,30 +87,33 @@ _ENV = {
 }
 
 
+_KIND_NAMES = {"int": "non-negative integer", "float": "non-negative number"}
+
+
 def _coerce(name: str, raw: Any, origin: str) -> Any:
-    kinds = {f.name: f.type for f in fields(Settings)}
+    kinds = {f.name: f.type for f in fields(Settings) if f.name != "config_path"}
+    if name not in kinds:
+        raise SettingsError(f"{origin}: unknown setting (known: {', '.join(sorted(kinds))})")
     kind = kinds[name]
     try:
-        if kind in ("Path", "Path | None"):
-            return Path(str(raw)).expanduser()
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise ValueError(raw)
         if kind == "int":
-            if isinstance(raw, bool):
-                raise ValueError(raw)
             value = int(raw)
-            if value < 0:
+            if value < 0 or (isinstance(raw, float) and raw != value):
                 raise ValueError(raw)
             return value
         if kind == "float":
             value_f = float(raw)
-            if value_f < 0:
+            if not math.isfinite(value_f) or value_f < 0:
                 raise ValueError(raw)
             return value_f
-        if not isinstance(raw, str):
+        if not isinstance(raw, str):  # paths and strings: a number is a mistake
             raise ValueError(raw)
-        return raw
+        return Path(raw).expanduser() if kind in ("Path", "Path | None") else raw
     except (TypeError, ValueError):
         raise SettingsError(
-            f"{origin}: {name} must be a non-negative {kind}, not {raw!r}"
+            f"{origin}: {name} must be a {_KIND_NAMES.get(kind, 'string')}, not {raw!r}"
         ) from None
 
 
@@ -125,7 +129,7 @@ def load_settings(
     """
     env = dict(os.environ if env is None else env)
     values: dict[str, Any] = {}
-    explicit = config is not None or "MULTIFLEXI_CONFIG" in env
+    explicit = config is not None or bool(env.get("MULTIFLEXI_CONFIG"))  # "" is the default
     path = Path(config or env.get("MULTIFLEXI_CONFIG") or DEFAULT_CONFIG)
     if path.exists():
         try:
