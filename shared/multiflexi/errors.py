@@ -61,17 +61,34 @@ class StorageError(MultiFlexiError):
 
 
 class ProtocolError(MultiFlexiError):
-    """A malformed frame or an unknown method."""
+    """A frame that is not a valid JSON-RPC 2.0 message (JSON-RPC "invalid request")."""
 
     code = -32600
     name = "protocol_error"
+    # The id of the offending request when it could be read, so an error response can
+    # carry it (JSON-RPC: null when the id is unknown). Never sent on the wire as data.
+    request_id: int | str | None = None
+
+
+class ParseError(ProtocolError):
+    """A frame that is not UTF-8 JSON at all (JSON-RPC "parse error")."""
+
+    code = -32700
+    name = "parse_error"
+
+
+class MethodNotFound(ProtocolError):
+    """The method is not one the daemon serves."""
+
+    code = -32601
+    name = "method_not_found"
 
 
 ERRORS: dict[str, type[MultiFlexiError]] = {
     cls.name: cls
     for cls in (
         MultiFlexiError, NotFound, Conflict, InvalidInput, Forbidden, DaemonUnavailable,
-        StorageError, ProtocolError,
+        StorageError, ProtocolError, ParseError, MethodNotFound,
     )
 }
 
