@@ -91,7 +91,7 @@ _KIND_NAMES = {"int": "non-negative integer", "float": "non-negative number"}
 
 
 def _coerce(name: str, raw: Any, origin: str) -> Any:
-    kinds = {f.name: f.type for f in fields(Settings) if f.name != "config_path"}
+    kinds = {f.name: str(f.type) for f in fields(Settings) if f.name != "config_path"}
     if name not in kinds:
         raise SettingsError(f"{origin}: unknown setting (known: {', '.join(sorted(kinds))})")
     kind = kinds[name]
