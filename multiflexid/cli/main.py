@@ -12,6 +12,7 @@ import sys
 import click
 
 import multiflexi
+from multiflexid.privileges import become_data_dir_owner
 
 from . import apps, companies, credentials, jobs, runtemplates, system
 from .base import AliasGroup, CliState, remember_state, run_main
@@ -49,6 +50,7 @@ for module in (apps, companies, credentials, runtemplates, jobs, system):
 
 
 def main() -> None:
+    become_data_dir_owner(sys.argv[1:])  # as root: act as the data dir's owner (multiflexi)
     sys.exit(run_main(cli))
 
 
