@@ -119,6 +119,7 @@ class Daemon:
         self.rpc = RpcServer(settings.socket, build_handlers(self),
                              max_frame=settings.max_frame_bytes)
         self.bus.subscribe(self.rpc.broadcast)
+        self.dispatcher.publish = self.publish
         await self.rpc.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -200,11 +201,16 @@ class Daemon:
     # --- what the socket methods use ----------------------------------------------------
 
     def publish(self, kind: str, payload: dict[str, Any]) -> None:
+        """Hand an event to socket subscribers in its wire shape (shared/PROTOCOL.md)."""
+        if not self.bus.has_listeners:
+            return
         if kind == "job.output":
-            if not self.bus.has_listeners:
-                return
             payload = output_view(payload["job_id"], payload["seq"], payload["stream"],
                                   payload["at"], payload["data"])
+        elif kind == "job.changed":
+            payload = {"job": payload}
+        elif kind == "runtemplate.changed":
+            payload = {"runtemplate": payload}
         self.bus.publish(kind, payload)
 
     async def _write_output(self, rows: list[dict[str, Any]],
@@ -219,12 +225,12 @@ class Daemon:
     async def _announce(self, job_ids: list[int]) -> None:
         for job_id in job_ids:
             view = await self.db.read(job_view, job_id)
-            self.bus.publish("job.changed", view)
+            self.publish("job.changed", view)
             if view.get("runtemplate_id"):
                 rt = await self.db.read(
                     lambda s, i=view["runtemplate_id"]: rt_view(
                         s, runtemplates.get_runtemplate(s, i)))
-                self.bus.publish("runtemplate.changed", rt)
+                self.publish("runtemplate.changed", rt)
 
     async def status_doc(self, user: str) -> dict[str, Any]:
         db = self.core.db
@@ -270,7 +276,7 @@ class Daemon:
         log.info("job %s queued by %s", view["id"], launched_by,
                  extra={"MULTIFLEXI_JOB_ID": view["id"], "MULTIFLEXI_RUNTEMPLATE_ID": rt_id})
         self.dispatcher.wake.set()
-        self.bus.publish("job.changed", view)
+        self.publish("job.changed", view)
         return view
 
     async def cancel(self, job_id: int, by: str) -> dict[str, Any]:
@@ -293,7 +299,7 @@ class Daemon:
         outcome = await self.db.write(q)
         view = await self.db.read(job_view, job_id)
         view["cancel"] = outcome
-        self.bus.publish("job.changed", view)
+        self.publish("job.changed", view)
         return view
 
 

@@ -67,6 +67,7 @@ class Dispatcher:
         self.accepting = True
         self.queued = 0
         self.on_change: Callable[[], None] = lambda: None
+        self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
         self._background: set[asyncio.Future[Any]] = set()
 
     # --- the loop -----------------------------------------------------------------------
@@ -217,7 +218,7 @@ class Dispatcher:
             extra={**(fields or {"MULTIFLEXI_JOB_ID": job_id}),
                    "MULTIFLEXI_EXIT_CODE": exitcode, "MULTIFLEXI_STATE": state},
         )
-        self.bus.publish("job.changed", job)
+        self.publish("job.changed", job)
 
     # --- control ------------------------------------------------------------------------
 

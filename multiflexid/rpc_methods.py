@@ -42,7 +42,9 @@ from .rpc_server import Connection, Handler
 if TYPE_CHECKING:
     from .daemon import Daemon
 
-MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
+# Responses must fit a frame (1 MiB): content and output are paged below that.
+MAX_ARTIFACT_BYTES = 512 * 1024
+MAX_OUTPUT_BYTES = 512 * 1024
 
 
 def _page(p: Params) -> tuple[int, int]:
@@ -215,7 +217,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             company = companies.get_company(s, company_id)
-            codes = dict(s.execute(select(CredentialType.id, CredentialType.code)).tuples()
+            codes = dict(s.execute(select(CredentialType.id, CredentialType.code))
                          .all())
             return {"items": [
                 credential_dict(c, codes.get(c.credential_type_id, "?"), company.slug,
@@ -262,12 +264,18 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         def q(s: Session) -> Any:
             job = jobs.get_job(s, job_id)
             chunks = jobs.read_output(s, job_id, after_seq=after, stream=stream, limit=limit)
-            last = chunks[-1].seq if chunks else after
+            views: list[dict[str, Any]] = []
+            size = 0
+            for c in chunks:  # stay well inside one frame; the client asks for the rest
+                if views and size + len(c.data) > MAX_OUTPUT_BYTES:
+                    break
+                views.append(output_view(c.job_id, c.seq, c.stream, c.at, c.data))
+                size += len(c.data)
+            last = views[-1]["seq"] if views else after
             return {
-                "chunks": [output_view(c.job_id, c.seq, c.stream, c.at, c.data)
-                           for c in chunks],
+                "chunks": views,
                 "last_seq": last,
-                "done": jobs.is_final(job.state) and len(chunks) < limit,
+                "done": jobs.is_final(job.state) and len(views) == len(chunks) < limit,
                 "state": job.state,
             }
 
@@ -280,7 +288,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
 
     async def artifact_get(conn: Connection, p: Params) -> Any:
         art_id = p.int("id")
-        max_bytes = p.opt_int("max_bytes", MAX_ARTIFACT_BYTES, min=0, max=64 * 1024 * 1024)
+        max_bytes = p.opt_int("max_bytes", MAX_ARTIFACT_BYTES, min=0, max=MAX_ARTIFACT_BYTES)
         p.done()
 
         def q(s: Session) -> Any:
@@ -305,20 +313,22 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         conn.runtemplates = conn.runtemplates or want_rts
         if output_of is not None:
             conn.output_of.add(output_of)
-        subscribed = [k for k, v in (("jobs", conn.jobs), ("runtemplates", conn.runtemplates))
-                      if v] + [f"job_output:{j}" for j in sorted(conn.output_of)]
-        return {"subscribed": subscribed}
+        return {"subscribed": conn.subscriptions()}
 
     async def events_unsubscribe(conn: Connection, p: Params) -> Any:
         output_of = p.opt_int("job_output")
+        no_jobs = p.opt_bool("jobs", False)
+        no_rts = p.opt_bool("runtemplates", False)
         everything = p.opt_bool("all", False)
         p.done()
         if everything:
             conn.jobs = conn.runtemplates = False
             conn.output_of.clear()
+        conn.jobs = conn.jobs and not no_jobs
+        conn.runtemplates = conn.runtemplates and not no_rts
         if output_of is not None:
             conn.output_of.discard(output_of)
-        return {"subscribed": [f"job_output:{j}" for j in sorted(conn.output_of)]}
+        return {"subscribed": conn.subscriptions()}
 
     return {
         "daemon.status": daemon_status,
@@ -348,8 +358,8 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
 
 
 def _rt_views(s: Session, rows: list[RunTemplate]) -> list[dict[str, Any]]:
-    app_names = dict(s.execute(select(Application.id, Application.name)).tuples().all())
-    slugs = dict(s.execute(select(Company.id, Company.slug)).tuples().all())
+    app_names = dict(s.execute(select(Application.id, Application.name)).all())
+    slugs = dict(s.execute(select(Company.id, Company.slug)).all())
     out = []
     for rt in rows:
         view = runtemplate_dict(rt, app_names.get(rt.app_id), slugs.get(rt.company_id))

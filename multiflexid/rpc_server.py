@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multiflexi.errors import Forbidden, MultiFlexiError, ProtocolError
+from multiflexi.errors import Forbidden, MethodNotFound, MultiFlexiError, ProtocolError
 from multiflexi.protocol import (
     Params,
     encode,
@@ -75,7 +75,7 @@ def refusal(peer: Peer) -> str | None:
             f"{GROUP} (sudo adduser {peer.user} {GROUP}) and log in again")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: each connection is its own
 class Connection:
     peer: Peer
     writer: asyncio.StreamWriter
@@ -104,10 +104,14 @@ class Connection:
         if kind == "job.output":
             return payload.get("job_id") in self.output_of
         if kind == "job.changed":
-            return self.jobs or payload.get("id") in self.output_of
+            return self.jobs or payload.get("job", {}).get("id") in self.output_of
         if kind == "runtemplate.changed":
             return self.runtemplates
         return False
+
+    def subscriptions(self) -> list[str]:
+        names = [k for k, v in (("jobs", self.jobs), ("runtemplates", self.runtemplates)) if v]
+        return names + [f"job_output:{j}" for j in sorted(self.output_of)]
 
 
 Handler = Callable[[Connection, Params], Awaitable[Any]]
@@ -187,10 +191,12 @@ class RpcServer:
                     break
                 except ConnectionError:
                     break
+                if not line.strip():
+                    continue  # a blank line (someone typing into socat): ignored
                 try:
                     message = parse_frame(line)
-                except MultiFlexiError as exc:
-                    conn.send(error_response(None, exc))
+                except ProtocolError as exc:
+                    conn.send(error_response(exc.request_id, exc))
                     break
                 task = asyncio.create_task(self._dispatch(conn, message))
                 tasks.add(task)
@@ -210,7 +216,7 @@ class RpcServer:
         handler = self.handlers.get(str(method))
         try:
             if handler is None:
-                raise ProtocolError(f"unknown method {method!r}", {"method": method})
+                raise MethodNotFound(f"unknown method {method!r}", {"method": method})
             result = await handler(conn, Params(message.get("params")))
         except MultiFlexiError as exc:
             if msg_id is not None:

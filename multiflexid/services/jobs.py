@@ -97,7 +97,7 @@ def create_job(
     )
     s.add(job)
     s.flush()
-    if state == "scheduled":
+    if state in QUEUED_STATES:  # "pending" waits in the queue for its template's run
         s.add(Schedule(job_id=job.id, runtemplate_id=rt.id, after=after))
         s.flush()
     return job
@@ -158,11 +158,11 @@ def queue(s: Session, limit: int = 200) -> list[tuple[Schedule, Job]]:
         select(Schedule, Job).join(Job, Job.id == Schedule.job_id)
         .order_by(Schedule.after, Schedule.id).limit(limit)
     )
-    return [(sch, job) for sch, job in rows.tuples()]
+    return [(sch, job) for sch, job in rows]
 
 
 def counts_by_state(s: Session) -> dict[str, int]:
-    rows = s.execute(select(Job.state, func.count()).group_by(Job.state)).tuples()
+    rows = s.execute(select(Job.state, func.count()).group_by(Job.state))
     return {state: n for state, n in rows}
 
 

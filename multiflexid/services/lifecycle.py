@@ -145,7 +145,7 @@ def claim(s: Session, now: datetime, node: str, limit: int) -> list[int]:
         query = query.with_for_update(skip_locked=True, of=Schedule)
     picked: list[tuple[int, int]] = []
     templates: set[int | None] = set()
-    for sched_id, job_id, rt_id in s.execute(query).tuples():
+    for sched_id, job_id, rt_id in s.execute(query):
         if rt_id is not None and rt_id in templates:
             continue
         templates.add(rt_id)

@@ -1,0 +1,283 @@
+"""The real multiflexid on SQLite and on PostgreSQL: jobs end to end through the socket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multiflexi.client import Client
+from multiflexi.errors import Conflict, DaemonUnavailable, Forbidden, InvalidInput
+from multiflexid.core import Core
+from tests.conftest import Env
+from tests.support.daemon import DaemonProcess, NotifyListener, running_daemon
+from tests.support.factory import make_template, shell_app
+
+
+@pytest.fixture
+def daemon(mf_env: Env, core: Core, tmp_path: Path) -> Iterator[DaemonProcess]:
+    core.ensure_schema()
+    with running_daemon(mf_env.vars(), tmp_path) as d:
+        yield d
+
+
+def _run(d: DaemonProcess, rt_id: int, **env: str) -> dict:
+    return d.call("runtemplate.run", id=rt_id, env=env)
+
+
+def test_job_output_exit_code_and_state(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, config={"SCRIPT": "echo out-line; echo err-line >&2; exit 3"})
+    job = _run(daemon, rt)
+    assert job["state"] in ("scheduled", "running")
+    assert job["launched_by"] == "root" or job["launched_by"] == os.environ.get("USER")
+    done = daemon.wait_job(job["id"])
+    assert done["state"] == "failed"
+    assert done["exitcode"] == 3
+    assert done["command"] == ["sh", "-c", "echo out-line; echo err-line >&2; exit 3"]
+    assert done["node"] == "test-node"
+    assert done["begin"] and done["end"] and done["pid"]
+    page = daemon.call("job.output", id=job["id"])
+    streams = {c["stream"]: c["data"] for c in page["chunks"]}
+    assert streams["stdout"] == "out-line\n"
+    assert streams["stderr"] == "err-line\n"
+    assert page["done"] is True
+    ok = daemon.wait_job(_run(daemon, rt, SCRIPT="echo fine")["id"])
+    assert (ok["state"], ok["exitcode"]) == ("succeeded", 0)
+
+
+def test_values_arrive_literally_and_secrets_are_masked(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, config={"SCRIPT": 'printf "%s|" "$TOKEN" "$1"; echo'})
+    nasty = "a b $(id) ; rm -rf / 'q' \"dq\" č"
+    job = daemon.wait_job(_run(daemon, rt, TOKEN=nasty)["id"])
+    assert job["state"] == "succeeded", daemon.output(job["id"])
+    out = daemon.output(job["id"])
+    assert nasty not in out  # the token is a password field: masked in the output
+    assert "********|" in out
+    assert job["environment"]["TOKEN"] == "********"
+    plain = make_template(core, name="plain", config={"SCRIPT": 'printf "[%s]" "$VALUE"'})
+    job = daemon.wait_job(_run(daemon, plain, VALUE=nasty)["id"])
+    assert daemon.output(job["id"]) == f"[{nasty}]"
+
+
+def test_timeout_stops_the_whole_process_group(core: Core, daemon: DaemonProcess,
+                                               tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    rt = make_template(core, timeout=1, config={
+        "SCRIPT": f"sleep 60 & echo $! > {pidfile}; echo started; wait"})
+    job = daemon.wait_job(_run(daemon, rt)["id"], timeout=40)
+    assert job["state"] == "timed_out"
+    assert "timed out after 1 s" in job["reason"]
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(
+        f"/proc/{child}/status").read_text()
+
+
+def test_cancel_a_running_job(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, config={"SCRIPT": "echo going; sleep 60"})
+    job = _run(daemon, rt)
+    daemon.wait_job(job["id"], states=("running",))
+    for _ in range(100):  # wait until its output shows it really started
+        if "going" in daemon.output(job["id"]):
+            break
+        time.sleep(0.05)
+    reply = daemon.call("job.cancel", id=job["id"])
+    assert reply["cancel"] == "requested"
+    done = daemon.wait_job(job["id"])
+    assert done["state"] == "cancelled"
+    with pytest.raises(Conflict, match="already cancelled"):
+        daemon.call("job.cancel", id=job["id"])
+
+
+def test_missing_required_configuration_blocks_without_launching(
+    core: Core, daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    marker = tmp_path / "launched"
+    doc = shell_app("Needy", f"touch {marker}")
+    doc["environment"]["API_URL"] = {"type": "url", "description": "server", "required": True}
+    rt = make_template(core, app_doc=doc, name="needy")
+    job = daemon.wait_job(_run(daemon, rt)["id"])
+    assert job["state"] == "blocked"
+    assert "API_URL" in job["reason"]
+    assert not marker.exists()
+    with pytest.raises(InvalidInput, match="API_URL"):
+        _run(daemon, rt, API_URL="not a url")
+
+
+def test_jobs_of_one_template_never_overlap(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, config={"SCRIPT": "sleep 1; date +%s.%N"})
+    first, second = _run(daemon, rt), _run(daemon, rt)
+    assert second["state"] == "pending" or first["state"] == "scheduled"
+    a, b = daemon.wait_job(first["id"]), daemon.wait_job(second["id"])
+    assert a["state"] == b["state"] == "succeeded"
+    assert b["begin"] >= a["end"]
+
+
+def test_job_changes_and_output_are_pushed(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, config={"SCRIPT": "echo one; sleep 1; echo two"})
+    with daemon.client() as c:
+        c.call("events.subscribe", jobs=True)
+        job = c.call("runtemplate.run", id=rt)
+        c.call("events.subscribe", job_output=job["id"])
+        seen_output: list[str] = []
+        states: list[str] = []
+        for method, params in c.notifications(timeout=20):
+            if method == "job.output":
+                seen_output.append(params["data"])
+            elif method == "job.changed" and params["job"]["id"] == job["id"]:
+                states.append(params["job"]["state"])
+                if params["job"]["state"] == "succeeded":
+                    break
+    assert "".join(seen_output) == "one\ntwo\n"
+    assert states[-1] == "succeeded"
+
+
+def test_malformed_and_oversized_frames_close_only_that_connection(
+    daemon: DaemonProcess,
+) -> None:
+    with daemon.client() as good:
+        for frame in (b"this is not json\n", b'{"jsonrpc": "2.0", "id": 1}\n',
+                      b"x" * (2 * 1024 * 1024) + b"\n"):
+            raw = socket.socket(socket.AF_UNIX)
+            raw.connect(str(daemon.socket))
+            try:
+                raw.sendall(frame)
+            except BrokenPipeError:
+                pass
+            raw.settimeout(10)
+            reply = b""
+            while True:
+                try:
+                    data = raw.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break  # the daemon closed this connection
+                reply += data
+            raw.close()
+            assert b'"error"' in reply, frame[:40]
+        assert good.call("daemon.status")["pid"] == daemon.proc.pid  # type: ignore[union-attr]
+
+
+def test_a_user_outside_group_multiflexi_is_refused(mf_env: Env, core: Core,
+                                                    tmp_path: Path) -> None:
+    core.ensure_schema()
+    public = Path(tempfile.mkdtemp(prefix="mf-peer-"))  # reachable by uid 65534
+    public.chmod(0o755)
+    env = {**mf_env.vars(), "MULTIFLEXI_SOCKET": str(public / "mf.sock")}
+    code = (
+        "import os, sys\n"
+        "from multiflexi.client import Client\n"
+        "from multiflexi.errors import Forbidden\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        f"    Client({str(public / 'mf.sock')!r}).call('daemon.status')\n"
+        "except Forbidden as e:\n"
+        "    print('REFUSED', e.message); sys.exit(0)\n"
+        "print('SERVED'); sys.exit(1)\n"
+    )
+    try:
+        with running_daemon(env, tmp_path) as d:
+            os.chmod(d.socket, 0o666)  # past the file mode: the daemon itself must refuse
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                  text=True, timeout=30, check=False)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "REFUSED" in proc.stdout and "group multiflexi" in proc.stdout
+            assert "nobody" in proc.stdout
+            assert d.call("daemon.status")["user"] == "root"  # root still served
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+
+
+def test_missing_daemon_gives_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DaemonUnavailable, match="not running"):
+        Client(tmp_path / "nothing.sock")
+
+
+def test_sigterm_drains_running_jobs(mf_env: Env, core: Core, tmp_path: Path) -> None:
+    core.ensure_schema()
+    short = make_template(core, name="short", config={"SCRIPT": "sleep 1; echo finished"})
+    long = make_template(core, name="long", config={"SCRIPT": "echo started; sleep 120"})
+    notify = NotifyListener(tmp_path / "notify.sock")
+    d = DaemonProcess(mf_env.vars(), tmp_path, extra_env={
+        "NOTIFY_SOCKET": str(notify.path), "MULTIFLEXI_STOP_GRACE_SECONDS": "3"}).start()
+    try:
+        a, b = _run(d, short), _run(d, long)
+        d.wait_job(a["id"], states=("running",))
+        d.wait_job(b["id"], states=("running",))
+        started = time.monotonic()
+        assert d.stop(signal.SIGTERM) == 0
+        elapsed = time.monotonic() - started
+        notify.wait_for("STOPPING=1")
+    finally:
+        notify.close()
+    with core.db.read_session() as s:
+        from multiflexid.services.jobs import get_job
+
+        assert get_job(s, a["id"]).state == "succeeded"
+        assert get_job(s, b["id"]).state == "cancelled"
+    assert elapsed < 3 + 3 + 10  # grace for the job, grace for its SIGTERM, slack
+
+
+def test_kill9_then_restart_leaves_nothing_running(mf_env: Env, core: Core,
+                                                   tmp_path: Path) -> None:
+    core.ensure_schema()
+    ids = []
+    d = DaemonProcess(mf_env.vars(), tmp_path).start()
+    for i in range(3):
+        rt = make_template(core, name=f"long{i}", config={"SCRIPT": "sleep 60"})
+        ids.append(_run(d, rt)["id"])
+    for job_id in ids:
+        d.wait_job(job_id, states=("running",))
+    d.kill9()
+    d2 = DaemonProcess(mf_env.vars(), tmp_path).start()
+    try:
+        for job_id in ids:
+            job = d2.call("job.get", id=job_id)
+            assert job["state"] == "lost"
+            assert "stopped while the job ran" in job["reason"]
+    finally:
+        d2.stop()
+    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+
+
+def test_sd_notify_ready_status_watchdog_stopping(mf_env: Env, core: Core,
+                                                  tmp_path: Path) -> None:
+    core.ensure_schema()
+    notify = NotifyListener(tmp_path / "n.sock")
+    d = DaemonProcess(mf_env.vars(), tmp_path, extra_env={
+        "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "600000"}).start(wait=False)
+    try:
+        ready = notify.wait_for("READY=1")
+        assert "STATUS=0 running, 0 queued" in ready
+        notify.messages.clear()
+        notify.wait_for("WATCHDOG=1", timeout=5)
+        notify.messages.clear()
+        notify.wait_for("WATCHDOG=1", timeout=5)  # again: it keeps coming from the loop
+        d.wait_ready()
+        assert d.stop() == 0
+        notify.wait_for("STOPPING=1")
+    finally:
+        notify.close()
+
+
+def test_second_daemon_on_one_sqlite_database_refuses(tmp_path: Path) -> None:
+    """SQLite only (PostgreSQL is where several nodes share a database)."""
+    env = Env(tmp_path / "data", f"sqlite:///{tmp_path / 'data' / 'mf.db'}",
+              tmp_path / "first.sock")
+    with running_daemon(env.vars(), tmp_path):
+        second_env = {**env.vars(), "MULTIFLEXI_SOCKET": str(tmp_path / "second.sock")}
+        second = DaemonProcess(second_env, tmp_path).start(wait=False)
+        assert second.proc is not None
+        assert second.proc.wait(30) == 1
+        assert "another multiflexid" in second.log()
+        assert "use PostgreSQL for several nodes" in second.log()
