@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from multiflexi.client import Client
-from multiflexi.errors import Conflict, DaemonUnavailable, Forbidden, InvalidInput
+from multiflexi.errors import Conflict, DaemonUnavailable, InvalidInput
 from multiflexid.core import Core
 from tests.conftest import Env
 from tests.support.daemon import DaemonProcess, NotifyListener, running_daemon

@@ -131,7 +131,8 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"multiflexid did not stop in {timeout} s:\n{self.log()}")
+                raise AssertionError(
+                    f"multiflexid did not stop in {timeout} s:\n{self.log()}") from None
         self._log.close()
         return self.proc.returncode
 
