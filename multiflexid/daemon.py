@@ -38,6 +38,7 @@ from multiflexid.rpc_methods import build_handlers, job_view, output_view, rt_vi
 from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
 from multiflexid.services import jobs, lifecycle, runtemplates
+from multiflexid.services.lifecycle import job_fields
 from multiflexid.store.db import DatabaseError
 from multiflexid.store.orm import Job, Schedule
 from multiflexid.systemd import Notifier, setup_logging
@@ -257,7 +258,7 @@ class Daemon:
         if self.stop_taking.is_set():
             raise Conflict("multiflexid is stopping; the job was not queued")
 
-        def q(s: Session) -> dict[str, Any]:
+        def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
             rt = runtemplates.get_runtemplate(s, rt_id)
             resolved = runtemplates.resolve_env(s, rt, self.box, overrides=env)
             bad = [e for e in resolved.errors if e.split(":")[0] in env]
@@ -270,19 +271,20 @@ class Daemon:
                 after=datetime.now(UTC), box=self.box, overrides=env,
                 state="pending" if busy else "scheduled",
             )
-            return job_dict(job)
+            return job_dict(job), job_fields(s, job)
 
-        view = await self.db.write(q)
-        log.info("job %s queued by %s", view["id"], launched_by,
-                 extra={"MULTIFLEXI_JOB_ID": view["id"], "MULTIFLEXI_RUNTEMPLATE_ID": rt_id})
+        view, fields = await self.db.write(q)
+        log.info("job queued by %s (%s)", launched_by, schedule_type, extra=fields)
         self.dispatcher.wake.set()
         self.publish("job.changed", view)
         return view
 
     async def cancel(self, job_id: int, by: str) -> dict[str, Any]:
         if self.dispatcher.cancel(job_id):
-            log.info("cancel requested by %s", by, extra={"MULTIFLEXI_JOB_ID": job_id})
             view = await self.db.read(job_view, job_id)
+            log.info("cancel requested by %s", by, extra={
+                "MULTIFLEXI_JOB_ID": job_id, "MULTIFLEXI_RUNTEMPLATE_ID": view["runtemplate_id"],
+                "MULTIFLEXI_COMPANY": view["company"], "MULTIFLEXI_APP": view["app"]})
             view["cancel"] = "requested"
             return view
         now = datetime.now(UTC)

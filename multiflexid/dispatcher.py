@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ class Running:
     task: asyncio.Task[None]
     cancel: asyncio.Event
     started_at: datetime
+    fields: dict[str, Any] = field(default_factory=dict)  # journal fields, once known
 
 
 class Dispatcher:
@@ -121,7 +122,7 @@ class Dispatcher:
         for job_id in wanted:
             run = self.running.get(job_id)
             if run is not None and not run.cancel.is_set():
-                log.info("cancel requested", extra={"MULTIFLEXI_JOB_ID": job_id})
+                log.info("cancel requested", extra=run.fields or {"MULTIFLEXI_JOB_ID": job_id})
                 run.cancel.set()
 
     # --- one job ------------------------------------------------------------------------
@@ -136,6 +137,8 @@ class Dispatcher:
             await self._record_end(job_id, "failed", None, f"cannot prepare the job: {exc}")
             return
         fields = prep.log_fields
+        if job_id in self.running:
+            self.running[job_id].fields = fields
         if prep.blocked:
             log.warning("job blocked: %s", prep.blocked, extra=fields)
             await self.db.write(lifecycle.save_prepared, job_id, command=[], env=prep.env_doc,

@@ -186,6 +186,16 @@ def recover_lost(s: Session, node: str, now: datetime, all_nodes: bool) -> list[
     return ids
 
 
+def job_fields(s: Session, job: Job) -> dict[str, Any]:
+    """The journal fields that tell whose job a log line is about."""
+    return {
+        "MULTIFLEXI_JOB_ID": job.id,
+        "MULTIFLEXI_RUNTEMPLATE_ID": job.runtemplate_id,
+        "MULTIFLEXI_COMPANY": s.scalar(select(Company.slug).where(Company.id == job.company_id)),
+        "MULTIFLEXI_APP": s.scalar(select(Application.name).where(Application.id == job.app_id)),
+    }
+
+
 def save_prepared(
     s: Session, job_id: int, *, command: list[str], env: dict[str, Any], executor: str
 ) -> None:

@@ -1,0 +1,68 @@
+"""Run a real systemd-journald in a private mount namespace, then a scenario against it.
+
+Usage (as root): ``unshare --mount python -m tests.support.journal_ns SCENARIO.json``
+
+Inside the namespace /run/systemd, /run/log and /var/log/journal are fresh tmpfs mounts,
+so the machine's own journal and /run are untouched. The scenario starts the real
+multiflexid logging to this journald, runs one job through the socket, and then prints
+what ``journalctl -o json MULTIFLEXI_JOB_ID=<id>`` finds, as one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.daemon import DaemonProcess
+
+JOURNALD = "/lib/systemd/systemd-journald"
+
+
+def _mount_private() -> None:
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    for target in ("/run/systemd", "/run/log", "/var/log/journal"):
+        os.makedirs(target, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", target], check=True)
+
+
+def main() -> int:
+    scenario = json.loads(Path(sys.argv[1]).read_text())
+    _mount_private()
+    journald = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        sock = Path("/run/systemd/journal/socket")
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        else:
+            print(json.dumps({"error": "journald did not create its socket"}))
+            return 1
+        workdir = Path(scenario["workdir"])
+        d = DaemonProcess(scenario["env"], workdir,
+                          extra_env={"MULTIFLEXI_LOG_TARGET": "journal"}).start()
+        try:
+            job = d.call("runtemplate.run", id=scenario["runtemplate_id"])
+            job = d.wait_job(job["id"])
+        finally:
+            d.stop()
+        subprocess.run(["journalctl", "--sync"], check=False)
+        proc = subprocess.run(
+            ["journalctl", "--no-pager", "-o", "json", f"MULTIFLEXI_JOB_ID={job['id']}"],
+            capture_output=True, text=True, check=False,
+        )
+        entries = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        print(json.dumps({"job": job, "entries": entries, "daemon_log": d.log()}))
+        return 0
+    finally:
+        journald.terminate()
+        journald.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
