@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import sys
 from datetime import UTC, datetime
@@ -26,19 +27,21 @@ from sqlalchemy.orm import Session
 import multiflexi
 from multiflexi.errors import Conflict, InvalidInput, MultiFlexiError
 from multiflexi.settings import Settings, SettingsError, load_settings
+from multiflexid.artifacts import collect
 from multiflexid.core import Core
 from multiflexid.dbthread import DbThread
 from multiflexid.dispatcher import Dispatcher
 from multiflexid.events import EventBus
-from multiflexid.executors.base import Executor
+from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.native import NativeExecutor
-from multiflexid.output import OutputHub
+from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.rpc_methods import build_handlers, job_view, output_view, rt_view
 from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
 from multiflexid.services import jobs, lifecycle, runtemplates
 from multiflexid.services.lifecycle import job_fields
+from multiflexid.services.prepare import Prepared
 from multiflexid.store.db import DatabaseError
 from multiflexid.store.orm import Job, Schedule
 from multiflexid.systemd import Notifier, setup_logging
@@ -114,7 +117,7 @@ class Daemon:
                         len(lost), ", ".join(map(str, lost)))
         self.hub = OutputHub(self._write_output, self.publish)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
-                                     self._executors())
+                                     self._executors(), post_run=[self._collect_artifacts])
         self.dispatcher.on_change = self._report_status
         self.scheduler = Scheduler(self.db, self.box, self._jobs_created)
         self.rpc = RpcServer(settings.socket, build_handlers(self),
@@ -198,6 +201,32 @@ class Daemon:
 
     def _report_status(self) -> None:
         self.notifier.status(self._status_line())
+
+    async def _collect_artifacts(self, prep: Prepared, _result: ExecResult,
+                                 out: JobOutput) -> None:
+        """Store the job's declared files and its report, then remove its directory."""
+        if prep.workdir is None or prep.app is None:
+            return
+        found = await asyncio.to_thread(
+            collect, prep.workdir, prep.app.artifacts, prep.env,
+            max_file=self.settings.artifact_max_file_bytes,
+            max_job=self.settings.artifact_max_job_bytes,
+        )
+        for warning in found.warnings:
+            out.system(f"[multiflexi] warning: {warning}")
+        if found.left_behind:
+            shown = ", ".join(found.left_behind[:20])
+            more = f" and {len(found.left_behind) - 20} more" if len(found.left_behind) > 20 \
+                else ""
+            out.system(f"[multiflexi] not kept (not declared as artifacts): {shown}{more}")
+        for f in found.files:
+            out.system(f"[multiflexi] artifact {f.filename} ({f.size} bytes)"
+                       + (f": {f.note}" if f.note else ""))
+        if found.report is not None:
+            out.system(f"[multiflexi] result report: {found.report.status}"
+                       + (f": {found.report.message}" if found.report.message else ""))
+        await self.db.write(lifecycle.save_artifacts, prep.job_id, found, datetime.now(UTC))
+        await asyncio.to_thread(shutil.rmtree, prep.workdir, True)
 
     # --- what the socket methods use ----------------------------------------------------
 

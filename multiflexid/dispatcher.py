@@ -207,12 +207,13 @@ class Dispatcher:
         while True:  # the end of a job is never given up on: retry until the database is back
             try:
                 job = await self.db.write(_finish_and_view, job_id, state, self.clock(),
-                                          exitcode, reason)
+                                          exitcode, reason, self.box)
                 break
             except Exception as exc:
                 log.error("job %s: cannot record its end yet (%s); retrying", job_id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        state = job["state"]  # the app's exit codes may have turned "failed" into success
         log.log(
             logging.INFO if state == "succeeded" else logging.WARNING,
             "job ended: %s%s%s", state,
@@ -270,7 +271,9 @@ def _cancel_requested(s: Any, ids: list[int]) -> list[int]:
 
 
 def _finish_and_view(
-    s: Any, job_id: int, state: str, now: datetime, exitcode: int | None, reason: str | None
+    s: Any, job_id: int, state: str, now: datetime, exitcode: int | None, reason: str | None,
+    box: SecretBox,
 ) -> dict[str, Any]:
-    job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode, reason=reason)
+    job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode, reason=reason,
+                           box=box)
     return job_dict(job)

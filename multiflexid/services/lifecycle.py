@@ -14,10 +14,14 @@ from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from multiflexid.artifacts import Collection
 from multiflexid.crypto import SecretBox
+from multiflexid.domain.retry import may_retry, retry_gap
 from multiflexid.domain.schedule import catch_up
 from multiflexid.store.orm import (
+    AppExitCode,
     Application,
+    Artifact,
     Company,
     Job,
     JobOutput,
@@ -25,7 +29,7 @@ from multiflexid.store.orm import (
     Schedule,
 )
 
-from .jobs import create_job
+from .jobs import create_job, decrypt_overrides
 from .runtemplates import recurrence
 
 log = logging.getLogger(__name__)
@@ -215,15 +219,25 @@ def finish(
     now: datetime,
     exitcode: int | None = None,
     reason: str | None = None,
+    box: SecretBox | None = None,
 ) -> Job:
-    """Record a job's end and count it on its template."""
+    """Record a job's end, count it on its template, and queue a retry when the template's
+    policy and the app's exit codes allow one (only with ``box``, to copy overrides)."""
     job = s.get(Job, job_id)
     assert job is not None
+    meaning = None
+    if exitcode is not None:
+        meaning = s.scalar(select(AppExitCode).where(
+            AppExitCode.app_id == job.app_id, AppExitCode.code == exitcode))
+    if state == "failed" and meaning is not None and meaning.severity in ("success", "info"):
+        state = "succeeded"  # the app says this non-zero code is a success
     job.state = state
     job.end = now
     job.exitcode = exitcode
     if reason:
         job.reason = reason
+    if box is not None:
+        _maybe_retry(s, job, now, box, meaning.retry if meaning is not None else None)
     if job.runtemplate_id is not None:
         column = (RunTemplate.successful_jobs_count if state == "succeeded"
                   else RunTemplate.failed_jobs_count)
@@ -232,6 +246,41 @@ def finish(
                       .values({column: column + 1}))
     s.flush()
     return job
+
+
+def _maybe_retry(
+    s: Session, job: Job, now: datetime, box: SecretBox, declared: bool | None
+) -> Job | None:
+    if job.runtemplate_id is None:
+        return None
+    rt = s.get(RunTemplate, job.runtemplate_id)
+    if rt is None or not may_retry(job.state, job.attempt, rt.max_attempts, declared):
+        return None
+    gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, job.attempt)
+    overrides, _secret = decrypt_overrides(job.overrides, box)
+    retry = create_job(
+        s, rt, schedule_type="retry", launched_by=job.launched_by,
+        after=now + timedelta(seconds=gap), box=box, overrides=overrides,
+        attempt=job.attempt + 1, retry_of=job.id,
+    )
+    job.reason = ((job.reason + "; ") if job.reason else "") + (
+        f"retry {retry.attempt}/{rt.max_attempts} queued as job {retry.id} in {gap} s")
+    return retry
+
+
+def save_artifacts(s: Session, job_id: int, collection: Collection, now: datetime) -> None:
+    for f in collection.files:
+        s.add(Artifact(
+            job_id=job_id, name=f.name, filename=f.filename, content_type=f.content_type,
+            size=f.size, sha256=f.sha256, content=f.content, skipped=f.skipped, note=f.note,
+            created_at=now,
+        ))
+    if collection.report is not None:
+        s.execute(update(Job).where(Job.id == job_id).values(
+            report_status=collection.report.status,
+            report_message=collection.report.message,
+            report_metrics=collection.report.metrics,
+        ))
 
 
 def write_output(s: Session, rows: list[dict[str, Any]], sizes: dict[int, tuple[int, int]]) -> None:

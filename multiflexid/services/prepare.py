@@ -100,8 +100,11 @@ def prepare(
         return prep
     prep.argv = argv
     prep.shown_command = [mask_text(a, prep.secrets) for a in argv]
-    prep.env = {**{k: v for k, v in base_env.items() if k in INHERITED}, **environ}
-    prep.env.setdefault("PATH", DEFAULT_PATH)
+    if job.executor == "Native":
+        prep.env = {**{k: v for k, v in base_env.items() if k in INHERITED}, **environ}
+        prep.env.setdefault("PATH", DEFAULT_PATH)
+    else:  # a container keeps its image's PATH and HOME
+        prep.env = dict(environ)
     prep.workdir = workdir
     prep.image = rt.ociimage or app.ociimage
     prep.limits = Limits(

@@ -281,3 +281,50 @@ def test_second_daemon_on_one_sqlite_database_refuses(tmp_path: Path) -> None:
         assert second.proc.wait(30) == 1
         assert "another multiflexid" in second.log()
         assert "use PostgreSQL for several nodes" in second.log()
+
+
+def test_artifacts_and_result_report_reach_the_job(core: Core, daemon: DaemonProcess) -> None:
+    import base64
+    import json as _json
+
+    report = {"producer": "t", "status": "warning", "timestamp": "2026-05-01T10:00:00Z",
+              "message": "half done", "metrics": {"rows": 7}}
+    doc = shell_app("Artsy")
+    doc["environment"]["RESULT_FILE"] = {"type": "string", "description": "report",
+                                         "defval": "report.json"}
+    doc["artifacts"] = [{"name": "data", "path": r"data_\d+\.csv", "type": "csv"}]
+    script = ("printf 'a,b\\n' > data_1.csv; echo junk > junk.tmp; "
+              f"printf '%s' '{_json.dumps(report)}' > \"$RESULT_FILE\"; "
+              "test \"$(pwd)\" = \"$MULTIFLEXI_TMP\"")
+    rt = make_template(core, app_doc=doc, name="artsy", config={"SCRIPT": script})
+    job = daemon.wait_job(_run(daemon, rt)["id"])
+    assert job["state"] == "succeeded", daemon.output(job["id"])
+    files = {a["filename"]: a for a in job["artifacts"]}
+    assert set(files) == {"data_1.csv", "report.json"}
+    assert files["data_1.csv"]["name"] == "data"
+    assert files["data_1.csv"]["content_type"] == "text/csv"
+    got = daemon.call("artifact.get", id=files["data_1.csv"]["id"])
+    assert base64.b64decode(got["content_base64"]) == b"a,b\n"
+    assert job["report"] == {"status": "warning", "message": "half done",
+                             "metrics": {"rows": 7}}
+    out = daemon.output(job["id"])
+    assert "not kept (not declared as artifacts): junk.tmp" in out
+    assert not Path(job["environment"]["MULTIFLEXI_TMP"]).exists()  # cleaned up after
+
+
+def test_failed_job_is_retried_as_the_template_says(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, name="flaky", max_attempts=3, retry_backoff="fixed",
+                       retry_min_gap=0, config={"SCRIPT": "echo attempt $MULTIFLEXI_JOB_ID; "
+                                                          "exit 1"})
+    first = daemon.wait_job(_run(daemon, rt)["id"])
+    assert first["state"] == "failed"
+    chain = [first]
+    for _ in range(2):
+        listing = daemon.call("job.list", runtemplate_id=rt)["items"]
+        nxt = next(j for j in listing if j["retry_of"] == chain[-1]["id"])
+        chain.append(daemon.wait_job(nxt["id"]))
+    assert [j["attempt"] for j in chain] == [1, 2, 3]
+    assert [j["schedule_type"] for j in chain] == ["adhoc-api", "retry", "retry"]
+    assert all(j["state"] == "failed" for j in chain)
+    time.sleep(1.5)  # the third attempt was the last: no fourth job appears
+    assert len(daemon.call("job.list", runtemplate_id=rt)["items"]) == 3
