@@ -1,0 +1,71 @@
+"""multiflexid running container jobs through real Podman (both databases)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multiflexid.core import Core
+from tests.conftest import Env
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.factory import make_template, shell_app
+from tests.support.podman import (
+    PodmanService,
+    PodmanSetup,
+    job_containers,
+    podman_conf,
+    podman_image,
+    podman_service,
+)
+
+__all__ = ["podman_conf", "podman_image", "podman_service"]  # session fixtures used here
+
+pytestmark = pytest.mark.podman
+
+
+@pytest.fixture
+def daemon(mf_env: Env, core: Core, tmp_path: Path,
+           podman_service: PodmanService) -> Iterator[DaemonProcess]:
+    core.ensure_schema()
+    with running_daemon(mf_env.vars(), tmp_path,
+                        extra_env={"MULTIFLEXI_PODMAN_URL": podman_service.url}) as d:
+        yield d
+
+
+def _container_app(image: str) -> dict:
+    doc = shell_app("Boxed")
+    doc["ociimage"] = image
+    doc["environment"]["RESULT_FILE"] = {"type": "string", "description": "report",
+                                         "defval": "out.txt"}
+    doc["artifacts"] = [{"name": "out", "path": r"out\.txt", "type": "text"}]
+    return doc
+
+
+def test_container_job_output_env_and_artifact(core: Core, daemon: DaemonProcess,
+                                               podman_image: str, podman_conf: PodmanSetup) -> None:
+    script = ('printf "[%s]\\n" "$VALUE"; echo to-stderr >&2; '
+              'echo written-inside > "$RESULT_FILE"; exit 5')
+    rt = make_template(core, app_doc=_container_app(podman_image), name="boxed",
+                       executor="Podman", config={"SCRIPT": script})
+    nasty = "a b $(id) ; 'q' \"dq\""
+    job = daemon.call("runtemplate.run", id=rt, env={"VALUE": nasty})
+    done = daemon.wait_job(job["id"], timeout=90)
+    assert (done["state"], done["exitcode"], done["executor"]) == ("failed", 5, "Podman")
+    out = daemon.output(job["id"])
+    assert f"[{nasty}]\n" in out
+    chunks = daemon.call("job.output", id=job["id"])["chunks"]
+    assert any(c["stream"] == "stderr" and "to-stderr" in c["data"] for c in chunks)
+    files = {a["filename"]: a for a in done["artifacts"]}
+    assert "out.txt" in files and files["out.txt"]["size"] == len("written-inside\n")
+    assert [c for c in job_containers(podman_conf.env) if c.endswith(f"-{job['id']}")] == []
+
+
+def test_missing_image_fails_with_the_reason(core: Core, daemon: DaemonProcess) -> None:
+    rt = make_template(core, app_doc=_container_app("localhost/no-such-image:1"),
+                       name="noimage", executor="Podman")
+    done = daemon.wait_job(daemon.call("runtemplate.run", id=rt)["id"], timeout=90)
+    assert done["state"] == "failed"
+    assert "localhost/no-such-image:1" in (done["reason"] or "")
+    assert "did not start" in daemon.output(done["id"])
