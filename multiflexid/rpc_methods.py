@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from multiflexi.errors import Conflict, InvalidInput, NotFound
 from multiflexi.protocol import Params
-from multiflexid.domain.schedule import ScheduleError, upcoming
+from multiflexid.domain.schedule import Recurrence, ScheduleError, upcoming
 from multiflexid.presenters import (
     app_dict,
     artifact_dict,
@@ -156,6 +156,21 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
                      "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
                     for t, due in times],
         }
+
+    async def schedule_preview(conn: Connection, p: Params) -> Any:
+        # The activation wizard's preview: no template exists yet, so the schedule comes
+        # in the params; the same scheduler code computes it.
+        interv = p.enum("interv", runtemplates.INTERVAL_CODES)
+        cron = p.opt_str("cron")
+        timezone = p.opt_str("timezone")
+        delay = p.opt_int("delay", 0, min=0)
+        count = p.opt_int("count", 10, min=1, max=1000)
+        start = p.opt_datetime("from") or datetime.now(UTC)
+        p.done()
+        if interv == "c" and not (cron or "").strip():
+            raise InvalidInput("params.cron: required when interv is c",
+                               {"field": "params.cron"})
+        return _preview(Recurrence(interv, cron, timezone, delay), timezone, start, count)
 
     async def runtemplate_run(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
@@ -340,6 +355,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         "runtemplate.get": runtemplate_get,
         "runtemplate.env": runtemplate_env,
         "runtemplate.preview": runtemplate_preview,
+        "schedule.preview": schedule_preview,
         "runtemplate.run": runtemplate_run,
         "runtemplate.set_active": runtemplate_set_active,
         "runtemplate.create": runtemplate_create,
@@ -351,6 +367,22 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         "artifact.get": artifact_get,
         "events.subscribe": events_subscribe,
         "events.unsubscribe": events_unsubscribe,
+    }
+
+
+def _preview(rec: Recurrence, timezone: str | None, start: datetime,
+             count: int) -> dict[str, Any]:
+    """``schedule.preview``: the next due times of a schedule that is not stored yet."""
+    try:
+        times = upcoming(rec, start, count)
+        zone = ZoneInfo(timezone.strip()) if timezone and timezone.strip() else None
+    except (ScheduleError, ValueError, KeyError) as exc:
+        raise InvalidInput(str(exc)) from None
+    return {
+        "timezone": timezone,
+        "due": [{"tick": iso(t), "due": iso(due),
+                 "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
+                for t, due in times],
     }
 
 
