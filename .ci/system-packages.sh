@@ -9,8 +9,8 @@ PACKAGES="
   postgresql
   podman runc uidmap fuse-overlayfs slirp4netns catatonit busybox-static
   systemd tmux
-  debhelper dh-python dh-virtualenv dpkg-dev build-essential lintian fakeroot
-  python3-all python3-setuptools python3-pip
+  debhelper dpkg-dev build-essential lintian fakeroot adduser
+  python3-pip
 "
 
 missing=""

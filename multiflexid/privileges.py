@@ -5,9 +5,9 @@ from their postinst, as root. Run as root, the CLI would leave root-owned files 
 data dir (the SQLite database and its -wal/-shm files, secret.key, job directories) that
 the daemon, running as user ``multiflexi``, could then not write. So before anything is
 opened, a CLI started as root switches to the user owning the data dir, with that user's
-groups, exactly as ``runuser -u multiflexi`` would. It keeps one privilege of root:
-reading any file (CAP_DAC_READ_SEARCH), so ``--file /root/app.json`` still works; files
-it writes are the data dir owner's.
+groups, as ``runuser -u multiflexi`` would (but USER and LOGNAME still name root, who
+launched it). It keeps one privilege of root: reading any file (CAP_DAC_READ_SEARCH), so
+``--file /root/app.json`` still works; files it writes are the data dir owner's.
 
 Nothing is printed: the switch is invisible in normal output (``MULTIFLEXI_DEBUG=1``
 logs it at debug level). When root owns the data dir, or it does not exist yet (a
@@ -121,8 +121,9 @@ def switch_user(uid: int, fallback_gid: int) -> None:
         _set_keepcaps(False)
         _keep_only_read_search()
     if entry is not None:
-        # What runuser sets, so nothing looks for files in root's home.
-        os.environ.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+        # Nothing should look for files in root's home. USER and LOGNAME stay: they name
+        # the person at the keyboard (a job's "launched by"), not the service user.
+        os.environ["HOME"] = entry.pw_dir
 
 
 def _libc() -> ctypes.CDLL | None:
