@@ -193,6 +193,11 @@ def _run(cli: click.Group, args: list[str] | None) -> int:
         click.echo("multiflexi-cli: aborted", err=True)
         return 1
     except click.ClickException as exc:
+        obj = _current_state()
+        if obj is not None and obj.json:  # scripts get their one JSON document
+            name = "usage" if isinstance(exc, click.UsageError) else "error"
+            click.echo(json.dumps({"error": {"name": name, "message": exc.format_message()}},
+                                  ensure_ascii=False))
         exc.show()
         return exc.exit_code
     except MultiFlexiError as exc:

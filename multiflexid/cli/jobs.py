@@ -66,7 +66,7 @@ def list_(company_ref: str | None, rt_id: int | None, job_state: str | None, lim
         company = get_company(s, company_ref) if company_ref else None
         jobs = svc.list_jobs(s, company=company, runtemplate_id=rt_id, state=job_state,
                              limit=limit, before_id=before_id)
-        slugs = {i: slug for i, slug in s.execute(select(Company.id, Company.slug)).tuples()}
+        slugs = {i: slug for i, slug in s.execute(select(Company.id, Company.slug))}
         rows = [{**job_dict(j), "company": slugs.get(j.company_id)} for j in jobs]
     emit(rows, lambda: table(
         [(r["id"], r["state"], r["runtemplate_id"], r["runtemplate_name"], r["company"],

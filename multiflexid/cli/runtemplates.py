@@ -11,6 +11,7 @@ import click
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput
+from multiflexid.domain.config import ConfigError, normalize
 from multiflexid.domain.schedule import ScheduleError, upcoming
 from multiflexid.presenters import iso, job_dict, runtemplate_dict
 from multiflexid.services import runtemplates as svc
@@ -66,7 +67,9 @@ def _names(s: Session, rt: RunTemplate) -> tuple[str | None, str | None]:
 
 def _view(s: Session, rt: RunTemplate) -> dict[str, Any]:
     app_name, slug = _names(s, rt)
-    return runtemplate_dict(rt, app_name, slug, parts=True)
+    d = runtemplate_dict(rt, app_name, slug, parts=True)
+    d["config_keys"] = sorted(d["config_keys"])  # also right after set-config appended some
+    return d
 
 
 def _show(d: dict[str, Any]) -> None:
@@ -268,11 +271,28 @@ def preview(rt_id: int, count: int, start: str | None) -> None:
     ) if rows else click.echo("never scheduled (interval n or inactive)"))
 
 
+def _check_overrides(s: Session, rt: RunTemplate, overrides: dict[str, str]) -> None:
+    """A one-off value of the wrong type is refused now, not found at launch."""
+    app = to_definition(get_app(s, rt.app_id, parts=True))
+    for key, value in overrides.items():
+        fdef = app.env_field(key)
+        if fdef is None:
+            continue
+        try:
+            normalize(fdef.type, value, key, fdef.options)
+        except ConfigError as exc:
+            raise InvalidInput(
+                f"--env {key}: value does not fit type {fdef.type}" if fdef.is_secret
+                else f"--env {exc}"
+            ) from None
+
+
 def _run(rt_id: int, env_items: tuple[str, ...]) -> None:
     overrides = parse_assignments(env_items, "--env")
     st = state()
     with st.session() as s:
         rt = svc.get_runtemplate(s, rt_id)
+        _check_overrides(s, rt, overrides)
         job = create_job(
             s, rt, schedule_type="adhoc-cli", launched_by=_user(), after=datetime.now(UTC),
             box=st.core.box, overrides=overrides,

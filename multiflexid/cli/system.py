@@ -13,7 +13,7 @@ from multiflexi.errors import MultiFlexiError
 from multiflexid.services.jobs import counts_by_state
 from multiflexid.store.orm import Application, Company, Credential, RunTemplate
 
-from .base import AliasGroup, emit, fields, state
+from .base import AliasGroup, LeafCommand, emit, fields, state
 
 
 def daemon_status(path: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def daemon_status(path: str) -> dict[str, Any]:
     return {"reachable": True, "socket": path}
 
 
-@click.command("status")
+@click.command("status", cls=LeafCommand)
 def status() -> None:
     """Versions, database, daemon reachability and counts."""
     st = state()
@@ -116,7 +116,7 @@ def upgrade() -> None:
     ))
 
 
-@click.command("demo")
+@click.command("demo", cls=LeafCommand)
 def demo() -> None:
     """Load demo data: bundled upstream apps, two companies, credentials, templates."""
     from multiflexid.demo import seed

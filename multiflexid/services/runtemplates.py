@@ -147,13 +147,16 @@ def create_runtemplate(
     rt.config = []
     rt.credentials = []
     _apply(rt, values, now)
+    credentials = [get_credential(s, cred_id) for cred_id in credential_ids or []]
+    for cred in credentials:  # refused before anything is written
+        _check_owner(s, cred, company, f"the new run template {rt.name!r}")
     s.add(rt)
     s.flush()
     definition = to_definition(get_app(s, app.id, parts=True))
     if config:
         set_config(rt, definition, config, [], box)
-    for cred_id in credential_ids or []:
-        assign_credential(s, rt, get_credential(s, cred_id))
+    for cred in credentials:
+        assign_credential(s, rt, cred)
     s.flush()
     return rt
 
@@ -201,14 +204,20 @@ def template_config(rt: RunTemplate, box: SecretBox) -> tuple[dict[str, str], se
     return values, {c.key for c in rt.config if c.encrypted}
 
 
-def assign_credential(s: Session, rt: RunTemplate, cred: Credential) -> None:
-    if cred.company_id != rt.company_id:
+def _check_owner(s: Session, cred: Credential, company: Company, template: str) -> None:
+    """Tenant isolation: a template only ever gets credentials of its own company."""
+    if cred.company_id != company.id:
         owner = s.get(Company, cred.company_id)
-        mine = s.get(Company, rt.company_id)
         raise Conflict(
-            f"credential {cred.id} belongs to company {owner.slug if owner else '?'}; run "
-            f"template {rt.id} is of company {mine.slug if mine else '?'}: refused"
+            f"credential {cred.id} belongs to company {owner.slug if owner else '?'}; "
+            f"{template} is of company {company.slug}: refused"
         )
+
+
+def assign_credential(s: Session, rt: RunTemplate, cred: Credential) -> None:
+    company = s.get(Company, rt.company_id)
+    assert company is not None
+    _check_owner(s, cred, company, f"run template {rt.id}")
     if any(c.credential_id == cred.id for c in rt.credentials):
         raise Conflict(f"credential {cred.id} is already assigned to run template {rt.id}")
     rt.credentials.append(RunTemplateCredential(credential_id=cred.id))

@@ -75,3 +75,16 @@ def fresh_db_url(
                 f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
             )
             cluster.psql(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture
+def mfcli_nodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+    """The CLI for what needs no database (help, usage errors): runs once, not per backend."""
+    from tests.support.cli import run_cli
+
+    monkeypatch.setenv("MULTIFLEXI_CONFIG", os.devnull)
+    monkeypatch.setenv("MULTIFLEXI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MULTIFLEXI_DATABASE_URL", f"sqlite:///{tmp_path / 'unused.db'}")
+    monkeypatch.setenv("MULTIFLEXI_SOCKET", str(tmp_path / "mf.sock"))
+    return lambda *args: run_cli(capsys, *args)

@@ -92,9 +92,8 @@ def test_every_bundled_app_exports_and_reimports_identically(
         assert json.loads(r.out) == doc
 
 
-def test_export_keeps_what_the_upstream_file_said(mfcli, examples_dir: Path) -> None:
+def _export_keeps_what_the_upstream_file_said(mfcli: Any) -> None:
     """The exported document of each bundled file carries the same meaning as the file."""
-    assert mfcli("application", "import-json", "--file", str(examples_dir)).code == 0
     for path in examples.app_files():
         original = json.loads(path.read_text(encoding="utf-8"))
         r = mfcli("application", "export-json", "--uuid", original["uuid"])
@@ -121,9 +120,7 @@ def test_export_keeps_what_the_upstream_file_said(mfcli, examples_dir: Path) -> 
             }, path.name
 
 
-def test_export_to_a_directory_uses_upstream_file_name(mfcli, examples_dir: Path,
-                                                       tmp_path: Path) -> None:
-    assert mfcli("application", "import-json", "--file", str(examples_dir)).code == 0
+def _export_to_a_directory_uses_upstream_file_name(mfcli: Any, tmp_path: Path) -> None:
     r = mfcli("application", "export-json", "--uuid", PROBE, "--file", str(tmp_path))
     assert r.code == 0, r.err
     target = tmp_path / "multiflexi_probe.multiflexi.app.json"
@@ -132,6 +129,20 @@ def test_export_to_a_directory_uses_upstream_file_name(mfcli, examples_dir: Path
     r = mfcli("application", "export-json", "--uuid", PROBE, "--file",
               str(tmp_path / "x.json"), "--format", "json")
     assert r.json == {"file": str(tmp_path / "x.json")}
+
+
+def test_bundled_apps_keep_what_their_files_say(mfcli, examples_dir: Path,
+                                                tmp_path: Path) -> None:
+    r = mfcli("application", "import-json", "--file", str(examples_dir))
+    assert r.code == 0, r.err
+    contracts = examples_dir / "contract_to_invoices.multiflexi.app.json"
+    assert f"{contracts}: created application" in r.out
+    assert "  warning: $.exitcodes: lower-case spelling read as exitCodes" in r.err
+    _export_keeps_what_the_upstream_file_said(mfcli)
+    _export_to_a_directory_uses_upstream_file_name(mfcli, tmp_path)
+    _every_language_of_localized_fields_is_kept(mfcli)
+    _cmdparams_template_and_tags(mfcli)
+    _lowercase_exitcodes_file_gets_its_exit_codes(mfcli)
 
 
 def test_importing_the_same_file_twice_updates(mfcli, mf_env, examples_dir: Path) -> None:
@@ -205,8 +216,7 @@ def test_name_clash_with_another_uuid_is_a_conflict_and_writes_nothing(
     assert dump_tables(mf_env.db_url) == before
 
 
-def test_every_language_of_localized_fields_is_kept(mfcli, examples_dir: Path) -> None:
-    assert mfcli("application", "import-json", "--file", str(examples_dir)).code == 0
+def _every_language_of_localized_fields_is_kept(mfcli: Any) -> None:
     shown = mfcli("application", "show", "--uuid", PROBE, "--format", "json").json
     assert shown["name"] == "MultiFlexi Probe"  # English is the main value
     assert shown["localized"]["name"] == {"en": "MultiFlexi Probe", "cs": "MultiFlexi Sonda"}
@@ -241,8 +251,7 @@ def test_a_name_without_english_takes_the_first_language(mfcli, tmp_path: Path) 
     assert shown["localized"]["name"] == {"cs": "Česká aplikace", "sk": "Slovenská aplikácia"}
 
 
-def test_cmdparams_template_and_tags(mfcli, examples_dir: Path) -> None:
-    assert mfcli("application", "import-json", "--file", str(examples_dir)).code == 0
+def _cmdparams_template_and_tags(mfcli: Any) -> None:
     shown = mfcli("application", "show", "--uuid", PROBE, "--format", "json").json
     assert shown["cmdparams"] == "${FILE_UPLOAD}"
     assert shown["tags"] == ["MultiFlexi", "probe", "task launcher", "testing", "tool"]
@@ -302,11 +311,7 @@ def test_legacy_format_imports_and_exports_back_to_legacy_keys(
     assert again == doc
 
 
-def test_lowercase_exitcodes_file_gets_its_exit_codes(mfcli, examples_dir: Path) -> None:
-    r = mfcli("application", "import-json", "--file",
-              str(examples_dir / "contract_to_invoices.multiflexi.app.json"))
-    assert r.code == 0, r.err
-    assert "$.exitcodes: lower-case spelling read as exitCodes" in r.err
+def _lowercase_exitcodes_file_gets_its_exit_codes(mfcli: Any) -> None:
     shown = mfcli("application", "show", "--uuid", CONTRACTS, "--format", "json").json
     assert shown["exit_codes"] == [
         {"code": 0, "description": "Success", "severity": "success", "retry": False},
