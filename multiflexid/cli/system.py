@@ -6,10 +6,11 @@ import socket
 from typing import Any
 
 import click
+from alembic.util.exc import CommandError
 from sqlalchemy import func, select
 
 import multiflexi
-from multiflexi.errors import MultiFlexiError
+from multiflexi.errors import MultiFlexiError, StorageError
 from multiflexid.services.jobs import counts_by_state
 from multiflexid.store.orm import Application, Company, Credential, RunTemplate
 
@@ -109,7 +110,13 @@ def db() -> None:
 def upgrade() -> None:
     """Apply database migrations (the daemon also does this on start)."""
     core = state().core
-    before, after = core.migrate()
+    try:
+        before, after = core.migrate()
+    except CommandError as exc:  # a revision this version does not know
+        raise StorageError(
+            f"database {core.db.display_url()}: {exc}; was it upgraded by a newer "
+            "MultiFlexi? Install that version (a downgrade is not supported)"
+        ) from None
     doc = {"url": core.db.display_url(), "before": before, "after": after}
     emit(doc, f"database {doc['url']}: " + (
         f"upgraded {before or 'empty'} -> {after}" if before != after else f"already at {after}"

@@ -50,20 +50,26 @@ def data_dir() -> Path:
 def fresh_db_url(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[], str]]:
-    """Make another empty, migrated database of the test's backend: ``url = fresh_db_url()``."""
+    """Make another database of the test's backend: ``url = fresh_db_url()``.
+
+    Migrated unless ``migrated=False`` (then it has no table at all; a SQLite file does
+    not even exist yet).
+    """
     made: list[str] = []
 
-    def make() -> str:
+    def make(migrated: bool = True) -> str:
         n = next(_fresh)
         if backend == "sqlite":
             url = f"sqlite:///{tmp_path / f'fresh{n}' / 'multiflexi.db'}"
-            db = Database(url)
-            db.upgrade()
-            db.dispose()
+            if migrated:
+                db = Database(url)
+                db.upgrade()
+                db.dispose()
             return url
         cluster = request.getfixturevalue("pg_cluster")
         name = f"f{os.getpid()}_{n}"
-        cluster.psql(f"CREATE DATABASE {name} TEMPLATE mf_template")
+        template = "mf_template" if migrated else "template0"
+        cluster.psql(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
         made.append(name)
         return str(cluster.url(name))
 

@@ -1,0 +1,118 @@
+"""Alembic migrations: an empty database reaches head, the models match, upgrades are safe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from multiflexid.store.db import Database
+from multiflexid.store.orm import Base
+from tests.integration.conftest import dump_tables
+
+
+def _head() -> str:
+    head = Database("sqlite://").head_revision()
+    assert head
+    return head
+
+
+def test_upgrading_an_empty_database_reaches_head(
+    mfcli, fresh_db_url: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_db_url(migrated=False)
+    db = Database(url)
+    try:
+        assert db.current_revision() is None
+        monkeypatch.setenv("MULTIFLEXI_DATABASE_URL", url)
+        r = mfcli("db", "upgrade", "--format", "json")
+        assert r.code == 0, r.err
+        assert (r.json["before"], r.json["after"]) == (None, _head())
+        assert db.current_revision() == _head()
+        tables = set(inspect(db.engine).get_table_names())
+        assert set(Base.metadata.tables) <= tables
+        assert "alembic_version" in tables
+    finally:
+        db.dispose()
+
+
+def test_the_first_command_on_a_new_database_migrates_it(
+    mfcli, fresh_db_url: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_db_url(migrated=False)
+    monkeypatch.setenv("MULTIFLEXI_DATABASE_URL", url)
+    r = mfcli("company", "list", "--format", "json")
+    assert (r.code, r.json) == (0, [])
+    db = Database(url)
+    assert db.current_revision() == _head()
+    db.dispose()
+
+
+def test_models_match_the_migrations(db_url: str) -> None:
+    """What autogenerate would write for the models against the migrated schema: nothing."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(ctx, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_db_upgrade_twice_is_a_no_op(mfcli, mf_env) -> None:
+    assert mfcli("company", "create", "--name", "Acme", "--slug", "acme").code == 0
+    before = dump_tables(mf_env.db_url)
+    for _ in range(2):
+        r = mfcli("db", "upgrade")
+        assert (r.code, r.err) == (0, "")
+        assert r.out.endswith(f": already at {_head()}\n")
+    db = Database(mf_env.db_url)
+    try:
+        assert db.upgrade() == (_head(), _head())
+    finally:
+        db.dispose()
+    assert dump_tables(mf_env.db_url) == before
+
+
+@pytest.mark.parametrize("revision", ["0000_older", "0002_future"])
+def test_a_database_at_another_revision_is_refused_clearly(
+    mfcli, mf_env, revision: str
+) -> None:
+    assert mfcli("company", "create", "--name", "Acme", "--slug", "acme").code == 0
+    engine = create_engine(mf_env.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+    engine.dispose()
+    before = dump_tables(mf_env.db_url)
+    message = (f"is at schema revision {revision}, this version needs {_head()}: "
+               "run `multiflexi-cli db upgrade`")
+    for args in (("company", "list"), ("company", "create", "--name", "G", "--slug", "g"),
+                 ("runtemplate", "list"), ("job", "list")):
+        r = mfcli(*args)
+        assert r.code == 1, args
+        assert r.out == ""
+        assert r.err.startswith("multiflexi-cli: error: database ")
+        assert r.err.endswith(message + "\n")
+        assert r.err.count("\n") == 1
+    r = mfcli("--format", "json", "company", "list")
+    assert r.code == 1
+    assert r.json["error"]["name"] == "storage_error"
+    assert r.json["error"]["message"].endswith(message)
+
+    status = mfcli("status", "--format", "json")
+    assert status.code == 0
+    assert (status.json["database"]["revision"], status.json["database"]["up_to_date"]) == (
+        revision, False)
+    assert "counts" not in status.json
+    assert f"schema    {revision} (needs {_head()})" in mfcli("status").out
+
+    r = mfcli("db", "upgrade")
+    assert r.code == 1
+    assert r.err.startswith("multiflexi-cli: error: database ")
+    assert f"Can't locate revision identified by '{revision}'; was it upgraded by a newer " \
+           "MultiFlexi?" in r.err
+    assert dump_tables(mf_env.db_url) == before
