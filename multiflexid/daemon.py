@@ -28,6 +28,7 @@ import multiflexi
 from multiflexi.errors import Conflict, InvalidInput, MultiFlexiError
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.artifacts import collect
+from multiflexid.cluster import Cluster
 from multiflexid.core import Core
 from multiflexid.dbthread import DbThread
 from multiflexid.dispatcher import Dispatcher
@@ -41,6 +42,7 @@ from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
 from multiflexid.services import jobs, lifecycle, runtemplates
 from multiflexid.services.lifecycle import job_fields
+from multiflexid.services.nodes import NodeConflict
 from multiflexid.services.prepare import Prepared
 from multiflexid.store.db import DatabaseError
 from multiflexid.store.orm import Job, Schedule
@@ -110,6 +112,12 @@ class Daemon:
         self._take_node_lock()
         self.db = DbThread(self.core.db)
         self.box = self.core.box
+        self.cluster = Cluster(settings, self.db, postgres=not self.core.db.is_sqlite,
+                               on_fenced=self._fenced, on_work=self._work_arrived)
+        try:
+            await self.cluster.register()
+        except NodeConflict as exc:
+            raise StartupError(str(exc)) from None
         lost = await self.db.write(lifecycle.recover_lost, settings.node, datetime.now(UTC),
                                    self.core.db.is_sqlite)
         if lost:
@@ -139,12 +147,23 @@ class Daemon:
                 tg.create_task(self.hub.run(self.stopped), name="output")
                 tg.create_task(self._watchdog(), name="watchdog")
                 tg.create_task(self._status_loop(), name="status")
+                tg.create_task(self.cluster.run_heartbeat(self.stopped), name="heartbeat")
+                tg.create_task(self.cluster.run_listener(self.stopped), name="listen")
                 tg.create_task(self._shutdown(), name="shutdown")
+            await self.cluster.unregister()
         finally:
             await self.rpc.close()
             self.db.close()
             self.core.close()
             self.notifier.close()
+
+    def _fenced(self, fenced: bool) -> None:
+        self.dispatcher.accepting = not fenced and not self.stop_taking.is_set()
+        self._report_status()
+
+    def _work_arrived(self) -> None:
+        self.dispatcher.wake.set()
+        self.scheduler.wake.set()
 
     def _on_signal(self, sig: int) -> None:
         if self.stop_taking.is_set():
@@ -191,13 +210,16 @@ class Daemon:
 
     def _status_line(self) -> str:
         line = f"{len(self.dispatcher.running)} running, {self.queued} queued"
-        if self.degraded:
+        if self.cluster.fenced:
+            line = "degraded: lease not renewed, not launching jobs; " + line
+        elif self.degraded:
             line = f"degraded: {self.db_problem or 'database writes failing'}; " + line
         return line
 
     @property
     def degraded(self) -> bool:
-        return self.db_problem is not None or self.hub.failing_since is not None
+        return (self.db_problem is not None or self.hub.failing_since is not None
+                or self.cluster.fenced)
 
     def _report_status(self) -> None:
         self.notifier.status(self._status_line())

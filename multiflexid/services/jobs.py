@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput, NotFound
@@ -100,7 +100,19 @@ def create_job(
     if state in QUEUED_STATES:  # "pending" waits in the queue for its template's run
         s.add(Schedule(job_id=job.id, runtemplate_id=rt.id, after=after))
         s.flush()
+        notify_nodes(s)
     return job
+
+
+# PostgreSQL channel every multiflexid LISTENs on: "work arrived" (queued job, cancel).
+CHANNEL = "multiflexi_jobs"
+
+
+def notify_nodes(s: Session) -> None:
+    """Wake waiting nodes when this transaction commits (PostgreSQL; SQLite has one node,
+    which polls its own database file)."""
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        s.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
 def get_job(s: Session, job_id: int | str) -> Job:

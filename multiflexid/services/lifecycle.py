@@ -29,7 +29,7 @@ from multiflexid.store.orm import (
     Schedule,
 )
 
-from .jobs import create_job, decrypt_overrides
+from .jobs import create_job, decrypt_overrides, notify_nodes
 from .runtemplates import recurrence
 
 log = logging.getLogger(__name__)
@@ -147,15 +147,25 @@ def claim(s: Session, now: datetime, node: str, limit: int) -> list[int]:
     )
     if s.bind is not None and s.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Schedule)
-    picked: list[tuple[int, int]] = []
-    templates: set[int | None] = set()
+    candidates: list[tuple[int, int, int | None]] = []
+    templates: set[int] = set()
     for sched_id, job_id, rt_id in s.execute(query):
-        if rt_id is not None and rt_id in templates:
-            continue
-        templates.add(rt_id)
-        picked.append((sched_id, job_id))
-        if len(picked) >= limit:
-            break
+        if rt_id is not None:
+            if rt_id in templates:
+                continue
+            templates.add(rt_id)
+        candidates.append((sched_id, job_id, rt_id))
+    if templates and s.bind is not None and s.bind.dialect.name == "postgresql":
+        # Several nodes claim at once: lock the templates (skipping those another node is
+        # claiming right now), then look again, in a fresh statement that sees what other
+        # nodes committed since this transaction's first query.
+        locked = set(s.scalars(select(RunTemplate.id).where(RunTemplate.id.in_(templates))
+                               .with_for_update(skip_locked=True)))
+        busy = set(s.scalars(select(Job.runtemplate_id).where(
+            Job.runtemplate_id.in_(locked), Job.state == RUNNING)))
+        candidates = [c for c in candidates
+                      if c[2] is None or (c[2] in locked and c[2] not in busy)]
+    picked = [(sched_id, job_id) for sched_id, job_id, _ in candidates[:limit]]
     if not picked:
         return []
     job_ids = [j for _, j in picked]
@@ -306,3 +316,4 @@ def cancel_queued(s: Session, job_id: int, now: datetime, by: str) -> bool:
 
 def request_cancel(s: Session, job_id: int) -> None:
     s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+    notify_nodes(s)  # the node running it looks at its cancel requests when woken

@@ -343,6 +343,13 @@ class Job(Timestamped, Base):
         Index("ix_job_company_recent", "company_id", "id"),
         Index("ix_job_runtemplate_recent", "runtemplate_id", "id"),
         Index("ix_job_state", "state"),
+        # A template never runs twice at once, on any node: at most one running job per
+        # template, enforced by the database (and cheap to look up for the claim).
+        Index(
+            "uq_job_one_running_per_template", "runtemplate_id", unique=True,
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
         Index(
             "ix_job_active", "node", "state",
             postgresql_where=text("state IN ('running', 'scheduled', 'pending')"),
@@ -446,6 +453,7 @@ class Node(Base):
     __tablename__ = "node"
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

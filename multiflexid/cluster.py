@@ -1,0 +1,159 @@
+"""This node among others: lease heartbeat, self-fencing, reaping dead nodes, LISTEN.
+
+- Every ``heartbeat_seconds`` the node renews its lease (``lease_seconds``). If it cannot
+  for a whole lease, it stops launching jobs (self-fencing): another node may by then
+  have declared it dead. It starts again once the lease is renewed.
+- On PostgreSQL it marks the running jobs of nodes whose lease expired ``lost`` — but only
+  after its own lease has been renewed without a gap for a whole lease period, so that
+  after a database outage (when every lease lapsed) nodes do not reap each other.
+- It LISTENs for ``multiflexi_jobs`` notifications and wakes the dispatcher, so a waiting
+  node starts queued work at once instead of at its next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import multiflexi
+from multiflexi.settings import Settings
+from multiflexid.dbthread import DbThread
+from multiflexid.services import nodes
+from multiflexid.services.jobs import CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    def __init__(
+        self,
+        settings: Settings,
+        db: DbThread,
+        *,
+        postgres: bool,
+        on_fenced: Callable[[bool], None],
+        on_work: Callable[[], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.postgres = postgres
+        self.on_fenced = on_fenced
+        self.on_work = on_work
+        self.clock = clock
+        self.pid = os.getpid()
+        self.fenced = False
+        self.last_renewal = time.monotonic()
+        self.steady_since = time.monotonic()  # renewals without a gap since then
+        self.listening = False
+
+    async def register(self) -> None:
+        await self.db.write(nodes.register, self.settings.node, pid=self.pid,
+                            version=multiflexi.__version__, now=self.clock(),
+                            lease=self.settings.lease_seconds)
+
+    async def unregister(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.db.write(nodes.unregister, self.settings.node, self.pid, self.clock())
+
+    async def run_heartbeat(self, stopped: asyncio.Event) -> None:
+        interval = self.settings.heartbeat_seconds
+        lease = self.settings.lease_seconds
+        while not stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), interval)
+            if stopped.is_set():
+                return
+            await self.beat()
+            if time.monotonic() - self.last_renewal > lease and not self.fenced:
+                self.fenced = True
+                log.critical(
+                    "lease of node %s not renewed for %g s: not launching jobs until it is",
+                    self.settings.node, lease)
+                self.on_fenced(True)
+
+    async def beat(self) -> None:
+        lease = self.settings.lease_seconds
+        try:
+            alive = await self.db.write(nodes.heartbeat, self.settings.node, pid=self.pid,
+                                        now=self.clock(), lease=lease)
+            if not alive:
+                log.error("node %s was declared dead by another node (its running jobs were "
+                          "marked lost); registering again", self.settings.node)
+                await self.register()
+        except Exception as exc:
+            log.warning("cannot renew the lease of node %s: %s", self.settings.node,
+                        str(exc).splitlines()[0])
+            self.steady_since = time.monotonic()
+            return
+        now = time.monotonic()
+        if now - self.last_renewal > 2 * self.settings.heartbeat_seconds + 1:
+            self.steady_since = now
+        self.last_renewal = now
+        if self.fenced:
+            self.fenced = False
+            log.warning("lease of node %s renewed: launching jobs again", self.settings.node)
+            self.on_fenced(False)
+        if self.postgres and now - self.steady_since >= lease:
+            await self.reap()
+
+    async def reap(self) -> None:
+        try:
+            reaped = await self.db.write(nodes.reap, self.settings.node, self.clock(),
+                                         self.settings.heartbeat_seconds)
+        except Exception as exc:
+            log.warning("cannot look for dead nodes: %s", str(exc).splitlines()[0])
+            return
+        for dead in reaped:
+            log.warning("node %s is dead (last heartbeat %s): %d running job(s) marked lost%s",
+                        dead.node, dead.last_heartbeat.isoformat(), len(dead.jobs),
+                        (": " + ", ".join(map(str, dead.jobs))) if dead.jobs else "")
+        if reaped:
+            self.on_work()
+
+    async def run_listener(self, stopped: asyncio.Event) -> None:
+        """LISTEN on PostgreSQL; reconnects with backoff when the connection drops."""
+        if not self.postgres:
+            await stopped.wait()
+            return
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        conninfo = make_url(self.db.db.url.render_as_string(hide_password=False)).set(
+            drivername="postgresql").render_as_string(hide_password=False)
+        delay = 0.5
+        while not stopped.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening = True
+                    delay = 0.5
+                    self.on_work()  # anything queued while we were not listening
+                    gen = conn.notifies()
+                    waiter = asyncio.ensure_future(stopped.wait())
+                    try:
+                        while True:
+                            nxt = asyncio.ensure_future(anext(gen))
+                            done, _ = await asyncio.wait(
+                                {nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                            if waiter in done:
+                                nxt.cancel()
+                                return
+                            nxt.result()
+                            self.on_work()
+                    finally:
+                        waiter.cancel()
+            except (psycopg.Error, OSError, StopAsyncIteration) as exc:
+                self.listening = False
+                log.warning("LISTEN connection lost (%s); reconnecting in %g s",
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                            delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), delay)
+                delay = min(delay * 2, 10.0)
