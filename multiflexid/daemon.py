@@ -127,7 +127,8 @@ class Daemon:
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
                                      self._executors(), post_run=[self._collect_artifacts])
         self.dispatcher.on_change = self._report_status
-        self.scheduler = Scheduler(self.db, self.box, self._jobs_created)
+        self.scheduler = Scheduler(self.db, self.box, self._jobs_created,
+                                   max_sleep=settings.poll_seconds)
         self.rpc = RpcServer(settings.socket, build_handlers(self),
                              max_frame=settings.max_frame_bytes)
         self.bus.subscribe(self.rpc.broadcast)

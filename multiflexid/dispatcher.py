@@ -86,10 +86,11 @@ class Dispatcher:
     async def _idle_time(self) -> float:
         # The CLI may queue jobs straight into the database while we sleep: look again
         # within a second at most. Socket clients and the scheduler wake us at once.
+        poll = self.settings.poll_seconds
         nxt = await self.db.read(lifecycle.next_after)
         if nxt is None:
-            return 1.0
-        return max(0.0, min(1.0, (nxt - self.clock()).total_seconds()))
+            return poll
+        return max(0.0, min(poll, (nxt - self.clock()).total_seconds()))
 
     async def dispatch_once(self) -> list[int]:
         await self._check_cancel_requests()

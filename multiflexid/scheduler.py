@@ -35,7 +35,9 @@ class Scheduler:
         *,
         clock: Callable[[], datetime] = _utcnow,
         batch: int = 1000,
+        max_sleep: float = MAX_SLEEP,
     ) -> None:
+        self.max_sleep = max_sleep
         self.db = db
         self.box = box
         self.on_jobs = on_jobs
@@ -63,8 +65,9 @@ class Scheduler:
                 continue
             if len(result.created) + len(result.skipped) >= self.batch:
                 continue  # more are due right now
-            sleep = MAX_SLEEP
+            sleep = self.max_sleep
             if result.next_due is not None:
-                sleep = max(0.0, min(MAX_SLEEP, (result.next_due - self.clock()).total_seconds()))
+                sleep = max(0.0, min(self.max_sleep,
+                                     (result.next_due - self.clock()).total_seconds()))
             await nap(self.wake, stopping, sleep)
 

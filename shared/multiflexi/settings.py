@@ -52,6 +52,9 @@ class Settings:
     # Multi-node leases (PostgreSQL)
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
+    # How often the daemon looks for work it was not told about (jobs queued by the CLI
+    # straight into SQLite; PostgreSQL nodes are woken by NOTIFY)
+    poll_seconds: float = 1.0
     # Largest JSON-RPC frame a client may send
     max_frame_bytes: int = 1024 * 1024
 
@@ -84,6 +87,7 @@ _ENV = {
     "artifact_max_job_bytes": "MULTIFLEXI_ARTIFACT_MAX_JOB_BYTES",
     "lease_seconds": "MULTIFLEXI_LEASE_SECONDS",
     "heartbeat_seconds": "MULTIFLEXI_HEARTBEAT_SECONDS",
+    "poll_seconds": "MULTIFLEXI_POLL_SECONDS",
 }
 
 
