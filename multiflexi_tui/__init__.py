@@ -1,0 +1,1 @@
+"""multiflexi-tui: the admin's terminal UI over the multiflexid socket (Textual)."""

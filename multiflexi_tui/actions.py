@@ -1,0 +1,80 @@
+"""What the admin does to the daemon's objects, shared by the lists and the detail screens:
+run now, cancel, enable/disable, open a job. Each asks first where it must, calls the
+daemon in a worker (the UI never waits on the socket) and reports the outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.dom import DOMNode
+
+from multiflexi.errors import MultiFlexiError
+from multiflexi_tui import format as fmt
+from multiflexi_tui.connection import link_of
+
+
+def open_job(node: DOMNode, job_id: int, tab: str | None = None) -> None:
+    from multiflexi_tui.screens.job import JobScreen
+
+    node.app.push_screen(JobScreen(job_id, tab=tab))
+
+
+def run_template(node: DOMNode, rt: dict[str, Any]) -> None:
+    """Confirm (with optional one-off overrides), run, then follow the new job's output."""
+    from multiflexi_tui.screens.run_now import RunNowScreen
+
+    def started(job: dict[str, Any] | None) -> None:
+        if job:
+            open_job(node, int(job["id"]), tab="output")
+
+    node.app.push_screen(RunNowScreen(rt), started)
+
+
+def cancel_job(node: DOMNode, job: dict[str, Any]) -> None:
+    from multiflexi_tui.screens.confirm import ConfirmScreen
+
+    state = job.get("state")
+    if state in fmt.FINAL_STATES:
+        node.notify(f"job #{job['id']} is already {state}; nothing to cancel",
+                    severity="warning")
+        return
+
+    async def cancel() -> None:
+        try:
+            reply = await link_of(node).call("job.cancel", id=job["id"])
+        except MultiFlexiError as exc:
+            node.notify(exc.message, title="Cannot cancel", severity="error")
+            return
+        if reply.get("cancel") == "requested":
+            node.notify(f"job #{job['id']}: cancel requested; it is being stopped")
+        else:
+            node.notify(f"job #{job['id']} cancelled before it started")
+
+    def confirmed(yes: bool | None) -> None:
+        if yes:
+            node.run_worker(cancel(), group="cancel", exit_on_error=False)
+
+    name = job.get("runtemplate_name") or ""
+    node.app.push_screen(
+        ConfirmScreen(f"Cancel job #{job['id']} {name} ({state})?",
+                      "A running job gets SIGTERM, then SIGKILL after the grace time."),
+        confirmed,
+    )
+
+
+def toggle_active(node: DOMNode, rt: dict[str, Any]) -> None:
+    """Enable a disabled template or disable an enabled one (no confirmation: reversible)."""
+    active = not rt.get("active")
+
+    async def toggle() -> None:
+        try:
+            view = await link_of(node).call("runtemplate.set_active", id=rt["id"],
+                                            active=active)
+        except MultiFlexiError as exc:
+            node.notify(exc.message, title="Cannot change the template", severity="error")
+            return
+        word = "enabled" if view.get("active") else "disabled"
+        nxt = fmt.short_time(view.get("next_schedule"))
+        node.notify(f"{view.get('name')} {word}" + (f"; next run {nxt}" if active else ""))
+
+    node.run_worker(toggle(), group="toggle", exit_on_error=False)

@@ -1,0 +1,138 @@
+"""A run template: schedule and next due times, its environment, its jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from multiflexi.errors import InvalidInput, MultiFlexiError
+from multiflexi_tui import actions
+from multiflexi_tui import format as fmt
+from multiflexi_tui.screens.detail import DetailScreen
+from multiflexi_tui.widgets.jobs_view import JobsView
+from multiflexi_tui.widgets.key_values import KeyValues
+
+
+class TemplateScreen(DetailScreen):
+    TABS = (("info", "1 Info"), ("environment", "2 Environment"), ("jobs", "3 Jobs"))
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("1", "tab('info')", "Info", show=False),
+        Binding("2", "tab('environment')", "Environment", show=False),
+        Binding("3", "tab('jobs')", "Jobs", show=False),
+        Binding("r", "run", "Run now", id="run"),
+        Binding("t", "toggle", "On/off", id="toggle"),
+    ]
+
+    def __init__(self, rt: dict[str, Any], tab: str | None = None) -> None:
+        super().__init__(tab)
+        self.rt = rt
+        self.preview: list[dict[str, Any]] = []
+        self.preview_error: str | None = None
+
+    def panes(self) -> Iterable[Widget]:
+        yield KeyValues(id="info-pairs")
+        yield DataTable[object](id="env-table", cursor_type="row", zebra_stripes=True)
+        yield JobsView(fixed={"runtemplate_id": self.rt["id"]}, id="template-jobs")
+
+    def on_mount(self) -> None:
+        env = self.query_one("#env-table", DataTable)
+        for key, label in (("key", "Variable"), ("source", "From"), ("value", "Value")):
+            env.add_column(label, key=key)
+        self.link.runtemplate_changed.subscribe(self, self._changed)
+        self._show()
+        super().on_mount()
+
+    def load(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="load", exit_on_error=False)
+    async def _load(self) -> None:
+        link = self.link
+        try:
+            self.rt = await link.call("runtemplate.get", id=self.rt["id"])
+        except MultiFlexiError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self._show()
+        try:
+            reply = await link.call("runtemplate.preview", id=self.rt["id"], count=5)
+            self.preview, self.preview_error = reply.get("due") or [], None
+        except InvalidInput as exc:
+            self.preview, self.preview_error = [], exc.message
+        except MultiFlexiError:
+            pass
+        self._show()
+        try:
+            env = await link.call("runtemplate.env", id=self.rt["id"])
+        except MultiFlexiError:
+            return
+        self._show_env(env)
+
+    def _changed(self, rt: dict[str, Any]) -> None:
+        if rt.get("id") == self.rt["id"]:
+            schedule_moved = any(rt.get(k) != self.rt.get(k)
+                                 for k in ("interv", "cron", "timezone", "delay", "active"))
+            self.rt = {**self.rt, **rt}
+            self._show()
+            if schedule_moved:
+                self._load()
+
+    def _show(self) -> None:
+        rt = self.rt
+        head = Text(f"Template #{rt['id']} {rt.get('name') or ''} · {rt.get('company') or '?'}"
+                    f" · {rt.get('app') or '?'} · {fmt.schedule_text(rt)} · ")
+        head.append("on" if rt.get("active") else "off",
+                    style="green" if rt.get("active") else "yellow")
+        self.headline(head)
+        due = "\n".join(d.get("local", "") for d in self.preview) or (
+            self.preview_error or fmt.DASH)
+        last = rt.get("last_job")
+        pairs: list[tuple[str, Any]] = [
+            ("Name", rt.get("name")),
+            ("Application", f"{rt.get('app') or '?'} (#{rt.get('app_id')})"),
+            ("Company", f"{rt.get('company') or '?'} (#{rt.get('company_id')})"),
+            ("Active", fmt.yes_no(rt.get("active"))),
+            ("Schedule", fmt.schedule_text(rt)),
+            ("Time zone", rt.get("timezone") or "the daemon's system zone"),
+            ("Delay", f"{rt.get('delay') or 0} s after the tick"),
+            ("Next run", fmt.full_time(rt.get("next_schedule"))),
+            ("Next due times", due),
+            ("Last run", fmt.full_time(rt.get("last_schedule"))),
+            ("Last job", fmt.last_job_text(last) if last else None),
+            ("Succeeded / failed", f"{rt.get('successful_jobs_count') or 0} / "
+                                   f"{rt.get('failed_jobs_count') or 0}"),
+            ("Executor", rt.get("executor")),
+            ("Timeout", f"{rt['timeout']} s" if rt.get("timeout") else "none"),
+            ("Retries", f"{rt.get('max_attempts') or 1} attempt(s), backoff "
+                        f"{rt.get('retry_backoff') or 'none'}"),
+            ("Configured keys", ", ".join(rt.get("config_keys") or []) or None),
+            ("Credentials", ", ".join(f"#{c}" for c in rt.get("credentials") or []) or None),
+        ]
+        self.query_one("#info-pairs", KeyValues).set_pairs(pairs)
+
+    def _show_env(self, env: dict[str, Any]) -> None:
+        table = self.query_one("#env-table", DataTable)
+        table.clear()
+        for entry in env.get("environment") or []:
+            value = Text(str(entry.get("value") or ""),
+                         style="dim italic" if entry.get("secret") else "")
+            table.add_row(entry.get("key"), entry.get("source") or "", value,
+                          key=str(entry.get("key")))
+        for key in env.get("missing") or []:
+            table.add_row(key, "", Text("missing: a job would be blocked", style="bold red"))
+        for error in env.get("errors") or []:
+            table.add_row("", "", Text(str(error), style="red"))
+
+    def action_run(self) -> None:
+        actions.run_template(self, self.rt)
+
+    def action_toggle(self) -> None:
+        actions.toggle_active(self, self.rt)

@@ -1,0 +1,98 @@
+"""View 3: run templates (app × company × schedule), updated live from the daemon."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.binding import Binding, BindingType
+
+from multiflexi_tui import actions
+from multiflexi_tui import format as fmt
+from multiflexi_tui.connection import DaemonLink
+from multiflexi_tui.widgets.companies_view import offset_page
+from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceView
+
+
+def _last_id(r: Record) -> int:
+    last = r.get("last_job") or {}
+    return int(last.get("id") or 0)
+
+
+class TemplatesView(ResourceView):
+    NOUN = "run templates"
+    COLUMNS = (
+        Column("id", "ID", lambda r: r["id"], width=4),
+        Column("name", "Name", lambda r: r.get("name") or ""),
+        Column("company", "Company", lambda r: r.get("company") or f"#{r.get('company_id')}"),
+        Column("interv", "Schedule", fmt.schedule_text),
+        Column("active", "On", lambda r: fmt.yes_no(r.get("active")),
+               sort=lambda r: not r.get("active")),
+        Column("next_schedule", "Next", lambda r: fmt.short_time(r.get("next_schedule"))),
+        Column("last_job", "Last", lambda r: fmt.last_job_text(r.get("last_job")),
+               sort=lambda r: (r.get("last_job") or {}).get("state")),
+        Column("app", "Application", lambda r: r.get("app") or f"#{r.get('app_id')}"),
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "run", "Run now", id="run"),
+        Binding("t", "toggle", "On/off", id="toggle"),
+        Binding("n", "new", "New", id="new"),
+        Binding("l", "logs", "Last log", id="logs"),
+    ]
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.link.runtemplate_changed.subscribe(self, self.upsert)
+        self.link.job_changed.subscribe(self, self._job_changed)
+
+    async def fetch(self, link: DaemonLink, cursor: Any) -> Page:
+        return await offset_page(link, "runtemplate.list", cursor, self.PAGE_SIZE, **self.fixed)
+
+    def _job_changed(self, job: Record) -> None:
+        """A template's last job, kept current from job events."""
+        key = str(job.get("runtemplate_id"))
+        rec = self.records.get(key)
+        if rec is None or int(job["id"]) < _last_id(rec):
+            return
+        last = {"id": job["id"], "state": job.get("state"), "exitcode": job.get("exitcode"),
+                "end": job.get("end")}
+        self.upsert({**rec, "last_job": last})
+
+    def open(self, rec: Record) -> None:
+        from multiflexi_tui.screens.template import TemplateScreen
+
+        self.app.push_screen(TemplateScreen(rec))
+
+    def action_run(self) -> None:
+        rec = self.current()
+        if rec is not None:
+            actions.run_template(self, rec)
+
+    def action_toggle(self) -> None:
+        rec = self.current()
+        if rec is not None:
+            actions.toggle_active(self, rec)
+
+    def action_new(self) -> None:
+        from multiflexi_tui.screens.wizard import WizardScreen
+
+        def created(rt: Record | None) -> None:
+            if not rt:
+                return
+            self.notify(f"run template #{rt['id']} {rt.get('name')} created; next run "
+                        f"{fmt.short_time(rt.get('next_schedule'))}")
+            self.upsert(rt)
+            self.call_after_refresh(self.select_key, self.key_of(rt))
+
+        self.app.push_screen(WizardScreen(**{
+            k: v for k, v in self.fixed.items() if k in ("app_id", "company_id")}), created)
+
+    def action_logs(self) -> None:
+        rec = self.current()
+        if rec is None:
+            return
+        last = rec.get("last_job")
+        if not last:
+            self.notify(f"{rec.get('name')} has not run yet", severity="warning")
+            return
+        actions.open_job(self, int(last["id"]), tab="output")
