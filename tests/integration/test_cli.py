@@ -681,8 +681,8 @@ def test_job_list_filters_and_limit(mfcli, world: dict[str, int]) -> None:
     usage_error(mfcli("job", "list", "--limit", "0"), "Invalid value for '--limit'")
 
 
-def test_job_show_output_and_artifacts_of_a_queued_job(mfcli, mf_env,
-                                                       world: dict[str, int]) -> None:
+def test_job_show_output_and_artifacts_of_a_queued_job(mfcli, mf_env, world: dict[str, int],
+                                                       tmp_path: Path) -> None:
     rt = make_template(mfcli)
     job = mfcli("runtemplate", "run", "--id", str(rt), "--format", "json").json["id"]
     shown = mfcli("job", "show", "--id", str(job), "--format", "json").json
@@ -717,22 +717,10 @@ def test_job_show_output_and_artifacts_of_a_queued_job(mfcli, mf_env,
     listed = mfcli("artifact", "list", "--job", str(job), "--format", "json").json
     assert [(a["filename"], a["skipped"]) for a in listed] == [("report.json", False),
                                                                 ("huge.bin", True)]
-
-
-def test_artifact_get_to_a_file(mfcli, mf_env, world: dict[str, int], tmp_path: Path) -> None:
-    rt = make_template(mfcli)
-    job = mfcli("runtemplate", "run", "--id", str(rt), "--format", "json").json["id"]
-    db = Database(mf_env.db_url)
-    with db.session() as s:
-        a = Artifact(job_id=job, filename="out.txt", content=b"hello\n", size=6)
-        s.add(a)
-        s.flush()
-        aid = a.id
-    db.dispose()
-    target = tmp_path / "got.txt"
-    r = mfcli("artifact", "get", "--id", str(aid), "--file", str(target))
-    assert (r.code, r.out) == (0, f"written {target} (6 bytes)\n")
-    assert target.read_bytes() == b"hello\n"
+    target = tmp_path / "got.json"
+    r = mfcli("artifact", "get", "--id", str(kept_id), "--file", str(target))
+    assert (r.code, r.out) == (0, f"written {target} (12 bytes)\n")
+    assert target.read_bytes() == b'{"ok": true}'
 
 
 # --- status, db, demo ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from multiflexi import settings
 from multiflexi.settings import (
     DEFAULT_CONFIG,
     DEFAULT_DATA_DIR,
@@ -65,13 +66,20 @@ def test_empty_environment_variables_do_not_count(tmp_path: Path) -> None:
     assert s.effective_database_url == "sqlite:////srv/from-file/multiflexi.db"
 
 
-def test_empty_multiflexi_config_means_the_default_file(tmp_path: Path) -> None:
-    # `MULTIFLEXI_CONFIG=` (set but empty) is the default, which may be absent.
-    if Path(DEFAULT_CONFIG).exists():
-        pytest.skip(f"{DEFAULT_CONFIG} exists on this machine")
+def test_empty_multiflexi_config_means_the_default_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `MULTIFLEXI_CONFIG=` (set but empty) is the default file, which may be absent...
+    assert DEFAULT_CONFIG == "/etc/multiflexi/multiflexi.conf"
+    monkeypatch.setattr(settings, "DEFAULT_CONFIG", str(tmp_path / "absent.conf"))
     s = load_settings(env={"MULTIFLEXI_CONFIG": "", "MULTIFLEXI_DATA_DIR": str(tmp_path)})
     assert s.config_path is None
     assert s.data_dir == tmp_path
+    # ... and is read when present.
+    conf = write(tmp_path, 'node = "default-file-node"\n')
+    monkeypatch.setattr(settings, "DEFAULT_CONFIG", str(conf))
+    s = load_settings(env={"MULTIFLEXI_CONFIG": ""})
+    assert (s.config_path, s.node) == (conf, "default-file-node")
 
 
 def test_environment_paths_expand_the_home_directory() -> None:
