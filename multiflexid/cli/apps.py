@@ -13,7 +13,7 @@ from multiflexid.domain.appjson import AppJsonError, app_from_data, export_app, 
 from multiflexid.presenters import app_dict
 from multiflexid.services import apps as svc
 
-from .base import AliasGroup, emit, fields, state, table
+from .base import AliasGroup, emit, fields, state, table, write_file
 
 
 @click.group(cls=AliasGroup)
@@ -70,7 +70,10 @@ def validate_json(files: tuple[Path, ...]) -> None:
     """
     report: list[dict[str, Any]] = []
     uuids: list[tuple[str, str | None]] = []
-    for path in svc.expand_paths(list(files)):
+    paths = svc.expand_paths(list(files))
+    if not paths:
+        raise InvalidInput(f"no *.json files found in {', '.join(map(str, files))}")
+    for path in paths:
         errors: list[str] = []
         warnings: list[str] = []
         try:
@@ -133,9 +136,7 @@ def export_json(app_id: int | None, uuid: str | None, out: Path | None) -> None:
         from multiflexid.domain.appjson import export_filename
 
         out = out / export_filename(definition)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_file(out, text.encode("utf-8"))
     emit({"file": str(out)}, f"written {out}")
 
 

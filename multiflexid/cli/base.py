@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from multiflexi.errors import MultiFlexiError
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.core import Core
+from multiflexid.crypto import SecretKeyError
 
 
 @dataclass
@@ -165,6 +167,16 @@ def _cell(value: Any) -> str:
     return str(value).replace("\n", " ")
 
 
+def write_file(out: Path, content: bytes) -> None:
+    """Write through a temporary file (never half a file); errors name the path."""
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_bytes(content)
+        tmp.replace(out)
+    except OSError as exc:
+        raise MultiFlexiError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+
 def fail(message: str) -> MultiFlexiError:
     return MultiFlexiError(message)
 
@@ -200,13 +212,10 @@ def _run(cli: click.Group, args: list[str] | None) -> int:
                                   ensure_ascii=False))
         exc.show()
         return exc.exit_code
+    except SecretKeyError as exc:  # a missing or replaced key file: an error, not a crash
+        return _run_error(MultiFlexiError(str(exc)))
     except MultiFlexiError as exc:
-        obj = _current_state()
-        if obj is not None and obj.json:
-            click.echo(json.dumps({"error": {"name": exc.name, "message": exc.message,
-                                             **exc.data}}, ensure_ascii=False))
-        click.echo(f"multiflexi-cli: error: {exc.message}", err=True)
-        return exc.exit_code
+        return _run_error(exc)
     except BrokenPipeError:
         sys.stderr.close()
         return 1
@@ -223,6 +232,15 @@ def _run(cli: click.Group, args: list[str] | None) -> int:
         )
         return 1
     return 0
+
+
+def _run_error(exc: MultiFlexiError) -> int:
+    obj = _current_state()
+    if obj is not None and obj.json:
+        click.echo(json.dumps({"error": {"name": exc.name, "message": exc.message,
+                                         **exc.data}}, ensure_ascii=False))
+    click.echo(f"multiflexi-cli: error: {exc.message}", err=True)
+    return exc.exit_code
 
 
 _LAST_STATE: list[CliState] = []

@@ -46,6 +46,9 @@ def ct_import(files: tuple[Path, ...]) -> None:
         except OSError as exc:
             res["errors"] = [exc.strerror or str(exc)]
             continue
+        except UnicodeDecodeError as exc:
+            res["errors"] = [f"not UTF-8 text (byte {exc.start})"]
+            continue
         with st.session() as s:
             ctype, created = svc.upsert_credential_type(s, d)
             res.update(ok=True, code=ctype.code, id=ctype.id, created=created)
@@ -60,9 +63,9 @@ def ct_import(files: tuple[Path, ...]) -> None:
                 for e in r["errors"]:
                     click.echo(f"  {e}", err=True)
 
+    if not results:  # before any output: json mode prints one document only
+        raise InvalidInput(f"no *.json files found in {', '.join(map(str, files))}")
     emit(results, text)
-    if not results:
-        raise InvalidInput("no *.json files found")
     if any(not r["ok"] for r in results):
         raise click.exceptions.Exit(1)
 

@@ -24,7 +24,7 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
-from .base import AliasGroup, emit, fields, state, table
+from .base import AliasGroup, emit, fields, state, table, write_file
 from .runtemplates import _run
 
 
@@ -193,9 +193,7 @@ def artifact_get(artifact_id: int, out: Path | None) -> None:
         sys.stdout.buffer.write(content)
         sys.stdout.buffer.flush()
         return
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(content)
-    tmp.replace(out)
+    write_file(out, content)
     emit({**meta, "file": str(out)}, f"written {out} ({len(content)} bytes)")
 
 

@@ -218,6 +218,9 @@ def test_an_unreadable_or_missing_file_is_reported(mfcli, mf_env, tmp_path: Path
     assert "not UTF-8 text (byte 10)" in r.err
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = mfcli("application", "import-json", "--file", str(empty))
-    assert r.code == 1
-    assert r.err.strip() == f"multiflexi-cli: error: no *.json files found in {empty}"
+    for command in ("import-json", "validate-json"):
+        r = mfcli("application", command, "--file", str(empty))
+        assert r.code == 1
+        assert r.err == f"multiflexi-cli: error: no *.json files found in {empty}\n"
+        r = mfcli("application", command, "--file", str(empty), "--format", "json")
+        assert json.loads(r.out)["error"]["message"] == f"no *.json files found in {empty}"

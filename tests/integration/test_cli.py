@@ -312,6 +312,9 @@ def test_application_list_show_update_remove(mfcli, world: dict[str, int]) -> No
         "application 1 (MultiFlexi Probe) has 1 run template(s) and 0 job(s) in history; "
         "remove its run templates first, or disable it with "
         "`multiflexi-cli application update --id 1 --disable`")
+    one_line_error(mfcli("application", "export-json", "--id", "1", "--file",
+                         "/nonexistent/dir/probe.json"),
+                   "/nonexistent/dir/probe.json: cannot write: No such file or directory")
     r = mfcli("application", "remove", "--id", "2", "--format", "json")
     assert r.json == {"id": 2, "name": "Contract to Invoices", "removed": True}
     assert [a["id"] for a in mfcli("application", "list", "--format", "json").json] == [1]
@@ -349,6 +352,16 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
     r = mfcli("credential-type", "import-json", "--file", str(broken))
     assert r.code == 1
     assert "$.fields[1].keyword: 'A' appears twice" in r.err
+    latin = tmp_path / "latin1.json"
+    latin.write_bytes('{"code": "Úroky"}'.encode("latin-1"))
+    r = mfcli("credential-type", "import-json", "--file", str(latin))
+    assert (r.code, r.err) == (1, f"{latin}: NOT imported\n  not UTF-8 text (byte 10)\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = mfcli("credential-type", "import-json", "--file", str(empty), "--format", "json")
+    assert r.code == 1
+    assert r.json == {"error": {"name": "invalid_params",
+                                "message": f"no *.json files found in {empty}"}}
     assert [t["code"] for t in mfcli("credential-type", "list", "--format", "json").json] == [
         "AbraFlexi", "Office365", "Probe"]
 

@@ -168,3 +168,18 @@ def test_a_new_installation_gets_its_key_file_on_first_secret(mfcli, mf_env,
     assert mfcli("credential", "create", "--company", "acme", "--type", "Probe", "--name", "q",
                  "--field", "PASSWORD=second-Secret-2").code == 0
     assert key.read_bytes() == content  # never rewritten
+
+
+def test_a_replaced_key_file_is_a_clear_error(mfcli, mf_env, stored: dict[str, int]) -> None:
+    from cryptography.fernet import Fernet
+
+    key = mf_env.data_dir / "secret.key"
+    key.write_bytes(Fernet.generate_key() + b"\n")
+    message = (f"multiflexi-cli: error: a stored secret does not decrypt with {key}: "
+               "was the key file replaced?\n")
+    for args in (("credential", "show", "--id", str(stored["abra"]), "--reveal"),
+                 ("runtemplate", "env", "--id", str(stored["probe"]))):
+        r = mfcli(*args)
+        assert (r.code, r.out, r.err) == (1, "", message), args
+    # What needs no secret still works.
+    assert mfcli("credential", "show", "--id", str(stored["abra"])).code == 0
