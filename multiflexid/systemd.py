@@ -25,6 +25,9 @@ class Notifier:
         if address:
             self._address = "\0" + address[1:] if address.startswith("@") else address
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never block the event loop on a receiver that does not read: a full queue
+            # drops the message (the next STATUS/WATCHDOG follows soon anyway).
+            self._sock.setblocking(False)
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         self.watchdog_seconds: float | None = None
@@ -40,6 +43,8 @@ class Notifier:
             return
         try:
             self._sock.sendto("\n".join(lines).encode(), self._address)
+        except BlockingIOError:
+            log.debug("sd_notify receiver busy; dropped %s", lines[0])
         except OSError as exc:
             log.debug("sd_notify failed: %s", exc)
 

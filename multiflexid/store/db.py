@@ -16,12 +16,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from multiflexi.errors import StorageError
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number; used as a PostgreSQL advisory lock id so only one node migrates at a time.
 _MIGRATION_LOCK = 0x4D464C58
 
 
-class DatabaseError(Exception):
+class DatabaseError(StorageError):
     """The database cannot be used (unreachable, wrong URL, not migrated...)."""
 
 

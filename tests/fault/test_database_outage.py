@@ -1,0 +1,75 @@
+"""PostgreSQL stopped for 30 s (and restarted) while a job runs: nothing is lost.
+
+Uses a PostgreSQL cluster of its own (fsync on), since the test stops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multiflexi.errors import StorageError
+from multiflexi.settings import load_settings
+from multiflexid.core import Core
+from tests.conftest import Env
+from tests.support.daemon import DaemonProcess, NotifyListener
+from tests.support.factory import make_template
+from tests.support.pgcluster import PgCluster
+
+pytestmark = pytest.mark.fault
+
+OUTAGE = 30.0
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PgCluster]:
+    with PgCluster(fsync=True) as cluster:
+        yield cluster
+
+
+def test_postgres_down_30s_daemon_survives_and_loses_nothing(
+    own_cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = Env(tmp_path / "data", own_cluster.url(), tmp_path / "mf.sock")
+    env.data_dir.mkdir()
+    for key, value in env.vars().items():
+        monkeypatch.setenv(key, value)
+    core = Core(load_settings())
+    lines = 90
+    rt = make_template(core, name="steady", config={
+        "SCRIPT": f"i=1; while [ $i -le {lines} ]; do echo line $i; i=$((i+1)); "
+                  "sleep 0.5; done"})
+    core.close()
+    notify = NotifyListener(tmp_path / "notify.sock")
+    d = DaemonProcess(env.vars(), tmp_path, extra_env={
+        "NOTIFY_SOCKET": str(notify.path), "MULTIFLEXI_HEARTBEAT_SECONDS": "1"}).start()
+    try:
+        job = d.call("runtemplate.run", id=rt)
+        d.wait_job(job["id"], states=("running",))
+        time.sleep(2)
+        own_cluster.stop_server("fast")
+        down_at = time.monotonic()
+        notify.messages.clear()
+        status = notify.wait_for("degraded", timeout=15)
+        during = d.call("daemon.status")  # the daemon keeps serving from memory
+        assert during["degraded"] is True
+        with pytest.raises(StorageError):  # asking for stored things says why
+            d.call("job.get", id=job["id"])
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+        assert d.proc is not None and d.proc.poll() is None, d.log()
+        own_cluster.start_server()
+        done = d.wait_job(job["id"], timeout=120)
+        notify.messages.clear()
+        notify.wait_for("STATUS=0 running", timeout=15)
+        out = d.output(job["id"])
+    finally:
+        notify.close()
+        d.stop()
+    assert done["state"] == "succeeded", d.log()
+    expected = "".join(f"line {i}\n" for i in range(1, lines + 1))
+    print(f"\nPostgreSQL down {OUTAGE:g} s: status said {status.split('STATUS=')[-1]!r}; "
+          f"job {job['id']} {done['state']}, {out.count(chr(10))}/{lines} lines kept in order")
+    assert out == expected
