@@ -14,7 +14,7 @@ import pytest
 TIMINGS = pytest.StashKey[dict[str, float]]()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root (installs packages, switches users): run as root, or "

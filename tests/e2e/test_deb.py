@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -259,6 +260,12 @@ def installed(debs: list[Path], machine_lock: None,
                 cleanup()
         if dpkg_status() not in ("not-installed", "unknown"):
             purge()
+        if user_exists() and not our_processes(pwd.getpwnam(USER).pw_uid):
+            # The postrm keeps a user that still runs processes; it was not there before.
+            run(["deluser", "--system", "--quiet", USER], check=False)
+        with contextlib.suppress(KeyError):
+            grp.getgrnam(USER)
+            run(["delgroup", "--system", "--quiet", "--only-if-empty", USER], check=False)
         put_back(moved)
 
 
@@ -339,19 +346,16 @@ def test_new_admin_finds_a_working_installation(installed: Installation) -> None
 
 @pytest.mark.e2e
 @pytest.mark.root_only
-def test_import_as_root_leaves_every_file_to_multiflexi(installed: Installation,
-                                                        tmp_path: Path) -> None:
+def test_import_as_root_leaves_every_file_to_multiflexi(installed: Installation) -> None:
     """What upstream apps' postinsts do (as root) must leave nothing the daemon can't write."""
-    examples = REPO / "shared/multiflexi/examples"
+    # The real upstream apps of shared/multiflexi/examples, as installed (world-readable,
+    # like the files upstream packages install under /usr/share).
+    examples = VENV / "lib/python3.11/site-packages/multiflexi/examples"
     out = cli("application:import-json", "--file", str(examples)).stdout
     assert re.search(r"\b(\d+) imported, 0 failed", out), out
     assert cli_json("application", "show", "--uuid",
                     "775ed801-2489-4981-bc14-d8a01cba1938")["name"] == "MultiFlexi Probe"
-    # From root's own 0700 directory, by a relative path: still readable.
-    app_file = tmp_path / "echo.app.json"
-    app_file.write_text(json.dumps(ECHO_APP))
-    tmp_path.chmod(0o700)
-    cli("application:import-json", "--file", app_file.name, cwd=tmp_path)
+    import_echo_app(installed)
     # A secret makes secret.key; credentials and companies write to the database.
     cli("credential-type", "import-json", "--file", str(examples / "credential-types/Probe.json"))
     cli("company", "create", "--name", "Acme", "--slug", "acme")
@@ -368,124 +372,165 @@ def test_import_as_root_leaves_every_file_to_multiflexi(installed: Installation,
     assert cli_json("credential", "show", "--id", "1")["name"] == "probe"
 
 
+def import_echo_app(installed: Installation) -> None:
+    """A tiny native app, imported as root by a path relative to the current directory.
+
+    The file must be readable by user multiflexi, as the CLI runs as that user (files
+    that upstream packages install under /usr/share are).
+    """
+    readable = Path(tempfile.mkdtemp(prefix="multiflexi-e2e-apps-"))
+    installed.cleanups.append(lambda: shutil.rmtree(readable, ignore_errors=True))
+    readable.chmod(0o755)
+    (readable / "echo.app.json").write_text(json.dumps(ECHO_APP))
+    (readable / "echo.app.json").chmod(0o644)
+    cli("application:import-json", "--file", "echo.app.json", cwd=readable)
+
+
 # --- the daemon, the CLI through it, the TUI -------------------------------------------------
 
 
 class Notifications:
-    """A NOTIFY_SOCKET (abstract, so user multiflexi can reach it) and what arrived."""
+    """A NOTIFY_SOCKET read all the time, as systemd reads it (a sender whose datagrams
+    nobody reads would block once the socket's queue is full). Abstract, so that user
+    multiflexi reaches it."""
 
     def __init__(self) -> None:
         self.address = f"@multiflexi-e2e-notify-{os.getpid()}"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind("\0" + self.address[1:])
+        self.sock.settimeout(0.2)
         self.received: list[str] = []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self.received += self.sock.recv(4096).decode().splitlines()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
 
     def wait_for(self, line: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
         """Whether ``line`` arrived within ``timeout`` (False once the process is gone)."""
         deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.2)
         while line not in self.received:
-            try:
-                self.received += self.sock.recv(4096).decode().splitlines()
-            except TimeoutError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    return False
+            if proc.poll() is not None or time.monotonic() > deadline:
+                time.sleep(0.3)  # what it sent just before it ended
+                return line in self.received
+            time.sleep(0.05)
         return True
 
+    def close(self) -> None:
+        self._closed.set()
+        self._reader.join(timeout=2)
+        self.sock.close()
 
-def wait_job(job_id: int, timeout: float = 60) -> dict[str, object]:
+
+def wait_job(job_id: int, daemon_log: Path, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         job = cli_json("job", "show", "--id", str(job_id))
-        assert isinstance(job, dict)
         if job["state"] not in ("pending", "scheduled", "running"):
-            return job
+            return job  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} still {job['state']} after {timeout} s")
+            pytest.fail(f"job {job_id} still {job['state']} after {timeout} s; "
+                        f"the daemon's output:\n{daemon_log.read_text()}")
         time.sleep(0.3)
 
 
-@pytest.mark.e2e
-@pytest.mark.root_only
-def test_installed_daemon_runs_a_job(installed: Installation, tmp_path: Path) -> None:
-    """Started by hand as user multiflexi the way multiflexid.service starts it."""
+@contextlib.contextmanager
+def daemon_as_the_service_runs_it(
+        tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Notifications, Path]]:
+    """/usr/bin/multiflexid started by hand the way multiflexid.service starts it."""
     service = pwd.getpwnam(USER)
     # What systemd's RuntimeDirectory=multiflexi / RuntimeDirectoryMode=0750 would make.
     RUN.mkdir(mode=0o750, exist_ok=True)
     os.chown(RUN, service.pw_uid, service.pw_gid)
-    installed.cleanups.append(lambda: shutil.rmtree(RUN, ignore_errors=True))
     notify = Notifications()
     log_path = tmp_path / "multiflexid.log"
     env = {"PATH": ADMIN_ENV["PATH"], "LANG": "C.UTF-8", "NOTIFY_SOCKET": notify.address,
            "WATCHDOG_USEC": "2000000"}
+    daemon = None
     try:
         with log_path.open("wb") as log:
             daemon = subprocess.Popen(
                 ["/usr/bin/multiflexid", "--config", str(CONF)], cwd="/", env=env,
                 user=service.pw_uid, group=service.pw_gid, extra_groups=[],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not notify.wait_for("READY=1", daemon, timeout=60):
+            stop(daemon)
+            pytest.fail(f"/usr/bin/multiflexid did not start (exit code {daemon.returncode}, "
+                        f"notifications {notify.received}); its output:\n"
+                        f"{log_path.read_text()}")
+        yield daemon, notify, log_path
     except OSError as exc:
         pytest.fail(f"/usr/bin/multiflexid cannot start: {exc}")
-    installed.cleanups.append(lambda: stop(daemon))
-
-    if not notify.wait_for("READY=1", daemon, timeout=60):
-        stop(daemon)
-        pytest.fail(f"/usr/bin/multiflexid did not start (exit code {daemon.returncode}, "
-                    f"notifications {notify.received}); its output:\n{log_path.read_text()}")
-    assert notify.wait_for("WATCHDOG=1", daemon, timeout=5), notify.received
-    assert "daemon         running" in cli("status").stdout
-
-    app_file = tmp_path / "echo.app.json"
-    app_file.write_text(json.dumps(ECHO_APP))
-    cli("application:import-json", "--file", str(app_file))
-    cli("company", "create", "--name", "E2E Daemon", "--slug", "e2e-daemon")
-    template = cli_json("runtemplate", "create", "--app", ECHO_APP_UUID, "--company",
-                        "e2e-daemon", "--name", "e2e-echo", "--interv", "n",
-                        "--executor", "Native")
-    assert isinstance(template, dict)
-    job = cli_json("runtemplate", "run", "--id", str(template["id"]))
-    assert isinstance(job, dict)
-    done = wait_job(int(job["id"]))
-    assert (done["state"], done["exitcode"]) == ("succeeded", 0), (done, log_path.read_text())
-    assert "hello from multiflexi" in cli("job", "output", "--id", str(job["id"])).stdout
-    not_ours = [str(p) for p in DATA.rglob("*") if p.owner() != USER]
-    assert not not_ours, not_ours
-
-    see_job_in_tui(installed, tmp_path, "e2e-echo")
-
-    daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=40) == 0, log_path.read_text()
-    assert notify.wait_for("STOPPING=1", daemon, timeout=1), notify.received
-    assert not our_processes(service.pw_uid)
+    finally:
+        if daemon is not None:
+            stop(daemon)
+        notify.close()
+        shutil.rmtree(RUN, ignore_errors=True)
 
 
-def see_job_in_tui(installed: Installation, tmp_path: Path, expected: str) -> None:
-    """multiflexi-tui in tmux as an admin who is in group multiflexi (not root)."""
-    # Its own home, where nobody can reach it (pytest's tmp_path is root's only).
-    home = Path(tempfile.mkdtemp(prefix="multiflexi-e2e-tui-"))
-    installed.cleanups.append(lambda: shutil.rmtree(home, ignore_errors=True))
+@pytest.mark.e2e
+@pytest.mark.root_only
+def test_installed_daemon_runs_a_job(installed: Installation, tmp_path: Path) -> None:
+    with daemon_as_the_service_runs_it(tmp_path) as (daemon, notify, log_path):
+        assert notify.wait_for("WATCHDOG=1", daemon, timeout=5), notify.received
+        assert "daemon         running" in cli("status").stdout
+
+        import_echo_app(installed)
+        cli("company", "create", "--name", "E2E Daemon", "--slug", "e2e-daemon")
+        template = cli_json("runtemplate", "create", "--app", ECHO_APP_UUID, "--company",
+                            "e2e-daemon", "--name", "e2e-echo", "--interv", "n",
+                            "--executor", "Native")
+        job = cli_json("runtemplate", "run", "--id", str(template["id"]))
+        done = wait_job(int(job["id"]), log_path)
+        assert (done["state"], done["exitcode"]) == ("succeeded", 0), (done,
+                                                                       log_path.read_text())
+        assert "hello from multiflexi" in cli("job", "output", "--id", str(job["id"])).stdout
+        not_ours = [str(p) for p in DATA.rglob("*") if p.owner() != USER]
+        assert not not_ours, not_ours
+
+        screen = tui_screen_showing("e2e-echo")
+        assert "e2e-echo" in screen, f"the TUI does not show the job:\n{screen}"
+
+        daemon.send_signal(signal.SIGTERM)  # what `systemctl stop` sends (KillMode=mixed)
+        assert daemon.wait(timeout=40) == 0, log_path.read_text()
+        assert notify.wait_for("STOPPING=1", daemon, timeout=1), notify.received
+    assert not our_processes(pwd.getpwnam(USER).pw_uid)
+
+
+def tui_screen_showing(expected: str, timeout: float = 30) -> str:
+    """multiflexi-tui in tmux, as an admin in group multiflexi (not root): its screen once
+    it shows ``expected`` (or when it gave up or ended: then with what it printed)."""
+    home = Path(tempfile.mkdtemp(prefix="multiflexi-e2e-tui-"))  # reachable for nobody
     nobody = pwd.getpwnam("nobody")
     os.chown(home, nobody.pw_uid, nobody.pw_gid)
-    server = f"multiflexi-e2e-{os.getpid()}"
-    tmux = ["tmux", "-L", server]
+    tmux = ["tmux", "-L", f"multiflexi-e2e-{os.getpid()}"]
     command = (f"setpriv --reuid=nobody --regid={USER} --clear-groups env HOME={home} "
                f"TERM=xterm-256color /usr/bin/multiflexi-tui")
-    run([*tmux, "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command])
-    installed.cleanups.append(lambda: run([*tmux, "kill-server"], check=False))
-    screen = ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        shown = run([*tmux, "capture-pane", "-p", "-t", "tui"], check=False)
-        screen = shown.stdout
-        if shown.returncode != 0 or expected in screen:
-            break
-        time.sleep(0.5)
     try:
-        assert expected in screen, f"the TUI does not show {expected!r}:\n{screen}"
-    finally:
+        run([*tmux, "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40"])
+        # A TUI that dies leaves its last words on the screen.
+        run([*tmux, "set-option", "-t", "tui", "remain-on-exit", "on"])
+        run([*tmux, "respawn-pane", "-k", "-t", "tui", command])
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = run([*tmux, "capture-pane", "-p", "-t", "tui"]).stdout
+            dead = run([*tmux, "display-message", "-p", "-t", "tui", "#{pane_dead}"]).stdout
+            if expected in screen or dead.strip() == "1" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         run([*tmux, "send-keys", "-t", "tui", "q"], check=False)
-        time.sleep(1)
+        time.sleep(0.5)
+        return screen
+    finally:
         run([*tmux, "kill-server"], check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -637,7 +682,10 @@ def test_conffile_shows_every_setting_with_its_default(tmp_path: Path) -> None:
     assert tomllib.loads(text) == {}
     names = [f.name for f in fields(Settings) if f.name != "config_path"]
     shown = re.findall(r"^# (\w+) = (.+)$", text, re.M)
-    assert sorted(k for k, _ in shown) == sorted(names), "conffile and Settings differ"
+    missing = sorted(set(names) - {k for k, _ in shown})
+    unknown = sorted({k for k, _ in shown} - set(names))
+    assert not missing and not unknown and len(shown) == len(names), (
+        f"debian/conf/multiflexi.conf and Settings differ: add {missing}, drop {unknown}")
     values = tomllib.loads("\n".join(f"{k} = {v}" for k, v in shown if k != "node"))
     defaults = Settings()
     for key, value in values.items():
