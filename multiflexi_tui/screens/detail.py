@@ -13,6 +13,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -80,8 +81,11 @@ class DetailScreen(Screen[None]):
 
     def action_tab(self, pane_id: str) -> None:
         tabs = self.query_one(TabbedContent)
-        tabs.active = pane_id
-        pane = tabs.get_pane(pane_id)
+        try:
+            pane = tabs.get_pane(pane_id)
+            tabs.active = pane_id
+        except (ValueError, NoMatches):  # the screen is being taken down
+            return
         lists = pane.query(ResourceView)
         if lists:
             lists.first().focus_table()

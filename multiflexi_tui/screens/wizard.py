@@ -47,6 +47,12 @@ INTERVAL_CHOICES = [
 ]
 
 
+def _local_due(due: dict[str, Any]) -> str:
+    """A due time in the template's own zone, as the preview gives it."""
+    moment = fmt.parse_time(due.get("local"))
+    return moment.strftime("%a %Y-%m-%d %H:%M %z") if moment else "?"
+
+
 async def _all_pages(link: DaemonLink, method: str, **params: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while True:
@@ -63,7 +69,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back"),
         Binding("ctrl+n", "next", "Next", id="next"),
-        Binding("ctrl+x", "abandon", "Abandon", id="abandon"),
+        Binding("ctrl+x", "abandon", "Abandon", id="abandon", priority=True),
     ]
 
     DEFAULT_CSS = """
@@ -345,9 +351,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             zone = schedule.get("timezone") or "the daemon's zone"
             text = Text(f"Next due times ({zone}):", style="bold")
             for due in self.preview:
-                moment = fmt.parse_time(due.get("local"))
-                shown = moment.strftime("%a %Y-%m-%d %H:%M %z") if moment else "?"
-                text.append(f"\n  {shown}", style="")
+                text.append(f"\n  {_local_due(due)}", style="")
             target.update(text)
         return self.preview_error is None
 
@@ -414,6 +418,8 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             preselect = ctype in needs and len(by_type[ctype]) == 1
             keys = ", ".join((cred.get("values") or {}).keys())
             options.add_option((f"{cred.get('name')} ({ctype}): {keys}", cred["id"], preselect))
+        if self.credentials:
+            options.highlighted = 0
 
     def _credential_hint(self) -> None:
         needs = self.app_doc.get("requirements") or []
@@ -467,7 +473,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
         row("Schedule", fmt.schedule_text(req) + (f", {req['timezone']}"
                                                   if req.get("timezone") else "")
             + (f", +{req['delay']} s" if req.get("delay") else ""))
-        row("Next due", ", ".join(fmt.short_time(d.get("due")) for d in self.preview[:3])
+        row("Next due", ", ".join(_local_due(d) for d in self.preview[:3])
             or "never (by hand only)")
         config = ", ".join(f"{k}={'********' if k in secret else v}"
                            for k, v in req["config"].items())

@@ -219,6 +219,21 @@ async def wait_for(pilot: Pilot[Any], check: Callable[[], object], what: str,
                          f"{screen_text(pilot.app)}")  # type: ignore[arg-type]
 
 
+def notified(app: Any, needle: str) -> bool:
+    """Whether a notification (toast) containing ``needle`` was raised (``run_test`` does not
+    draw toasts)."""
+    return any(needle in str(n.message) for n in app._notifications)
+
+
+async def screen_of(pilot: Pilot[Any], kind: type[Any], timeout: float = 20.0) -> Any:  # noqa: ASYNC109
+    """Wait until a screen of ``kind`` is on top and mounted; return it."""
+    app = pilot.app
+    screen = await wait_for(pilot, lambda: isinstance(app.screen, kind) and app.screen.is_mounted
+                            and app.screen, f"the {kind.__name__}", timeout)
+    await pilot.pause()
+    return screen
+
+
 async def wait_text(pilot: Pilot[Any], needle: str,
                     timeout: float = 20.0) -> None:  # noqa: ASYNC109
     await wait_for(pilot, lambda: needle in screen_text(pilot.app),  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from multiflexi_tui.screens.template import TemplateScreen
 from multiflexi_tui.widgets.resource_view import ResourceView
 from multiflexid.core import Core
 from tests.support.daemon import DaemonProcess
-from tests.tui.support import bulk_jobs, run_app, screen_text, wait_for, wait_text
+from tests.tui.support import bulk_jobs, run_app, screen_of, screen_text, wait_for, wait_text
 
 
 def view(app: MultiFlexiApp, name: str) -> ResourceView:
@@ -91,8 +91,7 @@ def test_filter_sort_open_and_back(daemon: DaemonProcess, seeded: dict[str, int]
         assert "sort: Name ▼" in screen_text(app)
         # enter opens the detail of the row under the cursor, esc comes back
         await pilot.press("g", "enter")
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, TemplateScreen)
-                                and app.screen, "the template screen")
+        screen = await screen_of(pilot, TemplateScreen)
         assert screen.rt["name"] == "report"
         await wait_text(pilot, "Next due times")
         await pilot.press("2")  # its environment, as a job would get it now
@@ -116,8 +115,7 @@ def test_filter_sort_open_and_back(daemon: DaemonProcess, seeded: dict[str, int]
         await pilot.press("1")
         await loaded(pilot, "companies", 2)
         await pilot.press("enter")
-        company = await wait_for(pilot, lambda: isinstance(app.screen, CompanyScreen)
-                                 and app.screen, "the company screen")
+        company = await screen_of(pilot, CompanyScreen)
         await wait_text(pilot, "office@acme.example")
         await pilot.press("4")  # credentials, secrets masked
         await wait_text(pilot, "PASSWORD=********")
@@ -129,7 +127,7 @@ def test_filter_sort_open_and_back(daemon: DaemonProcess, seeded: dict[str, int]
         await pilot.press("2")
         await loaded(pilot, "apps", 3)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, AppScreen), "the app screen")
+        await screen_of(pilot, AppScreen)
         await pilot.press("3")
         await wait_text(pilot, "Invalid configuration")
         await pilot.press("escape")
@@ -141,8 +139,7 @@ def test_filter_sort_open_and_back(daemon: DaemonProcess, seeded: dict[str, int]
 def test_help_lists_every_key(daemon: DaemonProcess) -> None:
     async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
         await pilot.press("question_mark")
-        help_screen = await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen)
-                                     and app.screen, "the help screen")
+        help_screen = await screen_of(pilot, HelpScreen)
         text = str(help_screen.query_one("VerticalScroll Static").render())
         for _title, bindings in _groups():
             for binding in bindings:
@@ -224,8 +221,7 @@ def test_job_detail_from_the_list(daemon: DaemonProcess, seeded: dict[str, int])
     async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
         await loaded(pilot, "jobs", 5)
         await pilot.press("down", "down", "enter")  # job 3: failed with exit code 3
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, JobScreen)
-                                and app.screen, "the job screen")
+        screen = await screen_of(pilot, JobScreen)
         assert screen.job_id == 3
         await wait_text(pilot, "bad config: X")
         await pilot.press("2")
