@@ -74,15 +74,36 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text_problem(text: str) -> str | None:
+    """Text no database can store: NUL characters and unpaired surrogates (\\ud800)."""
+    bad = _UNSTORABLE.search(text)
+    if bad is None:
+        return None
+    if bad.group() == "\x00":
+        return "contains a NUL character (\\u0000)"
+    return f"contains invalid Unicode (an unpaired surrogate \\u{ord(bad.group()):04x})"
+
+
 def _collect_duplicates(node: Any, path: str, problems: list[str]) -> None:
+    """Duplicate keys and unstorable text anywhere in the document."""
     if isinstance(node, dict):
         for key in node.pop("\0duplicates", []):
             problems.append(f"{_join(path, key)}: duplicate key (a later value would win)")
         for key, value in node.items():
+            why = _text_problem(key)
+            if why:
+                problems.append(f"{_join(path, key)}: the key {why}")
             _collect_duplicates(value, _join(path, key), problems)
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _collect_duplicates(value, f"{path}[{i}]", problems)
+    elif isinstance(node, str):
+        why = _text_problem(node)
+        if why:
+            problems.append(f"{path}: {why}")
 
 
 def load_json(text: str, source: str) -> Any:
@@ -120,7 +141,8 @@ def _join(path: str, key: Any) -> str:
         return f"{path}[{key}]"
     if _IDENT.match(str(key)):
         return f"{path}.{key}"
-    return f"{path}[{json.dumps(str(key), ensure_ascii=False)}]"
+    text = str(key)  # escaped when it holds what a terminal or database cannot take
+    return f"{path}[{json.dumps(text, ensure_ascii=bool(_UNSTORABLE.search(text)))}]"
 
 
 def json_path(parts: Iterable[Any]) -> str:
