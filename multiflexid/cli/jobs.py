@@ -24,6 +24,7 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
+from . import live
 from .base import AliasGroup, emit, fields, state, table, write_file
 from .runtemplates import _run
 
@@ -47,9 +48,10 @@ def exit_meaning(s: Session, job: Job) -> dict[str, Any] | None:
 @click.option("--template", "rt_id", type=int, required=True, help="Run template id.")
 @click.option("--env", "env_items", multiple=True, metavar="KEY=VALUE",
               help="One-off override. Repeatable.")
-def create(rt_id: int, env_items: tuple[str, ...]) -> None:
-    """Queue a job of a run template (same as `runtemplate run`)."""
-    _run(rt_id, env_items)
+@click.option("--wait", is_flag=True, help="Follow the output; exit with the job's code.")
+def create(rt_id: int, env_items: tuple[str, ...], wait: bool) -> None:
+    """Run a job of a run template now (same as `runtemplate run`)."""
+    _run(rt_id, env_items, wait)
 
 
 @job.command("list")
@@ -128,8 +130,19 @@ def show(job_id: int) -> None:
 @click.option("--id", "job_id", type=int, required=True, help="Job id.")
 @click.option("--stream", type=click.Choice(["stdout", "stderr"]),
               help="Only this stream (default: both, interleaved as they came).")
-def output(job_id: int, stream: str | None) -> None:
-    """Print a job's output as it was captured."""
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing new output until the job ends (needs the daemon); "
+                   "exit with the job's exit code.")
+def output(job_id: int, stream: str | None, follow: bool) -> None:
+    """Print a job's output as it was captured (stdout to stdout, stderr and MultiFlexi's
+    own lines to stderr)."""
+    if follow:
+        client = live.connect("job output --follow")
+        assert client is not None
+        with client:
+            final = live.follow(client, job_id, stream)
+        live.report_end(final)
+        raise click.exceptions.Exit(live.exit_status(final))
     with state().read() as s:
         svc.get_job(s, job_id)
         chunks: list[Any] = []
@@ -151,6 +164,32 @@ def output(job_id: int, stream: str | None) -> None:
         else:
             out.write(c.data)
     out.flush()
+
+
+@job.command("cancel")
+@click.option("--id", "job_id", type=int, required=True, help="Job id.")
+def cancel(job_id: int) -> None:
+    """Cancel a job: a running one is stopped (SIGTERM, then SIGKILL after the grace
+    period), a queued one never starts."""
+    client = live.connect()
+    if client is not None:
+        with client:
+            d = client.call("job.cancel", id=job_id)
+        emit(d, f"job {job_id}: " + ("stopping" if d.get("cancel") == "requested"
+                                     else "cancelled before it ran"))
+        return
+    from datetime import UTC, datetime
+
+    from multiflexi.errors import Conflict
+    from multiflexid.services import lifecycle
+
+    with state().session() as s:  # no daemon: only a queued job can be cancelled
+        j = svc.get_job(s, job_id)
+        if not lifecycle.cancel_queued(s, job_id, datetime.now(UTC), live.current_user()):
+            raise Conflict(f"job {job_id} is {j.state}; only a queued job can be cancelled "
+                           "while multiflexid is not running")
+        d = job_dict(j)
+    emit(d, f"job {job_id}: cancelled before it ran")
 
 
 # --- artifacts -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from multiflexid.services.credentials import get_credential
 from multiflexid.services.jobs import create_job, parse_assignments
 from multiflexid.store.orm import Application, Company, RunTemplate
 
+from . import live
 from .base import AliasGroup, emit, fields, state, table
 
 
@@ -287,38 +288,67 @@ def _check_overrides(s: Session, rt: RunTemplate, overrides: dict[str, str]) -> 
             ) from None
 
 
-def _run(rt_id: int, env_items: tuple[str, ...]) -> None:
+def _run(rt_id: int, env_items: tuple[str, ...], wait: bool = False) -> None:
+    """Run now: through the daemon when it runs (it starts the job at once), else queued
+    straight into the database for the daemon's next start. ``wait`` follows the output
+    and exits with the job's exit code."""
     overrides = parse_assignments(env_items, "--env")
+    client = live.connect("--wait" if wait else None)
+    if client is not None:
+        with client:
+            d = client.call("runtemplate.run", id=rt_id, env=overrides, via="cli")
+            if not wait:
+                emit(d, f"job {d['id']} of run template {rt_id} started by multiflexid"
+                        if d["state"] != "pending" else
+                        f"job {d['id']} of run template {rt_id} queued behind its running job")
+                return
+            if not state().json:
+                click.echo(f"job {d['id']} of run template {rt_id}:", err=True)
+            final = live.follow(client, d["id"]) if not state().json else \
+                _wait_quietly(client, d["id"])
+        if state().json:
+            emit(final)
+        else:
+            live.report_end(final)
+        raise click.exceptions.Exit(live.exit_status(final))
     st = state()
     with st.session() as s:
         rt = svc.get_runtemplate(s, rt_id)
         _check_overrides(s, rt, overrides)
         job = create_job(
-            s, rt, schedule_type="adhoc-cli", launched_by=_user(), after=datetime.now(UTC),
-            box=st.core.box, overrides=overrides,
+            s, rt, schedule_type="adhoc-cli", launched_by=live.current_user(),
+            after=datetime.now(UTC), box=st.core.box, overrides=overrides,
         )
         d = job_dict(job)
-    emit(d, f"queued job {d['id']} of run template {rt_id}")
+    emit(d, f"queued job {d['id']} of run template {rt_id} (multiflexid is not running: it "
+            "starts the job when it starts)")
 
 
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        import os
-
-        return str(os.getuid())
+def _wait_quietly(client: Any, job_id: int) -> dict[str, Any]:
+    """--wait with --format json: no live output, just the final job document."""
+    client.call("events.subscribe", job_output=job_id)
+    job: dict[str, Any] = client.call("job.get", id=job_id)
+    if job["state"] in live.FINAL:
+        return job
+    for method, params in client.notifications():
+        if method == "job.changed" and params["job"]["id"] == job_id \
+                and params["job"]["state"] in live.FINAL:
+            break
+    final: dict[str, Any] = client.call("job.get", id=job_id)
+    return final
 
 
 @runtemplate.command("run")
 @click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
 @click.option("--env", "env_items", multiple=True, metavar="KEY=VALUE",
               help="One-off override for this job only. Repeatable.")
-def run(rt_id: int, env_items: tuple[str, ...]) -> None:
-    """Run now: queue a job of this template (the daemon picks it up)."""
-    _run(rt_id, env_items)
+@click.option("--wait", is_flag=True,
+              help="Follow the job's output until it ends and exit with its exit code "
+                   "(124 timed out, 130 cancelled, 1 blocked/lost). Needs the daemon.")
+def run(rt_id: int, env_items: tuple[str, ...], wait: bool) -> None:
+    """Run now. With the daemon running the job starts at once; without it the job is
+    queued in the database and starts when the daemon does."""
+    _run(rt_id, env_items, wait)
 
 
 def register(cli: click.Group) -> None:

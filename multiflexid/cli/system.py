@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import click
@@ -10,6 +9,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import func, select
 
 import multiflexi
+from multiflexi.client import Client
 from multiflexi.errors import MultiFlexiError, StorageError
 from multiflexid.services.jobs import counts_by_state
 from multiflexid.store.orm import Application, Company, Credential, RunTemplate
@@ -18,21 +18,13 @@ from .base import AliasGroup, LeafCommand, emit, fields, state
 
 
 def daemon_status(path: str) -> dict[str, Any]:
-    """Whether the daemon answers on its socket (and what it says when it does)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(2)
+    """Whether the daemon answers on its socket, and what it says about itself."""
     try:
-        sock.connect(path)
-    except FileNotFoundError:
-        return {"reachable": False, "socket": path, "problem": "socket does not exist"}
-    except PermissionError:
-        return {"reachable": False, "socket": path,
-                "problem": "permission denied (join group multiflexi)"}
-    except OSError as exc:
-        return {"reachable": False, "socket": path, "problem": exc.strerror or str(exc)}
-    finally:
-        sock.close()
-    return {"reachable": True, "socket": path}
+        with Client(path, timeout=5) as client:
+            info = client.call("daemon.status")
+    except MultiFlexiError as exc:
+        return {"reachable": False, "socket": path, "problem": exc.message}
+    return {"reachable": True, "socket": path, **info}
 
 
 @click.command("status", cls=LeafCommand)
@@ -79,8 +71,9 @@ def status() -> None:
             ("database", db["url"]),
             ("schema", f"{db.get('revision')} (needs {db.get('head')})"
              if not db.get("up_to_date") else f"{db.get('revision')} (up to date)"),
-            ("daemon", f"running ({d['socket']})" if d["reachable"]
-             else f"not running ({d['socket']}: {d.get('problem')})"),
+            ("daemon", f"running: pid {d['pid']} on node {d['node']}, {d['status']} "
+                       f"(max {d['max_parallel']} parallel; {d['socket']})"
+             if d["reachable"] else f"not running ({d.get('problem')})"),
         ]
         if not db["reachable"]:
             rows.append(("database problem", db.get("problem")))

@@ -56,11 +56,15 @@ _DEFAULT = _Default()
 
 
 def _connect_error(path: Path, exc: OSError) -> DaemonUnavailable:
-    data = {"socket": str(path)}
+    # data["running"] is False when the daemon is certainly not running (so a caller may
+    # fall back to working on the database), unknown (None) otherwise.
+    data: dict[str, Any] = {"socket": str(path), "running": None}
     if isinstance(exc, FileNotFoundError):
         msg = f"multiflexid is not running (no socket at {path})"
+        data["running"] = False
     elif isinstance(exc, ConnectionRefusedError):
         msg = f"multiflexid is not running (nothing accepts connections on {path})"
+        data["running"] = False
     elif isinstance(exc, PermissionError):
         msg = f"permission denied on {path}: add your user to group {SOCKET_GROUP}"
     elif isinstance(exc, TimeoutError):
