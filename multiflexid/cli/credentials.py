@@ -33,6 +33,7 @@ def credential_type() -> None:
 def ct_import(files: tuple[Path, ...]) -> None:
     """Import credential types (upsert by code). Each file whole or not at all."""
     st = state()
+    st.core.ensure_schema()
     results: list[dict[str, Any]] = []
     for path in expand_paths(list(files)):
         res: dict[str, Any] = {"file": str(path), "ok": False, "errors": []}
@@ -49,7 +50,7 @@ def ct_import(files: tuple[Path, ...]) -> None:
         except UnicodeDecodeError as exc:
             res["errors"] = [f"not UTF-8 text (byte {exc.start})"]
             continue
-        with st.session() as s:
+        with st.core.db.session() as s:  # each file whole or not at all
             ctype, created = svc.upsert_credential_type(s, d)
             res.update(ok=True, code=ctype.code, id=ctype.id, created=created)
 

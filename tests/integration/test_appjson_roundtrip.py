@@ -24,6 +24,12 @@ CONTRACTS = "e0e20955-d71c-4003-85e5-7d65eb9da03f"
 LEGACY = "97f30cf9-2d9e-4d91-ad65-9bdd8b4663cd"
 
 
+@pytest.fixture
+def db_url(reused_db_url: str) -> str:
+    """This module's tests share one database per backend, emptied before each test."""
+    return reused_db_url
+
+
 def _show_all(mfcli: Any) -> dict[str, dict[str, Any]]:
     """``application show --format json`` of every app, by uuid, without the id."""
     r = mfcli("--format", "json", "application", "list")

@@ -66,6 +66,12 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 
+@pytest.fixture
+def db_url(reused_db_url: str) -> str:
+    """This module's tests share one database per backend, emptied before each test."""
+    return reused_db_url
+
+
 def test_the_corpus_is_complete() -> None:
     assert sorted(p.name for p in BROKEN.iterdir()) == sorted(EXPECTED)
 

@@ -23,6 +23,12 @@ ABRA = {
 
 
 @pytest.fixture
+def db_url(reused_db_url: str) -> str:
+    """This module's tests share one database per backend, emptied before each test."""
+    return reused_db_url
+
+
+@pytest.fixture
 def tenants(mfcli, examples_dir: Path) -> dict[str, dict[str, int]]:
     """acme and globex, each with an AbraFlexi credential and a contracts template using it."""
     assert mfcli("application", "import-json", "--file", str(examples_dir)).code == 0
