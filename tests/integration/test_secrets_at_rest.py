@@ -32,12 +32,6 @@ PLAIN = ["abra-login-visible-42", "o365-tenant-visible-43"]
 
 
 @pytest.fixture
-def db_url(reused_db_url: str) -> str:
-    """This module's tests share one database per backend, emptied before each test."""
-    return reused_db_url
-
-
-@pytest.fixture
 def wal_kept(mf_env, backend: str) -> Iterator[None]:
     """On SQLite, hold a connection open so the -wal file outlives each CLI run."""
     if backend != "sqlite":
