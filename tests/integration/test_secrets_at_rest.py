@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from multiflexid.core import Core
@@ -123,7 +124,7 @@ def test_no_secret_in_a_dump_of_the_database(
     _assert_no_secret(dump, f"{backend} dump")
 
 
-def test_secrets_still_read_back_in_clear_when_asked(
+def test_secrets_read_back_in_clear_when_asked_and_only_with_their_key(
     mfcli, mf_env, core: Core, stored: dict[str, int]
 ) -> None:
     key = mf_env.data_dir / "secret.key"
@@ -153,6 +154,17 @@ def test_secrets_still_read_back_in_clear_when_asked(
         assert r.code == 0, (args, r.err)
         _assert_no_secret(r.out, " ".join(args))
 
+    # A key file that does not fit the stored secrets is a clear error.
+    key.write_bytes(Fernet.generate_key() + b"\n")
+    message = (f"multiflexi-cli: error: a stored secret does not decrypt with {key}: "
+               "was the key file replaced?\n")
+    for args in (("credential", "show", "--id", str(stored["abra"]), "--reveal"),
+                 ("runtemplate", "env", "--id", str(stored["probe"]))):
+        r = mfcli(*args)
+        assert (r.code, r.out, r.err) == (1, "", message), args
+    # What needs no secret still works.
+    assert mfcli("credential", "show", "--id", str(stored["abra"])).code == 0
+
 
 def test_a_new_installation_gets_its_key_file_on_first_secret(mfcli, mf_env,
                                                              examples_dir: Path) -> None:
@@ -168,18 +180,3 @@ def test_a_new_installation_gets_its_key_file_on_first_secret(mfcli, mf_env,
     assert mfcli("credential", "create", "--company", "acme", "--type", "Probe", "--name", "q",
                  "--field", "PASSWORD=second-Secret-2").code == 0
     assert key.read_bytes() == content  # never rewritten
-
-
-def test_a_replaced_key_file_is_a_clear_error(mfcli, mf_env, stored: dict[str, int]) -> None:
-    from cryptography.fernet import Fernet
-
-    key = mf_env.data_dir / "secret.key"
-    key.write_bytes(Fernet.generate_key() + b"\n")
-    message = (f"multiflexi-cli: error: a stored secret does not decrypt with {key}: "
-               "was the key file replaced?\n")
-    for args in (("credential", "show", "--id", str(stored["abra"]), "--reveal"),
-                 ("runtemplate", "env", "--id", str(stored["probe"]))):
-        r = mfcli(*args)
-        assert (r.code, r.out, r.err) == (1, "", message), args
-    # What needs no secret still works.
-    assert mfcli("credential", "show", "--id", str(stored["abra"])).code == 0
