@@ -249,6 +249,10 @@ def installed(debs: list[Path], machine_lock: None,
     moved = set_aside_what_was_there()
     inst = Installation(debs)
     try:
+        # An admin who tried multiflexi-cli as root before installing the package left a
+        # root-owned data dir: the package must adopt it (the daemon writes there).
+        DATA.mkdir(mode=0o750)
+        (DATA / "left-by-root.txt").write_text("made by root before the package\n")
         started = time.monotonic()
         run([*APT, "install", "--no-install-recommends", *[str(p) for p in debs]],
             env={**ADMIN_ENV, "DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
@@ -310,7 +314,8 @@ def test_new_admin_finds_a_working_installation(installed: Installation) -> None
     info = DATA.stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (
         entry.pw_uid, entry.pw_gid, 0o750)
-    assert not [p for p in DATA.rglob("*") if p.owner() != USER]
+    assert (DATA / "left-by-root.txt").exists()
+    assert not [p for p in DATA.rglob("*") if p.owner() != USER]  # adopted, all of it
 
     # The configuration: a conffile with every default shown, readable by the group only.
     conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", PKG]).stdout
@@ -496,6 +501,7 @@ def test_installed_daemon_runs_a_job(installed: Installation, tmp_path: Path) ->
         assert not not_ours, not_ours
 
         screen = tui_screen_showing("e2e-echo")
+        print(f"multiflexi-tui, as a member of group multiflexi sees it:\n{screen}")
         assert "e2e-echo" in screen, f"the TUI does not show the job:\n{screen}"
 
         daemon.send_signal(signal.SIGTERM)  # what `systemctl stop` sends (KillMode=mixed)
