@@ -439,7 +439,7 @@ def wait_job(job_id: int, daemon_log: Path, timeout: float = 60) -> dict[str, An
     while True:
         job = cli_json("job", "show", "--id", str(job_id))
         if job["state"] not in ("pending", "scheduled", "running"):
-            return job  # type: ignore[no-any-return]
+            return job
         if time.monotonic() > deadline:
             pytest.fail(f"job {job_id} still {job['state']} after {timeout} s; "
                         f"the daemon's output:\n{daemon_log.read_text()}")
