@@ -19,12 +19,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# Demo data, then multiflexid in the background on $(RUN_DIR) (log: $(RUN_DIR)/multiflexid.log)
+# and the TUI in front of it. The daemon started here is stopped when the TUI exits.
 run: setup
 	@mkdir -p $(RUN_DIR)
-	MULTIFLEXI_DATA_DIR=$(RUN_DIR) MULTIFLEXI_DATABASE_URL= \
-	  MULTIFLEXI_SOCKET=$(RUN_DIR)/multiflexid.sock \
-	  sh -c '$(BIN)/multiflexi-cli demo && $(BIN)/multiflexi-cli runtemplate list && \
-	         $(BIN)/multiflexi-cli status'
+	@MULTIFLEXI_DATA_DIR=$(RUN_DIR) MULTIFLEXI_DATABASE_URL= \
+	  MULTIFLEXI_SOCKET=$(RUN_DIR)/multiflexid.sock MULTIFLEXI_LOG_TARGET=stderr \
+	  sh -c 'set -e; \
+	    $(BIN)/multiflexi-cli demo; \
+	    $(BIN)/multiflexid >$(RUN_DIR)/multiflexid.log 2>&1 & daemon=$$!; \
+	    trap "kill $$daemon 2>/dev/null; wait $$daemon 2>/dev/null || true" EXIT; \
+	    trap "exit 130" INT TERM HUP; \
+	    tries=0; \
+	    until $(BIN)/python -c "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])" \
+	          "$$MULTIFLEXI_SOCKET" 2>/dev/null; do \
+	      if ! kill -0 $$daemon 2>/dev/null; then \
+	        echo "multiflexid did not start:" >&2; cat $(RUN_DIR)/multiflexid.log >&2; exit 1; fi; \
+	      tries=$$((tries + 1)); \
+	      if [ $$tries -ge 200 ]; then echo "multiflexid: no socket after 20 s" >&2; exit 1; fi; \
+	      sleep 0.1; \
+	    done; \
+	    $(BIN)/multiflexi-tui --socket "$$MULTIFLEXI_SOCKET" --view templates'
 
 # Tests marked root_only install packages, switch users, mount things: only root runs
 # them (CI does). For anyone else `make test` leaves them out and says how many. (With

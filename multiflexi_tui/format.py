@@ -134,6 +134,12 @@ def duration(begin: str | None, end: str | None) -> str:
     return seconds_text((stop - start).total_seconds())
 
 
+def due_text(due: dict[str, Any]) -> str:
+    """A due time of a schedule preview, in the template's own zone (``local``)."""
+    moment = parse_time(due.get("local"))
+    return moment.strftime("%a %Y-%m-%d %H:%M %z") if moment else "?"
+
+
 def state_text(state: str | None) -> Text:
     if not state:
         return Text(DASH)

@@ -27,6 +27,8 @@ from multiflexi_tui.widgets.list_table import ListTable
 from multiflexi_tui.widgets.output_log import OutputLog
 
 MASK = "********"
+# Info rows left out when they have nothing to say.
+OPTIONAL = {"Reason", "Queued until", "Report", "PID", "Timeout", "Command"}
 
 
 class JobScreen(DetailScreen):
@@ -200,7 +202,10 @@ class JobScreen(DetailScreen):
             head.append(" · following" if self.log_widget.auto_scroll else " · paused",
                         style="dim")
         self.headline(head)
-        self.query_one("#info-pairs", KeyValues).set_pairs(self._pairs(job))
+        self.query_one("#info-pairs", KeyValues).set_pairs(
+            (label, value) for label, value in self._pairs(job)
+            if value not in (None, "") or label not in OPTIONAL)
+        self.refresh_bindings()
         self._show_env(job.get("environment"))
         self._show_artifacts(job.get("artifacts"))
 
@@ -242,6 +247,13 @@ class JobScreen(DetailScreen):
             ("Output", output),
             ("Created", fmt.full_time(job.get("created_at"))),
         ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.job.get("state") not in fmt.FINAL_STATES
+        if action == "follow":
+            return self.job.get("state") not in fmt.FINAL_STATES
+        return True
 
     def _show_env(self, env: dict[str, Any] | None) -> None:
         table = self.query_one("#env-table", DataTable)

@@ -63,7 +63,8 @@ class TemplateScreen(DetailScreen):
             return
         self._show()
         try:
-            reply = await link.call("runtemplate.preview", id=self.rt["id"], count=5)
+            reply = await link.call_with("runtemplate.preview", {
+                "id": self.rt["id"], "count": 5, "from": fmt.CLOCK().isoformat()})
             self.preview, self.preview_error = reply.get("due") or [], None
         except InvalidInput as exc:
             self.preview, self.preview_error = [], exc.message
@@ -92,7 +93,7 @@ class TemplateScreen(DetailScreen):
         head.append("on" if rt.get("active") else "off",
                     style="green" if rt.get("active") else "yellow")
         self.headline(head)
-        due = "\n".join(d.get("local", "") for d in self.preview) or (
+        due = "\n".join(fmt.due_text(d) for d in self.preview) or (
             self.preview_error or fmt.DASH)
         last = rt.get("last_job")
         pairs: list[tuple[str, Any]] = [

@@ -47,12 +47,6 @@ INTERVAL_CHOICES = [
 ]
 
 
-def _local_due(due: dict[str, Any]) -> str:
-    """A due time in the template's own zone, as the preview gives it."""
-    moment = fmt.parse_time(due.get("local"))
-    return moment.strftime("%a %Y-%m-%d %H:%M %z") if moment else "?"
-
-
 async def _all_pages(link: DaemonLink, method: str, **params: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while True:
@@ -351,7 +345,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             zone = schedule.get("timezone") or "the daemon's zone"
             text = Text(f"Next due times ({zone}):", style="bold")
             for due in self.preview:
-                text.append(f"\n  {_local_due(due)}", style="")
+                text.append(f"\n  {fmt.due_text(due)}", style="")
             target.update(text)
         return self.preview_error is None
 
@@ -473,7 +467,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
         row("Schedule", fmt.schedule_text(req) + (f", {req['timezone']}"
                                                   if req.get("timezone") else "")
             + (f", +{req['delay']} s" if req.get("delay") else ""))
-        row("Next due", ", ".join(_local_due(d) for d in self.preview[:3])
+        row("Next due", ", ".join(fmt.due_text(d) for d in self.preview[:3])
             or "never (by hand only)")
         config = ", ".join(f"{k}={'********' if k in secret else v}"
                            for k, v in req["config"].items())

@@ -12,7 +12,8 @@ class ConnectionBar(Static):
     """Shows the daemon's version, node and our user; or the reason it cannot be reached."""
 
     DEFAULT_CSS = """
-    ConnectionBar { height: 1; padding: 0 1; background: $panel; color: $text; }
+    ConnectionBar { height: auto; max-height: 4; padding: 0 1; background: $panel;
+                    color: $text; }
     ConnectionBar.-down { background: $error; color: $text; text-style: bold; }
     ConnectionBar.-refused { background: $error; color: $text; text-style: bold; }
     """

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -28,6 +29,7 @@ from multiflexi_tui.widgets.filter_input import FilterInput
 from multiflexi_tui.widgets.list_table import ListTable
 
 Record = dict[str, Any]
+MAX_WIDTH = 48  # a column never takes more than this; the rest is cut (see the detail)
 
 
 def _sortable(value: Any) -> tuple[int, Any]:
@@ -106,6 +108,7 @@ class ResourceView(Vertical):
         self._pushed: dict[str, Record] = {}
         self._rebuild_timer: Timer | None = None
         self._filter_timer: Timer | None = None
+        self._widths: dict[str, int] = {}
         keys = [c.key for c in self.COLUMNS]
         sort_key, reverse = self.DEFAULT_SORT
         self.sort_index = keys.index(sort_key) if sort_key in keys else 0
@@ -253,7 +256,11 @@ class ResourceView(Vertical):
             self._schedule_rebuild()
             return
         for col in self.COLUMNS:
-            table.update_cell(key, col.key, col.cell(merged))
+            value = col.cell(merged)
+            if cell_len(fmt.plain(value)) > self._widths.get(col.key, 0):
+                self._schedule_rebuild()  # wider than its column: measure again
+                return
+            table.update_cell(key, col.key, value)
 
     def _takes_new(self, rec: Record) -> bool:
         """A record not loaded yet is shown when it falls inside what is loaded."""
@@ -362,14 +369,20 @@ class ResourceView(Vertical):
 
     # --- rendering ------------------------------------------------------------------------
 
-    def _build_columns(self) -> None:
+    def _build_columns(self, widths: dict[str, int] | None = None) -> None:
+        """(Re)create the columns; the sorted one's label carries ▲ or ▼. Widths are
+        measured here from the rows rather than left to the table, so they are right
+        from the first frame whatever the terminal reports while starting."""
         table = self.table
         table.clear(columns=True)
+        self._widths = {}
         for i, col in enumerate(self.COLUMNS):
             label = Text(col.label)
             if i == self.sort_index:
                 label.append("▼" if self.sort_reverse else "▲", style="bold")
-            table.add_column(label, key=col.key, width=col.width)
+            width = col.width or max(label.cell_len, (widths or {}).get(col.key, 0))
+            self._widths[col.key] = width
+            table.add_column(label, key=col.key, width=min(width, MAX_WIDTH))
 
     def _schedule_rebuild(self) -> None:
         if self._rebuild_timer is None:
@@ -387,9 +400,12 @@ class ResourceView(Vertical):
         column = self.COLUMNS[self.sort_index]
         rows = [r for r in self.records.values() if self._matches(r)]
         rows.sort(key=column.sort_key, reverse=self.sort_reverse)
-        self._build_columns()
-        for rec in rows:
-            table.add_row(*(col.cell(rec) for col in self.COLUMNS), key=self.key_of(rec))
+        cells = [[col.cell(rec) for col in self.COLUMNS] for rec in rows]
+        widths = {col.key: max((cell_len(fmt.plain(row[i])) for row in cells), default=0)
+                  for i, col in enumerate(self.COLUMNS)}
+        self._build_columns(widths)
+        for rec, row in zip(rows, cells, strict=True):
+            table.add_row(*row, key=self.key_of(rec))
         if rows:
             index = keep_row
             if keep_key is not None:

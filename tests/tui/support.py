@@ -153,8 +153,9 @@ def _finished_job(core: Core, rt_id: int, begin: datetime, code: int, state: str
         resolved = runtemplates.resolve_env(s, rt, box, job_id=job_id)
     with core.db.session() as s:
         assert lifecycle.claim(s, begin, "test-node", 10) == [job_id]
-        lifecycle.save_prepared(s, job_id, command=["sh", "-c", "echo"],
-                                env={"values": resolved.masked()}, executor="Native")
+        env = {**resolved.masked(), "MULTIFLEXI_VERSION": "test"}  # same on every release
+        lifecycle.job_started(s, job_id, command=["sh", "-c", "echo"],
+                              env={"values": env}, pid=None)
         rows = [{"job_id": job_id, "seq": i, "stream": stream, "at": begin,
                  "data": data.encode()} for i, (stream, data) in enumerate(chunks)]
         lifecycle.write_output(s, rows, {job_id: (sum(len(r["data"]) for r in rows), 0)})

@@ -1,0 +1,219 @@
+"""Snapshots of the main screens at 80×24 (pytest-textual-snapshot).
+
+The data is made through the real services with fixed times (tests/tui/support.py); the
+clock the TUI reads, the zone it shows times in, the daemon's version/user line and the
+cursor blink are frozen, so every run renders the same. After a deliberate change of the
+look: ``pytest tests/tui/test_snapshots.py --snapshot-update`` and review the SVGs in
+tests/tui/__snapshots__/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from multiflexi.settings import load_settings
+from multiflexi_tui import connection
+from multiflexi_tui import format as fmt
+from multiflexi_tui.app import MultiFlexiApp
+from multiflexi_tui.screens.job import JobScreen
+from multiflexi_tui.screens.run_now import RunNowScreen
+from multiflexi_tui.screens.template import TemplateScreen
+from multiflexi_tui.screens.wizard import WizardScreen
+from multiflexi_tui.widgets.output_log import OutputLog
+from multiflexi_tui.widgets.resource_view import ResourceView
+from multiflexid.core import Core
+from tests.support.daemon import running_daemon
+from tests.tui.support import screen_of, seed, sqlite_env, wait_for, wait_text
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+SIZE = (80, 24)
+
+
+@pytest.fixture(scope="module")
+def snapshot_daemon() -> Iterator[tuple[Path, dict[str, int]]]:
+    """One daemon for the module: the snapshots only look."""
+    base = Path(tempfile.mkdtemp(prefix="mfs-"))
+    env = sqlite_env(base)
+    saved = dict(os.environ)
+    os.environ.update(env.vars())
+    try:
+        core = Core(load_settings())
+        ids = seed(core)
+        core.close()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        with running_daemon(env.vars(), base):
+            yield env.socket, ids
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fmt, "CLOCK", lambda: NOW)
+    monkeypatch.setattr(fmt, "LOCAL_ZONE", UTC)
+    monkeypatch.setattr(connection, "_connected_text",
+                        lambda status: "multiflexid on test-node · admin")
+
+
+def make_app(socket: Path, view: str = "jobs") -> MultiFlexiApp:
+    return MultiFlexiApp(socket, initial_view=view, cursor_blink=False)
+
+
+def rows(name: str, count: int) -> Callable[[Pilot[Any]], Any]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: pilot.app.screen.query_one(
+            f"#{name}-view", ResourceView).table.row_count == count, f"{count} {name}")
+    return run_before
+
+
+Snap = Callable[..., bool]
+
+
+def test_jobs_view(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+    assert snap_compare(make_app(socket), terminal_size=SIZE, run_before=rows("jobs", 5))
+
+
+def test_templates_view(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=rows("templates", 4))
+
+
+def test_companies_view(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+    assert snap_compare(make_app(socket, "companies"), terminal_size=SIZE,
+                        run_before=rows("companies", 2))
+
+
+def test_apps_view(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+    assert snap_compare(make_app(socket, "apps"), terminal_size=SIZE,
+                        run_before=rows("apps", 3))
+
+
+def test_jobs_filtered(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("jobs", 5)(pilot)
+        await pilot.press("slash", *"state:succeeded report", "enter")
+        await rows("jobs", 1)(pilot)
+
+    assert snap_compare(make_app(socket), terminal_size=SIZE, run_before=run_before)
+
+
+def _job(job_key: str, tab: str) -> Callable[[Pilot[Any]], Any]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("jobs", 5)(pilot)
+        ids = pilot.app._snapshot_ids  # type: ignore[attr-defined]
+        pilot.app.screen.query_one("#jobs-view", ResourceView).select_key(str(ids[job_key]))
+        await pilot.press("enter")
+        screen = await screen_of(pilot, JobScreen)
+        await wait_for(pilot, lambda: screen.query_one(OutputLog).lines_written >= 2
+                       and screen.job.get("artifacts") is not None, "the job")
+        await pilot.press(tab)
+        await pilot.pause(0.2)
+    return run_before
+
+
+def test_job_output(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, ids = snapshot_daemon
+    app = make_app(socket)
+    app._snapshot_ids = ids  # type: ignore[attr-defined]
+    assert snap_compare(app, terminal_size=SIZE, run_before=_job("job5", "1"))
+
+
+def test_job_info(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, ids = snapshot_daemon
+    app = make_app(socket)
+    app._snapshot_ids = ids  # type: ignore[attr-defined]
+    assert snap_compare(app, terminal_size=SIZE, run_before=_job("job3", "2"))
+
+
+def test_job_environment(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, ids = snapshot_daemon
+    app = make_app(socket)
+    app._snapshot_ids = ids  # type: ignore[attr-defined]
+    assert snap_compare(app, terminal_size=SIZE, run_before=_job("job3", "3"))
+
+
+def test_template_detail(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("templates", 4)(pilot)
+        await pilot.press("enter")
+        screen = await screen_of(pilot, TemplateScreen)
+        await wait_for(pilot, lambda: len(screen.preview) == 5, "the next due times")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def test_help(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("jobs", 5)(pilot)
+        await pilot.press("question_mark")
+        await wait_text(pilot, "Keys (esc closes)")
+
+    assert snap_compare(make_app(socket), terminal_size=SIZE, run_before=run_before)
+
+
+def test_run_now_dialog(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("templates", 4)(pilot)
+        await pilot.press("r")
+        await screen_of(pilot, RunNowScreen)
+        await wait_text(pilot, "keys: MESSAGE")
+        await pilot.press(*"MESSAGE=hello")
+
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def _wizard_to(step: str) -> Callable[[Pilot[Any]], Any]:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("templates", 4)(pilot)
+        await pilot.press("n")
+        wizard = await screen_of(pilot, WizardScreen)
+        await wait_text(pilot, "Wizardry")
+        await pilot.press("down", "enter")
+        await wait_text(pilot, "step 2 of 6")
+        await pilot.press("enter")
+        await wait_text(pilot, "Next due times")
+        if step == "config":
+            await pilot.press("ctrl+n")
+            await wait_text(pilot, "step 4 of 6")
+        await pilot.pause(0.3)
+        assert wizard.step == step
+    return run_before
+
+
+def test_wizard_schedule(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=_wizard_to("schedule"))
+
+
+def test_wizard_configuration(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=_wizard_to("config"))

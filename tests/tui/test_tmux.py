@@ -1,0 +1,117 @@
+"""The real `multiflexi-tui` program in a real terminal (tmux), as an admin over SSH sees it:
+against the real daemon, run a template with keys and find the job's output on screen."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, program
+
+pytestmark = pytest.mark.e2e
+
+
+class Tmux:
+    """One tmux session on a private tmux server (never the admin's own sessions)."""
+
+    def __init__(self, name: str) -> None:
+        self.server = f"mftui-{os.getpid()}-{name}"
+        self.session = name
+
+    def _tmux(self, *args: str, check: bool = True) -> str:
+        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True,
+                              text=True, check=check, timeout=30).stdout
+
+    def start(self, command: str, width: int = 80, height: int = 24) -> None:
+        # remain-on-exit in the same tmux command, so the exit status is kept for us
+        self._tmux("new-session", "-d", "-s", self.session, "-x", str(width), "-y",
+                   str(height), command, ";", "set-option", "-t", self.session,
+                   "remain-on-exit", "on")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self._tmux("send-keys", "-t", self.session, *(["-l"] if literal else []), *keys)
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", self.session)
+
+    def wait_for(self, check: Callable[[str], bool], what: str, timeout: float = 30) -> str:
+        end = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < end:
+            text = self.screen()
+            if check(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; the terminal shows:\n{text}")
+
+    def wait_text(self, needle: str, timeout: float = 30) -> str:
+        return self.wait_for(lambda t: needle in t, repr(needle), timeout)
+
+    def dead_status(self) -> str:
+        return self._tmux("display-message", "-p", "-t", self.session,
+                          "#{pane_dead}:#{pane_dead_status}").strip()
+
+    def kill(self) -> None:
+        self._tmux("kill-server", check=False)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed (apt-get install tmux; .ci/system-packages.sh)")
+    session = Tmux(uuid.uuid4().hex[:8])
+    yield session
+    session.kill()
+
+
+def test_run_a_template_with_keys_in_the_real_program(
+        daemon: DaemonProcess, seeded: dict[str, int], tmux: Tmux) -> None:
+    marker = f"tmux-e2e-{uuid.uuid4().hex[:8]}"
+    tmux.start(f"{shlex.quote(program('multiflexi-tui'))} --socket "
+               f"{shlex.quote(str(daemon.socket))} --view templates")
+    # the templates view, filled from the daemon
+    tmux.wait_for(lambda t: "manual" in t and "● MultiFlexi · multiflexid" in t
+                  and "3 Templates" in t, "the templates view")
+    tmux.keys("G")  # the last template: "manual"
+    tmux.keys("r")
+    tmux.wait_text("Run template #4 manual")
+    tmux.keys(f"SCRIPT='echo {marker}; echo err-{marker} >&2'", literal=True)
+    tmux.keys("Enter")
+    screen = tmux.wait_for(lambda t: "Job #6" in t and "succeeded" in t
+                           and f"err-{marker}" in [x.strip() for x in t.splitlines()],
+                           "the job's output and its end")
+    assert marker in [line.strip() for line in screen.splitlines()]  # an output line
+    job = daemon.call("job.get", id=6)
+    assert (job["state"], job["schedule_type"]) == ("succeeded", "adhoc-tui")
+    tmux.keys("Escape")
+    tmux.wait_text("1 Companies")  # (a key right after Escape would read as Alt+key)
+    tmux.keys("4")  # the jobs view has the new job on top
+    tmux.wait_for(lambda t: any(line.strip().startswith("6 ") and "succeeded" in line
+                                for line in t.splitlines()), "job 6 in the jobs view")
+    tmux.keys("q")
+    tmux.wait_for(lambda t: tmux.dead_status() == "1:0", "the program to quit cleanly")
+    assert "Traceback" not in tmux.screen()
+
+
+def test_the_real_program_says_when_the_daemon_is_not_running(
+        tmux: Tmux, tmp_path: object) -> None:
+    tmux.start(f"{shlex.quote(program('multiflexi-tui'))} --socket /nonexistent/mf.sock")
+    screen = tmux.wait_text("multiflexid is not running")
+    assert "reconnecting automatically" in screen.replace("\n", " ")
+    assert "Traceback" not in screen
+    tmux.keys("q")
+    tmux.wait_for(lambda t: tmux.dead_status() == "1:0", "the program to quit cleanly")
+
+
+def test_help_option() -> None:
+    out = subprocess.run([program("multiflexi-tui"), "--help"], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert "--socket PATH" in out and "MULTIFLEXI_SOCKET" in out
+    assert "/run/multiflexi/multiflexid.sock" in out
