@@ -123,7 +123,9 @@ class Daemon:
         if lost:
             log.warning("marked %d job(s) left running by a previous run as lost: %s",
                         len(lost), ", ".join(map(str, lost)))
-        self.hub = OutputHub(self._write_output, self.publish)
+        self.hub = OutputHub(
+            lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
+            self.publish)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
                                      self._executors(), post_run=[self._collect_artifacts])
         self.dispatcher.on_change = self._report_status
@@ -178,7 +180,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         await self.stop_taking.wait()
-        self.notifier.stopping(f"stopping; {len(self.dispatcher.running)} job(s) running")
+        self.notifier.stopping(f"stopping; {len(self.dispatcher.executing)} job(s) running")
         await self.dispatcher.drain(self.settings.stop_grace_seconds)
         self.stopped.set()
 
@@ -210,7 +212,7 @@ class Daemon:
             self.db_problem = str(exc).splitlines()[0]
 
     def _status_line(self) -> str:
-        line = f"{len(self.dispatcher.running)} running, {self.queued} queued"
+        line = f"{len(self.dispatcher.executing)} running, {self.queued} queued"
         if self.cluster.fenced:
             line = "degraded: lease not renewed, not launching jobs; " + line
         elif self.degraded:
@@ -229,6 +231,17 @@ class Daemon:
                                  out: JobOutput) -> None:
         """Store the job's declared files and its report, then remove its directory."""
         if prep.workdir is None or prep.app is None:
+            return
+        try:
+            empty = not any(os.scandir(prep.workdir))
+        except FileNotFoundError:
+            return
+        if empty:  # the common case: nothing left behind, nothing to store
+            with contextlib.suppress(OSError):
+                prep.workdir.rmdir()
+            if "RESULT_FILE" in prep.env:
+                out.system(f"[multiflexi] warning: RESULT_FILE {prep.env['RESULT_FILE']} was "
+                           "not written by the job")
             return
         found = await asyncio.to_thread(
             collect, prep.workdir, prep.app.artifacts, prep.env,
@@ -266,10 +279,6 @@ class Daemon:
             payload = {"runtemplate": payload}
         self.bus.publish(kind, payload)
 
-    async def _write_output(self, rows: list[dict[str, Any]],
-                            sizes: dict[int, tuple[int, int]]) -> None:
-        await self.db.write(lifecycle.write_output, rows, sizes)
-
     def _jobs_created(self, job_ids: list[int]) -> None:
         self.dispatcher.wake.set()
         if self.bus.has_listeners:
@@ -294,8 +303,8 @@ class Daemon:
             "pid": os.getpid(),
             "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
             "user": user,
-            "running": len(self.dispatcher.running),
-            "running_jobs": sorted(self.dispatcher.running),
+            "running": len(self.dispatcher.executing),
+            "running_jobs": self.dispatcher.executing,
             "queued": self.queued,
             "max_parallel": self.settings.max_parallel,
             "database": {"url": db.display_url(), "backend": db.dialect,

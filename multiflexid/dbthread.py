@@ -1,36 +1,52 @@
 """Running blocking database work from the event loop.
 
-All writes go through one thread, in order (SQLite has one writer anyway, and batching
-beats contention on PostgreSQL too); reads use a small pool of their own so a long
-history query never delays a job's start or end.
+Writes go through one thread with *group commit*: every write submitted while the
+previous transaction was committing is run in the next transaction, each inside its own
+savepoint (one failing write does not undo the others), and all of them are committed by
+one COMMIT — one fsync for many job starts, ends and output batches. Reads use a small
+pool of their own so a long history query never delays a job's start or end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from multiflexid.store.db import Database
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
 
 
 class DbThread:
     def __init__(self, db: Database, readers: int = 4) -> None:
         self.db = db
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mf-db-write")
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]] | None] = (
+            queue.SimpleQueue())
+        self._writer = threading.Thread(target=self._write_loop, name="mf-db-write",
+                                        daemon=True)
+        self._writer.start()
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="mf-db-read")
+        self.batches = 0
+        self.writes = 0
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Queue ``fn(session, ...)`` for the writer now (writes run in submission order)."""
+        fut: Future[T] = Future()
+        self._queue.put((lambda s: fn(s, *args, **kwargs), fut))
+        return fut
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(session, *args, **kwargs)`` in one write transaction."""
-        def job() -> T:
-            with self.db.session() as s:
-                return fn(s, *args, **kwargs)
-
-        return await asyncio.get_running_loop().run_in_executor(self._writer, job)
+        """``fn(session, *args, **kwargs)`` in a write transaction (shared with other writes
+        submitted at the same time; ``fn`` runs in a savepoint of its own)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(session, *args, **kwargs)`` in a read-only transaction."""
@@ -40,11 +56,61 @@ class DbThread:
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, job)
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Any blocking call on the writer thread (ordering with writes)."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._writer, functools.partial(fn, *args))
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
+        batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        if len(batch) == 1:  # no savepoint needed for one
+            fn, fut = batch[0]
+            try:
+                with self.db.session() as s:
+                    result = fn(s)
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+            self.batches += 1
+            self.writes += 1
+            return
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            with self.db.session() as s:
+                for fn, fut in batch:
+                    try:
+                        with s.begin_nested():
+                            results.append((fut, True, fn(s)))
+                    except Exception as exc:  # only this write is undone
+                        results.append((fut, False, exc))
+        except BaseException as exc:  # the commit itself failed: nothing was written
+            for _fn, fut in batch:
+                fut.set_exception(exc)
+            return
+        self.batches += 1
+        self.writes += len(batch)
+        for fut, ok, value in results:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._queue.put(None)
+        self._writer.join()
         self._readers.shutdown(wait=True)

@@ -1,4 +1,14 @@
-"""The dispatcher: claims due jobs, runs them through their executor, records the end."""
+"""The dispatcher: claims due jobs, runs them through their executor, records the end.
+
+Throughput comes from not waiting where nothing needs waiting:
+- jobs are claimed ahead (up to ``max_parallel`` more than run) and prepared while they
+  wait for a slot, so a free slot is filled at once;
+- a slot is free as soon as the job's process has ended; its end is written by the
+  group-committing writer (see dbthread.py) while the next job already runs;
+- a claim is committed before anything is launched, so a job never runs twice. A claimed
+  job that has not started when the daemon stops goes back to the queue; if the daemon
+  dies it is marked ``lost`` at the next start like a running one (its result unknown).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,9 @@ import os
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from sqlalchemy import select
 
 from multiflexi.settings import Settings
 from multiflexid.aio import nap
@@ -25,8 +37,9 @@ from multiflexid.store.orm import Job
 log = logging.getLogger("multiflexid.job")
 
 # After a job ends: (prepared job, executor result, the job's output) -> extra work
-# (artifacts, result report, retries) done before the job's end is recorded.
+# (artifacts, result report) done before the job's end is recorded.
 PostRun = Callable[[Prepared, ExecResult, JobOutput], Awaitable[None]]
+Phase = Literal["waiting", "running", "ending"]
 
 
 def _utcnow() -> datetime:
@@ -35,10 +48,13 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Running:
+    """A job this node has claimed, until its end is recorded."""
+
     job_id: int
     task: asyncio.Task[None]
     cancel: asyncio.Event
     started_at: datetime
+    phase: Phase = "waiting"
     fields: dict[str, Any] = field(default_factory=dict)  # journal fields, once known
 
 
@@ -63,13 +79,19 @@ class Dispatcher:
         self.executors = executors
         self.clock = clock
         self.post_run = post_run or []
-        self.running: dict[int, Running] = {}
+        self.running: dict[int, Running] = {}  # every job held by this node
+        self.slots = asyncio.Semaphore(settings.max_parallel)
         self.wake = asyncio.Event()
+        self.draining = asyncio.Event()
         self.accepting = True
-        self.queued = 0
         self.on_change: Callable[[], None] = lambda: None
         self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
         self._background: set[asyncio.Future[Any]] = set()
+
+    @property
+    def executing(self) -> list[int]:
+        """Jobs whose process (or container) runs now."""
+        return sorted(j for j, r in self.running.items() if r.phase == "running")
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -84,20 +106,29 @@ class Dispatcher:
             await nap(self.wake, stopping, await self._idle_time())
 
     async def _idle_time(self) -> float:
-        # The CLI may queue jobs straight into the database while we sleep: look again
-        # within a second at most. Socket clients and the scheduler wake us at once.
+        # The CLI may queue jobs straight into SQLite while we sleep: look again within
+        # poll_seconds. Socket clients, the scheduler and NOTIFY wake us at once.
         poll = self.settings.poll_seconds
+        if self._held() >= self._capacity():
+            return poll  # full: a slot freeing wakes us
         nxt = await self.db.read(lifecycle.next_after)
         if nxt is None:
             return poll
         return max(0.0, min(poll, (nxt - self.clock()).total_seconds()))
 
+    def _held(self) -> int:
+        return sum(1 for r in self.running.values() if r.phase != "ending")
+
+    def _capacity(self) -> int:
+        # Claim up to one more job per slot than can run: it waits prepared for a slot.
+        return 2 * self.settings.max_parallel
+
     async def dispatch_once(self) -> list[int]:
         await self._check_cancel_requests()
-        free = self.settings.max_parallel - len(self.running)
-        if not self.accepting or free <= 0:
+        room = self._capacity() - self._held()
+        if not self.accepting or room <= 0:
             return []
-        claimed = await self.db.write(lifecycle.claim, self.clock(), self.settings.node, free)
+        claimed = await self.db.write(lifecycle.claim, self.clock(), self.settings.node, room)
         for job_id in claimed:
             self._start(job_id)
         if claimed:
@@ -113,13 +144,12 @@ class Dispatcher:
     def _done(self, job_id: int) -> None:
         self.running.pop(job_id, None)
         self.on_change()
-        self.wake.set()  # a slot is free, and a waiting job of the same template may go
+        self.wake.set()
 
     async def _check_cancel_requests(self) -> None:
         if not self.running:
             return
-        ids = list(self.running)
-        wanted = await self.db.read(_cancel_requested, ids)
+        wanted = await self.db.read(_cancel_requested, list(self.running))
         for job_id in wanted:
             run = self.running.get(job_id)
             if run is not None and not run.cancel.is_set():
@@ -129,37 +159,84 @@ class Dispatcher:
     # --- one job ------------------------------------------------------------------------
 
     async def _execute(self, job_id: int, cancel: asyncio.Event) -> None:
+        run = self.running[job_id]
         try:
             prep = await self.db.read(
                 prepare, job_id, self.box, self.settings.jobs_dir, dict(os.environ)
             )
         except Exception as exc:
             log.exception("job %s: cannot prepare it", job_id)
+            run.phase = "ending"
             await self._record_end(job_id, "failed", None, f"cannot prepare the job: {exc}")
             return
-        fields = prep.log_fields
-        if job_id in self.running:
-            self.running[job_id].fields = fields
+        fields = run.fields = prep.log_fields
         if prep.blocked:
+            run.phase = "ending"
             log.warning("job blocked: %s", prep.blocked, extra=fields)
-            await self.db.write(lifecycle.save_prepared, job_id, command=[], env=prep.env_doc,
-                                executor=prep.executor)
-            await self._record_end(job_id, "blocked", None, prep.blocked)
+            await self._record_end(job_id, "blocked", None, prep.blocked, fields,
+                                   prepared={"command": [], "env": prep.env_doc})
             return
-        executor = self.executors.get(prep.executor)
+        if not await self._acquire_slot(cancel):
+            run.phase = "ending"
+            if cancel.is_set():
+                await self._record_end(job_id, "cancelled", None, "cancelled before it started",
+                                       fields, prepared={"command": [], "env": prep.env_doc})
+            else:  # the daemon is stopping: it never started, so it simply waits again
+                await self.db.write(lifecycle.release, [job_id], self.clock())
+                log.info("job not started; back in the queue", extra=fields)
+            return
+        try:
+            run.phase = "running"
+            self.on_change()
+            result, out, launched = await self._launch(prep, cancel)
+        finally:
+            run.phase = "ending"
+            self.slots.release()
+            self.wake.set()  # the slot is free now, while the end is being recorded
+        for hook in self.post_run:
+            try:
+                await hook(prep, result, out)
+            except Exception:
+                log.exception("after-job step failed", extra=fields)
+        self.hub.flush_soon()  # the output is written before (or with) the job's end
+        state, reason = _outcome(result)
+        await self._record_end(
+            job_id, state, result.exitcode, reason, fields,
+            prepared=None if launched else {"command": prep.shown_command, "env": prep.env_doc},
+        )
+
+    async def _acquire_slot(self, cancel: asyncio.Event) -> bool:
+        """Wait for a free slot; False if cancelled or draining meanwhile (no slot held)."""
+        acquire = asyncio.ensure_future(self.slots.acquire())
+        stops = [asyncio.ensure_future(cancel.wait()),
+                 asyncio.ensure_future(self.draining.wait())]
+        try:
+            await asyncio.wait([acquire, *stops], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in stops:
+                waiter.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            return False
+        if cancel.is_set() or self.draining.is_set():
+            self.slots.release()
+            return False
+        return True
+
+    async def _launch(
+        self, prep: Prepared, cancel: asyncio.Event
+    ) -> tuple[ExecResult, JobOutput, bool]:
+        job_id, fields = prep.job_id, prep.log_fields
         out = JobOutput(job_id, self.hub, secrets=prep.secrets,
                         cap=self.settings.output_cap_bytes, log_fields=fields)
+        executor = self.executors.get(prep.executor)
         if executor is None:
             missing = f"executor {prep.executor!r} is not available on node {self.settings.node}"
             out.system(f"[multiflexi] {missing}")
             out.close()
-            await self.hub.flush()
-            await self._record_end(job_id, "failed", None, missing)
-            return
+            return ExecResult("failed_to_start", message=missing), out, False
         assert prep.workdir is not None
         prep.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await self.db.write(lifecycle.save_prepared, job_id, command=prep.shown_command,
-                            env=prep.env_doc, executor=prep.executor)
         log.info("job started: %s", " ".join(prep.shown_command),
                  extra={**fields, "MULTIFLEXI_EXECUTOR": prep.executor})
         spec = JobSpec(
@@ -170,9 +247,13 @@ class Dispatcher:
                     "multiflexi.runtemplate_id": str(prep.runtemplate_id)},
         )
         flusher = asyncio.create_task(self._flush_partials(out))
+        launched = False
 
         def started(pid: int | None) -> None:
-            self.background(self.db.write(lifecycle.save_pid, job_id, pid))
+            nonlocal launched
+            launched = True  # command, environment, pid and begin: one write, not awaited
+            self.db.submit(lifecycle.job_started, job_id, pid=pid, begin=self.clock(),
+                           command=prep.shown_command, env=prep.env_doc)
 
         try:
             result = await executor.run(spec, out.feed, started, cancel)
@@ -181,19 +262,12 @@ class Dispatcher:
             result = ExecResult("failed_to_start", message=f"executor error: {exc}")
         finally:
             flusher.cancel()
-        state, reason = _outcome(result)
         if result.outcome == "failed_to_start":
             out.system(f"[multiflexi] the job did not start: {result.message}")
         elif result.message:
             out.system(f"[multiflexi] {result.message}")
         out.close()
-        for hook in self.post_run:
-            try:
-                await hook(prep, result, out)
-            except Exception:
-                log.exception("after-job step failed", extra=fields)
-        await self.hub.flush()
-        await self._record_end(job_id, state, result.exitcode, reason, fields)
+        return result, out, launched
 
     async def _flush_partials(self, out: JobOutput) -> None:
         while True:
@@ -202,13 +276,14 @@ class Dispatcher:
 
     async def _record_end(
         self, job_id: int, state: str, exitcode: int | None, reason: str | None,
-        fields: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None, prepared: dict[str, Any] | None = None,
     ) -> None:
         delay = 0.5
+        now = self.clock()
         while True:  # the end of a job is never given up on: retry until the database is back
             try:
-                job = await self.db.write(_finish_and_view, job_id, state, self.clock(),
-                                          exitcode, reason, self.box)
+                job = await self.db.write(_finish_and_view, job_id, state, now,
+                                          exitcode, reason, self.box, prepared)
                 break
             except Exception as exc:
                 log.error("job %s: cannot record its end yet (%s); retrying", job_id, exc)
@@ -235,18 +310,20 @@ class Dispatcher:
 
     def cancel(self, job_id: int) -> bool:
         run = self.running.get(job_id)
-        if run is None:
+        if run is None or run.phase == "ending":
             return False
         run.cancel.set()
         return True
 
     async def drain(self, grace: float) -> None:
-        """Stop taking jobs; let running ones finish for ``grace`` s, then stop them."""
+        """Stop taking jobs (claimed ones that wait go back to the queue); let running
+        ones finish for ``grace`` s, then stop them."""
         self.accepting = False
+        self.draining.set()
         tasks = [r.task for r in self.running.values()]
         if not tasks:
             return
-        log.info("waiting up to %g s for %d running job(s)", grace, len(tasks))
+        log.info("waiting up to %g s for %d running job(s)", grace, len(self.executing))
         _done, pending = await asyncio.wait(tasks, timeout=grace)
         if pending:
             log.warning("stopping %d job(s) still running", len(pending))
@@ -266,15 +343,15 @@ def _outcome(result: ExecResult) -> tuple[str, str | None]:
 
 
 def _cancel_requested(s: Any, ids: list[int]) -> list[int]:
-    from sqlalchemy import select
-
     return list(s.scalars(select(Job.id).where(Job.id.in_(ids), Job.cancel_requested.is_(True))))
 
 
 def _finish_and_view(
     s: Any, job_id: int, state: str, now: datetime, exitcode: int | None, reason: str | None,
-    box: SecretBox,
+    box: SecretBox, prepared: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    if prepared is not None:  # never launched: what it would have run goes on record here
+        lifecycle.job_started(s, job_id, pid=None, begin=None, **prepared)
     job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode, reason=reason,
                            box=box)
     return job_dict(job)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +31,15 @@ class OutputHub:
 
     def __init__(
         self,
-        write: Callable[[list[dict[str, Any]], dict[int, tuple[int, int]]], Awaitable[None]],
+        submit: Callable[[list[dict[str, Any]], dict[int, tuple[int, int]]], Future[None]],
         publish: Callable[[str, dict[str, Any]], None],
         interval: float = 0.1,
     ) -> None:
-        self._write = write
+        self._submit = submit
         self._publish = publish
         self.interval = interval
         self._rows: list[dict[str, Any]] = []
         self._sizes: dict[int, tuple[int, int]] = {}
-        self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.failing_since: datetime | None = None
 
@@ -61,31 +61,46 @@ class OutputHub:
         before = self._sizes.get(job_id, (0, 0))
         self._sizes[job_id] = (before[0] + added, before[1] + dropped)
 
-    async def flush(self) -> bool:
-        """Write what is pending; False (and everything kept) if the database failed."""
-        async with self._lock:
-            if not self._rows and not self._sizes:
-                return True
-            rows, sizes = self._rows, self._sizes
-            self._rows, self._sizes = [], {}
-            try:
-                await self._write(rows, sizes)
-            except Exception as exc:
-                # Keep them, in order, ahead of anything that arrived meanwhile.
-                self._rows = rows + self._rows
-                for job_id, (a, d) in sizes.items():
-                    b = self._sizes.get(job_id, (0, 0))
-                    self._sizes[job_id] = (a + b[0], d + b[1])
-                if self.failing_since is None:
-                    self.failing_since = datetime.now(UTC)
-                    log.error("cannot write job output (%s); %d chunk(s) kept in memory",
-                              exc, len(self._rows))
-                return False
+    def flush_soon(self) -> asyncio.Future[None] | None:
+        """Hand what is pending to the database writer now, without waiting: writes
+        submitted after this one (a job's end) are committed after it, or with it."""
+        if not self._rows and not self._sizes:
+            return None
+        rows, sizes = self._rows, self._sizes
+        self._rows, self._sizes = [], {}
+        fut = asyncio.wrap_future(self._submit(rows, sizes))
+        fut.add_done_callback(lambda f: self._written(f, rows, sizes))
+        return fut
+
+    def _written(self, fut: asyncio.Future[None], rows: list[dict[str, Any]],
+                 sizes: dict[int, tuple[int, int]]) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None:
             if self.failing_since is not None:
                 log.warning("job output written again after a database outage since %s",
                             self.failing_since.isoformat())
                 self.failing_since = None
+            return
+        # Keep them, ahead of anything that arrived meanwhile (rows are ordered by seq).
+        self._rows = rows + self._rows
+        for job_id, (a, d) in sizes.items():
+            b = self._sizes.get(job_id, (0, 0))
+            self._sizes[job_id] = (a + b[0], d + b[1])
+        if self.failing_since is None:
+            self.failing_since = datetime.now(UTC)
+            log.error("cannot write job output (%s); %d chunk(s) kept in memory",
+                      exc, len(self._rows))
+
+    async def flush(self) -> bool:
+        """Write what is pending; False (and everything kept) if the database failed."""
+        fut = self.flush_soon()
+        if fut is None:
             return True
+        try:
+            await fut
+        except Exception:
+            return False
+        return True
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -42,6 +42,8 @@ def encrypt_overrides(
     app: Application | None, s: Session, overrides: dict[str, str], box: SecretBox
 ) -> dict[str, Any]:
     """One-off overrides as stored on the job: secret ones as ``{"encrypted": token}``."""
+    if not overrides:
+        return {}
     secret_keys: set[str] = set()
     if app is not None:
         secret_keys = {f.key for f in to_definition(get_app(s, app.id, parts=True)).env_fields

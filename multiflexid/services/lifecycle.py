@@ -210,15 +210,24 @@ def job_fields(s: Session, job: Job) -> dict[str, Any]:
     }
 
 
-def save_prepared(
-    s: Session, job_id: int, *, command: list[str], env: dict[str, Any], executor: str
+def job_started(
+    s: Session, job_id: int, *, command: list[str], env: dict[str, Any], pid: int | None,
+    begin: datetime | None,
 ) -> None:
-    s.execute(update(Job).where(Job.id == job_id).values(
-        command=command, env=env, executor=executor))
+    """What the job runs (secrets masked), its environment's record, its pid and when it
+    really began (a claimed job may wait a moment for a free slot)."""
+    values: dict[str, Any] = {"command": command, "env": env, "pid": pid}
+    if begin is not None:
+        values["begin"] = begin
+    s.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
-def save_pid(s: Session, job_id: int, pid: int | None) -> None:
-    s.execute(update(Job).where(Job.id == job_id).values(pid=pid))
+def release(s: Session, job_ids: list[int], now: datetime) -> None:
+    """Claimed jobs that never started go back to the queue (the daemon is stopping)."""
+    for job in s.scalars(select(Job).where(Job.id.in_(job_ids), Job.state == RUNNING)):
+        job.state, job.node, job.begin = "scheduled", None, None
+        s.add(Schedule(job_id=job.id, runtemplate_id=job.runtemplate_id, after=now))
+    notify_nodes(s)
 
 
 def finish(

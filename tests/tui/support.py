@@ -154,8 +154,9 @@ def _finished_job(core: Core, rt_id: int, begin: datetime, code: int, state: str
     with core.db.session() as s:
         assert lifecycle.claim(s, begin, "test-node", 10) == [job_id]
         env = {**resolved.masked(), "MULTIFLEXI_VERSION": "test"}  # same on every release
-        lifecycle.job_started(s, job_id, command=["sh", "-c", "echo"],
-                              env={"values": env}, pid=None)
+        # what the dispatcher records when it starts a job (the shape job.get reads)
+        s.execute(update(Job).where(Job.id == job_id).values(
+            command=["sh", "-c", "echo"], env={"values": env}))
         rows = [{"job_id": job_id, "seq": i, "stream": stream, "at": begin,
                  "data": data.encode()} for i, (stream, data) in enumerate(chunks)]
         lifecycle.write_output(s, rows, {job_id: (sum(len(r["data"]) for r in rows), 0)})
