@@ -19,7 +19,7 @@ import multiflexi
 from multiflexid.cli.main import cli
 from multiflexid.store.db import Database
 from multiflexid.store.orm import Artifact
-from tests.integration.conftest import dump_tables, row_counts
+from tests.integration.conftest import DATA, dump_tables, row_counts
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 CONTRACTS = "e0e20955-d71c-4003-85e5-7d65eb9da03f"
@@ -358,6 +358,19 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
     r = mfcli("credential-type", "import-json", "--file", str(broken))
     assert r.code == 1
     assert "$.fields[1].keyword: 'A' appears twice" in r.err
+    # The other upstream format: a credential prototype (default_value, labelled options).
+    proto = DATA / "fiobank.credential-prototype.json"
+    r = mfcli("credential-type", "import-json", "--file", str(proto))
+    assert (r.code, r.out) == (0, f"{proto}: created credential type 'FioBank'\n")
+    fio = mfcli("credential-type", "show", "--code", "FioBank", "--format", "json").json
+    assert [(f["keyword"], f["type"], f["secret"], f["default"], f["options"])
+            for f in fio["fields"]] == [
+        ("FIO_TOKEN", "password", True, None, None),
+        ("FIO_ACCOUNT", "string", False, "2400000000", None),
+        ("FIO_DAYS", "number", False, "7", None),
+        ("FIO_FORMAT", "select", False, "json", ["json", "xml"]),
+    ]
+
     latin = tmp_path / "latin1.json"
     latin.write_bytes('{"code": "Úroky"}'.encode("latin-1"))
     r = mfcli("credential-type", "import-json", "--file", str(latin))
@@ -369,7 +382,7 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
     assert r.json == {"error": {"name": "invalid_params",
                                 "message": f"no *.json files found in {empty}"}}
     assert [t["code"] for t in mfcli("credential-type", "list", "--format", "json").json] == [
-        "AbraFlexi", "Office365", "Probe"]
+        "AbraFlexi", "FioBank", "Office365", "Probe"]
 
 
 def test_credential_lifecycle(mfcli, world: dict[str, int]) -> None:
