@@ -20,6 +20,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -449,22 +450,29 @@ def wait_job(job_id: int, daemon_log: Path, timeout: float = 60) -> dict[str, An
 @contextlib.contextmanager
 def daemon_as_the_service_runs_it(
         tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Notifications, Path]]:
-    """/usr/bin/multiflexid started by hand the way multiflexid.service starts it."""
-    service = pwd.getpwnam(USER)
-    # What systemd's RuntimeDirectory=multiflexi / RuntimeDirectoryMode=0750 would make.
-    RUN.mkdir(mode=0o750, exist_ok=True)
-    os.chown(RUN, service.pw_uid, service.pw_gid)
+    """The daemon started by hand the way the installed multiflexid.service starts it:
+    its ExecStart=, User=, Group=, RuntimeDirectory=, a NOTIFY_SOCKET, a watchdog (2 s
+    rather than the unit's 30 s, so that the test sees it ping)."""
+    unit = dict(line.split("=", 1) for line in UNIT.read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    user, group = pwd.getpwnam(unit["User"]), grp.getgrnam(unit["Group"])
+    run_dir = Path("/run") / unit["RuntimeDirectory"]
+    assert run_dir == RUN
+    run_dir.mkdir(mode=int(unit["RuntimeDirectoryMode"], 8), exist_ok=True)
+    os.chown(run_dir, user.pw_uid, group.gr_gid)
     notify = Notifications()
     log_path = tmp_path / "multiflexid.log"
     env = {"PATH": ADMIN_ENV["PATH"], "LANG": "C.UTF-8", "NOTIFY_SOCKET": notify.address,
-           "WATCHDOG_USEC": "2000000"}
+           "WATCHDOG_USEC": "2000000", "HOME": user.pw_dir, "USER": user.pw_name,
+           "LOGNAME": user.pw_name}
     daemon = None
     try:
         with log_path.open("wb") as log:
             daemon = subprocess.Popen(
-                ["/usr/bin/multiflexid", "--config", str(CONF)], cwd="/", env=env,
-                user=service.pw_uid, group=service.pw_gid, extra_groups=[],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                shlex.split(unit["ExecStart"]), cwd="/", env=env, user=user.pw_uid,
+                group=group.gr_gid, extra_groups=os.getgrouplist(user.pw_name, group.gr_gid),
+                umask=int(unit["UMask"], 8), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         if not notify.wait_for("READY=1", daemon, timeout=60):
             stop(daemon)
             pytest.fail(f"/usr/bin/multiflexid did not start (exit code {daemon.returncode}, "
