@@ -117,6 +117,11 @@ class DaemonLink:
                 delay = self.backoff_max
             except MultiFlexiError as exc:
                 self._set(LinkState(False, f"{exc.message} · reconnecting automatically"))
+            except Exception as exc:  # whatever else: say it, and keep trying
+                log.exception("cannot connect to multiflexid")
+                self._set(LinkState(False, f"cannot talk to multiflexid on {self.path}: "
+                                           f"{exc} · reconnecting automatically"))
+                delay = self.backoff_max
             else:
                 self.client = client
                 self._generation += 1

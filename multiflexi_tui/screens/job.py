@@ -28,7 +28,7 @@ from multiflexi_tui.widgets.output_log import OutputLog
 
 MASK = "********"
 # Info rows left out when they have nothing to say.
-OPTIONAL = {"Reason", "Queued until", "Report", "PID", "Timeout", "Command"}
+OPTIONAL = {"Reason", "Queued until", "PID", "Timeout", "Command"}
 
 
 class JobScreen(DetailScreen):

@@ -27,7 +27,7 @@ from textual.widgets.option_list import Option
 from multiflexi.errors import MultiFlexiError
 from multiflexi_tui import format as fmt
 from multiflexi_tui import validation
-from multiflexi_tui.connection import DaemonLink, link_of
+from multiflexi_tui.connection import DaemonLink, LinkState, link_of
 from multiflexi_tui.widgets.connection_bar import ConnectionBar
 from multiflexi_tui.widgets.field_input import FieldInput
 
@@ -151,7 +151,13 @@ class WizardScreen(Screen[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         self._goto("app")
+        self.link.state_changed.subscribe(self, self._link_state)
         self._load_apps()
+
+    def _link_state(self, state: LinkState) -> None:
+        # Opened while the daemon was away: fill the first step once it is back.
+        if state.connected and not self.apps:
+            self._load_apps()
 
     # --- navigation -------------------------------------------------------------------------
 

@@ -54,6 +54,18 @@ class JobsView(ResourceView):
         wanted = {**self.fixed, **self.server_filter()}
         return all(rec.get(k) == v for k, v in wanted.items())
 
+    MAX_ROWS = 2000
+
+    def trim(self) -> None:
+        """New jobs arrive all day long: past MAX_ROWS the oldest loaded ones are let go,
+        and paging resumes from the oldest kept (keyset paging makes that exact)."""
+        if len(self.records) <= self.MAX_ROWS:
+            return
+        ids = sorted((int(k) for k in self.records), reverse=True)
+        for old in ids[self.MAX_ROWS:]:
+            del self.records[str(old)]
+        self._next = ids[self.MAX_ROWS - 1]
+
     def _takes_new(self, rec: Record) -> bool:
         if not self._loaded_once:
             return False

@@ -217,6 +217,7 @@ class ResourceView(Vertical):
         for item in page.items:
             key = self.key_of(item)
             self.records[key] = self._pushed.get(key, item)
+        self._pushed.clear()
         self._next = page.next
         self._total = page.total
         self._loaded_once = True
@@ -240,8 +241,11 @@ class ResourceView(Vertical):
                 self._schedule_rebuild()
             return
         merged = {**old, **rec} if old is not None else rec
-        self._pushed[key] = merged
+        if self._loading:  # a page in flight may carry an older copy: this one wins
+            self._pushed[key] = merged
         self.records[key] = merged
+        if old is None:
+            self.trim()
         if old is None or not self._matches(merged) or not self._matches(old):
             self._schedule_rebuild()
             return
@@ -261,6 +265,9 @@ class ResourceView(Vertical):
                 self._schedule_rebuild()  # wider than its column: measure again
                 return
             table.update_cell(key, col.key, value)
+
+    def trim(self) -> None:
+        """Keep a long-running session's memory bounded (lists that grow override it)."""
 
     def _takes_new(self, rec: Record) -> bool:
         """A record not loaded yet is shown when it falls inside what is loaded."""

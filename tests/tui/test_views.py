@@ -237,3 +237,33 @@ def test_job_detail_from_the_list(daemon: DaemonProcess, seeded: dict[str, int])
         assert isinstance(app.screen, MainScreen)
 
     run_app(daemon.socket, scenario)
+
+
+def test_a_long_session_keeps_the_jobs_list_bounded(
+        daemon: DaemonProcess, seeded: dict[str, int], monkeypatch: Any) -> None:
+    from multiflexi_tui.widgets.jobs_view import JobsView
+
+    monkeypatch.setattr(JobsView, "MAX_ROWS", 4)
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        jobs = await loaded(pilot, "jobs", 5)
+        job = daemon.call("runtemplate.run", id=seeded["manual"])
+        await wait_for(pilot, lambda: str(job["id"]) in jobs.records, "the new job")
+        assert sorted(int(k) for k in jobs.records) == [3, 4, 5, 6]  # oldest let go
+        await pilot.press("G")  # paging resumes exactly where the kept rows end
+        await wait_for(pilot, lambda: len(jobs.records) == 6, "the rest")
+        assert column(jobs, "id") == ["6", "5", "4", "3", "2", "1"]
+
+    run_app(daemon.socket, scenario)
+
+
+def test_a_big_terminal(daemon: DaemonProcess, seeded: dict[str, int]) -> None:
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        await loaded(pilot, "jobs", 5)
+        text = screen_text(app)
+        assert "scheduler" in text and "custom" in text  # every column has room
+        await pilot.press("enter")
+        await screen_of(pilot, JobScreen)
+        await wait_text(pilot, "oops")
+
+    run_app(daemon.socket, scenario, size=(200, 60))
