@@ -6,20 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.dom import DOMNode
+from textual.widget import Widget
 
 from multiflexi.errors import MultiFlexiError
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import link_of
 
 
-def open_job(node: DOMNode, job_id: int, tab: str | None = None) -> None:
+def open_job(node: Widget, job_id: int, tab: str | None = None) -> None:
     from multiflexi_tui.screens.job import JobScreen
 
     node.app.push_screen(JobScreen(job_id, tab=tab))
 
 
-def run_template(node: DOMNode, rt: dict[str, Any]) -> None:
+def run_template(node: Widget, rt: dict[str, Any]) -> None:
     """Confirm (with optional one-off overrides), run, then follow the new job's output."""
     from multiflexi_tui.screens.run_now import RunNowScreen
 
@@ -30,7 +30,7 @@ def run_template(node: DOMNode, rt: dict[str, Any]) -> None:
     node.app.push_screen(RunNowScreen(rt), started)
 
 
-def cancel_job(node: DOMNode, job: dict[str, Any]) -> None:
+def cancel_job(node: Widget, job: dict[str, Any]) -> None:
     from multiflexi_tui.screens.confirm import ConfirmScreen
 
     state = job.get("state")
@@ -62,7 +62,7 @@ def cancel_job(node: DOMNode, job: dict[str, Any]) -> None:
     )
 
 
-def toggle_active(node: DOMNode, rt: dict[str, Any]) -> None:
+def toggle_active(node: Widget, rt: dict[str, Any]) -> None:
     """Enable a disabled template or disable an enabled one (no confirmation: reversible)."""
     active = not rt.get("active")
 

@@ -50,7 +50,7 @@ class HasLink(Protocol):
 def link_of(node: DOMNode) -> DaemonLink:
     """The app's :class:`DaemonLink`, from any widget or screen."""
     app: Any = node.app
-    return app.link  # type: ignore[no-any-return]
+    return app.link
 
 
 class DaemonLink:

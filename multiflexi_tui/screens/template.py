@@ -28,7 +28,7 @@ class TemplateScreen(DetailScreen):
         Binding("2", "tab('environment')", "Environment", show=False),
         Binding("3", "tab('jobs')", "Jobs", show=False),
         Binding("r", "run", "Run now", id="run"),
-        Binding("t", "toggle", "On/off", id="toggle"),
+        Binding("t", "toggle_active", "On/off", id="toggle"),
     ]
 
     def __init__(self, rt: dict[str, Any], tab: str | None = None) -> None:
@@ -135,5 +135,5 @@ class TemplateScreen(DetailScreen):
     def action_run(self) -> None:
         actions.run_template(self, self.rt)
 
-    def action_toggle(self) -> None:
+    def action_toggle_active(self) -> None:
         actions.toggle_active(self, self.rt)

@@ -35,7 +35,7 @@ class TemplatesView(ResourceView):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run", "Run now", id="run"),
-        Binding("t", "toggle", "On/off", id="toggle"),
+        Binding("t", "toggle_active", "On/off", id="toggle"),
         Binding("n", "new", "New", id="new"),
         Binding("l", "logs", "Last log", id="logs"),
     ]
@@ -68,7 +68,7 @@ class TemplatesView(ResourceView):
         if rec is not None:
             actions.run_template(self, rec)
 
-    def action_toggle(self) -> None:
+    def action_toggle_active(self) -> None:
         rec = self.current()
         if rec is not None:
             actions.toggle_active(self, rec)
