@@ -13,6 +13,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
+from multiflexi.settings import load_settings
 from multiflexi_tui.connection import DEFAULT_SOCKET, DaemonLink
 from multiflexi_tui.screens.help import HelpScreen
 from multiflexi_tui.screens.main import MainScreen
@@ -74,14 +75,24 @@ def main(argv: list[str] | None = None) -> None:
                     "Press ? inside for every key.",
     )
     parser.add_argument(
-        "--socket", metavar="PATH",
-        default=os.environ.get("MULTIFLEXI_SOCKET") or DEFAULT_SOCKET,
-        help=f"multiflexid's socket (default: $MULTIFLEXI_SOCKET, else {DEFAULT_SOCKET})",
+        "--socket", metavar="PATH", default=None,
+        help="multiflexid's socket (default: $MULTIFLEXI_SOCKET, else `socket` in "
+             f"/etc/multiflexi/multiflexi.conf, else {DEFAULT_SOCKET})",
     )
     parser.add_argument("--view", choices=("companies", "apps", "templates", "jobs"),
                         default="jobs", help="the list to open first (default: jobs)")
     args = parser.parse_args(argv)
-    MultiFlexiApp(args.socket, initial_view=args.view).run()
+    MultiFlexiApp(args.socket or default_socket(), initial_view=args.view).run()
+
+
+def default_socket() -> str:
+    """Where the daemon listens, found the way multiflexi-cli finds it."""
+    if os.environ.get("MULTIFLEXI_SOCKET"):
+        return os.environ["MULTIFLEXI_SOCKET"]
+    try:
+        return str(load_settings().socket)
+    except Exception:  # an unreadable or broken config file: the daemon's default
+        return DEFAULT_SOCKET
 
 
 if __name__ == "__main__":

@@ -79,3 +79,21 @@ def test_artifact_text_or_binary() -> None:
     assert as_text(b"\x89PNG\x00\x00", "image/png") is None
     assert as_text(b"caf\xe9", "text/csv") == "caf\ufffd"
     assert as_text(b"caf\xe9", "application/octet-stream") is None
+
+
+def test_the_socket_is_found_like_the_cli_finds_it(tmp_path: object,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from multiflexi_tui.app import default_socket
+
+    conf = Path(str(tmp_path)) / "multiflexi.conf"
+    conf.write_text('socket = "/srv/mf/daemon.sock"\n')
+    monkeypatch.delenv("MULTIFLEXI_SOCKET", raising=False)
+    monkeypatch.setenv("MULTIFLEXI_CONFIG", str(conf))
+    assert default_socket() == "/srv/mf/daemon.sock"
+    monkeypatch.setenv("MULTIFLEXI_SOCKET", "/env/wins.sock")
+    assert default_socket() == "/env/wins.sock"
+    monkeypatch.delenv("MULTIFLEXI_SOCKET")
+    conf.write_text("this is not TOML")
+    assert default_socket() == "/run/multiflexi/multiflexid.sock"
