@@ -111,6 +111,18 @@ class JobsView(ResourceView):
         actions.run_template(self, {"id": rec["runtemplate_id"],
                                     "name": rec.get("runtemplate_name")})
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            rec = self.current()
+            return rec is not None and rec.get("state") not in fmt.FINAL_STATES
+        if action in ("logs", "run"):
+            return self.current() is not None
+        return super().check_action(action, parameters)
+
+    def upsert(self, rec: Record) -> None:
+        super().upsert(rec)
+        self.refresh_bindings()  # the row under the cursor may have ended
+
     def action_cancel(self) -> None:
         rec = self.current()
         if rec is not None:

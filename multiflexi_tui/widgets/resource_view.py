@@ -455,6 +455,7 @@ class ResourceView(Vertical):
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()  # the footer shows what applies to this row
         if self._next is not None and not self._loading and (
                 event.cursor_row >= event.data_table.row_count - self.PREFETCH):
             self.load_more()

@@ -58,6 +58,14 @@ class TemplatesView(ResourceView):
                 "end": job.get("end")}
         self.upsert({**rec, "last_job": last})
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "logs":
+            rec = self.current()
+            return rec is not None and bool(rec.get("last_job"))
+        if action in ("run", "toggle_active"):
+            return self.current() is not None
+        return super().check_action(action, parameters)
+
     def open(self, rec: Record) -> None:
         from multiflexi_tui.screens.template import TemplateScreen
 

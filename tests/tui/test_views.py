@@ -64,8 +64,9 @@ def test_views_switch_with_number_keys(daemon: DaemonProcess, seeded: dict[str, 
         assert column(jobs, "id") == ["5", "4", "3", "2", "1"]  # newest first
         assert app.focused is jobs.table
         footer = screen_text(app).splitlines()[-1]
-        for key in ("Filter", "Sort", "Logs", "Cancel", "Help", "Quit"):
+        for key in ("Open", "Filter", "Sort", "Logs", "Run again", "Help", "Quit"):
             assert key in footer, footer
+        assert "Cancel" not in footer  # job 5 has ended: nothing to cancel
 
     run_app(daemon.socket, scenario)
 
