@@ -19,8 +19,10 @@ class OutputLog(RichLog):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
+        # min_width small: lines wrap at the visible width (RichLog's default of 78
+        # would hide the last columns behind the scrollbar on an 80-column terminal)
         super().__init__(id=id, wrap=True, markup=False, highlight=False, max_lines=20000,
-                         auto_scroll=True)
+                         auto_scroll=True, min_width=20)
         self._partial: dict[str, str] = {}
         self._flush_timer: Timer | None = None
         self.lines_written = 0
