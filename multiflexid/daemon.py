@@ -37,6 +37,7 @@ from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
+from multiflexid.privileges import become_data_dir_owner
 from multiflexid.rpc_methods import build_handlers, job_view, output_view, rt_view
 from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
@@ -102,6 +103,7 @@ class Daemon:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        _use_pidfd_child_watcher(loop)
         settings = self.settings
         try:
             before, after = self.core.migrate()
@@ -130,10 +132,10 @@ class Daemon:
                                      self._executors(), post_run=[self._collect_artifacts])
         self.dispatcher.on_change = self._report_status
         self.scheduler = Scheduler(self.db, self.box, self._jobs_created,
-                                   max_sleep=settings.poll_seconds)
+                                   max_sleep=max(1.0, settings.poll_seconds))
         self.rpc = RpcServer(settings.socket, build_handlers(self),
                              max_frame=settings.max_frame_bytes)
-        self.bus.subscribe(self.rpc.broadcast)
+        self.bus.subscribe(self.rpc.broadcast, lambda: self.rpc.interested)
         self.dispatcher.publish = self.publish
         await self.rpc.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -366,6 +368,24 @@ class Daemon:
         return view
 
 
+def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
+    """Python 3.11 waits for each child in a thread of its own; a pidfd in the event loop
+    is cheaper (3.12 and later do this by themselves)."""
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return  # kernel without pidfd: keep the default watcher
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="multiflexid",
@@ -381,7 +401,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", action="version",
                         version=f"multiflexid {multiflexi.__version__}")
     args = parser.parse_args(argv)
+    # Started by hand as root on an installed system: run as the data dir's owner (user
+    # multiflexi), or the files it makes would be root's and the service could not use them.
+    become_data_dir_owner(sys.argv[1:] if argv is None else argv, "multiflexid")
     setup_logging(args.log_target, logging.DEBUG if args.debug else logging.INFO)
+    # The event loop hands the GIL to database threads around every syscall (spawning a
+    # job, reading its pipes); take it back after 1 ms, not the default 5 ms.
+    sys.setswitchinterval(0.001)
     try:
         settings = load_settings(args.config)
         asyncio.run(Daemon(settings).serve())

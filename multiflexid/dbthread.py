@@ -1,10 +1,11 @@
 """Running blocking database work from the event loop.
 
 Writes go through one thread with *group commit*: every write submitted while the
-previous transaction was committing is run in the next transaction, each inside its own
-savepoint (one failing write does not undo the others), and all of them are committed by
-one COMMIT — one fsync for many job starts, ends and output batches. Reads use a small
-pool of their own so a long history query never delays a job's start or end.
+previous transaction was committing runs in the next transaction, and one COMMIT — one
+fsync — covers them all (job starts, ends and output batches of many jobs). If any write
+of a batch fails, the batch is rolled back and each write runs again in a transaction of
+its own, so one bad write never undoes the others. Reads use a small pool of their own
+so a long history query never delays a job's start or end.
 """
 
 from __future__ import annotations
@@ -77,8 +78,19 @@ class DbThread:
         batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         if not batch:
             return
-        if len(batch) == 1:  # no savepoint needed for one
-            fn, fut = batch[0]
+        if len(batch) > 1:
+            try:
+                with self.db.session() as s:
+                    results = [fn(s) for fn, _fut in batch]
+            except Exception:
+                pass  # one of them failed (or the commit): each on its own below
+            else:
+                self.batches += 1
+                self.writes += len(batch)
+                for (_fn, fut), result in zip(batch, results, strict=True):
+                    fut.set_result(result)
+                return
+        for fn, fut in batch:
             try:
                 with self.db.session() as s:
                     result = fn(s)
@@ -88,27 +100,6 @@ class DbThread:
                 fut.set_result(result)
             self.batches += 1
             self.writes += 1
-            return
-        results: list[tuple[Future[Any], bool, Any]] = []
-        try:
-            with self.db.session() as s:
-                for fn, fut in batch:
-                    try:
-                        with s.begin_nested():
-                            results.append((fut, True, fn(s)))
-                    except Exception as exc:  # only this write is undone
-                        results.append((fut, False, exc))
-        except BaseException as exc:  # the commit itself failed: nothing was written
-            for _fn, fut in batch:
-                fut.set_exception(exc)
-            return
-        self.batches += 1
-        self.writes += len(batch)
-        for fut, ok, value in results:
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
 
     def close(self) -> None:
         self._queue.put(None)

@@ -26,12 +26,13 @@ from multiflexi.settings import Settings
 from multiflexid.aio import nap
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
+from multiflexid.domain.appdef import ExitCodeDef
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor, JobSpec
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.services import lifecycle
-from multiflexid.services.prepare import Prepared, prepare
+from multiflexid.services.prepare import LaunchCache, Prepared, prepare
 from multiflexid.store.orm import Job
 
 log = logging.getLogger("multiflexid.job")
@@ -87,6 +88,9 @@ class Dispatcher:
         self.on_change: Callable[[], None] = lambda: None
         self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
         self._background: set[asyncio.Future[Any]] = set()
+        self.cache = LaunchCache()
+        self._cancel_checked = 0.0
+        self._base_env = dict(os.environ)
 
     @property
     def executing(self) -> list[int]:
@@ -98,19 +102,20 @@ class Dispatcher:
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
-                await self.dispatch_once()
+                claimed, room = await self.dispatch_once()
+                # Full: a free slot wakes us. Otherwise sleep until the next queued job is
+                # due, at most poll_seconds (the CLI may queue jobs straight into SQLite;
+                # socket clients, the scheduler and NOTIFY wake us at once).
+                idle = self.settings.poll_seconds
+                if len(claimed) < room:
+                    idle = await self._idle_time(idle)
             except Exception as exc:  # the database may be down: keep going, say so
                 log.error("dispatcher: %s", exc)
                 await nap(self.wake, stopping, 2.0)
                 continue
-            await nap(self.wake, stopping, await self._idle_time())
+            await nap(self.wake, stopping, idle)
 
-    async def _idle_time(self) -> float:
-        # The CLI may queue jobs straight into SQLite while we sleep: look again within
-        # poll_seconds. Socket clients, the scheduler and NOTIFY wake us at once.
-        poll = self.settings.poll_seconds
-        if self._held() >= self._capacity():
-            return poll  # full: a slot freeing wakes us
+    async def _idle_time(self, poll: float) -> float:
         nxt = await self.db.read(lifecycle.next_after)
         if nxt is None:
             return poll
@@ -123,17 +128,18 @@ class Dispatcher:
         # Claim up to one more job per slot than can run: it waits prepared for a slot.
         return 2 * self.settings.max_parallel
 
-    async def dispatch_once(self) -> list[int]:
+    async def dispatch_once(self) -> tuple[list[int], int]:
+        """Claim what fits; (claimed job ids, how many could have been claimed)."""
         await self._check_cancel_requests()
         room = self._capacity() - self._held()
         if not self.accepting or room <= 0:
-            return []
+            return [], 0
         claimed = await self.db.write(lifecycle.claim, self.clock(), self.settings.node, room)
         for job_id in claimed:
             self._start(job_id)
         if claimed:
             self.on_change()
-        return claimed
+        return claimed, room
 
     def _start(self, job_id: int) -> None:
         cancel = asyncio.Event()
@@ -147,8 +153,11 @@ class Dispatcher:
         self.wake.set()
 
     async def _check_cancel_requests(self) -> None:
-        if not self.running:
+        """Cancel requests other nodes (or the CLI) left in the database; once a second."""
+        now = asyncio.get_running_loop().time()
+        if not self.running or now - self._cancel_checked < 1.0:
             return
+        self._cancel_checked = now
         wanted = await self.db.read(_cancel_requested, list(self.running))
         for job_id in wanted:
             run = self.running.get(job_id)
@@ -162,7 +171,7 @@ class Dispatcher:
         run = self.running[job_id]
         try:
             prep = await self.db.read(
-                prepare, job_id, self.box, self.settings.jobs_dir, dict(os.environ)
+                prepare, job_id, self.box, self.settings.jobs_dir, self._base_env, self.cache
             )
         except Exception as exc:
             log.exception("job %s: cannot prepare it", job_id)
@@ -203,6 +212,7 @@ class Dispatcher:
         await self._record_end(
             job_id, state, result.exitcode, reason, fields,
             prepared=None if launched else {"command": prep.shown_command, "env": prep.env_doc},
+            prep=prep,
         )
 
     async def _acquire_slot(self, cancel: asyncio.Event) -> bool:
@@ -277,13 +287,18 @@ class Dispatcher:
     async def _record_end(
         self, job_id: int, state: str, exitcode: int | None, reason: str | None,
         fields: dict[str, Any] | None = None, prepared: dict[str, Any] | None = None,
+        prep: Prepared | None = None,
     ) -> None:
         delay = 0.5
         now = self.clock()
+        known = None
+        if prep is not None and prep.app is not None:  # what the app says this code means
+            known = (prep.runtemplate_id, prep.app.exit_code(exitcode))
         while True:  # the end of a job is never given up on: retry until the database is back
             try:
-                job = await self.db.write(_finish_and_view, job_id, state, now,
-                                          exitcode, reason, self.box, prepared)
+                job = await self.db.write(_finish_and_view, job_id, state, now, exitcode,
+                                          reason, self.box, prepared, known,
+                                          self.bus.has_listeners)
                 break
             except Exception as exc:
                 log.error("job %s: cannot record its end yet (%s); retrying", job_id, exc)
@@ -349,9 +364,20 @@ def _cancel_requested(s: Any, ids: list[int]) -> list[int]:
 def _finish_and_view(
     s: Any, job_id: int, state: str, now: datetime, exitcode: int | None, reason: str | None,
     box: SecretBox, prepared: dict[str, Any] | None,
+    known: tuple[int | None, ExitCodeDef | None] | None, full_view: bool,
 ) -> dict[str, Any]:
+    """Record the end; the job's whole view only when someone listens for it."""
     if prepared is not None:  # never launched: what it would have run goes on record here
         lifecycle.job_started(s, job_id, pid=None, begin=None, **prepared)
-    job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode, reason=reason,
-                           box=box)
-    return job_dict(job)
+    if known is None:
+        job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode,
+                               reason=reason, box=box)
+        return job_dict(job)
+    final = lifecycle.record_end(s, job_id, state=state, now=now, exitcode=exitcode,
+                                 reason=reason, runtemplate_id=known[0], declared=known[1],
+                                 box=box)
+    if full_view:
+        job = s.get(Job, job_id)
+        assert job is not None
+        return job_dict(job)
+    return {"id": job_id, "state": final, "exitcode": exitcode, "reason": reason}

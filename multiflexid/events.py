@@ -16,11 +16,19 @@ class EventBus:
     (socket connections queue them and write in their own task)."""
 
     def __init__(self) -> None:
-        self._listeners: set[Listener] = set()
+        self._listeners: dict[Listener, Callable[[], bool]] = {}
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.add(listener)
-        return lambda: self._listeners.discard(listener)
+    def subscribe(
+        self, listener: Listener, interested: Callable[[], bool] = lambda: True
+    ) -> Callable[[], None]:
+        """``interested()`` says whether the listener wants events right now (a socket
+        server with no subscribed client does not), so nobody builds them in vain."""
+        self._listeners[listener] = interested
+
+        def unsubscribe() -> None:
+            self._listeners.pop(listener, None)
+
+        return unsubscribe
 
     def publish(self, kind: str, payload: dict[str, Any]) -> None:
         for listener in list(self._listeners):
@@ -31,4 +39,4 @@ class EventBus:
 
     @property
     def has_listeners(self) -> bool:
-        return bool(self._listeners)
+        return any(interested() for interested in self._listeners.values())

@@ -159,6 +159,11 @@ class RpcServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
+    @property
+    def interested(self) -> bool:
+        """Whether any client subscribed to anything."""
+        return any(c.jobs or c.runtemplates or c.output_of for c in self.connections)
+
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
         for conn in list(self.connections):
             if conn.wants(kind, payload):

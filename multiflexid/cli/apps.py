@@ -23,7 +23,8 @@ def application() -> None:
 
 @application.command("import-json")
 @click.option(
-    "--file", "files", multiple=True, required=True, type=click.Path(path_type=Path),
+    "--file", "files", multiple=True, required=True,
+    type=click.Path(path_type=Path, readable=False),  # read (and errors said) by us
     help="An app definition, or a directory of them (*.json). Repeatable.",
 )
 def import_json(files: tuple[Path, ...]) -> None:
@@ -60,7 +61,8 @@ def import_json(files: tuple[Path, ...]) -> None:
 
 @application.command("validate-json")
 @click.option(
-    "--file", "files", multiple=True, required=True, type=click.Path(path_type=Path),
+    "--file", "files", multiple=True, required=True,
+    type=click.Path(path_type=Path, readable=False),  # read (and errors said) by us
     help="An app definition or a directory of them. Repeatable.",
 )
 def validate_json(files: tuple[Path, ...]) -> None:

@@ -28,7 +28,8 @@ def credential_type() -> None:
 
 
 @credential_type.command("import-json")
-@click.option("--file", "files", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.option("--file", "files", multiple=True, required=True,
+              type=click.Path(path_type=Path, readable=False),  # read (and errors said) by us
               help="A credential-type JSON file or a directory of them. Repeatable.")
 def ct_import(files: tuple[Path, ...]) -> None:
     """Import credential types (upsert by code). Each file whole or not at all."""

@@ -21,6 +21,7 @@ from multiflexid.store.orm import (
     Job,
     RunTemplate,
 )
+from multiflexid.store.types import utcnow
 
 _WITH_PARTS = (
     selectinload(Application.env_fields),
@@ -109,6 +110,8 @@ def upsert_app(s: Session, d: AppDefinition) -> tuple[Application, bool]:
     """Insert or update by uuid, then by name; parts are replaced as a whole."""
     app = _find_existing(s, d)
     created = app is None
+    if app is not None:
+        app.updated_at = utcnow()  # parts may change alone; the daemon's cache keys on it
     if app is None:
         app = Application(name=d.name, executable=d.executable)
         s.add(app)

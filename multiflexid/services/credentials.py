@@ -18,6 +18,7 @@ from multiflexid.store.orm import (
     RunTemplate,
     RunTemplateCredential,
 )
+from multiflexid.store.types import utcnow
 
 # Credential field types checked like these environment field types.
 _AS_ENV_TYPE = {"number": "float", "boolean": "bool", "select": "set"}
@@ -133,6 +134,7 @@ def set_values(
     cred: Credential, ctype: CredentialType, values: dict[str, str], box: SecretBox
 ) -> None:
     """Set (or replace) values; unknown keys are refused with the list of known ones."""
+    cred.updated_at = utcnow()  # the daemon's launch cache keys on it
     fields = {f.keyword: f for f in ctype.fields}
     for key, value in values.items():
         f = fields.get(key)

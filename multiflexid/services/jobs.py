@@ -13,6 +13,8 @@ from multiflexid.crypto import SecretBox
 from multiflexid.store.orm import (
     FINAL_STATES,
     JOB_STATES,
+    JOBS,
+    SCHEDULE,
     Application,
     Company,
     Job,
@@ -186,9 +188,9 @@ def cancel_queued_of_template(s: Session, rt: RunTemplate, reason: str, now: dat
         Job.runtemplate_id == rt.id, Job.state.in_(QUEUED_STATES)
     )))
     if ids:
-        s.execute(delete(Schedule).where(Schedule.job_id.in_(ids)))
+        s.execute(delete(SCHEDULE).where(Schedule.job_id.in_(ids)))
         s.execute(
-            update(Job).where(Job.id.in_(ids))
+            update(JOBS).where(Job.id.in_(ids))
             .values(state="cancelled", reason=reason, end=now, updated_at=now)
         )
     return len(ids)

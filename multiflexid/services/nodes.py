@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from multiflexid.store.orm import Job, Node
+from multiflexid.store.orm import JOBS, Job, Node
 
 HOST = socket.gethostname()
 
@@ -92,7 +92,7 @@ def reap(s: Session, me: str, now: datetime, grace: float = 0.0) -> list[Reaped]
         ids = list(s.scalars(select(Job.id).where(Job.node == node.name,
                                                   Job.state == "running")))
         if ids:
-            s.execute(update(Job).where(Job.id.in_(ids)).values(
+            s.execute(update(JOBS).where(Job.id.in_(ids)).values(
                 state="lost", end=now, updated_at=now,
                 reason=(f"node {node.name} stopped renewing its lease (last heartbeat "
                         f"{node.heartbeat_at.isoformat()}); marked lost by {me}, the "

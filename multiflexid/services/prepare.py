@@ -1,4 +1,10 @@
-"""Everything a claimed job needs before it can be launched, read in one transaction."""
+"""Everything a claimed job needs before it can be launched.
+
+What does not change from one job of a template to the next (the app definition, the
+template's settings and configuration, its credentials, decrypted) is kept in a
+:class:`LaunchCache`, keyed by the ``updated_at`` of the template, its app, its company and
+its credentials (the services bump them on every change). A job then costs one query.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.domain.cmdline import CommandError, build_argv
-from multiflexid.domain.config import mask_text
+from multiflexid.domain.config import CredentialLayer, mask_text, resolve_environment
 from multiflexid.executors.base import Limits
-from multiflexid.store.orm import Company, Job
+from multiflexid.store.orm import (
+    Application,
+    Company,
+    Credential,
+    Job,
+    RunTemplate,
+    RunTemplateCredential,
+)
 
 from .apps import get_app, to_definition
 from .jobs import decrypt_overrides
-from .runtemplates import get_runtemplate, resolve_env
+from .runtemplates import (
+    Identity,
+    credential_layers,
+    get_runtemplate,
+    injected_variables,
+    template_config,
+)
 
-# Variables of the daemon's own environment a job inherits (nothing else leaks: not
-# the database URL, not NOTIFY_SOCKET).
+# Variables of the daemon's own environment a native job inherits (nothing else leaks:
+# not the database URL, not NOTIFY_SOCKET).
 INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "USER", "LOGNAME")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -43,46 +63,143 @@ class Prepared:
     app: AppDefinition | None = None
     runtemplate_id: int | None = None
     company_slug: str = ""
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class TemplateContext:
+    """A run template with everything it resolves to, as of ``key``."""
+
+    key: tuple[Any, ...]
+    who: Identity
+    app: AppDefinition
+    app_enabled: bool
+    company_enabled: bool
+    rt_ociimage: str | None
+    limits: Limits
+    config: dict[str, str]
+    config_secret: frozenset[str]
+    credentials: tuple[CredentialLayer, ...]
+
+
+class LaunchCache:
+    def __init__(self) -> None:
+        self._items: dict[int, TemplateContext] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, rt_id: int, key: tuple[Any, ...]) -> TemplateContext | None:
+        ctx = self._items.get(rt_id)
+        if ctx is not None and ctx.key == key:
+            self.hits += 1
+            return ctx
+        self.misses += 1
+        return None
+
+    def put(self, ctx: TemplateContext) -> None:
+        self._items[ctx.who.rt_id] = ctx
+
+
+def _load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...]
+                  ) -> TemplateContext:
+    rt = get_runtemplate(s, rt_id)
+    app_row = get_app(s, rt.app_id, parts=True)
+    company = s.get(Company, rt.company_id)
+    assert company is not None
+    config, secret = template_config(rt, box)
+    return TemplateContext(
+        key=key, who=Identity.of(rt, app_row, company), app=to_definition(app_row),
+        app_enabled=app_row.enabled, company_enabled=company.enabled, rt_ociimage=rt.ociimage,
+        limits=Limits(memory=rt.memory_limit, cpus=rt.cpu_limit, pids=rt.pids_limit,
+                      network=rt.network),
+        config=config, config_secret=frozenset(secret),
+        credentials=tuple(credential_layers(s, rt, box)),
+    )
+
+
+def _job_row_statement() -> Any:
+    cred_version = (
+        select(func.max(Credential.updated_at))
+        .join(RunTemplateCredential, RunTemplateCredential.credential_id == Credential.id)
+        .where(RunTemplateCredential.runtemplate_id == Job.runtemplate_id)
+        .scalar_subquery()
+    )
+    cred_count = (
+        select(func.count()).select_from(RunTemplateCredential)
+        .where(RunTemplateCredential.runtemplate_id == Job.runtemplate_id)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Job.id, Job.runtemplate_id, Job.app_id, Job.executor, Job.timeout, Job.overrides,
+            Job.attempt, Company.slug, Application.name,
+            RunTemplate.updated_at, Application.updated_at, Company.updated_at,
+            cred_version, cred_count,
+        )
+        .select_from(Job)
+        .join(Application, Application.id == Job.app_id)
+        .join(Company, Company.id == Job.company_id)
+        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
+        .where(Job.id == bindparam("job_id"))
+    )
+
+
+# Built once: constructing a statement costs more than running it (one per job).
+_JOB_ROW = _job_row_statement()
+
+
+def _job_row(s: Session, job_id: int) -> Any:
+    return s.connection().execute(_JOB_ROW, {"job_id": job_id}).one()
 
 
 def prepare(
-    s: Session, job_id: int, box: SecretBox, jobs_dir: Path, base_env: dict[str, str]
+    s: Session, job_id: int, box: SecretBox, jobs_dir: Path, base_env: dict[str, str],
+    cache: LaunchCache | None = None,
 ) -> Prepared:
-    job = s.get(Job, job_id)
-    assert job is not None, job_id
-    company = s.get(Company, job.company_id)
-    app_row = get_app(s, job.app_id, parts=True)
-    app = to_definition(app_row)
-    slug = company.slug if company else "?"
+    row = _job_row(s, job_id)
+    (_, rt_id, _app_id, executor, timeout, overrides, attempt, slug, app_name,
+     *versions) = row
     prep = Prepared(
         job_id=job_id,
-        executor=job.executor,
+        executor=executor,
         log_fields={
             "MULTIFLEXI_JOB_ID": job_id,
-            "MULTIFLEXI_RUNTEMPLATE_ID": job.runtemplate_id,
+            "MULTIFLEXI_RUNTEMPLATE_ID": rt_id,
             "MULTIFLEXI_COMPANY": slug,
-            "MULTIFLEXI_APP": app.name,
+            "MULTIFLEXI_APP": app_name,
         },
-        app=app,
-        runtemplate_id=job.runtemplate_id,
+        runtemplate_id=rt_id,
         company_slug=slug,
-        timeout=float(job.timeout) if job.timeout else None,
+        timeout=float(timeout) if timeout else None,
+        attempt=attempt,
     )
-    if job.runtemplate_id is None:
+    if rt_id is None:
         prep.blocked = "its run template was removed"
         return prep
-    rt = get_runtemplate(s, job.runtemplate_id)
-    if not app_row.enabled:
-        prep.blocked = f"application {app.name!r} is disabled"
+    key = tuple(versions)
+    ctx = cache.get(rt_id, key) if cache is not None else None
+    if ctx is None:
+        ctx = _load_context(s, rt_id, box, key)
+        if cache is not None:
+            cache.put(ctx)
+    prep.app = ctx.app
+    if not ctx.app_enabled:
+        prep.blocked = f"application {ctx.app.name!r} is disabled"
         return prep
-    if company is not None and not company.enabled:
-        prep.blocked = f"company {slug} is disabled"
+    if not ctx.company_enabled:
+        prep.blocked = f"company {ctx.who.company_slug} is disabled"
         return prep
     workdir = jobs_dir / str(job_id)
-    overrides, _secret = decrypt_overrides(job.overrides, box)
-    resolved = resolve_env(
-        s, rt, box, overrides=overrides, job_id=job_id, job_dir=str(workdir),
-        executor=job.executor,
+    one_off, _secret = decrypt_overrides(overrides or {}, box)
+    resolved = resolve_environment(
+        ctx.app.env_fields,
+        credentials=ctx.credentials,
+        template=ctx.config,
+        template_secret_keys=ctx.config_secret,
+        overrides=one_off,
+        injected=injected_variables(ctx.who, executor=executor, job_id=job_id,
+                                    job_dir=str(workdir)),
+        job_dir=str(workdir),
     )
     prep.secrets = resolved.secrets()
     prep.env_doc = {
@@ -94,23 +211,23 @@ def prepare(
         return prep
     environ = resolved.environ()
     try:
-        argv = build_argv(app.executable, app.cmdparams, environ)
+        argv = build_argv(ctx.app.executable, ctx.app.cmdparams, environ)
     except CommandError as exc:
-        prep.blocked = f"application {app.name!r}: {exc}"
+        prep.blocked = f"application {ctx.app.name!r}: {exc}"
         return prep
     prep.argv = argv
     prep.shown_command = [mask_text(a, prep.secrets) for a in argv]
-    if job.executor == "Native":
+    if executor == "Native":
         prep.env = {**{k: v for k, v in base_env.items() if k in INHERITED}, **environ}
         prep.env.setdefault("PATH", DEFAULT_PATH)
     else:  # a container keeps its image's PATH and HOME
         prep.env = dict(environ)
     prep.workdir = workdir
-    prep.image = rt.ociimage or app.ociimage
-    prep.limits = Limits(
-        memory=rt.memory_limit, cpus=rt.cpu_limit, pids=rt.pids_limit, network=rt.network
-    )
-    if job.executor == "Podman" and not prep.image:
-        prep.blocked = (f"the Podman executor needs an image: application {app.name!r} has no "
-                        "ociimage and the run template sets none")
+    prep.image = ctx.rt_ociimage or ctx.app.ociimage
+    prep.limits = ctx.limits
+    if executor == "Podman" and not prep.image:
+        prep.blocked = (f"the Podman executor needs an image: application {ctx.app.name!r} "
+                        "has no ociimage and the run template sets none")
     return prep
+
+

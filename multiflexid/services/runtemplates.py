@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from multiflexid.store.orm import (
     RunTemplateConfig,
     RunTemplateCredential,
 )
+from multiflexid.store.types import utcnow
 
 from .apps import get_app, to_definition
 from .credentials import credential_layer, get_credential
@@ -174,6 +176,7 @@ def set_config(
     rt: RunTemplate, app: AppDefinition, values: dict[str, str], unset: list[str], box: SecretBox
 ) -> None:
     """Set overrides (checked against the app's field types; secret ones encrypted)."""
+    rt.updated_at = utcnow()  # the daemon's launch cache keys on it
     for key in unset:
         row = next((c for c in rt.config if c.key == key), None)
         if row is None:
@@ -215,6 +218,7 @@ def _check_owner(s: Session, cred: Credential, company: Company, template: str) 
 
 
 def assign_credential(s: Session, rt: RunTemplate, cred: Credential) -> None:
+    rt.updated_at = utcnow()  # the daemon's launch cache keys on it
     company = s.get(Company, rt.company_id)
     assert company is not None
     _check_owner(s, cred, company, f"run template {rt.id}")
@@ -224,6 +228,7 @@ def assign_credential(s: Session, rt: RunTemplate, cred: Credential) -> None:
 
 
 def unassign_credential(rt: RunTemplate, cred_id: int) -> None:
+    rt.updated_at = utcnow()  # the daemon's launch cache keys on it
     row = next((c for c in rt.credentials if c.credential_id == cred_id), None)
     if row is None:
         raise NotFound(f"credential {cred_id} is not assigned to run template {rt.id}")
@@ -241,28 +246,41 @@ def credential_layers(s: Session, rt: RunTemplate, box: SecretBox) -> list[Crede
     return layers
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Whose job it is: what the MULTIFLEXI_* variables tell the application."""
+
+    rt_id: int
+    rt_name: str
+    app_id: int
+    app_name: str
+    app_uuid: str | None
+    company_id: int
+    company_slug: str
+    company_name: str
+
+    @classmethod
+    def of(cls, rt: RunTemplate, app: Application, company: Company) -> Identity:
+        return cls(rt.id, rt.name, app.id, app.name, app.uuid, company.id, company.slug,
+                   company.name)
+
+
 def injected_variables(
-    rt: RunTemplate | None,
-    app: Application,
-    company: Company,
-    *,
-    executor: str,
-    job_id: int | None = None,
-    job_dir: str | None = None,
+    who: Identity, *, executor: str, job_id: int | None = None, job_dir: str | None = None,
 ) -> dict[str, str]:
     """The ``MULTIFLEXI_*`` variables every job gets."""
     later = "(set at launch)"
     return {
         "MULTIFLEXI_JOB_ID": str(job_id) if job_id is not None else later,
-        "MULTIFLEXI_RUNTEMPLATE_ID": str(rt.id) if rt else "",
-        "MULTIFLEXI_RUNTEMPLATE_NAME": rt.name if rt else "",
-        "MULTIFLEXI_COMPANY_ID": str(company.id),
-        "MULTIFLEXI_COMPANY_SLUG": company.slug,
-        "MULTIFLEXI_COMPANY_CODE": company.slug,
-        "MULTIFLEXI_COMPANY_NAME": company.name,
-        "MULTIFLEXI_APPLICATION_ID": str(app.id),
-        "MULTIFLEXI_APPLICATION_NAME": app.name,
-        "MULTIFLEXI_APPLICATION_UUID": app.uuid or "",
+        "MULTIFLEXI_RUNTEMPLATE_ID": str(who.rt_id),
+        "MULTIFLEXI_RUNTEMPLATE_NAME": who.rt_name,
+        "MULTIFLEXI_COMPANY_ID": str(who.company_id),
+        "MULTIFLEXI_COMPANY_SLUG": who.company_slug,
+        "MULTIFLEXI_COMPANY_CODE": who.company_slug,
+        "MULTIFLEXI_COMPANY_NAME": who.company_name,
+        "MULTIFLEXI_APPLICATION_ID": str(who.app_id),
+        "MULTIFLEXI_APPLICATION_NAME": who.app_name,
+        "MULTIFLEXI_APPLICATION_UUID": who.app_uuid or "",
         "MULTIFLEXI_EXECUTOR": executor,
         "MULTIFLEXI_TMP": job_dir or later,
         "MULTIFLEXI_VERSION": multiflexi.__version__,
@@ -291,7 +309,8 @@ def resolve_env(
         template_secret_keys=secret_keys,
         overrides=overrides,
         injected=injected_variables(
-            rt, app, company, executor=executor or rt.executor, job_id=job_id, job_dir=job_dir
+            Identity.of(rt, app, company), executor=executor or rt.executor, job_id=job_id,
+            job_dir=job_dir,
         ),
         job_dir=job_dir,
     )

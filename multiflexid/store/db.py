@@ -64,7 +64,7 @@ class Database:
             self.read_engine = self._sqlite_engine(url, "BEGIN", echo)
         else:
             self.engine = create_engine(
-                url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10
+                url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10
             )
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -72,7 +72,10 @@ class Database:
 
     @staticmethod
     def _sqlite_engine(url: str, begin: str, echo: bool) -> Engine:
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        # Enough pooled connections for the daemon's threads: a connection opened beyond
+        # the pool is closed again after use, and reopening costs the PRAGMAs each time.
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False},
+                               pool_size=10, max_overflow=10)
         event.listen(engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine, "begin")

@@ -8,7 +8,7 @@ Every change here needs an Alembic migration in ``migrations/versions``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -460,3 +461,11 @@ class Node(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     lease_until: Mapped[datetime] = mapped_column(default=utcnow)
     state: Mapped[str] = mapped_column(String(16), default="up")
+
+
+# Plain tables for the hot statements (an ORM-enabled UPDATE/DELETE first works out which
+# session objects it affects; these do not).
+JOBS = cast(Table, Job.__table__)
+JOB_OUTPUT = cast(Table, JobOutput.__table__)
+RUNTEMPLATES = cast(Table, RunTemplate.__table__)
+SCHEDULE = cast(Table, Schedule.__table__)

@@ -103,11 +103,13 @@ class DaemonProcess:
     def wait_job(self, job_id: int, states: tuple[str, ...] = (
             "succeeded", "failed", "timed_out", "cancelled", "lost", "blocked"),
             timeout: float = 30.0) -> dict[str, Any]:
+        """Until the job is in one of ``states``. "running" means really started (its
+        process has a pid), not just claimed by the daemon for its next free slot."""
         end = time.monotonic() + timeout
         job: dict[str, Any] = {}
         while time.monotonic() < end:
             job = self.call("job.get", id=job_id)
-            if job["state"] in states:
+            if job["state"] in states and (job["state"] != "running" or job["pid"]):
                 return job
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} still {job.get('state')} after {timeout} s\n"

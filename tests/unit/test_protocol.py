@@ -495,7 +495,7 @@ def test_client_cannot_connect(tmp_path: Path) -> None:
     with pytest.raises(DaemonUnavailable) as info:
         Client(missing)
     assert info.value.message == f"multiflexid is not running (no socket at {missing})"
-    assert info.value.data == {"socket": str(missing)}
+    assert info.value.data == {"socket": str(missing), "running": False}
 
     stale = sock_path(tmp_path)
     with socket.socket(socket.AF_UNIX) as s:
@@ -504,18 +504,37 @@ def test_client_cannot_connect(tmp_path: Path) -> None:
         Client(stale)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root is never denied")
 def test_client_permission_denied(daemon: FakeDaemon) -> None:
+    """Root is never denied a socket, so as root the client runs as uid 65534."""
     daemon.path.chmod(0o600)
-    daemon.path.parent.chmod(0o000)
-    try:
-        with pytest.raises(DaemonUnavailable) as info:
-            Client(daemon.path)
-    finally:
-        daemon.path.parent.chmod(0o700)
-    assert info.value.message == (
-        f"permission denied on {daemon.path}: add your user to group multiflexi"
+    expected = f"permission denied on {daemon.path}: add your user to group multiflexi"
+    if os.geteuid() != 0:
+        daemon.path.parent.chmod(0o000)
+        try:
+            with pytest.raises(DaemonUnavailable) as info:
+                Client(daemon.path)
+        finally:
+            daemon.path.parent.chmod(0o700)
+        assert info.value.message == expected
+        return
+    import subprocess
+    import sys
+
+    daemon.path.parent.chmod(0o755)  # reachable, but the socket itself is root's 0600
+    code = (
+        "import os\n"
+        "from multiflexi.client import Client\n"
+        "from multiflexi.errors import DaemonUnavailable\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "try:\n"
+        f"    Client({str(daemon.path)!r})\n"
+        "except DaemonUnavailable as e:\n"
+        "    print(e.message)\n"
     )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, check=False)
+    assert out.stdout.strip() == expected, out.stderr
+
 
 
 # --- the asyncio client ----------------------------------------------------------------------
