@@ -6,8 +6,13 @@ from typing import Any
 
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink
-from multiflexi_tui.widgets.companies_view import offset_page
-from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceView
+from multiflexi_tui.widgets.resource_view import (
+    Column,
+    Page,
+    Record,
+    ResourceView,
+    offset_page,
+)
 
 
 class AppsView(ResourceView):

@@ -6,19 +6,13 @@ from typing import Any
 
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink
-from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceView
-
-
-async def offset_page(link: DaemonLink, method: str, cursor: Any, limit: int,
-                      **params: Any) -> Page:
-    """One page of a list the daemon pages with ``limit``/``offset`` (and a ``total``)."""
-    offset = int(cursor or 0)
-    reply = await link.call(method, limit=limit, offset=offset, **params)
-    items = list(reply.get("items") or [])
-    total = reply.get("total")
-    end = offset + len(items)
-    more = bool(items) and (total is None or end < int(total))
-    return Page(items, end if more else None, total)
+from multiflexi_tui.widgets.resource_view import (
+    Column,
+    Page,
+    Record,
+    ResourceView,
+    offset_page,
+)
 
 
 class CompaniesView(ResourceView):

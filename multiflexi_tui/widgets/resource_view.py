@@ -64,6 +64,18 @@ class Page:
     total: int | None = None
 
 
+async def offset_page(link: DaemonLink, method: str, cursor: Any, limit: int,
+                      **params: Any) -> Page:
+    """One page of a list the daemon pages with ``limit``/``offset`` (and a ``total``)."""
+    offset = int(cursor or 0)
+    reply = await link.call(method, limit=limit, offset=offset, **params)
+    items = list(reply.get("items") or [])
+    total = reply.get("total")
+    end = offset + len(items)
+    more = bool(items) and (total is None or end < int(total))
+    return Page(items, end if more else None, total)
+
+
 class ResourceView(Vertical):
     """Subclasses set ``NOUN`` and ``COLUMNS`` and implement :meth:`fetch` and :meth:`open`."""
 

@@ -9,8 +9,13 @@ from textual.binding import Binding, BindingType
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink
-from multiflexi_tui.widgets.companies_view import offset_page
-from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceView
+from multiflexi_tui.widgets.resource_view import (
+    Column,
+    Page,
+    Record,
+    ResourceView,
+    offset_page,
+)
 
 
 def _last_id(r: Record) -> int:

@@ -253,7 +253,3 @@ def run_app(socket: Path, scenario: Callable[[MultiFlexiApp, Pilot[Any]], Awaita
             assert app.is_running, "the app stopped"
 
     asyncio.run(main())
-
-
-def daemon_job_states(calls: Callable[..., Any], job_id: int) -> str:
-    return str(calls("job.get", id=job_id)["state"])
