@@ -111,3 +111,52 @@ def test_help_option() -> None:
                          text=True, check=True, timeout=60).stdout
     assert "--socket PATH" in out and "MULTIFLEXI_SOCKET" in out
     assert "/run/multiflexi/multiflexid.sock" in out
+
+
+RUN_AS_NOBODY = """\
+import os, sys
+# Import all the TUI needs while still root: the interpreter may live where nobody
+# cannot read (/root/.pyenv), the project and its venv are world-readable.
+import multiflexi_tui.app as tui_app
+from multiflexi_tui.screens.help import _groups
+_groups()
+import textual.drivers.linux_driver, textual._xterm_parser, textual.widgets  # noqa
+import encodings.idna, unicodedata, termios, tty, select, selectors  # noqa
+from textual.widgets import *  # noqa
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+tui_app.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.root_only
+def test_a_refused_user_sees_the_daemons_reason(tmux: Tmux, tui_core: object,
+                                                seeded: dict[str, int]) -> None:
+    """The real daemon refuses uid 65534 (not in group multiflexi); the TUI, run as that
+    user, shows the daemon's reason instead of a lost connection or a traceback."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.daemon import running_daemon
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root (switches to uid 65534); make test leaves it out otherwise")
+    public = Path(tempfile.mkdtemp(prefix="mftui-pub-"))
+    public.chmod(0o755)
+    try:
+        env = {k: v for k, v in os.environ.items() if k.startswith("MULTIFLEXI_")}
+        env["MULTIFLEXI_SOCKET"] = str(public / "mf.sock")
+        script = public / "run_as_nobody.py"
+        script.write_text(RUN_AS_NOBODY)
+        with running_daemon(env, public) as d:
+            d.socket.chmod(0o666)  # past the file mode: the daemon itself must refuse
+            tmux.start(f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} "
+                       f"--socket {shlex.quote(str(d.socket))}")
+            screen = tmux.wait_text("refused this user")
+            flat = " ".join(screen.split())
+            assert "user nobody (uid 65534) may not use multiflexid" in flat, screen
+            assert "Traceback" not in screen
+            tmux.keys("q")
+            assert "EXITED=0" in tmux.wait_for(lambda t: "EXITED=" in t, "the program to quit")
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
