@@ -58,9 +58,11 @@ class DbThread:
         return await asyncio.get_running_loop().run_in_executor(self._readers, job)
 
     def _write_loop(self) -> None:
+        self._session = self.db.new_session()
         while True:
             item = self._queue.get()
             if item is None:
+                self._session.close()
                 return
             batch = [item]
             while len(batch) < MAX_BATCH:
@@ -80,7 +82,7 @@ class DbThread:
             return
         if len(batch) > 1:
             try:
-                with self.db.session() as s:
+                with self.db.transaction(self._session) as s:
                     results = [fn(s) for fn, _fut in batch]
             except Exception:
                 pass  # one of them failed (or the commit): each on its own below
@@ -92,7 +94,7 @@ class DbThread:
                 return
         for fn, fut in batch:
             try:
-                with self.db.session() as s:
+                with self.db.transaction(self._session) as s:
                     result = fn(s)
             except BaseException as exc:
                 fut.set_exception(exc)

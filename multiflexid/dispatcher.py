@@ -32,7 +32,13 @@ from multiflexid.executors.base import ExecResult, Executor, JobSpec
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.services import lifecycle
-from multiflexid.services.prepare import LaunchCache, Prepared, prepare
+from multiflexid.services.prepare import (
+    LaunchCache,
+    Prepared,
+    context_key,
+    load_context,
+    prepare_row,
+)
 from multiflexid.store.orm import Job
 
 log = logging.getLogger("multiflexid.job")
@@ -128,22 +134,27 @@ class Dispatcher:
         # Claim up to one more job per slot than can run: it waits prepared for a slot.
         return 2 * self.settings.max_parallel
 
-    async def dispatch_once(self) -> tuple[list[int], int]:
-        """Claim what fits; (claimed job ids, how many could have been claimed)."""
+    async def dispatch_once(self) -> tuple[list[Any], int]:
+        """Claim what fits; (claimed job rows, how many could have been claimed).
+
+        Claims refill in bulk: only once at most ``max_parallel`` jobs are held (so every
+        slot still has work), which halves the claims under a steady stream of jobs."""
         await self._check_cancel_requests()
         room = self._capacity() - self._held()
-        if not self.accepting or room <= 0:
+        if not self.accepting or room < max(1, self.settings.max_parallel):
             return [], 0
-        claimed = await self.db.write(lifecycle.claim, self.clock(), self.settings.node, room)
-        for job_id in claimed:
-            self._start(job_id)
-        if claimed:
+        rows = await self.db.write(lifecycle.claim_rows, self.clock(), self.settings.node,
+                                   room)
+        for row in rows:
+            self._start(row)
+        if rows:
             self.on_change()
-        return claimed, room
+        return rows, room
 
-    def _start(self, job_id: int) -> None:
+    def _start(self, row: Any) -> None:
+        job_id = row[0]
         cancel = asyncio.Event()
-        task = asyncio.create_task(self._execute(job_id, cancel), name=f"job-{job_id}")
+        task = asyncio.create_task(self._execute(row, cancel), name=f"job-{job_id}")
         self.running[job_id] = Running(job_id, task, cancel, self.clock())
         task.add_done_callback(lambda _t: self._done(job_id))
 
@@ -167,12 +178,21 @@ class Dispatcher:
 
     # --- one job ------------------------------------------------------------------------
 
-    async def _execute(self, job_id: int, cancel: asyncio.Event) -> None:
+    async def _prepare(self, row: Any) -> Prepared:
+        """The job ready to launch: from the template's cached context when it is current,
+        else the context is read first (in a database thread)."""
+        rt_id, key = context_key(row)
+        ctx = self.cache.get(rt_id, key) if rt_id is not None else None
+        if ctx is None and rt_id is not None:
+            ctx = await self.db.read(load_context, rt_id, self.box, key)
+            self.cache.put(ctx)
+        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env)
+
+    async def _execute(self, row: Any, cancel: asyncio.Event) -> None:
+        job_id = row[0]
         run = self.running[job_id]
         try:
-            prep = await self.db.read(
-                prepare, job_id, self.box, self.settings.jobs_dir, self._base_env, self.cache
-            )
+            prep = await self._prepare(row)
         except Exception as exc:
             log.exception("job %s: cannot prepare it", job_id)
             run.phase = "ending"

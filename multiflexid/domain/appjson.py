@@ -294,6 +294,12 @@ def _kind(value: Any) -> str:
 def _semantic_problems(data: dict[str, Any], fmt: str) -> list[str]:
     """What the schemas let through but an importer must refuse."""
     out = []
+    # Lists the other format's schema has and this one's does not check: both are read.
+    for key in (("topics",) if fmt == "3.4" else ("tags",)):
+        value = data.get(key)
+        if key in data and not (isinstance(value, list)
+                                and all(isinstance(v, str) for v in value)):
+            out.append(f"$.{key}: must be an array of strings, not {_kind(value)}")
     env = data.get("environment")
     if isinstance(env, dict):
         for key, spec in env.items():

@@ -213,6 +213,15 @@ _OUTPUT_SIZE = (update(JOBS).where(JOBS.c.id == bindparam("job_id"))
                         output_dropped=JOBS.c.output_dropped + bindparam("dropped")))
 
 
+def claim_rows(s: Session, now: datetime, node: str, limit: int) -> list[Any]:
+    """:func:`claim`, returning what launching each job needs (one round trip more, in
+    the same transaction, instead of one read per job afterwards)."""
+    from .prepare import job_rows
+
+    ids = claim(s, now, node, limit)
+    return job_rows(s, ids) if ids else []
+
+
 def next_after(s: Session) -> datetime | None:
     """When the earliest queued job becomes due."""
     return s.scalar(select(Schedule.after).order_by(Schedule.after).limit(1))

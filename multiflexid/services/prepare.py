@@ -140,25 +140,54 @@ def _job_row_statement() -> Any:
         .join(Application, Application.id == Job.app_id)
         .join(Company, Company.id == Job.company_id)
         .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
-        .where(Job.id == bindparam("job_id"))
+        .where(Job.id.in_(bindparam("ids", expanding=True)))
     )
 
 
-# Built once: constructing a statement costs more than running it (one per job).
-_JOB_ROW = _job_row_statement()
+# Built once: constructing a statement costs more than running it (one per claim).
+_JOB_ROWS = _job_row_statement()
 
 
-def _job_row(s: Session, job_id: int) -> Any:
-    return s.connection().execute(_JOB_ROW, {"job_id": job_id}).one()
+def job_rows(s: Session, job_ids: list[int]) -> list[Any]:
+    """What launching these jobs needs to know of them (read with their claim)."""
+    rows = {r[0]: r for r in s.connection().execute(_JOB_ROWS, {"ids": job_ids})}
+    return [rows[i] for i in job_ids]
+
+
+def context_key(row: Any) -> tuple[int | None, tuple[Any, ...]]:
+    """(template id, the versions its cached context must have been built from)."""
+    return row[1], tuple(row[9:])
+
+
+def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...]
+                 ) -> TemplateContext:
+    return _load_context(s, rt_id, box, key)
 
 
 def prepare(
     s: Session, job_id: int, box: SecretBox, jobs_dir: Path, base_env: dict[str, str],
     cache: LaunchCache | None = None,
 ) -> Prepared:
-    row = _job_row(s, job_id)
-    (_, rt_id, _app_id, executor, timeout, overrides, attempt, slug, app_name,
-     *versions) = row
+    """Read and prepare one job (the daemon reads the rows with the claim instead)."""
+    (row,) = job_rows(s, [job_id])
+    rt_id, key = context_key(row)
+    ctx = None
+    if rt_id is not None:
+        ctx = cache.get(rt_id, key) if cache is not None else None
+        if ctx is None:
+            ctx = _load_context(s, rt_id, box, key)
+            if cache is not None:
+                cache.put(ctx)
+    return prepare_row(row, ctx, box, jobs_dir, base_env)
+
+
+def prepare_row(
+    row: Any, ctx: TemplateContext | None, box: SecretBox, jobs_dir: Path,
+    base_env: dict[str, str],
+) -> Prepared:
+    """Everything to launch the job of ``row`` given its template's context; no I/O."""
+    (job_id, rt_id, _app_id, executor, timeout, overrides, attempt, slug, app_name,
+     *_versions) = row
     prep = Prepared(
         job_id=job_id,
         executor=executor,
@@ -173,15 +202,9 @@ def prepare(
         timeout=float(timeout) if timeout else None,
         attempt=attempt,
     )
-    if rt_id is None:
+    if rt_id is None or ctx is None:
         prep.blocked = "its run template was removed"
         return prep
-    key = tuple(versions)
-    ctx = cache.get(rt_id, key) if cache is not None else None
-    if ctx is None:
-        ctx = _load_context(s, rt_id, box, key)
-        if cache is not None:
-            cache.put(ctx)
     prep.app = ctx.app
     if not ctx.app_enabled:
         prep.blocked = f"application {ctx.app.name!r} is disabled"

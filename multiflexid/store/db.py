@@ -100,6 +100,20 @@ class Database:
                 yield session
 
     @contextlib.contextmanager
+    def transaction(self, session: Session) -> Iterator[Session]:
+        """A write transaction on a long-lived ``session`` (the daemon's writer thread
+        reuses one: creating and closing a Session per transaction costs more than the
+        statements of a job). Objects are detached afterwards so none piles up."""
+        try:
+            with self._translate_errors(), session.begin():
+                yield session
+        finally:
+            session.expunge_all()
+
+    def new_session(self) -> Session:
+        return self._sessions()
+
+    @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
         """A read-only transaction; ended by closing the session (objects stay readable,
         detached, instead of being expired by a rollback)."""

@@ -112,7 +112,9 @@ def test_three_nodes_thousands_of_jobs_one_killed(pg_core: Core, nodes: Nodes,
     assert st["failed"] == 0
     assert succeeded <= set(ran)  # every success really ran (exactly once: no duplicates)
     assert set(ran) - succeeded <= lost  # what ran but is not a success is marked lost
-    assert len(lost) <= 4  # at most n2's parallel slots were lost
+    # At most what n2 held: 4 running and 4 claimed ahead for its next free slots (those
+    # may not have started, but nobody can know, so they count as lost too).
+    assert len(lost) <= 2 * 4
 
 
 def test_no_overlap_of_one_template_across_nodes(pg_core: Core, nodes: Nodes) -> None:
