@@ -43,6 +43,9 @@ from multiflexid.store.orm import Job
 
 log = logging.getLogger("multiflexid.job")
 
+# A job still running this long after it started gets its start recorded on its own.
+START_WRITE_DELAY = 0.05
+
 # After a job ends: (prepared job, executor result, the job's output) -> extra work
 # (artifacts, result report) done before the job's end is recorded.
 PostRun = Callable[[Prepared, ExecResult, JobOutput], Awaitable[None]]
@@ -203,13 +206,13 @@ class Dispatcher:
             run.phase = "ending"
             log.warning("job blocked: %s", prep.blocked, extra=fields)
             await self._record_end(job_id, "blocked", None, prep.blocked, fields,
-                                   prepared={"command": [], "env": prep.env_doc})
+                                   prepared=_not_started([], prep.env_doc))
             return
         if not await self._acquire_slot(cancel):
             run.phase = "ending"
             if cancel.is_set():
                 await self._record_end(job_id, "cancelled", None, "cancelled before it started",
-                                       fields, prepared={"command": [], "env": prep.env_doc})
+                                       fields, prepared=_not_started([], prep.env_doc))
             else:  # the daemon is stopping: it never started, so it simply waits again
                 await self.db.write(lifecycle.release, [job_id], self.clock())
                 log.info("job not started; back in the queue", extra=fields)
@@ -217,7 +220,7 @@ class Dispatcher:
         try:
             run.phase = "running"
             self.on_change()
-            result, out, launched = await self._launch(prep, cancel)
+            result, out, start = await self._launch(prep, cancel)
         finally:
             run.phase = "ending"
             self.slots.release()
@@ -231,12 +234,16 @@ class Dispatcher:
         state, reason = _outcome(result)
         await self._record_end(
             job_id, state, result.exitcode, reason, fields,
-            prepared=None if launched else {"command": prep.shown_command, "env": prep.env_doc},
-            prep=prep,
+            prepared=start, prep=prep,
         )
 
     async def _acquire_slot(self, cancel: asyncio.Event) -> bool:
         """Wait for a free slot; False if cancelled or draining meanwhile (no slot held)."""
+        if cancel.is_set() or self.draining.is_set():
+            return False
+        if not self.slots.locked():  # a slot is free: take it without the waiting machinery
+            await self.slots.acquire()
+            return True
         acquire = asyncio.ensure_future(self.slots.acquire())
         stops = [asyncio.ensure_future(cancel.wait()),
                  asyncio.ensure_future(self.draining.wait())]
@@ -255,7 +262,7 @@ class Dispatcher:
 
     async def _launch(
         self, prep: Prepared, cancel: asyncio.Event
-    ) -> tuple[ExecResult, JobOutput, bool]:
+    ) -> tuple[ExecResult, JobOutput, dict[str, Any] | None]:
         job_id, fields = prep.job_id, prep.log_fields
         out = JobOutput(job_id, self.hub, secrets=prep.secrets,
                         cap=self.settings.output_cap_bytes, log_fields=fields)
@@ -264,7 +271,8 @@ class Dispatcher:
             missing = f"executor {prep.executor!r} is not available on node {self.settings.node}"
             out.system(f"[multiflexi] {missing}")
             out.close()
-            return ExecResult("failed_to_start", message=missing), out, False
+            return (ExecResult("failed_to_start", message=missing), out,
+                    _not_started(prep.shown_command, prep.env_doc))
         assert prep.workdir is not None
         prep.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log.info("job started: %s", " ".join(prep.shown_command),
@@ -276,14 +284,23 @@ class Dispatcher:
             labels={"multiflexi.company": prep.company_slug,
                     "multiflexi.runtemplate_id": str(prep.runtemplate_id)},
         )
-        flusher = asyncio.create_task(self._flush_partials(out))
-        launched = False
+        self.hub.track(out)
+        # What the job runs, its environment record, pid and begin: written once the job
+        # has run for START_WRITE_DELAY (not awaited), or with its end if it is over by then
+        # (one UPDATE instead of two for the many short jobs).
+        start = _not_started(prep.shown_command, prep.env_doc)
+        timer: asyncio.TimerHandle | None = None
+
+        def write_start() -> None:
+            nonlocal start
+            if start:
+                self.db.submit(lifecycle.job_started, job_id, **start)
+                start = {}
 
         def started(pid: int | None) -> None:
-            nonlocal launched
-            launched = True  # command, environment, pid and begin: one write, not awaited
-            self.db.submit(lifecycle.job_started, job_id, pid=pid, begin=self.clock(),
-                           command=prep.shown_command, env=prep.env_doc)
+            nonlocal timer
+            start["pid"], start["begin"] = pid, self.clock()
+            timer = asyncio.get_running_loop().call_later(START_WRITE_DELAY, write_start)
 
         try:
             result = await executor.run(spec, out.feed, started, cancel)
@@ -291,18 +308,15 @@ class Dispatcher:
             log.exception("executor %s failed", prep.executor, extra=fields)
             result = ExecResult("failed_to_start", message=f"executor error: {exc}")
         finally:
-            flusher.cancel()
+            self.hub.untrack(out)
+            if timer is not None:
+                timer.cancel()
         if result.outcome == "failed_to_start":
             out.system(f"[multiflexi] the job did not start: {result.message}")
         elif result.message:
             out.system(f"[multiflexi] {result.message}")
         out.close()
-        return result, out, launched
-
-    async def _flush_partials(self, out: JobOutput) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            out.flush_partial()
+        return result, out, start or None
 
     async def _record_end(
         self, job_id: int, state: str, exitcode: int | None, reason: str | None,
@@ -367,6 +381,10 @@ class Dispatcher:
             await asyncio.wait(pending)
 
 
+def _not_started(command: list[str], env: dict[str, Any]) -> dict[str, Any]:
+    return {"command": command, "env": env, "pid": None, "begin": None}
+
+
 def _outcome(result: ExecResult) -> tuple[str, str | None]:
     if result.outcome == "exited":
         return ("succeeded" if result.exitcode == 0 else "failed"), None
@@ -387,15 +405,15 @@ def _finish_and_view(
     known: tuple[int | None, ExitCodeDef | None] | None, full_view: bool,
 ) -> dict[str, Any]:
     """Record the end; the job's whole view only when someone listens for it."""
-    if prepared is not None:  # never launched: what it would have run goes on record here
-        lifecycle.job_started(s, job_id, pid=None, begin=None, **prepared)
     if known is None:
+        if prepared is not None:  # what it ran (or would have run) goes on record here
+            lifecycle.job_started(s, job_id, **prepared)
         job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode,
                                reason=reason, box=box)
         return job_dict(job)
     final = lifecycle.record_end(s, job_id, state=state, now=now, exitcode=exitcode,
                                  reason=reason, runtemplate_id=known[0], declared=known[1],
-                                 box=box)
+                                 box=box, started=prepared)
     if full_view:
         job = s.get(Job, job_id)
         assert job is not None

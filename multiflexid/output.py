@@ -42,6 +42,13 @@ class OutputHub:
         self._sizes: dict[int, tuple[int, int]] = {}
         self._wake = asyncio.Event()
         self.failing_since: datetime | None = None
+        self._live: set[JobOutput] = set()  # outputs of running jobs (partial lines)
+
+    def track(self, out: JobOutput) -> None:
+        self._live.add(out)
+
+    def untrack(self, out: JobOutput) -> None:
+        self._live.discard(out)
 
     @property
     def pending(self) -> int:
@@ -109,6 +116,8 @@ class OutputHub:
             except TimeoutError:
                 pass
             self._wake.clear()
+            for out in list(self._live):  # partial lines that waited long enough
+                out.flush_partial()
             ok = await self.flush()
             if not ok:
                 await asyncio.sleep(min(5.0, self.interval * 10))

@@ -25,6 +25,18 @@ def _killpg(pid: int, sig: int) -> None:
 class NativeExecutor:
     name = "Native"
 
+    def __init__(self) -> None:
+        # Where each (program, PATH) was found; a program that moved is looked up again.
+        self._which: dict[tuple[str, str], str | None] = {}
+
+    def _resolve(self, exe: str, path: str, fresh: bool = False) -> str | None:
+        if "/" in exe:
+            return exe
+        key = (exe, path)
+        if fresh or key not in self._which:
+            self._which[key] = shutil.which(exe, path=path)
+        return self._which[key]
+
     async def run(
         self,
         spec: JobSpec,
@@ -34,23 +46,31 @@ class NativeExecutor:
     ) -> ExecResult:
         exe = spec.argv[0]
         path = spec.env.get("PATH", os.defpath)
-        resolved = exe if "/" in exe else shutil.which(exe, path=path)
-        if resolved is None:
-            return ExecResult("failed_to_start", message=f"executable {exe!r} not found in "
-                                                         f"PATH={path}")
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                resolved, *spec.argv[1:],
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=spec.workdir,
-                env=spec.env,
-                start_new_session=True,  # own session and process group: stop them all
-            )
-        except OSError as exc:
-            return ExecResult("failed_to_start",
-                              message=f"cannot start {resolved}: {exc.strerror or exc}")
+        proc = None
+        for fresh in (False, True):
+            resolved = self._resolve(exe, path, fresh)
+            if resolved is None:
+                return ExecResult("failed_to_start", message=f"executable {exe!r} not found "
+                                                             f"in PATH={path}")
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    resolved, *spec.argv[1:],
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    cwd=spec.workdir,
+                    env=spec.env,
+                    start_new_session=True,  # own session and process group: stop them all
+                )
+                break
+            except FileNotFoundError as exc:
+                if fresh or "/" in exe:
+                    return ExecResult("failed_to_start",
+                                      message=f"cannot start {resolved}: {exc.strerror}")
+            except OSError as exc:
+                return ExecResult("failed_to_start",
+                                  message=f"cannot start {resolved}: {exc.strerror or exc}")
+        assert proc is not None
         started(proc.pid)
         readers = [
             asyncio.create_task(self._pump(proc.stdout, "stdout", output)),

@@ -204,6 +204,9 @@ _ENDED = (update(JOBS).where(JOBS.c.id == bindparam("job_id"))
                   updated_at=bindparam("now"),
                   reason=func.coalesce(bindparam("reason", type_=JOBS.c.reason.type),
                                        JOBS.c.reason)))
+_STARTED_AND_ENDED = _ENDED.values(
+    command=bindparam("command"), env=bindparam("env"), pid=bindparam("pid"),
+    begin=func.coalesce(bindparam("begin", type_=JOBS.c.begin.type), JOBS.c.begin))
 _COUNT_SUCCESS = (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
                   .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count + 1,
                           updated_at=RUNTEMPLATES.c.updated_at))  # counting is no change
@@ -322,17 +325,25 @@ def record_end(
     runtemplate_id: int | None,
     declared: ExitCodeDef | None,
     box: SecretBox,
+    started: dict[str, Any] | None = None,
 ) -> str:
     """The daemon's :func:`finish` for a job it prepared (it knows the app's meaning of the
-    exit code): two plain UPDATEs in the common case; returns the final state."""
+    exit code), with the job's start (command, env, pid, begin) when that was not written
+    yet: one or two plain UPDATEs in the common case; returns the final state."""
     if state == "failed" and declared is not None and declared.severity in ("success", "info"):
         state = "succeeded"
     if state in RETRYABLE_STATES:  # may need a retry: the full path
+        if started is not None:
+            job_started(s, job_id, **started)
         return finish(s, job_id, state=state, now=now, exitcode=exitcode, reason=reason,
                       box=box).state
     conn = s.connection()
-    conn.execute(_ENDED, {"job_id": job_id, "state": state, "now": now, "code": exitcode,
-                          "reason": reason or None})
+    params = {"job_id": job_id, "state": state, "now": now, "code": exitcode,
+              "reason": reason or None}
+    if started is None:
+        conn.execute(_ENDED, params)
+    else:
+        conn.execute(_STARTED_AND_ENDED, {**params, **started})
     if runtemplate_id is not None and state == "succeeded":
         conn.execute(_COUNT_SUCCESS, {"rt_id": runtemplate_id})
     return state
