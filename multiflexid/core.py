@@ -28,7 +28,13 @@ class Core:
 
     @cached_property
     def box(self) -> SecretBox:
-        return SecretBox(self.settings.secret_key_path)
+        return SecretBox(self.settings.secret_key_path, self._encrypted_values)
+
+    def _encrypted_values(self) -> int:
+        from multiflexid.services.credentials import count_encrypted
+
+        with self.db.read_session() as s:
+            return count_encrypted(s)
 
     def migrate(self) -> tuple[str | None, str | None]:
         try:
@@ -47,7 +53,7 @@ class Core:
             if current is None:
                 self.db.upgrade()
                 return
-            self.db.require_current()
+            self.db.require_current(current)
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
 

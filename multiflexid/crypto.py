@@ -7,22 +7,30 @@ it makes stored secrets unreadable, so it is never rewritten once it exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from multiflexi.errors import MultiFlexiError
+
 MASK = "********"
 
 
-class SecretKeyError(Exception):
+class SecretKeyError(MultiFlexiError):
     """The key file cannot be read or created, or a stored secret does not decrypt."""
+
+    name = "secret_key_error"
 
 
 class SecretBox:
     """Encrypts and decrypts secret values with the installation's key."""
 
-    def __init__(self, key_path: Path) -> None:
+    def __init__(self, key_path: Path, in_use: Callable[[], int] | None = None) -> None:
+        """``in_use()`` counts the encrypted values already stored: a missing key file is
+        only created anew when there are none (else they would be lost for good)."""
         self.key_path = key_path
+        self.in_use = in_use
         self._fernet: Fernet | None = None
 
     def _load(self) -> Fernet:
@@ -41,6 +49,13 @@ class SecretBox:
                 f"{path}: permission denied reading the secret key "
                 "(run as the multiflexi user or root)"
             ) from None
+        stored = self.in_use() if self.in_use is not None else 0
+        if stored:
+            raise SecretKeyError(
+                f"{path}: the secret key is missing, but the database holds {stored} "
+                "encrypted value(s) that only it can read; restore the key file from your "
+                "backup (a new key would make them unreadable)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
         key = Fernet.generate_key()
         try:

@@ -24,6 +24,18 @@ from multiflexid.store.types import utcnow
 _AS_ENV_TYPE = {"number": "float", "boolean": "bool", "select": "set"}
 
 
+def count_encrypted(s: Session) -> int:
+    """How many encrypted values the database holds (credentials and template config)."""
+    from sqlalchemy import func
+
+    from multiflexid.store.orm import RunTemplateConfig
+
+    return sum(
+        s.scalar(select(func.count()).select_from(model).where(model.encrypted.is_(True))) or 0
+        for model in (CredentialValue, RunTemplateConfig)
+    )
+
+
 def field_is_secret(f: CredentialTypeField) -> bool:
     return f.secret or f.type in ("password", "secret")
 

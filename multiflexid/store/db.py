@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,15 @@ from multiflexi.errors import StorageError
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number; used as a PostgreSQL advisory lock id so only one node migrates at a time.
 _MIGRATION_LOCK = 0x4D464C58
+
+
+@functools.cache
+def _script_directory() -> ScriptDirectory:
+    """The migration scripts, read once per process (reading them costs more than most
+    CLI commands)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg)
 
 
 class DatabaseError(StorageError):
@@ -74,8 +84,11 @@ class Database:
     def _sqlite_engine(url: str, begin: str, echo: bool) -> Engine:
         # Enough pooled connections for the daemon's threads: a connection opened beyond
         # the pool is closed again after use, and reopening costs the PRAGMAs each time.
+        pool: dict[str, Any] = {}
+        if make_url(url).database not in (None, "", ":memory:"):  # a file: a queue pool
+            pool = {"pool_size": 10, "max_overflow": 10}
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False},
-                               pool_size=10, max_overflow=10)
+                               **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine, "begin")
@@ -139,7 +152,14 @@ class Database:
         return cfg
 
     def head_revision(self) -> str | None:
-        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        return _script_directory().get_current_head()
+
+    @staticmethod
+    def known_revision(revision: str) -> bool:
+        try:
+            return _script_directory().get_revision(revision) is not None
+        except Exception:  # alembic raises its own errors for unknown ids
+            return False
 
     def current_revision(self) -> str | None:
         with self._translate_errors(), self.read_engine.connect() as conn:
@@ -161,20 +181,31 @@ class Database:
                 command.upgrade(cfg, "head")
                 conn.commit()
                 after = MigrationContext.configure(conn).get_current_revision()
+            except BaseException:
+                conn.rollback()  # a failed migration leaves nothing half done
+                raise
             finally:
                 if not self.is_sqlite:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
                     conn.commit()
         return before, after
 
-    def require_current(self) -> None:
+    def require_current(self, current: str | None = None) -> None:
         """Refuse to work on a schema that is not migrated (clear message, no crash later)."""
-        current, head = self.current_revision(), self.head_revision()
-        if current != head:
+        current = current or self.current_revision()
+        head = self.head_revision()
+        if current == head:
+            return
+        if current is not None and not self.known_revision(current):
             raise DatabaseError(
-                f"database {self.display_url()} is at schema revision {current or 'none'}, "
-                f"this version needs {head}: run `multiflexi-cli db upgrade`"
+                f"database {self.display_url()} is at schema revision {current}, which this "
+                f"version of MultiFlexi does not know (it needs {head}): a newer MultiFlexi "
+                "migrated it; upgrade this installation"
             )
+        raise DatabaseError(
+            f"database {self.display_url()} is at schema revision {current or 'none'}, "
+            f"this version needs {head}: run `multiflexi-cli db upgrade`"
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -180,3 +180,16 @@ def test_a_new_installation_gets_its_key_file_on_first_secret(mfcli, mf_env,
     assert mfcli("credential", "create", "--company", "acme", "--type", "Probe", "--name", "q",
                  "--field", "PASSWORD=second-Secret-2").code == 0
     assert key.read_bytes() == content  # never rewritten
+
+
+def test_a_lost_key_file_is_not_silently_replaced(mfcli, mf_env, stored: dict[str, int]
+                                                  ) -> None:
+    key = mf_env.data_dir / "secret.key"
+    key.unlink()
+    r = mfcli("credential", "create", "--company", "acme", "--type", "Probe", "--name", "new",
+              "--field", "PASSWORD=Another-Secret-4")
+    assert r.code == 1
+    assert "the secret key is missing, but the database holds" in r.err
+    assert "restore the key file from your backup" in r.err
+    assert not key.exists()  # no new key that would make the stored secrets unreadable
+    assert mfcli("credential", "show", "--id", str(stored["abra"])).code == 0  # masked: fine
