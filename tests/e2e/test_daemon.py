@@ -328,3 +328,23 @@ def test_failed_job_is_retried_as_the_template_says(core: Core, daemon: DaemonPr
     assert all(j["state"] == "failed" for j in chain)
     time.sleep(1.5)  # the third attempt was the last: no fourth job appears
     assert len(daemon.call("job.list", runtemplate_id=rt)["items"]) == 3
+
+
+def test_output_over_the_cap_is_dropped_with_a_marker(mf_env: Env, core: Core,
+                                                      tmp_path: Path) -> None:
+    core.ensure_schema()
+    rt = make_template(core, name="chatty", config={
+        "SCRIPT": "i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxx; "
+                  "i=$((i+1)); done"})
+    with running_daemon(mf_env.vars(), tmp_path,
+                        extra_env={"MULTIFLEXI_OUTPUT_CAP_BYTES": "1000"}) as d:
+        job = d.wait_job(_run(d, rt)["id"])
+        out = d.output(job["id"])
+    assert job["state"] == "succeeded"
+    kept = [line for line in out.splitlines() if line.startswith("line-")]
+    assert 0 < len(kept) < 200 and kept[0] == "line-0-xxxxxxxxxxxxxxxxxxxx"
+    assert sum(len(line) + 1 for line in kept) <= 1000  # whole lines, within the cap
+    assert "output cap of 1000 bytes reached" in out
+    total = sum(len(f"line-{i}-xxxxxxxxxxxxxxxxxxxx\n") for i in range(200))
+    assert job["output_dropped"] == total - sum(len(line) + 1 for line in kept)
+    assert f"{job['output_dropped']} bytes of output over the 1000-byte cap were dropped" in out
