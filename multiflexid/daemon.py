@@ -38,10 +38,11 @@ from multiflexid.executors.native import NativeExecutor
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.privileges import become_data_dir_owner
-from multiflexid.rpc_methods import build_handlers, job_view, output_view, rt_view
+from multiflexid.rpc_methods import build_handlers, output_view, rt_view
 from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
 from multiflexid.services import jobs, lifecycle, runtemplates
+from multiflexid.services.jobs import job_view
 from multiflexid.services.lifecycle import job_fields
 from multiflexid.services.nodes import NodeConflict
 from multiflexid.services.prepare import Prepared

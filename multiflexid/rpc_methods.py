@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict, InvalidInput, NotFound
+from multiflexi.errors import InvalidInput, NotFound
 from multiflexi.protocol import Params
 from multiflexid.domain.schedule import Recurrence, ScheduleError, upcoming
 from multiflexid.presenters import (
@@ -18,23 +18,19 @@ from multiflexid.presenters import (
     artifact_dict,
     company_dict,
     credential_dict,
-    exit_code_dict,
     iso,
     job_dict,
     runtemplate_dict,
 )
-from multiflexid.services import apps, companies, credentials, jobs, lifecycle, runtemplates
+from multiflexid.services import apps, companies, credentials, jobs, runtemplates
 from multiflexid.store.orm import (
     JOB_STATES,
-    AppExitCode,
     Application,
     Artifact,
     Company,
-    Credential,
     CredentialType,
     Job,
     RunTemplate,
-    Schedule,
 )
 
 from .rpc_server import Connection, Handler
@@ -266,7 +262,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
     async def job_get(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
         p.done()
-        return await db.read(job_view, job_id)
+        return await db.read(jobs.job_view, job_id)
 
     async def job_output(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
@@ -417,31 +413,8 @@ def rt_view(s: Session, rt: RunTemplate) -> dict[str, Any]:
     return view
 
 
-def exit_meaning(s: Session, job: Job) -> dict[str, Any] | None:
-    if job.exitcode is None:
-        return None
-    row = s.scalar(select(AppExitCode).where(AppExitCode.app_id == job.app_id,
-                                             AppExitCode.code == job.exitcode))
-    return exit_code_dict(row) if row else None
-
-
-def job_view(s: Session, job_id: int) -> dict[str, Any]:
-    job = jobs.get_job(s, job_id)
-    view = job_dict(job, exit_meaning(s, job))
-    app = s.get(Application, job.app_id)
-    company = s.get(Company, job.company_id)
-    view["app"] = app.name if app else None
-    view["company"] = company.slug if company else None
-    view["environment"] = (job.env or {}).get("values")
-    view["queued_after"] = iso(s.scalar(select(Schedule.after).where(Schedule.job_id == job_id)))
-    view["artifacts"] = [artifact_dict(a) for a in s.scalars(
-        select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id))]
-    return view
-
-
 def output_view(job_id: int, seq: int, stream: str, at: datetime, data: bytes) -> dict[str, Any]:
     return {"job_id": job_id, "seq": seq, "stream": stream, "at": iso(at),
             "data": data.decode("utf-8", "replace")}
 
 
-__all__ = ["Conflict", "Credential", "build_handlers", "job_view", "lifecycle", "rt_view"]

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from multiflexi.errors import NotFound
 from multiflexid.presenters import artifact_dict, iso, job_dict
@@ -16,8 +15,6 @@ from multiflexid.services import jobs as svc
 from multiflexid.services.companies import get_company
 from multiflexid.store.orm import (
     JOB_STATES,
-    AppExitCode,
-    Application,
     Artifact,
     Company,
     Job,
@@ -32,16 +29,6 @@ from .runtemplates import _run
 @click.group(cls=AliasGroup)
 def job() -> None:
     """Jobs: every run, with its output, exit code and artifacts."""
-
-
-def exit_meaning(s: Session, job: Job) -> dict[str, Any] | None:
-    if job.exitcode is None:
-        return None
-    row = s.scalar(select(AppExitCode).where(
-        AppExitCode.app_id == job.app_id, AppExitCode.code == job.exitcode))
-    if row is None:
-        return None
-    return {"description": row.description, "severity": row.severity, "retry": row.retry}
 
 
 @job.command("create")
@@ -83,15 +70,7 @@ def list_(company_ref: str | None, rt_id: int | None, job_state: str | None, lim
 def show(job_id: int) -> None:
     """Show a job: state, times, exit code and its meaning, report, environment."""
     with state().read() as s:
-        j = svc.get_job(s, job_id)
-        d = job_dict(j, exit_meaning(s, j))
-        app = s.get(Application, j.app_id)
-        company = s.get(Company, j.company_id)
-        d["app"] = app.name if app else None
-        d["company"] = company.slug if company else None
-        d["environment"] = (j.env or {}).get("values") if j.env else None
-        d["artifacts"] = [artifact_dict(a) for a in s.scalars(
-            select(Artifact).where(Artifact.job_id == j.id).order_by(Artifact.id))]
+        d = svc.job_view(s, job_id)
 
     def text() -> None:
         meaning = d["exit_meaning"]

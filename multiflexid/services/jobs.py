@@ -10,12 +10,15 @@ from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput, NotFound
 from multiflexid.crypto import SecretBox
+from multiflexid.presenters import artifact_dict, exit_code_dict, iso, job_dict
 from multiflexid.store.orm import (
     FINAL_STATES,
     JOB_STATES,
     JOBS,
     SCHEDULE,
+    AppExitCode,
     Application,
+    Artifact,
     Company,
     Job,
     JobOutput,
@@ -198,3 +201,27 @@ def cancel_queued_of_template(s: Session, rt: RunTemplate, reason: str, now: dat
 
 def is_final(state: str) -> bool:
     return state in FINAL_STATES
+
+
+def exit_meaning(s: Session, job: Job) -> dict[str, Any] | None:
+    """What the app says the job's exit code means (None: no code, or undeclared)."""
+    if job.exitcode is None:
+        return None
+    row = s.scalar(select(AppExitCode).where(AppExitCode.app_id == job.app_id,
+                                             AppExitCode.code == job.exitcode))
+    return exit_code_dict(row) if row else None
+
+
+def job_view(s: Session, job_id: int) -> dict[str, Any]:
+    """A job as `job show` and the socket's job.get present it."""
+    job = get_job(s, job_id)
+    view = job_dict(job, exit_meaning(s, job))
+    app = s.get(Application, job.app_id)
+    company = s.get(Company, job.company_id)
+    view["app"] = app.name if app else None
+    view["company"] = company.slug if company else None
+    view["environment"] = (job.env or {}).get("values")
+    view["queued_after"] = iso(s.scalar(select(Schedule.after).where(Schedule.job_id == job_id)))
+    view["artifacts"] = [artifact_dict(a) for a in s.scalars(
+        select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id))]
+    return view
