@@ -83,7 +83,7 @@ class ResourceView(Vertical):
     COLUMNS: ClassVar[tuple[Column, ...]] = ()
     DEFAULT_SORT: ClassVar[tuple[str, bool]] = ("id", False)  # column key, reverse
     PAGE_SIZE: ClassVar[int] = 100
-    PREFETCH: ClassVar[int] = 15
+    PREFETCH: ClassVar[int] = 15  # rows before the last one at which the next page loads
     # With a filter, keep loading pages while fewer rows than this match (up to MAX_SCAN).
     FILL: ClassVar[int] = 30
     MAX_SCAN: ClassVar[int] = 20
@@ -469,7 +469,7 @@ class ResourceView(Vertical):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.refresh_bindings()  # the footer shows what applies to this row
         if self._next is not None and not self._loading and (
-                event.cursor_row >= event.data_table.row_count - self.PREFETCH):
+                event.cursor_row >= event.data_table.row_count - 1 - self.PREFETCH):
             self.load_more()
 
     @on(DataTable.RowSelected)

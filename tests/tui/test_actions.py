@@ -157,7 +157,9 @@ def test_cancel_from_the_job_screen_and_say_no(
         await pilot.press("n")
         assert app.screen is screen
         assert daemon.call("job.get", id=job["id"])["state"] == "running"
-        await pilot.press("c", "y")
+        await pilot.press("c")
+        await screen_of(pilot, ConfirmScreen)
+        await pilot.press("y")
         await wait_for(pilot, lambda: screen.job.get("state") == "cancelled", "cancelled")
         await wait_text(pilot, "cancelled")
 

@@ -38,7 +38,8 @@ class Tmux:
         self._tmux("send-keys", "-t", self.session, *(["-l"] if literal else []), *keys)
 
     def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-t", self.session)
+        # check=False: right after new-session the pane may not be there yet; waits retry
+        return self._tmux("capture-pane", "-p", "-t", self.session, check=False)
 
     def wait_for(self, check: Callable[[str], bool], what: str, timeout: float = 30) -> str:
         end = time.monotonic() + timeout

@@ -245,6 +245,7 @@ def test_a_long_session_keeps_the_jobs_list_bounded(
     from multiflexi_tui.widgets.jobs_view import JobsView
 
     monkeypatch.setattr(JobsView, "MAX_ROWS", 4)
+    monkeypatch.setattr(JobsView, "PREFETCH", 0)  # load more only at the very last row
 
     async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
         jobs = await loaded(pilot, "jobs", 5)
