@@ -27,7 +27,8 @@ from tests.conftest import Env
 from tests.support.factory import shell_app
 
 # Fixed moments: jobs of the seeded history ran on T0; templates were created "at" FUTURE,
-# so their next due times lie years ahead and the daemon never runs them by itself.
+# so their next due times lie years ahead and the daemon never runs them by itself. Each
+# scheduled template names its zone: nothing depends on the machine's.
 T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
 FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -108,8 +109,9 @@ def seed(core: Core) -> dict[str, int]:
         shell = apps.get_app(s, ids["shell"])
         templates = [
             ("nightly", reporter, acme, {"interv": "d", "timezone": "Europe/Prague"}, {}),
-            ("hourly", shell, acme, {"interv": "h"}, {"SCRIPT": "echo tick"}),
-            ("report", reporter, globex, {"interv": "c", "cron": "*/15 * * * *"},
+            ("hourly", shell, acme, {"interv": "h", "timezone": "UTC"}, {"SCRIPT": "echo tick"}),
+            ("report", reporter, globex, {"interv": "c", "cron": "*/15 * * * *",
+                                          "timezone": "UTC"},
              {"SCRIPT": "echo report; echo oops >&2; echo done > notes.txt"}),
             ("manual", shell, globex, {"interv": "n"}, {"SCRIPT": "echo by hand"}),
         ]

@@ -53,7 +53,8 @@ def snapshot_daemon() -> Iterator[tuple[Path, dict[str, int]]]:
         os.environ.clear()
         os.environ.update(saved)
     try:
-        with running_daemon(env.vars(), base):
+        # the wizard's preview without a zone uses the daemon's: make it the same everywhere
+        with running_daemon({**env.vars(), "TZ": "UTC"}, base):
             yield env.socket, ids
     finally:
         shutil.rmtree(base, ignore_errors=True)
