@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,9 @@ class Tmux:
 
     def kill(self) -> None:
         self._tmux("kill-server", check=False)
+        # tmux leaves the server's socket file behind: remove it too
+        socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        (socket_dir / self.server).unlink(missing_ok=True)
 
 
 @pytest.fixture
