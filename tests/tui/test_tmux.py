@@ -140,7 +140,6 @@ def test_a_refused_user_sees_the_daemons_reason(tmux: Tmux, tui_core: object,
     user, shows the daemon's reason instead of a lost connection or a traceback."""
     import sys
     import tempfile
-    from pathlib import Path
 
     from tests.support.daemon import running_daemon
 
