@@ -21,6 +21,9 @@ from multiflexid.domain.config import MASK, MIN_MASKED_LENGTH
 
 log = logging.getLogger("multiflexid.job")
 
+# Pending output is written at once when it grows past either of these (else every 0.1 s).
+FLUSH_BYTES = 4 * 1024 * 1024
+FLUSH_ROWS = 2000
 # A partial line is kept at most this long (or this big) before it is written anyway.
 PARTIAL_FLUSH_SECONDS = 0.5
 MAX_PARTIAL = 64 * 1024
@@ -43,6 +46,7 @@ class OutputHub:
         self._wake = asyncio.Event()
         self.failing_since: datetime | None = None
         self._live: set[JobOutput] = set()  # outputs of running jobs (partial lines)
+        self._pending_bytes = 0
 
     def track(self, out: JobOutput) -> None:
         self._live.add(out)
@@ -56,10 +60,11 @@ class OutputHub:
 
     def add(self, row: dict[str, Any], dropped: int = 0) -> None:
         self._rows.append(row)
+        self._pending_bytes += len(row["data"])
         self._count(row["job_id"], len(row["data"]), dropped)
         self._publish("job.output", row)
-        if len(self._rows) > 2000:
-            self._wake.set()
+        if self._pending_bytes > FLUSH_BYTES or len(self._rows) > FLUSH_ROWS:
+            self._wake.set()  # a busy job: write now, not at the next interval
 
     def count_dropped(self, job_id: int, dropped: int) -> None:
         self._count(job_id, 0, dropped)
@@ -75,6 +80,7 @@ class OutputHub:
             return None
         rows, sizes = self._rows, self._sizes
         self._rows, self._sizes = [], {}
+        self._pending_bytes = 0
         fut = asyncio.wrap_future(self._submit(rows, sizes))
         fut.add_done_callback(lambda f: self._written(f, rows, sizes))
         return fut
@@ -90,6 +96,7 @@ class OutputHub:
             return
         # Keep them, ahead of anything that arrived meanwhile (rows are ordered by seq).
         self._rows = rows + self._rows
+        self._pending_bytes += sum(len(r["data"]) for r in rows)
         for job_id, (a, d) in sizes.items():
             b = self._sizes.get(job_id, (0, 0))
             self._sizes[job_id] = (a + b[0], d + b[1])

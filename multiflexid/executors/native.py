@@ -1,4 +1,9 @@
-"""NativeExecutor: the job is a child process (argv, no shell) in its own process group."""
+"""NativeExecutor: the job is a child process (argv, no shell) in its own process group.
+
+The child's pipes are read by a subprocess *protocol*: each chunk goes to the output
+callback as it arrives, with no reader tasks and no stream buffers in between (one job
+costs a handful of event-loop callbacks).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,41 @@ import contextlib
 import os
 import shutil
 import signal
-from asyncio.subprocess import Process
+from typing import Any
 
 from .base import ExecResult, JobSpec, Outcome, OutputCallback, StartedCallback
 
-READ_SIZE = 64 * 1024
 # After the job's main process exits, how long its pipes may stay open (a background
 # child still holding them) before the rest of its process group is killed.
 LINGER_SECONDS = 2.0
+_STREAMS = {1: "stdout", 2: "stderr"}
 
 
 def _killpg(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+class _JobProtocol(asyncio.SubprocessProtocol):
+    def __init__(self, output: OutputCallback) -> None:
+        loop = asyncio.get_running_loop()
+        self.output = output
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.drained: asyncio.Future[None] = loop.create_future()
+        self._open = 2  # stdout and stderr
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.output(_STREAMS.get(fd, "stdout"), data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in _STREAMS:
+            self._open -= 1
+            if self._open == 0 and not self.drained.done():
+                self.drained.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
 
 
 class NativeExecutor:
@@ -44,16 +71,19 @@ class NativeExecutor:
         started: StartedCallback,
         cancel: asyncio.Event,
     ) -> ExecResult:
+        loop = asyncio.get_running_loop()
         exe = spec.argv[0]
         path = spec.env.get("PATH", os.defpath)
-        proc = None
+        transport: asyncio.SubprocessTransport | None = None
+        protocol: _JobProtocol | None = None
         for fresh in (False, True):
             resolved = self._resolve(exe, path, fresh)
             if resolved is None:
                 return ExecResult("failed_to_start", message=f"executable {exe!r} not found "
                                                              f"in PATH={path}")
             try:
-                proc = await asyncio.create_subprocess_exec(
+                transport, protocol = await loop.subprocess_exec(
+                    lambda: _JobProtocol(output),
                     resolved, *spec.argv[1:],
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
@@ -70,21 +100,20 @@ class NativeExecutor:
             except OSError as exc:
                 return ExecResult("failed_to_start",
                                   message=f"cannot start {resolved}: {exc.strerror or exc}")
-        assert proc is not None
-        started(proc.pid)
-        readers = [
-            asyncio.create_task(self._pump(proc.stdout, "stdout", output)),
-            asyncio.create_task(self._pump(proc.stderr, "stderr", output)),
-        ]
-        outcome = await self._supervise(proc, spec, cancel)
-        # The main process is gone; let the pipes drain, then stop stragglers.
-        _done, pending = await asyncio.wait(readers, timeout=LINGER_SECONDS)
-        if pending:
-            _killpg(proc.pid, signal.SIGKILL)
-            await asyncio.wait(pending, timeout=LINGER_SECONDS)
-            for task in pending:
-                task.cancel()
-        code = proc.returncode
+        assert transport is not None and protocol is not None
+        pid = transport.get_pid()
+        started(pid)
+        try:
+            outcome = await self._supervise(protocol, pid, spec, cancel)
+            # The main process is gone; let the pipes drain, then stop stragglers.
+            if not protocol.drained.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(protocol.drained), LINGER_SECONDS)
+                except TimeoutError:
+                    _killpg(pid, signal.SIGKILL)
+            code = transport.get_returncode()
+        finally:
+            transport.close()
         message = None
         if code is not None and code < 0:
             message = f"killed by signal {signal.Signals(-code).name}"
@@ -93,41 +122,29 @@ class NativeExecutor:
             message = f"timed out after {spec.timeout:g} s; " + (message or "stopped")
         elif outcome == "cancelled":
             message = "cancelled; " + (message or "stopped")
-        return ExecResult(outcome, exitcode=code, pid=proc.pid, message=message)
+        return ExecResult(outcome, exitcode=code, pid=pid, message=message)
 
     async def _supervise(
-        self, proc: Process, spec: JobSpec, cancel: asyncio.Event
+        self, protocol: _JobProtocol, pid: int, spec: JobSpec, cancel: asyncio.Event
     ) -> Outcome:
-        waiter = asyncio.create_task(proc.wait())
-        canceller = asyncio.create_task(cancel.wait())
+        exited = protocol.exited
+        canceller = asyncio.ensure_future(cancel.wait())
+        waiting: set[asyncio.Future[Any]] = {exited, canceller}
         try:
             done, _ = await asyncio.wait(
-                {waiter, canceller}, timeout=spec.timeout or None,
-                return_when=asyncio.FIRST_COMPLETED,
+                waiting, timeout=spec.timeout or None, return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             canceller.cancel()
-        if waiter in done:
+        if exited in done:
             return "exited"
         outcome: Outcome = "cancelled" if cancel.is_set() else "timed_out"
-        _killpg(proc.pid, signal.SIGTERM)
+        _killpg(pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), spec.grace)
+            await asyncio.wait_for(asyncio.shield(exited), spec.grace)
         except TimeoutError:
-            _killpg(proc.pid, signal.SIGKILL)
-            await waiter
+            _killpg(pid, signal.SIGKILL)
+            await exited
         # Children that ignored SIGTERM must not outlive the job.
-        _killpg(proc.pid, signal.SIGKILL)
+        _killpg(pid, signal.SIGKILL)
         return outcome
-
-    @staticmethod
-    async def _pump(
-        stream: asyncio.StreamReader | None, name: str, output: OutputCallback
-    ) -> None:
-        if stream is None:
-            return
-        while True:
-            chunk = await stream.read(READ_SIZE)
-            if not chunk:
-                return
-            output(name, chunk)
