@@ -38,7 +38,7 @@ from multiflexid.executors.native import NativeExecutor
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.privileges import become_data_dir_owner
-from multiflexid.rpc_methods import build_handlers, output_view, rt_view
+from multiflexid.rpc_methods import build_handlers, output_view
 from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
 from multiflexid.services import jobs, lifecycle, runtemplates
@@ -293,7 +293,7 @@ class Daemon:
             self.publish("job.changed", view)
             if view.get("runtemplate_id"):
                 rt = await self.db.read(
-                    lambda s, i=view["runtemplate_id"]: rt_view(
+                    lambda s, i=view["runtemplate_id"]: runtemplates.runtemplate_view(
                         s, runtemplates.get_runtemplate(s, i)))
                 self.publish("runtemplate.changed", rt)
 

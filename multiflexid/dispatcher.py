@@ -16,12 +16,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
 
+from multiflexi.errors import NotFound
 from multiflexi.settings import Settings
 from multiflexid.aio import nap
 from multiflexid.crypto import SecretBox
@@ -32,6 +34,7 @@ from multiflexid.executors.base import ExecResult, Executor, JobSpec
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.services import lifecycle
+from multiflexid.services.jobs import job_view
 from multiflexid.services.prepare import (
     LaunchCache,
     Prepared,
@@ -39,6 +42,7 @@ from multiflexid.services.prepare import (
     load_context,
     prepare_row,
 )
+from multiflexid.services.runtemplates import get_runtemplate, runtemplate_view
 from multiflexid.store.orm import Job
 
 log = logging.getLogger("multiflexid.job")
@@ -159,9 +163,12 @@ class Dispatcher:
         cancel = asyncio.Event()
         task = asyncio.create_task(self._execute(row, cancel), name=f"job-{job_id}")
         self.running[job_id] = Running(job_id, task, cancel, self.clock())
-        task.add_done_callback(lambda _t: self._done(job_id))
+        task.add_done_callback(lambda t: self._done(job_id, t))
 
-    def _done(self, job_id: int) -> None:
+    def _done(self, job_id: int, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job %s: %s", job_id, task.exception(), exc_info=task.exception(),
+                      extra={"MULTIFLEXI_JOB_ID": job_id})
         self.running.pop(job_id, None)
         self.on_change()
         self.wake.set()
@@ -294,13 +301,18 @@ class Dispatcher:
         def write_start() -> None:
             nonlocal start
             if start:
-                self.db.submit(lifecycle.job_started, job_id, **start)
+                written = self.db.submit(lifecycle.job_started, job_id, **start)
                 start = {}
+                if self.bus.has_listeners:  # tell watching clients it runs now
+                    self.background(self._announce(job_id, written))
 
         def started(pid: int | None) -> None:
             nonlocal timer
             start["pid"], start["begin"] = pid, self.clock()
-            timer = asyncio.get_running_loop().call_later(START_WRITE_DELAY, write_start)
+            if self.bus.has_listeners:
+                write_start()
+            else:
+                timer = asyncio.get_running_loop().call_later(START_WRITE_DELAY, write_start)
 
         try:
             result = await executor.run(spec, out.feed, started, cancel)
@@ -348,6 +360,19 @@ class Dispatcher:
                    "MULTIFLEXI_EXIT_CODE": exitcode, "MULTIFLEXI_STATE": state},
         )
         self.publish("job.changed", job)
+        if self.bus.has_listeners and job.get("runtemplate_id"):
+            # its last result and counters changed
+            rt = await self.db.read(_runtemplate_view, job["runtemplate_id"])
+            if rt is not None:
+                self.publish("runtemplate.changed", rt)
+
+    async def _announce(self, job_id: int, written: Future[None]) -> None:
+        try:
+            await asyncio.wrap_future(written)
+            view = await self.db.read(job_view, job_id)
+        except Exception:
+            return  # an event is a courtesy; the job's record is what counts
+        self.publish("job.changed", view)
 
     # --- control ------------------------------------------------------------------------
 
@@ -415,7 +440,13 @@ def _finish_and_view(
                                  reason=reason, runtemplate_id=known[0], declared=known[1],
                                  box=box, started=prepared)
     if full_view:
-        job = s.get(Job, job_id)
-        assert job is not None
-        return job_dict(job)
+        return job_view(s, job_id)
     return {"id": job_id, "state": final, "exitcode": exitcode, "reason": reason}
+
+
+def _runtemplate_view(s: Any, rt_id: int) -> dict[str, Any] | None:
+    try:
+        rt = get_runtemplate(s, rt_id)
+    except NotFound:  # removed meanwhile
+        return None
+    return runtemplate_view(s, rt)

@@ -20,7 +20,6 @@ from multiflexid.presenters import (
     credential_dict,
     iso,
     job_dict,
-    runtemplate_dict,
 )
 from multiflexid.services import apps, companies, credentials, jobs, runtemplates
 from multiflexid.store.orm import (
@@ -29,7 +28,6 @@ from multiflexid.store.orm import (
     Artifact,
     Company,
     CredentialType,
-    Job,
     RunTemplate,
 )
 
@@ -113,14 +111,15 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
                 query = query.where(RunTemplate.active.is_(active))
             total = s.scalar(select(func.count()).select_from(query.subquery()))
             rows = list(s.scalars(query.order_by(RunTemplate.id).limit(limit).offset(offset)))
-            return {"items": _rt_views(s, rows), "total": total}
+            return {"items": runtemplates.runtemplate_views(s, rows), "total": total}
 
         return await db.read(q)
 
     async def runtemplate_get(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
         p.done()
-        return await db.read(lambda s: rt_view(s, runtemplates.get_runtemplate(s, rt_id)))
+        return await db.read(
+            lambda s: runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(s, rt_id)))
 
     async def runtemplate_env(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
@@ -185,7 +184,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         def q(s: Session) -> Any:
             rt = runtemplates.get_runtemplate(s, rt_id)
             runtemplates.update_runtemplate(s, rt, datetime.now(UTC), active=active)
-            return rt_view(s, rt)
+            return runtemplates.runtemplate_view(s, rt)
 
         view = await db.write(q)
         d.publish("runtemplate.changed", view)
@@ -215,7 +214,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
                 s, app, company, d.box, datetime.now(UTC), config=config,
                 credential_ids=creds, **values,
             )
-            return rt_view(s, runtemplates.get_runtemplate(s, rt.id))
+            return runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(s, rt.id))
 
         view = await db.write(q)
         d.publish("runtemplate.changed", view)
@@ -383,34 +382,6 @@ def _preview(rec: Recurrence, timezone: str | None, start: datetime,
 
 
 # --- views shared with the daemon ---------------------------------------------------------
-
-
-def _rt_views(s: Session, rows: list[RunTemplate]) -> list[dict[str, Any]]:
-    app_names = dict(s.execute(select(Application.id, Application.name)).all())
-    slugs = dict(s.execute(select(Company.id, Company.slug)).all())
-    out = []
-    for rt in rows:
-        view = runtemplate_dict(rt, app_names.get(rt.app_id), slugs.get(rt.company_id))
-        view["last_job"] = _last_job(s, rt.id)
-        out.append(view)
-    return out
-
-
-def _last_job(s: Session, rt_id: int) -> dict[str, Any] | None:
-    job = s.scalar(select(Job).where(Job.runtemplate_id == rt_id).order_by(Job.id.desc())
-                   .limit(1))
-    if job is None:
-        return None
-    return {"id": job.id, "state": job.state, "exitcode": job.exitcode, "end": iso(job.end)}
-
-
-def rt_view(s: Session, rt: RunTemplate) -> dict[str, Any]:
-    app = s.get(Application, rt.app_id)
-    company = s.get(Company, rt.company_id)
-    view = runtemplate_dict(rt, app.name if app else None, company.slug if company else None,
-                            parts=True)
-    view["last_job"] = _last_job(s, rt.id)
-    return view
 
 
 def output_view(job_id: int, seq: int, stream: str, at: datetime, data: bytes) -> dict[str, Any]:

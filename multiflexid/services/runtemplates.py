@@ -21,11 +21,13 @@ from multiflexid.domain.config import (
     resolve_environment,
 )
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due
+from multiflexid.presenters import iso, runtemplate_dict
 from multiflexid.store.orm import (
     Application,
     Company,
     Credential,
     CredentialType,
+    Job,
     RunTemplate,
     RunTemplateConfig,
     RunTemplateCredential,
@@ -323,3 +325,36 @@ def remove_runtemplate(s: Session, rt: RunTemplate, now: datetime) -> int:
     cancelled = cancel_queued_of_template(s, rt, f"run template {rt.id} was removed", now)
     s.delete(rt)
     return cancelled
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+def runtemplate_views(s: Session, rows: list[RunTemplate]) -> list[dict[str, Any]]:
+    """Templates as the socket lists them (app name, company slug, last job)."""
+    app_names = dict(s.execute(select(Application.id, Application.name)).all())
+    slugs = dict(s.execute(select(Company.id, Company.slug)).all())
+    out = []
+    for rt in rows:
+        view = runtemplate_dict(rt, app_names.get(rt.app_id), slugs.get(rt.company_id))
+        view["last_job"] = _last_job(s, rt.id)
+        out.append(view)
+    return out
+
+
+def _last_job(s: Session, rt_id: int) -> dict[str, Any] | None:
+    job = s.scalar(select(Job).where(Job.runtemplate_id == rt_id).order_by(Job.id.desc())
+                   .limit(1))
+    if job is None:
+        return None
+    return {"id": job.id, "state": job.state, "exitcode": job.exitcode, "end": iso(job.end)}
+
+
+def runtemplate_view(s: Session, rt: RunTemplate) -> dict[str, Any]:
+    """One template as the socket shows it (with config keys and credentials)."""
+    app = s.get(Application, rt.app_id)
+    company = s.get(Company, rt.company_id)
+    view = runtemplate_dict(rt, app.name if app else None, company.slug if company else None,
+                            parts=True)
+    view["last_job"] = _last_job(s, rt.id)
+    return view

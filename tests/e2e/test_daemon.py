@@ -125,20 +125,28 @@ def test_jobs_of_one_template_never_overlap(core: Core, daemon: DaemonProcess) -
 def test_job_changes_and_output_are_pushed(core: Core, daemon: DaemonProcess) -> None:
     rt = make_template(core, config={"SCRIPT": "echo one; sleep 1; echo two"})
     with daemon.client() as c:
-        c.call("events.subscribe", jobs=True)
+        c.call("events.subscribe", jobs=True, runtemplates=True)
         job = c.call("runtemplate.run", id=rt)
         c.call("events.subscribe", job_output=job["id"])
         seen_output: list[str] = []
         states: list[str] = []
+        ended: dict = {}
         for method, params in c.notifications(timeout=20):
             if method == "job.output":
                 seen_output.append(params["data"])
             elif method == "job.changed" and params["job"]["id"] == job["id"]:
                 states.append(params["job"]["state"])
                 if params["job"]["state"] == "succeeded":
-                    break
+                    ended = params["job"]
+            elif method == "runtemplate.changed" and ended:
+                template = params["runtemplate"]
+                break
     assert "".join(seen_output) == "one\ntwo\n"
+    assert "running" in states  # the start is pushed, not only the end
     assert states[-1] == "succeeded"
+    assert ended["app"] == "Shell" and ended["company"] == "acme"  # the whole job view
+    assert template["id"] == rt and template["successful_jobs_count"] == 1
+    assert template["last_job"]["id"] == job["id"]
 
 
 def test_malformed_and_oversized_frames_close_only_that_connection(
