@@ -8,7 +8,7 @@ RUN_DIR ?= $(CURDIR)/.run
 export MULTIFLEXI_CONFIG ?= /dev/null
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint bench clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,14 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Every benchmark of bench/ (about 15 minutes) and one table of figures against their targets.
+# BENCH_ARGS=--quick for a smoke run; see bench/run_all.py --help.
+BENCH_ARGS ?=
+
+bench: setup
+	$(BIN)/pip install -q -e '.[bench]' 'procrastinate>=3.10' 'pgqueuer[asyncpg]>=1.6' && \
+	  $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache
