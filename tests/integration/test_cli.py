@@ -794,11 +794,12 @@ def test_db_upgrade_is_idempotent(mfcli, mf_env) -> None:
 def test_demo_is_idempotent(mfcli, mf_env) -> None:
     r = mfcli("demo", "--format", "json")
     assert r.code == 0, r.err
-    assert r.json == {"applications": 12, "runtemplates": 4, "companies": 2}
+    assert r.json == {"applications": 13, "runtemplates": 6, "companies": 2}
     counts = row_counts(mf_env.db_url)
     r = mfcli("demo")
     assert (r.code, r.out) == (
-        0, "demo data: 12 applications, 4 runtemplates, 2 companies\n")
+        0, "demo data: 13 applications, 6 runtemplates, 2 companies\n")
     assert row_counts(mf_env.db_url) == counts
     names = [t["name"] for t in mfcli("runtemplate", "list", "--format", "json").json]
-    assert names == ["Probe hourly", "Probe failing", "Probe daily", "Traceroute"]
+    assert names == ["Hello every minute", "Hello, flaky", "Probe hourly", "Probe failing",
+                     "Probe daily", "Traceroute"]
