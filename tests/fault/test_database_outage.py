@@ -6,7 +6,7 @@ Uses a PostgreSQL cluster of its own (fsync on), since the test stops it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,8 @@ def own_cluster() -> Iterator[PgCluster]:
 
 
 def test_postgres_down_30s_daemon_survives_and_loses_nothing(
-    own_cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    figures: Callable[[str], None],
 ) -> None:
     env = Env(tmp_path / "data", own_cluster.url(), tmp_path / "mf.sock")
     env.data_dir.mkdir()
@@ -70,6 +71,6 @@ def test_postgres_down_30s_daemon_survives_and_loses_nothing(
         d.stop()
     assert done["state"] == "succeeded", d.log()
     expected = "".join(f"line {i}\n" for i in range(1, lines + 1))
-    print(f"\nPostgreSQL down {OUTAGE:g} s: status said {status.split('STATUS=')[-1]!r}; "
+    figures(f"PostgreSQL down {OUTAGE:g} s: status said {status.split('STATUS=')[-1]!r}; "
           f"job {job['id']} {done['state']}, {out.count(chr(10))}/{lines} lines kept in order")
     assert out == expected

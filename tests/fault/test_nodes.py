@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-unty
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_kill9_of_a_node_during_20_running_jobs(pg_core: Core, nodes: Nodes) -> None:
+def test_kill9_of_a_node_during_20_running_jobs(pg_core: Core, nodes: Nodes,
+                                                figures: Callable[[str], None]) -> None:
     ids = []
     a = nodes.start("node-a", MULTIFLEXI_MAX_PARALLEL="10")
     b = nodes.start("node-b", MULTIFLEXI_MAX_PARALLEL="10")
@@ -62,14 +64,15 @@ def test_kill9_of_a_node_during_20_running_jobs(pg_core: Core, nodes: Nodes) -> 
     assert all("node node-a stopped renewing its lease" in (j.reason or "")
                and "marked lost by node-b" in (j.reason or "") for j in lost.values())
     assert still == on_b  # node-b's own jobs are untouched
-    print(f"\nkill -9 of node-a: {len(on_a)} of its jobs marked lost by node-b after "
+    figures(f"kill -9 of node-a: {len(on_a)} of its jobs marked lost by node-b after "
           f"{noticed:.1f} s (lease 3 s); node-b still runs {len(on_b)}")
     for job_id in on_b:
         b.call("job.cancel", id=job_id)
 
 
 def test_three_nodes_thousands_of_jobs_one_killed(pg_core: Core, nodes: Nodes,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path,
+                                                  figures: Callable[[str], None]) -> None:
     ledger = tmp_path / "ran.log"  # every job appends its id: a duplicate shows twice
     templates = [make_template(pg_core, name=f"t{i}", config={
         "SCRIPT": f"echo $MULTIFLEXI_JOB_ID >> {ledger}"}) for i in range(100)]
@@ -104,7 +107,7 @@ def test_three_nodes_thousands_of_jobs_one_killed(pg_core: Core, nodes: Nodes,
         lost = set(s.scalars(select(Job.id).where(Job.state == "lost")))
         per_node = collections.Counter(dict(s.execute(
             select(Job.node, func.count()).group_by(Job.node)).all()))
-    print(f"\n3 nodes, {total} jobs, n2 killed after {killed_at} succeeded: "
+    figures(f"3 nodes, {total} jobs, n2 killed after {killed_at} succeeded: "
           f"ran {len(ran)} (succeeded {len(succeeded)}), duplicates {len(duplicates)}, "
           f"lost {len(lost)}, failed {st['failed']}, by node {dict(per_node)}, "
           f"{elapsed:.1f} s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
@@ -171,7 +172,8 @@ def test_lists_are_paged_and_load_more_near_the_end(
 
 
 def test_a_huge_history_opens_as_fast_as_a_small_one(
-        tui_core: Core, seeded: dict[str, int], tui_dir: Any) -> None:
+        tui_core: Core, seeded: dict[str, int], tui_dir: Any,
+        figures: Callable[[str], None]) -> None:
     from tests.conftest import Env
     from tests.support.daemon import running_daemon
     from tests.tui.support import sqlite_env
@@ -200,7 +202,7 @@ def test_a_huge_history_opens_as_fast_as_a_small_one(
     big_core.close()
     with running_daemon(big_env.vars(), tui_dir):
         big = time_to_first_rows(big_env)
-    print(f"first jobs on screen: 5 jobs {small:.2f} s, 100 005 jobs {big:.2f} s")
+    figures(f"first jobs on screen: 5 jobs {small:.2f} s, 100 005 jobs {big:.2f} s")
     assert big < max(small * 3, small + 1.0), (small, big)
 
 
