@@ -18,6 +18,16 @@ from multiflexi.client import Client
 BIN = Path(sys.executable).parent
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies (killed by a timeout, say), so no
+    test daemon outlives its test run."""
+    import ctypes
+    import signal as _signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, _signal.SIGTERM)
+
+
 def program(name: str) -> str:
     return str(BIN / name)
 
@@ -67,7 +77,7 @@ class DaemonProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [program("multiflexid"), *self.args], env=self.env, stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )
         if wait:
             self.wait_ready()
