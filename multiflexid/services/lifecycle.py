@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from multiflexid.artifacts import Collection
@@ -87,18 +88,37 @@ _NEXT_DUE = (select(RUNTEMPLATES.c.next_schedule)
              .order_by(RUNTEMPLATES.c.next_schedule).limit(1))
 
 
-def _insert_ignoring_duplicate_ticks(postgresql: bool) -> Any:
-    from sqlalchemy.dialects import postgresql as pg
-    from sqlalchemy.dialects import sqlite
+# SQLite: one executemany, a tick that exists already is skipped by the unique constraint.
+_NEW_JOBS_SQLITE = (sqlite_insert(JOBS)
+                    .on_conflict_do_nothing(index_elements=["runtemplate_id", "tick"])
+                    .returning(JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.schedule))
 
-    dialect_insert = pg.insert if postgresql else sqlite.insert
-    return (dialect_insert(JOBS)
-            .on_conflict_do_nothing(index_elements=["runtemplate_id", "tick"])
-            .returning(JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.schedule))
+# PostgreSQL: all of a tick's jobs in one statement from arrays (a multi-row VALUES of a
+# thousand rows costs the driver more to build than the server to run).
+_NEW_JOBS_PG = text("""
+    INSERT INTO job (runtemplate_id, app_id, company_id, runtemplate_name, state,
+                     schedule_type, schedule, tick, executor, launched_by, overrides,
+                     timeout, attempt, cancel_requested, output_bytes, output_dropped,
+                     created_at, updated_at)
+    SELECT rt, app, co, name, st, kind, due, tk, ex, 'scheduler', '{}'::json, tmo, 1, false,
+           0, 0, :now, :now
+      FROM unnest(CAST(:rt AS integer[]), CAST(:app AS integer[]), CAST(:co AS integer[]),
+                  CAST(:name AS varchar[]), CAST(:st AS varchar[]), CAST(:kind AS varchar[]),
+                  CAST(:due AS timestamptz[]), CAST(:tk AS timestamptz[]),
+                  CAST(:ex AS varchar[]), CAST(:tmo AS integer[]))
+           AS t(rt, app, co, name, st, kind, due, tk, ex, tmo)
+    ON CONFLICT (runtemplate_id, tick) DO NOTHING
+    RETURNING id, runtemplate_id, schedule
+""")
 
 
-_NEW_JOBS = {False: _insert_ignoring_duplicate_ticks(False),
-             True: _insert_ignoring_duplicate_ticks(True)}
+def _insert_jobs_pg(conn: Any, jobs: list[dict[str, Any]]) -> list[Any]:
+    column = {"rt": "runtemplate_id", "app": "app_id", "co": "company_id",
+              "name": "runtemplate_name", "st": "state", "kind": "schedule_type",
+              "due": "schedule", "tk": "tick", "ex": "executor", "tmo": "timeout"}
+    params: dict[str, Any] = {k: [j[c] for j in jobs] for k, c in column.items()}
+    params["now"] = jobs[0]["created_at"]
+    return list(conn.execute(_NEW_JOBS_PG, params).all())
 
 
 def tick(s: Session, now: datetime, box: SecretBox, limit: int = 1000) -> TickResult:
@@ -120,14 +140,16 @@ def tick(s: Session, now: datetime, box: SecretBox, limit: int = 1000) -> TickRe
             active.setdefault(rt_id, set()).add(state)
         ticked: list[dict[str, Any]] = []
         new_jobs: list[dict[str, Any]] = []
+        plans: dict[Any, Any] = {}  # many due templates share a schedule: compute it once
         for r in due:
-            planned = _plan_tick(r, now, active.get(r.id, set()), result)
+            planned = _plan_tick(r, now, active.get(r.id, set()), result, plans)
             ticked.append(planned[0])
             if planned[1] is not None:
                 new_jobs.append(planned[1])
         conn.execute(_TICKED, ticked)
         if new_jobs:
-            made = conn.execute(_NEW_JOBS[postgresql], new_jobs).all()
+            made = (_insert_jobs_pg(conn, new_jobs) if postgresql
+                    else conn.execute(_NEW_JOBS_SQLITE, new_jobs).all())
             taken = {row.runtemplate_id for row in made}
             for job in new_jobs:  # another node (or an earlier attempt) made these ticks
                 if job["runtemplate_id"] not in taken:
@@ -143,12 +165,15 @@ def tick(s: Session, now: datetime, box: SecretBox, limit: int = 1000) -> TickRe
 
 
 def _plan_tick(
-    r: Any, now: datetime, active: set[str], result: TickResult
+    r: Any, now: datetime, active: set[str], result: TickResult, plans: dict[Any, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the template's new next/last schedule, the job to make or None)."""
     rec = Recurrence(r.interv, r.cron, r.timezone, r.delay or 0)
     try:
-        missed, upcoming = catch_up(rec, r.next_schedule, now)
+        key = (rec, r.next_schedule)
+        if key not in plans:
+            plans[key] = catch_up(rec, r.next_schedule, now)
+        missed, upcoming = plans[key]
     except ValueError as exc:  # a broken cron or zone: stop scheduling it, say why
         log.error("run template %s: %s; not scheduled", r.id, exc,
                   extra={"MULTIFLEXI_RUNTEMPLATE_ID": r.id})
