@@ -48,7 +48,7 @@ from multiflexid.services.nodes import NodeConflict
 from multiflexid.services.prepare import Prepared
 from multiflexid.store.db import DatabaseError
 from multiflexid.store.orm import Job, Schedule
-from multiflexid.systemd import Notifier, setup_logging
+from multiflexid.systemd import Notifier, OutputLines, setup_logging
 
 log = logging.getLogger("multiflexid")
 
@@ -58,7 +58,9 @@ class StartupError(Exception):
 
 
 class Daemon:
-    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+    def __init__(self, settings: Settings, notifier: Notifier | None = None,
+                 lines: OutputLines | None = None) -> None:
+        self.lines = lines
         self.settings = settings
         self.core = Core(settings)
         self.notifier = notifier or Notifier()
@@ -130,7 +132,8 @@ class Daemon:
             lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
             self.publish)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
-                                     self._executors(), post_run=[self._collect_artifacts])
+                                     self._executors(), post_run=[self._collect_artifacts],
+                                     lines=self.lines)
         self.dispatcher.on_change = self._report_status
         self.scheduler = Scheduler(self.db, self.box, self._jobs_created,
                                    max_sleep=max(1.0, settings.poll_seconds))
@@ -405,13 +408,13 @@ def main(argv: list[str] | None = None) -> None:
     # Started by hand as root on an installed system: run as the data dir's owner (user
     # multiflexi), or the files it makes would be root's and the service could not use them.
     become_data_dir_owner(sys.argv[1:] if argv is None else argv, "multiflexid")
-    setup_logging(args.log_target, logging.DEBUG if args.debug else logging.INFO)
+    target = setup_logging(args.log_target, logging.DEBUG if args.debug else logging.INFO)
     # The event loop hands the GIL to database threads around every syscall (spawning a
     # job, reading its pipes); take it back after 1 ms, not the default 5 ms.
     sys.setswitchinterval(0.001)
     try:
         settings = load_settings(args.config)
-        asyncio.run(Daemon(settings).serve())
+        asyncio.run(Daemon(settings, lines=OutputLines(target)).serve())
     except (StartupError, SettingsError, DatabaseError) as exc:
         log.error("cannot start: %s", exc)
         print(f"multiflexid: cannot start: {exc}", file=sys.stderr)

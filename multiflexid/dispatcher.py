@@ -84,7 +84,9 @@ class Dispatcher:
         *,
         clock: Callable[[], datetime] = _utcnow,
         post_run: list[PostRun] | None = None,
+        lines: Callable[[dict[str, Any], str, str], None] | None = None,
     ) -> None:
+        self.lines = lines  # where output lines go besides the database (journal/stderr)
         self.settings = settings
         self.db = db
         self.box = box
@@ -272,7 +274,8 @@ class Dispatcher:
     ) -> tuple[ExecResult, JobOutput, dict[str, Any] | None]:
         job_id, fields = prep.job_id, prep.log_fields
         out = JobOutput(job_id, self.hub, secrets=prep.secrets,
-                        cap=self.settings.output_cap_bytes, log_fields=fields)
+                        cap=self.settings.output_cap_bytes, log_fields=fields, lines=self.lines,
+                        journal_budget=self.settings.journal_output_bytes)
         executor = self.executors.get(prep.executor)
         if executor is None:
             missing = f"executor {prep.executor!r} is not available on node {self.settings.node}"
@@ -290,6 +293,7 @@ class Dispatcher:
             limits=prep.limits,
             labels={"multiflexi.company": prep.company_slug,
                     "multiflexi.runtemplate_id": str(prep.runtemplate_id)},
+            flow=self.hub.flow,
         )
         self.hub.track(out)
         # What the job runs, its environment record, pid and begin: written once the job

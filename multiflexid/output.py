@@ -23,6 +23,11 @@ log = logging.getLogger("multiflexid.job")
 
 # Pending output is written at once when it grows past either of these (else every 0.1 s).
 FLUSH_BYTES = 4 * 1024 * 1024
+# Backpressure: past HIGH bytes not yet written, jobs' output is not read (they block
+# writing, as on a slow terminal) until it is back under LOW. This bounds the memory a
+# flood of output takes, whatever the database's speed.
+HIGH_WATER = 16 * 1024 * 1024
+LOW_WATER = 4 * 1024 * 1024
 FLUSH_ROWS = 2000
 # A partial line is kept at most this long (or this big) before it is written anyway.
 PARTIAL_FLUSH_SECONDS = 0.5
@@ -47,6 +52,9 @@ class OutputHub:
         self.failing_since: datetime | None = None
         self._live: set[JobOutput] = set()  # outputs of running jobs (partial lines)
         self._pending_bytes = 0
+        self._unwritten = 0  # pending plus handed to the writer, not yet committed
+        self.flow = asyncio.Event()  # set: executors may read output; clear: wait
+        self.flow.set()
 
     def track(self, out: JobOutput) -> None:
         self._live.add(out)
@@ -61,6 +69,9 @@ class OutputHub:
     def add(self, row: dict[str, Any], dropped: int = 0) -> None:
         self._rows.append(row)
         self._pending_bytes += len(row["data"])
+        self._unwritten += len(row["data"])
+        if self._unwritten > HIGH_WATER and self.flow.is_set():
+            self.flow.clear()
         self._count(row["job_id"], len(row["data"]), dropped)
         self._publish("job.output", row)
         if self._pending_bytes > FLUSH_BYTES or len(self._rows) > FLUSH_ROWS:
@@ -89,6 +100,9 @@ class OutputHub:
                  sizes: dict[int, tuple[int, int]]) -> None:
         exc = None if fut.cancelled() else fut.exception()
         if exc is None:
+            self._unwritten -= sum(len(r["data"]) for r in rows)
+            if self._unwritten < LOW_WATER and not self.flow.is_set():
+                self.flow.set()
             if self.failing_since is not None:
                 log.warning("job output written again after a database outage since %s",
                             self.failing_since.isoformat())
@@ -142,7 +156,8 @@ class JobOutput:
         secrets: list[str],
         cap: int,
         log_fields: dict[str, Any],
-        journal_lines: bool = True,
+        lines: Callable[[dict[str, Any], str, str], None] | None = None,
+        journal_budget: int = 1024 * 1024,
     ) -> None:
         self.job_id = job_id
         self.hub = hub
@@ -151,7 +166,9 @@ class JobOutput:
         self.stored = 0
         self.dropped = 0
         self.log_fields = log_fields
-        self.journal_lines = journal_lines
+        self.lines = lines  # the journal (or stderr), line by line, up to journal_budget
+        self.journal_budget = journal_budget
+        self._journaled = 0
         self._secrets = [s.encode() for s in secrets if len(s) >= MIN_MASKED_LENGTH]
         self._mask = MASK.encode()
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
@@ -208,11 +225,13 @@ class JobOutput:
 
     def _emit(self, stream: str, data: bytes) -> None:
         data = self.mask(data)
-        if self.journal_lines:
+        if self.lines is not None and self._journaled < self.journal_budget:
+            self._journaled += len(data)
             text = data.decode("utf-8", "replace")
-            level = logging.WARNING if stream == "stderr" else logging.INFO
-            for line in text.splitlines():
-                log.log(level, "%s", line, extra={**self.log_fields, "MULTIFLEXI_STREAM": stream})
+            if self._journaled >= self.journal_budget:
+                text += (f"\n[multiflexi] the rest of this job's output is in its record only "
+                         f"(journal_output_bytes = {self.journal_budget})")
+            self.lines(self.log_fields, stream, text)
         self._append(stream, data)
 
     def _append(self, stream: str, data: bytes, force: bool = False) -> None:

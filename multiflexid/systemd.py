@@ -108,6 +108,31 @@ def setup_logging(target: str = "auto", level: int = logging.INFO) -> str:
     return chosen
 
 
+class OutputLines:
+    """Where the lines jobs print go besides the database: straight to the journal (one
+    datagram a line, with the job's fields) or to stderr — without the logging machinery,
+    which costs more than capturing the output itself."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._send: Any = None
+        if target == "journal":
+            from systemd import journal
+
+            self._send = journal.send
+
+    def __call__(self, fields: dict[str, Any], stream: str, text: str) -> None:
+        if self._send is not None:
+            priority = "4" if stream == "stderr" else "6"  # warning / info
+            for line in text.splitlines():
+                self._send(line, PRIORITY=priority, SYSLOG_IDENTIFIER="multiflexid",
+                           MULTIFLEXI_STREAM=stream, **fields)
+            return
+        prefix = (f"job {fields.get('MULTIFLEXI_JOB_ID')} [{fields.get('MULTIFLEXI_COMPANY')}]"
+                  f" {stream}: ")
+        sys.stderr.write("".join(prefix + line + "\n" for line in text.splitlines()))
+
+
 def fields(**values: Any) -> dict[str, Any]:
     """Journal fields for ``extra=``; None values are left out."""
     return {k: v for k, v in values.items() if v is not None}

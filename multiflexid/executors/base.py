@@ -44,6 +44,9 @@ class JobSpec:
     image: str | None = None  # container image (Podman)
     limits: Limits = field(default_factory=Limits)
     labels: dict[str, str] = field(default_factory=dict)
+    # Backpressure: while this event is clear, stop reading the job's output (the job then
+    # blocks writing, as on a slow terminal); read again once it is set. None: never wait.
+    flow: asyncio.Event | None = None
 
 
 @dataclass(frozen=True)

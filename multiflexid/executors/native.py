@@ -28,15 +28,38 @@ def _killpg(pid: int, sig: int) -> None:
 
 
 class _JobProtocol(asyncio.SubprocessProtocol):
-    def __init__(self, output: OutputCallback) -> None:
+    def __init__(self, output: OutputCallback, flow: asyncio.Event | None) -> None:
         loop = asyncio.get_running_loop()
         self.output = output
+        self.flow = flow
         self.exited: asyncio.Future[None] = loop.create_future()
         self.drained: asyncio.Future[None] = loop.create_future()
         self._open = 2  # stdout and stderr
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._resumer: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         self.output(_STREAMS.get(fd, "stdout"), data)
+        if self.flow is not None and not self.flow.is_set() and self._resumer is None:
+            self._pipes("pause_reading")
+            self._resumer = asyncio.ensure_future(self._resume_when_flowing())
+
+    async def _resume_when_flowing(self) -> None:
+        assert self.flow is not None
+        await self.flow.wait()
+        self._resumer = None
+        self._pipes("resume_reading")
+
+    def _pipes(self, action: str) -> None:
+        if self._transport is None:
+            return
+        for fd in _STREAMS:
+            pipe = self._transport.get_pipe_transport(fd)
+            if pipe is not None and not pipe.is_closing():
+                getattr(pipe, action)()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd in _STREAMS:
@@ -83,7 +106,7 @@ class NativeExecutor:
                                                              f"in PATH={path}")
             try:
                 transport, protocol = await loop.subprocess_exec(
-                    lambda: _JobProtocol(output),
+                    lambda: _JobProtocol(output, spec.flow),
                     resolved, *spec.argv[1:],
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,

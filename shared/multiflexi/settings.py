@@ -43,6 +43,8 @@ class Settings:
     # Executor limits
     max_parallel: int = 4
     output_cap_bytes: int = 16 * 1024 * 1024
+    # How much of a job's output also goes to the journal line by line
+    journal_output_bytes: int = 1024 * 1024
     stop_grace_seconds: float = 10.0
     # Artifacts: per file and per job
     artifact_max_file_bytes: int = 16 * 1024 * 1024
@@ -81,6 +83,7 @@ _ENV = {
     "node": "MULTIFLEXI_NODE",
     "max_parallel": "MULTIFLEXI_MAX_PARALLEL",
     "output_cap_bytes": "MULTIFLEXI_OUTPUT_CAP_BYTES",
+    "journal_output_bytes": "MULTIFLEXI_JOURNAL_OUTPUT_BYTES",
     "podman_url": "MULTIFLEXI_PODMAN_URL",
     "stop_grace_seconds": "MULTIFLEXI_STOP_GRACE_SECONDS",
     "artifact_max_file_bytes": "MULTIFLEXI_ARTIFACT_MAX_FILE_BYTES",
