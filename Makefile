@@ -65,7 +65,7 @@ lint: setup
 BENCH_ARGS ?=
 
 bench: setup
-	$(BIN)/pip install -q -e '.[bench]' 'procrastinate>=3.10' 'pgqueuer[asyncpg]>=1.6' && \
+	$(BIN)/pip install -q -e '.[bench]' && \
 	  $(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
