@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime as _datetime
 from typing import Any, Literal, overload
@@ -199,6 +200,7 @@ def error_from_response(msg: Mapping[str, Any]) -> MultiFlexiError:
 # --- parameters ------------------------------------------------------------------------------
 
 _MISSING: Any = object()
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Params:
@@ -316,7 +318,16 @@ class Params:
             raise self._error(name, "must not be empty")
         if max_len is not None and len(value) > max_len:
             raise self._error(name, f"must be at most {max_len} characters long")
+        self._storable(name, value)
         return value
+
+    def _storable(self, name: builtins.str, value: builtins.str) -> None:
+        """Text no database can store: NUL and unpaired surrogates (JSON "\\ud800")."""
+        bad = _UNSTORABLE.search(value)
+        if bad is not None:
+            what = ("a NUL character" if bad.group() == "\x00"
+                    else f"an unpaired surrogate \\u{ord(bad.group()):04x}")
+            raise self._error(name, f"must not contain {what}")
 
     # booleans
 
@@ -383,8 +394,10 @@ class Params:
         for key, item in value.items():
             if not key:
                 raise self._error(name, "keys must not be empty")
+            self._storable(f"{name} key", key)
             if not isinstance(item, builtins.str):
                 raise self._error(f"{name}.{key}", f"must be a string, not {_show(item)}")
+            self._storable(f"{name}.{key}", item)
             out[key] = item
         return out
 

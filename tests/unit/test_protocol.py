@@ -743,3 +743,12 @@ def test_json_of_a_whole_exchange_is_line_per_message(tmp_path: Path) -> None:
         writer.close()
 
     run_async(tmp_path, body)
+
+
+def test_params_refuse_text_no_database_can_store() -> None:
+    p = Params(json.loads('{"env": {"A": "x\\ud800"}, "name": "a\\u0000b"}'))
+    with pytest.raises(InvalidInput, match=r"params.env.A: must not contain an unpaired "
+                                           r"surrogate \\ud800"):
+        p.str_map("env")
+    with pytest.raises(InvalidInput, match="params.name: must not contain a NUL character"):
+        p.str("name")
