@@ -3,7 +3,8 @@
 What does not change from one job of a template to the next (the app definition, the
 template's settings and configuration, its credentials, decrypted) is kept in a
 :class:`LaunchCache`, keyed by the ``updated_at`` of the template, its app, its company and
-its credentials (the services bump them on every change). A job then costs one query.
+its credentials (the services bump them on every change). The rows a launch needs are
+read with the claim (`job_rows`), so a job whose template is cached needs no read at all.
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ class LaunchCache:
         self._items[ctx.who.rt_id] = ctx
 
 
-def _load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...]
-                  ) -> TemplateContext:
+def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...]
+                 ) -> TemplateContext:
+    """Read a template's context (a launch-cache miss)."""
     rt = get_runtemplate(s, rt_id)
     app_row = get_app(s, rt.app_id, parts=True)
     company = s.get(Company, rt.company_id)
@@ -157,28 +159,6 @@ def job_rows(s: Session, job_ids: list[int]) -> list[Any]:
 def context_key(row: Any) -> tuple[int | None, tuple[Any, ...]]:
     """(template id, the versions its cached context must have been built from)."""
     return row[1], tuple(row[9:])
-
-
-def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...]
-                 ) -> TemplateContext:
-    return _load_context(s, rt_id, box, key)
-
-
-def prepare(
-    s: Session, job_id: int, box: SecretBox, jobs_dir: Path, base_env: dict[str, str],
-    cache: LaunchCache | None = None,
-) -> Prepared:
-    """Read and prepare one job (the daemon reads the rows with the claim instead)."""
-    (row,) = job_rows(s, [job_id])
-    rt_id, key = context_key(row)
-    ctx = None
-    if rt_id is not None:
-        ctx = cache.get(rt_id, key) if cache is not None else None
-        if ctx is None:
-            ctx = _load_context(s, rt_id, box, key)
-            if cache is not None:
-                cache.put(ctx)
-    return prepare_row(row, ctx, box, jobs_dir, base_env)
 
 
 def prepare_row(
