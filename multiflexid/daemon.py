@@ -53,6 +53,10 @@ from multiflexid.systemd import Notifier, OutputLines, setup_logging
 log = logging.getLogger("multiflexid")
 
 
+# The order job states are reached in, for dropping late events.
+_STATE_RANK = {"pending": 0, "scheduled": 0, "running": 1}
+
+
 class StartupError(Exception):
     """The daemon cannot start; the message says why and what to do."""
 
@@ -71,6 +75,7 @@ class Daemon:
         self.queued = 0
         self.db_problem: str | None = None
         self._lock_fd: int | None = None
+        self._job_rank: dict[int, int] = {}
 
     # --- start and stop -----------------------------------------------------------------
 
@@ -280,10 +285,26 @@ class Daemon:
             payload = output_view(payload["job_id"], payload["seq"], payload["stream"],
                                   payload["at"], payload["data"])
         elif kind == "job.changed":
+            if self._stale(payload):
+                return
             payload = {"job": payload}
         elif kind == "runtemplate.changed":
             payload = {"runtemplate": payload}
         self.bus.publish(kind, payload)
+
+    def _stale(self, job: dict[str, Any]) -> bool:
+        """Whether a job event comes later than one that told more (events are built from
+        reads that may overlap: a "scheduled" read before the job started must not be
+        pushed after its "running" or its end)."""
+        rank = _STATE_RANK.get(job.get("state", ""), 2)
+        seen = self._job_rank.get(job["id"], -1)
+        if rank < seen:
+            return True
+        self._job_rank[job["id"]] = rank
+        if len(self._job_rank) > 10_000:  # forget the oldest
+            for old in list(self._job_rank)[:5_000]:
+                del self._job_rank[old]
+        return False
 
     def _jobs_created(self, job_ids: list[int]) -> None:
         self.dispatcher.wake.set()

@@ -371,12 +371,16 @@ class Dispatcher:
                 self.publish("runtemplate.changed", rt)
 
     async def _announce(self, job_id: int, written: Future[None]) -> None:
+        """Push that a job started, unless it already ended meanwhile (its end is pushed
+        then, and a late "running" must never follow it)."""
         try:
             await asyncio.wrap_future(written)
             view = await self.db.read(job_view, job_id)
         except Exception:
             return  # an event is a courtesy; the job's record is what counts
-        self.publish("job.changed", view)
+        run = self.running.get(job_id)
+        if run is not None and run.phase == "running" and view["state"] == "running":
+            self.publish("job.changed", view)
 
     # --- control ------------------------------------------------------------------------
 
