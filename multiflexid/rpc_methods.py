@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput, NotFound
 from multiflexi.protocol import Params
-from multiflexid.domain.schedule import Recurrence, ScheduleError, upcoming
+from multiflexid.domain.schedule import Recurrence
 from multiflexid.presenters import (
     app_dict,
     artifact_dict,
@@ -140,17 +139,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         start = p.opt_datetime("from") or datetime.now(UTC)
         p.done()
         rt = await db.read(lambda s: runtemplates.get_runtemplate(s, rt_id))
-        try:
-            times = upcoming(runtemplates.recurrence(rt), start, count)
-        except ScheduleError as exc:
-            raise InvalidInput(str(exc)) from None
-        zone = ZoneInfo(rt.timezone) if rt.timezone else None
-        return {
-            "timezone": rt.timezone,
-            "due": [{"tick": iso(t), "due": iso(due),
-                     "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
-                    for t, due in times],
-        }
+        return runtemplates.preview(runtemplates.recurrence(rt), start, count)
 
     async def schedule_preview(conn: Connection, p: Params) -> Any:
         # The activation wizard's preview: no template exists yet, so the schedule comes
@@ -165,7 +154,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         if interv == "c" and not (cron or "").strip():
             raise InvalidInput("params.cron: required when interv is c",
                                {"field": "params.cron"})
-        return _preview(Recurrence(interv, cron, timezone, delay), timezone, start, count)
+        return runtemplates.preview(Recurrence(interv, cron, timezone, delay), start, count)
 
     async def runtemplate_run(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
@@ -362,22 +351,6 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         "artifact.get": artifact_get,
         "events.subscribe": events_subscribe,
         "events.unsubscribe": events_unsubscribe,
-    }
-
-
-def _preview(rec: Recurrence, timezone: str | None, start: datetime,
-             count: int) -> dict[str, Any]:
-    """``schedule.preview``: the next due times of a schedule that is not stored yet."""
-    try:
-        times = upcoming(rec, start, count)
-        zone = ZoneInfo(timezone.strip()) if timezone and timezone.strip() else None
-    except (ScheduleError, ValueError, KeyError) as exc:
-        raise InvalidInput(str(exc)) from None
-    return {
-        "timezone": timezone,
-        "due": [{"tick": iso(t), "due": iso(due),
-                 "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
-                for t, due in times],
     }
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput
 from multiflexid.domain.config import ConfigError, normalize
-from multiflexid.domain.schedule import ScheduleError, upcoming
-from multiflexid.presenters import iso, job_dict, runtemplate_dict
+from multiflexid.presenters import job_dict, runtemplate_dict
 from multiflexid.services import runtemplates as svc
 from multiflexid.services.apps import get_app, to_definition
 from multiflexid.services.companies import get_company
@@ -254,20 +252,10 @@ def preview(rt_id: int, count: int, start: str | None) -> None:
         if begin.tzinfo is None:
             raise InvalidInput(f"--from: {start!r} has no time zone (add Z or +01:00)")
     with state().read() as s:
-        rt = svc.get_runtemplate(s, rt_id)
-        rec = svc.recurrence(rt)
-        tz_name = rt.timezone
-    try:
-        times = upcoming(rec, begin, count)
-    except ScheduleError as exc:
-        raise InvalidInput(str(exc)) from None
-    zone = ZoneInfo(tz_name) if tz_name else None
-    rows = [
-        {"tick": iso(tick), "due": iso(due),
-         "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
-        for tick, due in times
-    ]
-    emit({"id": rt_id, "timezone": tz_name, "due": rows}, lambda: table(
+        rec = svc.recurrence(svc.get_runtemplate(s, rt_id))
+    doc = {"id": rt_id, **svc.preview(rec, begin, count)}
+    rows = doc["due"]
+    emit(doc, lambda: table(
         [(r["local"], r["due"]) for r in rows], ["local time", "utc"]
     ) if rows else click.echo("never scheduled (interval n or inactive)"))
 

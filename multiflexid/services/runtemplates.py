@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -20,7 +21,7 @@ from multiflexid.domain.config import (
     normalize,
     resolve_environment,
 )
-from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due
+from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
 from multiflexid.presenters import iso, runtemplate_dict
 from multiflexid.store.orm import (
     Application,
@@ -68,6 +69,24 @@ def list_runtemplates(
 
 def recurrence(rt: RunTemplate) -> Recurrence:
     return Recurrence(rt.interv, rt.cron, rt.timezone, rt.delay)
+
+
+def preview(rec: Recurrence, start: datetime, count: int) -> dict[str, Any]:
+    """The next ``count`` due times after ``start``: tick and due in UTC, due in the
+    schedule's own zone (the system's when it names none) — for `runtemplate preview`,
+    the socket's runtemplate.preview and the wizard's schedule.preview alike."""
+    try:
+        rec.validate()
+        times = upcoming(rec, start, count)
+    except ScheduleError as exc:
+        raise InvalidInput(str(exc)) from None
+    zone = ZoneInfo(rec.timezone.strip()) if rec.timezone and rec.timezone.strip() else None
+    return {
+        "timezone": rec.timezone,
+        "due": [{"tick": iso(t), "due": iso(due),
+                 "local": (due.astimezone(zone) if zone else due.astimezone()).isoformat()}
+                for t, due in times],
+    }
 
 
 def reschedule(rt: RunTemplate, now: datetime) -> None:
