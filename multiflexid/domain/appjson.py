@@ -323,12 +323,23 @@ def _semantic_problems(data: dict[str, Any], fmt: str) -> list[str]:
         if not _is_uuid(data["uuid"]):
             out.append(f"$.uuid: {data['uuid']!r} is not a valid uuid")
     codes = data.get("exitCodes", data.get("exitcodes"))
+    if codes is not None and not isinstance(codes, dict):  # not in the 2.1 schema
+        key = "exitCodes" if "exitCodes" in data else "exitcodes"
+        out.append(f"$.{key}: must be an object of exit codes, not {_kind(codes)}")
     if isinstance(codes, dict):
-        for code in codes:
+        for code, meaning in codes.items():
             if not str(code).isdigit():
                 out.append(f"{_join('$.exitCodes', code)}: exit codes must be numbers 0-255")
             elif int(code) > 255:
                 out.append(f"{_join('$.exitCodes', code)}: exit codes must be numbers 0-255")
+            # Either {description, severity, retry} or (the lower-case form) just the
+            # description, a string or an object of languages.
+            plain = isinstance(meaning, dict) and "description" not in meaning and all(
+                isinstance(v, str) for v in meaning.values())
+            if not (isinstance(meaning, str) or plain
+                    or (isinstance(meaning, dict) and "description" in meaning)):
+                out.append(f"{_join('$.exitCodes', code)}: must be an object with a "
+                           f"description, or the description itself, not {_kind(meaning)}")
     arts = data.get("artifacts")
     if isinstance(arts, list):
         for i, art in enumerate(arts):

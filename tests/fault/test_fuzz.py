@@ -69,6 +69,10 @@ def _dump(core: Core) -> dict[str, list[tuple[Any, ...]]]:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=mangled_apps())
 @example(text='{"name": "a\\ud800", "x\\ud801": 1, "executable": "\\u0000"}')
+@example(text='{"name": "F", "description": "d", "executable": "sh", "environment": {},'
+              ' "exitCodes": true}')
+@example(text='{"name": "F", "description": "d", "executable": "sh", "environment": {},'
+              ' "topics": true, "exitCodes": {"0": 5}}')
 def test_app_json_import_fuzz(core: Core, tmp_path: Path, text: str) -> None:
     core.ensure_schema()
     before = _dump(core)

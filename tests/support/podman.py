@@ -154,6 +154,9 @@ class PodmanService:
             self.proc = subprocess.Popen(
                 ["podman", "system", "service", "--time=0", self.url],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                # conmon works in its inherited directory (it writes a file "oom" there
+                # when a container is OOM-killed): keep it out of the checkout
+                cwd=self.sock.parent,
             )
         deadline = time.monotonic() + wait
         while not self.answers():
