@@ -750,5 +750,5 @@ def test_params_refuse_text_no_database_can_store() -> None:
     with pytest.raises(InvalidInput, match=r"params.env.A: must not contain an unpaired "
                                            r"surrogate \\ud800"):
         p.str_map("env")
-    with pytest.raises(InvalidInput, match="params.name: must not contain a NUL character"):
+    with pytest.raises(InvalidInput, match=r"params\.name: must not contain a NUL character"):
         p.str("name")
