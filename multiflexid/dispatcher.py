@@ -67,7 +67,6 @@ class Running:
     job_id: int
     task: asyncio.Task[None]
     cancel: asyncio.Event
-    started_at: datetime
     phase: Phase = "waiting"
     fields: dict[str, Any] = field(default_factory=dict)  # journal fields, once known
 
@@ -164,7 +163,7 @@ class Dispatcher:
         job_id = row[0]
         cancel = asyncio.Event()
         task = asyncio.create_task(self._execute(row, cancel), name=f"job-{job_id}")
-        self.running[job_id] = Running(job_id, task, cancel, self.clock())
+        self.running[job_id] = Running(job_id, task, cancel)
         task.add_done_callback(lambda t: self._done(job_id, t))
 
     def _done(self, job_id: int, task: asyncio.Task[None]) -> None:
