@@ -146,7 +146,12 @@ class Daemon:
                              max_frame=settings.max_frame_bytes)
         self.bus.subscribe(self.rpc.broadcast, lambda: self.rpc.interested)
         self.dispatcher.publish = self.publish
-        await self.rpc.start()
+        try:
+            await self.rpc.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {settings.socket}: {exc.strerror or exc} "
+                "(check socket / MULTIFLEXI_SOCKET and its directory)") from None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         await self._count_queued()
@@ -433,16 +438,19 @@ def main(argv: list[str] | None = None) -> None:
     # The event loop hands the GIL to database threads around every syscall (spawning a
     # job, reading its pipes); take it back after 1 ms, not the default 5 ms.
     sys.setswitchinterval(0.001)
+    # Start-up failures: one line on stderr (under systemd, stderr is the journal too).
     try:
         settings = load_settings(args.config)
         asyncio.run(Daemon(settings, lines=OutputLines(target)).serve())
     except (StartupError, SettingsError, DatabaseError) as exc:
-        log.error("cannot start: %s", exc)
         print(f"multiflexid: cannot start: {exc}", file=sys.stderr)
         sys.exit(1)
     except MultiFlexiError as exc:
-        log.error("cannot start: %s", exc.message)
         print(f"multiflexid: cannot start: {exc.message}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:  # a data dir, key file or lock it cannot make or open
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"multiflexid: cannot start: {where}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
     log.info("multiflexid stopped")
 

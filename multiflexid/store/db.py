@@ -69,7 +69,14 @@ class Database:
             )
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+                folder = Path(parsed.database).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+                except OSError as exc:
+                    raise DatabaseError(
+                        f"cannot create the database's directory {folder}: "
+                        f"{exc.strerror or exc} (check data_dir / MULTIFLEXI_DATA_DIR)"
+                    ) from None
             self.engine = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo)
             self.read_engine = self._sqlite_engine(url, "BEGIN", echo)
         else:

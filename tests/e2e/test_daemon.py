@@ -356,3 +356,24 @@ def test_output_over_the_cap_is_dropped_with_a_marker(mf_env: Env, core: Core,
     total = sum(len(f"line-{i}-xxxxxxxxxxxxxxxxxxxx\n") for i in range(200))
     assert job["output_dropped"] == total - sum(len(line) + 1 for line in kept)
     assert f"{job['output_dropped']} bytes of output over the 1000-byte cap were dropped" in out
+
+
+def test_start_up_problems_are_one_clear_line(tmp_path: Path) -> None:
+    """A socket or data dir it cannot make: exit 1 with the path and what to check, no
+    traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = [
+        ({"MULTIFLEXI_SOCKET": str(blocker / "mf.sock")},
+         f"cannot listen on {blocker / 'mf.sock'}: File exists"),
+        ({"MULTIFLEXI_DATA_DIR": str(blocker / "data")},
+         f"cannot create the database's directory {blocker / 'data'}: Not a directory"),
+    ]
+    for extra, message in cases:
+        env = {**Env(tmp_path / "data", f"sqlite:///{tmp_path / 'data' / 'mf.db'}",
+                     tmp_path / "mf.sock").vars(), "MULTIFLEXI_DATABASE_URL": ""}
+        d = DaemonProcess({**env, **extra}, tmp_path).start(wait=False)
+        assert d.proc is not None and d.proc.wait(30) == 1
+        out = d.log()
+        assert f"multiflexid: cannot start: {message}" in out, out
+        assert "Traceback" not in out
