@@ -69,8 +69,9 @@ def status() -> None:
             ("version", doc["version"]), ("config", doc["config"] or "(none)"),
             ("data dir", doc["data_dir"]), ("node", doc["node"]),
             ("database", db["url"]),
-            ("schema", f"{db.get('revision')} (needs {db.get('head')})"
-             if not db.get("up_to_date") else f"{db.get('revision')} (up to date)"),
+            ("schema", "unknown (the database cannot be reached)" if not db["reachable"]
+             else f"{db.get('revision')} (up to date)" if db.get("up_to_date")
+             else f"{db.get('revision')} (needs {db.get('head')})"),
             ("daemon", f"running: pid {d['pid']} on node {d['node']}, {d['status']} "
                        f"(max {d['max_parallel']} parallel; {d['socket']})"
              if d["reachable"] else f"not running ({d.get('problem')})"),
