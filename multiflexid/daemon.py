@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 import multiflexi
 from multiflexi.errors import Conflict, InvalidInput, MultiFlexiError
+from multiflexi.protocol import PROTOCOL_VERSION
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
@@ -144,7 +145,7 @@ class Daemon:
                                    max_sleep=max(1.0, settings.poll_seconds))
         self.rpc = RpcServer(settings.socket, build_handlers(self),
                              max_frame=settings.max_frame_bytes)
-        self.bus.subscribe(self.rpc.broadcast, lambda: self.rpc.interested)
+        self.bus.subscribe(self.rpc.broadcast, self.rpc.interested)
         self.dispatcher.publish = self.publish
         try:
             await self.rpc.start()
@@ -330,7 +331,7 @@ class Daemon:
         db = self.core.db
         return {
             "version": multiflexi.__version__,
-            "protocol": 1,
+            "protocol": PROTOCOL_VERSION,
             "node": self.settings.node,
             "pid": os.getpid(),
             "started_at": self.started_at.isoformat().replace("+00:00", "Z"),

@@ -363,7 +363,7 @@ class Dispatcher:
                    "MULTIFLEXI_EXIT_CODE": exitcode, "MULTIFLEXI_STATE": state},
         )
         self.publish("job.changed", job)
-        if self.bus.has_listeners and job.get("runtemplate_id"):
+        if self.bus.wants("runtemplate.changed") and job.get("runtemplate_id"):
             # its last result and counters changed
             rt = await self.db.read(_runtemplate_view, job["runtemplate_id"])
             if rt is not None:

@@ -16,13 +16,14 @@ class EventBus:
     (socket connections queue them and write in their own task)."""
 
     def __init__(self) -> None:
-        self._listeners: dict[Listener, Callable[[], bool]] = {}
+        self._listeners: dict[Listener, Callable[[str | None], bool]] = {}
 
     def subscribe(
-        self, listener: Listener, interested: Callable[[], bool] = lambda: True
+        self, listener: Listener, interested: Callable[[str | None], bool] = lambda _k: True
     ) -> Callable[[], None]:
-        """``interested()`` says whether the listener wants events right now (a socket
-        server with no subscribed client does not), so nobody builds them in vain."""
+        """``interested(kind)`` says whether the listener wants events of that kind (None:
+        of any kind) right now — a socket server whose clients subscribed to nothing does
+        not — so nobody reads the database to build them in vain."""
         self._listeners[listener] = interested
 
         def unsubscribe() -> None:
@@ -39,4 +40,7 @@ class EventBus:
 
     @property
     def has_listeners(self) -> bool:
-        return any(interested() for interested in self._listeners.values())
+        return self.wants(None)
+
+    def wants(self, kind: str | None) -> bool:
+        return any(interested(kind) for interested in self._listeners.values())

@@ -159,9 +159,10 @@ class RpcServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
-    @property
-    def interested(self) -> bool:
-        """Whether any client subscribed to anything."""
+    def interested(self, kind: str | None = None) -> bool:
+        """Whether any client subscribed to events of ``kind`` (None: to anything)."""
+        if kind == "runtemplate.changed":
+            return any(c.runtemplates for c in self.connections)
         return any(c.jobs or c.runtemplates or c.output_of for c in self.connections)
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
