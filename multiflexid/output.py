@@ -1,11 +1,17 @@
 """Job output: from the executor's chunks to ordered rows, the journal and live subscribers.
 
-A :class:`JobOutput` per running job cuts what the job prints into chunks at line ends
-(so a secret is never split between two chunks before it is masked), masks secret
-values, enforces the per-job cap (what is over it is dropped with a visible marker and
-counted) and hands the rows to the :class:`OutputHub`, which writes every job's pending
-rows in one transaction a few times a second. If the database is unreachable the rows
-stay buffered and are written when it is back.
+A :class:`JobOutput` per running job cuts what the job prints into chunks at line ends,
+masks secret values, enforces the per-job cap (whole lines up to it are kept; everything
+after is dropped, counted, and said so by a marker line) and hands the rows to the
+:class:`OutputHub`, which writes every job's pending rows in one transaction a few times
+a second. If the database is unreachable the rows stay buffered and are written when it
+is back.
+
+Masking holds whatever the chunk boundaries and timing: a chunk is cut only where no
+secret can straddle the cut. What could still become a secret (the longest tail that is
+the beginning of one) is held back until the next data, or the job's end; a secret seen
+whole across the cut moves the cut before it. Every row, the journal and the live stream
+get only what was masked this way.
 """
 
 from __future__ import annotations
@@ -174,6 +180,7 @@ class JobOutput:
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._partial_since: dict[str, float] = {}
         self._capped = False
+        self._at_line_start = True  # the last row stored ended a line
 
     def mask(self, data: bytes) -> bytes:
         for secret in self._secrets:
@@ -181,47 +188,76 @@ class JobOutput:
                 data = data.replace(secret, self._mask)
         return data
 
+    def _safe_end(self, buf: bytearray, end: int) -> int:
+        """The largest cut at or before ``end`` that no secret can straddle: not inside a
+        tail of ``buf`` that begins a secret (it may be completed by the next data), not
+        inside a whole secret."""
+        size = len(buf)
+        for secret in self._secrets:  # the longest tail that is the start of a secret
+            first = secret[:1]
+            start = buf.find(first, max(0, size - len(secret) + 1))
+            while start != -1:
+                if secret.startswith(bytes(buf[start:])):
+                    end = min(end, start)
+                    break
+                start = buf.find(first, start + 1)
+        moved = True
+        while moved:  # a whole secret across the cut: cut before it
+            moved = False
+            for secret in self._secrets:
+                at = buf.find(secret, max(0, end - len(secret) + 1), end + len(secret) - 1)
+                if at != -1 and at < end:
+                    end, moved = at, True
+        return end
+
+    def _release(self, stream: str, end: int, force: bool = False) -> None:
+        """Emit ``buf[:end]`` of ``stream``, or less if a secret could straddle the cut."""
+        buf = self._partial[stream]
+        if self._secrets and not force:
+            end = self._safe_end(buf, end)
+        if end > 0:
+            data = bytes(buf[:end])
+            del buf[:end]
+            self._emit(stream, data)
+
     def feed(self, stream: str, data: bytes) -> None:
         """Take a chunk from the executor (any size, any boundaries)."""
         buf = self._partial[stream]
         buf.extend(data)
         cut = buf.rfind(b"\n")
         if cut >= 0:
-            complete = bytes(buf[: cut + 1])
-            del buf[: cut + 1]
-            self._emit(stream, complete)
-        if buf and len(buf) >= MAX_PARTIAL:
-            self._emit(stream, bytes(buf))
-            buf.clear()
+            self._release(stream, cut + 1)
+        if len(buf) >= MAX_PARTIAL:
+            self._release(stream, len(buf))
         if buf:
             self._partial_since.setdefault(stream, asyncio.get_running_loop().time())
         else:
             self._partial_since.pop(stream, None)
 
     def flush_partial(self, force: bool = False) -> None:
-        """Write partial lines that waited too long (or all of them when ``force``)."""
+        """Write partial lines that waited too long (or all of them when ``force``); a tail
+        that may be the start of a secret waits for more (unless ``force``)."""
         now = asyncio.get_running_loop().time()
         for stream, since in list(self._partial_since.items()):
             if force or now - since >= PARTIAL_FLUSH_SECONDS:
                 buf = self._partial[stream]
+                self._release(stream, len(buf), force)
                 if buf:
-                    self._emit(stream, bytes(buf))
-                    buf.clear()
-                self._partial_since.pop(stream, None)
+                    self._partial_since[stream] = now
+                else:
+                    self._partial_since.pop(stream, None)
 
     def system(self, message: str) -> None:
-        """A line from MultiFlexi itself (start failures, cap marker), shown in the output."""
-        self._append("system", message.rstrip("\n").encode() + b"\n", force=True)
+        """A line from MultiFlexi itself (start failures, cap marker), shown in the output
+        on a line of its own."""
+        text = message.rstrip("\n").encode() + b"\n"
+        self._append("system", text if self._at_line_start else b"\n" + text, force=True)
 
     def close(self) -> None:
         self.flush_partial(force=True)
         if self.dropped:
-            self._append(
-                "system",
-                f"[multiflexi] {self.dropped} bytes of output over the {self.cap}-byte cap "
-                "were dropped\n".encode(),
-                force=True,
-            )
+            self.system(f"[multiflexi] {self.dropped} bytes of output over the {self.cap}-byte "
+                        "cap were dropped")
 
     def _emit(self, stream: str, data: bytes) -> None:
         data = self.mask(data)
@@ -235,27 +271,28 @@ class JobOutput:
         self._append(stream, data)
 
     def _append(self, stream: str, data: bytes, force: bool = False) -> None:
-        if not force and self.stored + len(data) > self.cap:
-            room = max(0, self.cap - self.stored)
-            if room and not self._capped:
-                cut = data.rfind(b"\n", 0, room)
-                keep = data[: cut + 1] if cut >= 0 else data[:room]
-                self._append(stream, keep)
-                data = data[len(keep):]
+        """Store a row; the job's own output only within the cap: whole lines up to it
+        (a head of the first line if that alone is longer), then nothing more."""
+        if not force and (self._capped or self.stored + len(data) > self.cap):
             if not self._capped:
+                room = self.cap - self.stored
+                cut = data.rfind(b"\n", 0, room)
+                keep = data[: cut + 1] if cut >= 0 else data[:room] if not self.stored else b""
+                if keep:
+                    self._append(stream, keep)
+                    data = data[len(keep):]
                 self._capped = True
-                self._append(
-                    "system",
-                    f"[multiflexi] output cap of {self.cap} bytes reached; further output "
-                    "is dropped (see the job's dropped byte count)\n".encode(),
-                    force=True,
-                )
+                self.system(f"[multiflexi] output cap of {self.cap} bytes reached; further "
+                            "output is dropped (see the job's dropped byte count)")
             self.dropped += len(data)
             self.hub.count_dropped(self.job_id, len(data))
+            return
+        if not data:
             return
         self.seq += 1
         if stream != "system":
             self.stored += len(data)
+        self._at_line_start = data.endswith(b"\n")
         self.hub.add({
             "job_id": self.job_id, "seq": self.seq, "stream": stream,
             "at": datetime.now(UTC), "data": data,

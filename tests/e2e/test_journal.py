@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,19 +23,26 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root_only
 
 
-def test_journalctl_tells_the_jobs_whole_story(mf_env: Env, core: Core, tmp_path: Path) -> None:
-    rt_id = make_template(core, company="acme", name="story",
-                          config={"SCRIPT": "echo first line; echo second line >&2; exit 4"})
+def _in_private_journal(mf_env: Env, tmp_path: Path, rt_id: int, **extra: Any
+                        ) -> dict[str, Any]:
+    """Run one job of ``rt_id`` by a daemon logging to a journald of its own; what the
+    scenario saw (tests/support/journal_ns.py)."""
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps({
-        "env": mf_env.vars(), "workdir": str(tmp_path), "runtemplate_id": rt_id,
+        "env": mf_env.vars(), "workdir": str(tmp_path), "runtemplate_id": rt_id, **extra,
     }))
     proc = subprocess.run(
         ["unshare", "--mount", sys.executable, "-m", "tests.support.journal_ns", str(scenario)],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)
+    return dict(json.loads(proc.stdout))
+
+
+def test_journalctl_tells_the_jobs_whole_story(mf_env: Env, core: Core, tmp_path: Path) -> None:
+    rt_id = make_template(core, company="acme", name="story",
+                          config={"SCRIPT": "echo first line; echo second line >&2; exit 4"})
+    result = _in_private_journal(mf_env, tmp_path, rt_id)
     job = result["job"]
     entries = result["entries"]
     messages = [e["MESSAGE"] for e in entries]
@@ -52,3 +60,25 @@ def test_journalctl_tells_the_jobs_whole_story(mf_env: Env, core: Core, tmp_path
     assert stderr_line["PRIORITY"] == "4"  # warning
     end = next(e for e in entries if "job ended" in e["MESSAGE"])
     assert end["MULTIFLEXI_EXIT_CODE"] == "4"
+
+
+def test_a_secret_split_by_chunk_cuts_and_pauses_is_masked_everywhere(
+        mf_env: Env, core: Core, tmp_path: Path) -> None:
+    """The secret reaches the output in pieces: ``hun`` before a pause longer than the
+    partial-line wait, and ``hun`` at the 64 KiB cut of a long line. Neither the stored
+    output, nor the journal, nor the live stream a TUI follows has it in clear."""
+    script = ("printf 'pass: hun'; sleep 1; printf 'ter22\\n'; "
+              "head -c 65533 /dev/zero | tr '\\0' x; printf hun; sleep 0.3; "
+              "printf 'ter22 end\\n'")
+    rt_id = make_template(core, company="acme", name="split", config={"SCRIPT": script})
+    result = _in_private_journal(mf_env, tmp_path, rt_id, watch=True,
+                                 env_overrides={"TOKEN": "hunter22"})
+    job, output = result["job"], result["output"]
+    assert job["state"] == "succeeded", result["daemon_log"]
+    assert output.startswith("pass: ********\n") and output.endswith("x******** end\n")
+    assert "hun" not in output
+    journaled = "".join(e["MESSAGE"] for e in result["entries"] if e.get("MULTIFLEXI_STREAM"))
+    assert journaled.startswith("pass: ********") and journaled.endswith("x******** end")
+    assert "hun" not in journaled
+    live = "".join(c["data"] for c in sorted(result["live"], key=lambda c: c["seq"]))
+    assert "hun" not in live and live.endswith("x******** end\n")

@@ -46,18 +46,30 @@ def main() -> int:
         workdir = Path(scenario["workdir"])
         d = DaemonProcess(scenario["env"], workdir,
                           extra_env={"MULTIFLEXI_LOG_TARGET": "journal"}).start()
+        live: list[dict] = []
         try:
-            job = d.call("runtemplate.run", id=scenario["runtemplate_id"])
-            job = d.wait_job(job["id"])
+            with d.client() as watcher:
+                job = d.call("runtemplate.run", id=scenario["runtemplate_id"],
+                             env=scenario.get("env_overrides", {}))
+                if scenario.get("watch"):  # what a TUI following the job is sent
+                    watcher.call("events.subscribe", job_output=job["id"])
+                job = d.wait_job(job["id"], timeout=scenario.get("timeout", 30))
+                if scenario.get("watch"):
+                    for kind, payload in watcher.notifications(timeout=1.0):
+                        if kind == "job.output":
+                            live.append(payload)
+                output = d.output(job["id"])
         finally:
             d.stop()
         subprocess.run(["journalctl", "--sync"], check=False)
         proc = subprocess.run(
-            ["journalctl", "--no-pager", "-o", "json", f"MULTIFLEXI_JOB_ID={job['id']}"],
+            ["journalctl", "--no-pager", "--all", "-o", "json", f"MULTIFLEXI_JOB_ID={job['id']}"],
             capture_output=True, text=True, check=False,
         )
         entries = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        print(json.dumps({"job": job, "entries": entries, "daemon_log": d.log()}))
+        print(json.dumps({"job": job, "entries": entries, "live": live,
+                          "output": output,
+                          "daemon_log": d.log()}))
         return 0
     finally:
         journald.terminate()
