@@ -36,6 +36,7 @@ from multiflexid.dispatcher import Dispatcher
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.native import NativeExecutor
+from multiflexid.health import Health
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.privileges import become_data_dir_owner
@@ -74,7 +75,7 @@ class Daemon:
         self.stopped = asyncio.Event()  # everything else stops
         self.bus = EventBus()
         self.queued = 0
-        self.db_problem: str | None = None
+        self.health = Health()
         self._lock_fd: int | None = None
         self._job_rank: dict[int, int] = {}
 
@@ -139,12 +140,13 @@ class Daemon:
             self.publish)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
                                      self._executors(), post_run=[self._collect_artifacts],
-                                     lines=self.lines)
+                                     lines=self.lines, health=self.health)
         self.dispatcher.on_change = self._report_status
         self.scheduler = Scheduler(self.db, self.box, self._jobs_created,
-                                   max_sleep=max(1.0, settings.poll_seconds))
+                                   max_sleep=max(1.0, settings.poll_seconds),
+                                   health=self.health)
         self.rpc = RpcServer(settings.socket, build_handlers(self),
-                             max_frame=settings.max_frame_bytes)
+                             max_frame=settings.max_frame_bytes, health=self.health)
         self.bus.subscribe(self.rpc.broadcast, self.rpc.interested)
         self.dispatcher.publish = self.publish
         try:
@@ -224,22 +226,22 @@ class Daemon:
         try:
             self.queued = await self.db.read(
                 lambda s: s.scalar(select(func.count()).select_from(Schedule)) or 0)
-            self.db_problem = None
         except Exception as exc:
-            self.db_problem = str(exc).splitlines()[0]
+            self.health.failed("database", exc)
+        else:
+            self.health.ok("database")
 
     def _status_line(self) -> str:
         line = f"{len(self.dispatcher.executing)} running, {self.queued} queued"
         if self.cluster.fenced:
             line = "degraded: lease not renewed, not launching jobs; " + line
         elif self.degraded:
-            line = f"degraded: {self.db_problem or 'database writes failing'}; " + line
+            line = f"degraded: {self.health.summary() or 'database writes failing'}; " + line
         return line
 
     @property
     def degraded(self) -> bool:
-        return (self.db_problem is not None or self.hub.failing_since is not None
-                or self.cluster.fenced)
+        return self.health.degraded or self.hub.failing_since is not None or self.cluster.fenced
 
     def _report_status(self) -> None:
         self.notifier.status(self._status_line())
@@ -341,7 +343,7 @@ class Daemon:
             "queued": self.queued,
             "max_parallel": self.settings.max_parallel,
             "database": {"url": db.display_url(), "backend": db.dialect,
-                         "reachable": self.db_problem is None},
+                         "reachable": "database" not in self.health.problems},
             "degraded": self.degraded,
             "status": self._status_line(),
             "stopping": self.stop_taking.is_set(),

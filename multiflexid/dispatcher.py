@@ -31,6 +31,7 @@ from multiflexid.dbthread import DbThread
 from multiflexid.domain.appdef import ExitCodeDef
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor, JobSpec
+from multiflexid.health import Health
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
 from multiflexid.services import lifecycle
@@ -84,7 +85,9 @@ class Dispatcher:
         clock: Callable[[], datetime] = _utcnow,
         post_run: list[PostRun] | None = None,
         lines: Callable[[dict[str, Any], str, str], None] | None = None,
+        health: Health | None = None,
     ) -> None:
+        self.health = health or Health()
         self.lines = lines  # where output lines go besides the database (journal/stderr)
         self.settings = settings
         self.db = db
@@ -124,9 +127,10 @@ class Dispatcher:
                 if len(claimed) < room:
                     idle = await self._idle_time(idle)
             except Exception as exc:  # the database may be down: keep going, say so
-                log.error("dispatcher: %s", exc)
+                self.health.failed("dispatcher", exc)
                 await nap(self.wake, stopping, 2.0)
                 continue
+            self.health.ok("dispatcher")
             await nap(self.wake, stopping, idle)
 
     async def _idle_time(self, poll: float) -> float:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from multiflexid.domain.config import MASK, MIN_MASKED_LENGTH
+from multiflexid.health import describe
 
 log = logging.getLogger("multiflexid.job")
 
@@ -123,7 +124,7 @@ class OutputHub:
         if self.failing_since is None:
             self.failing_since = datetime.now(UTC)
             log.error("cannot write job output (%s); %d chunk(s) kept in memory",
-                      exc, len(self._rows))
+                      describe(exc), len(self._rows))
 
     async def flush(self) -> bool:
         """Write what is pending; False (and everything kept) if the database failed."""

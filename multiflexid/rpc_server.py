@@ -30,6 +30,7 @@ from multiflexi.protocol import (
     parse_frame,
     response,
 )
+from multiflexid.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ Handler = Callable[[Connection, Params], Awaitable[Any]]
 
 class RpcServer:
     def __init__(
-        self, path: Path, handlers: dict[str, Handler], *, max_frame: int = 1024 * 1024
+        self, path: Path, handlers: dict[str, Handler], *, max_frame: int = 1024 * 1024,
+        health: Health | None = None,
     ) -> None:
+        self.health = health or Health()
         self.path = path
         self.handlers = handlers
         self.max_frame = max_frame
@@ -228,11 +231,10 @@ class RpcServer:
             if msg_id is not None:
                 conn.send(error_response(msg_id, exc))
             return
-        except Exception as exc:
-            log.exception("method %s failed", method)
+        except Exception as exc:  # a bug, or the database is out: never its SQL on the wire
+            error = self.health.internal_error(str(method), exc)
             if msg_id is not None:
-                conn.send(error_response(msg_id, MultiFlexiError(
-                    f"internal error in {method}: {type(exc).__name__}: {exc}")))
+                conn.send(error_response(msg_id, error))
             return
         if msg_id is not None:
             conn.send(response(msg_id, result))

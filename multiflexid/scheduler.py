@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from multiflexid.aio import nap
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
+from multiflexid.health import Health
 from multiflexid.services import lifecycle
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ class Scheduler:
         clock: Callable[[], datetime] = _utcnow,
         batch: int = 1000,
         max_sleep: float = MAX_SLEEP,
+        health: Health | None = None,
     ) -> None:
+        self.health = health or Health()
         self.max_sleep = max_sleep
         self.db = db
         self.box = box
@@ -59,10 +62,11 @@ class Scheduler:
         while not stopping.is_set():
             try:
                 result = await self.tick()
-            except Exception as exc:
-                log.error("scheduler: %s", exc)
+            except Exception as exc:  # the database may be down: keep going, say so
+                self.health.failed("scheduler", exc)
                 await nap(self.wake, stopping, 2.0)
                 continue
+            self.health.ok("scheduler")
             if len(result.created) + len(result.skipped) >= self.batch:
                 continue  # more are due right now
             sleep = self.max_sleep

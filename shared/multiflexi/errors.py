@@ -46,6 +46,14 @@ class Forbidden(MultiFlexiError):
     name = "forbidden"
 
 
+class InternalError(MultiFlexiError):
+    """The daemon failed unexpectedly (a bug); ``data.error_id`` finds the traceback in
+    its journal (``journalctl MULTIFLEXI_ERROR_ID=<id>``)."""
+
+    code = -32603
+    name = "internal_error"
+
+
 class DaemonUnavailable(MultiFlexiError):
     """The daemon's socket does not answer."""
 
@@ -87,7 +95,8 @@ class MethodNotFound(ProtocolError):
 ERRORS: dict[str, type[MultiFlexiError]] = {
     cls.name: cls
     for cls in (
-        MultiFlexiError, NotFound, Conflict, InvalidInput, Forbidden, DaemonUnavailable,
+        MultiFlexiError, NotFound, Conflict, InvalidInput, Forbidden, InternalError,
+        DaemonUnavailable,
         StorageError, ProtocolError, ParseError, MethodNotFound,
     )
 }
