@@ -350,13 +350,14 @@ class Daemon:
         }
 
     async def run_now(self, rt_id: int, env: dict[str, str], *, launched_by: str,
-                      schedule_type: str) -> dict[str, Any]:
+                      schedule_type: str, secret: list[str] | None = None) -> dict[str, Any]:
         if self.stop_taking.is_set():
             raise Conflict("multiflexid is stopping; the job was not queued")
 
         def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
             rt = runtemplates.get_runtemplate(s, rt_id)
-            resolved = runtemplates.resolve_env(s, rt, self.box, overrides=env)
+            resolved = runtemplates.resolve_env(s, rt, self.box, overrides=env,
+                                                secret=secret or ())
             bad = [e for e in resolved.errors if e.split(":")[0] in env]
             if bad:
                 raise InvalidInput("; ".join(bad))
@@ -364,7 +365,7 @@ class Daemon:
                 Job.runtemplate_id == rt.id, Job.state == "running"))
             job = jobs.create_job(
                 s, rt, schedule_type=schedule_type, launched_by=launched_by,
-                after=datetime.now(UTC), box=self.box, overrides=env,
+                after=datetime.now(UTC), box=self.box, overrides=env, secret=secret or (),
                 state="pending" if busy else "scheduled",
             )
             return job_dict(job), job_fields(s, job)

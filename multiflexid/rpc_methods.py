@@ -159,10 +159,11 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
     async def runtemplate_run(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
         env = p.str_map("env") if "env" in p else {}
+        secret = p.str_list("secret_keys")
         via = p.opt_enum("via", ("cli", "tui", "api"), "api")
         p.done()
         job = await d.run_now(rt_id, env, launched_by=conn.peer.user,
-                              schedule_type=f"adhoc-{via}")
+                              schedule_type=f"adhoc-{via}", secret=secret)
         return job
 
     async def runtemplate_set_active(conn: Connection, p: Params) -> Any:
@@ -193,6 +194,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
             values["delay"] = delay
         values["active"] = p.opt_bool("active", True)
         config = p.str_map("config") if "config" in p else {}
+        secret = p.str_list("secret_keys")
         creds = p.int_list("credentials") if "credentials" in p else []
         p.done()
 
@@ -201,7 +203,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
             company = companies.get_company(s, company_id)
             rt = runtemplates.create_runtemplate(
                 s, app, company, d.box, datetime.now(UTC), config=config,
-                credential_ids=creds, **values,
+                credential_ids=creds, secret=secret, **values,
             )
             return runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(s, rt.id))
 

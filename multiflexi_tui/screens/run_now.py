@@ -6,6 +6,7 @@ import re
 import shlex
 from typing import Any, ClassVar
 
+from rich.highlighter import Highlighter
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,9 +16,40 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from multiflexi.errors import MultiFlexiError
+from multiflexi.secrecy import looks_secret
 from multiflexi_tui.connection import link_of
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# KEY=VALUE as typed: the value runs to the next space outside quotes (or to the end).
+_ASSIGNMENT = re.compile(r"""(?:(?<=\s)|^)([A-Za-z_][A-Za-z0-9_]*)="""
+                         r"""((?:"(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s"']+)*)""")
+BULLET = "•"
+
+
+def mask_typed(text: str, secret: set[str]) -> str:
+    """``text`` with the values of secret keys (declared secret, or named like a secret)
+    replaced by bullets, one per character, so the cursor stays where it is."""
+    def hide(m: re.Match[str]) -> str:
+        key, value = m.group(1), m.group(2)
+        if key in secret or looks_secret(key):
+            return f"{key}={BULLET * len(value)}"
+        return m.group(0)
+
+    return _ASSIGNMENT.sub(hide, text)
+
+
+class MaskSecrets(Highlighter):
+    """Shows the overrides input with secret values masked while they are typed."""
+
+    def __init__(self) -> None:
+        self.secret: set[str] = set()
+
+    def __call__(self, text: str | Text) -> Text:
+        plain = text.plain if isinstance(text, Text) else text
+        return Text(mask_typed(plain, self.secret), no_wrap=True, overflow="ignore", end="")
+
+    def highlight(self, text: Text) -> None:  # everything happens in __call__
+        pass
 
 
 def parse_overrides(text: str) -> dict[str, str]:
@@ -60,6 +92,7 @@ class RunNowScreen(ModalScreen[dict[str, Any] | None]):
     def __init__(self, rt: dict[str, Any]) -> None:
         super().__init__()
         self.rt = rt
+        self.masking = MaskSecrets()
 
     def compose(self) -> ComposeResult:
         name = self.rt.get("name") or f"#{self.rt['id']}"
@@ -69,7 +102,8 @@ class RunNowScreen(ModalScreen[dict[str, Any] | None]):
                          classes="question")
             yield Static("One-off overrides for this run only (optional), KEY=VALUE "
                          "separated by spaces, quote values with spaces:", classes="hint")
-            yield Input(placeholder="DRY_RUN=1 NOTE='two words'", id="overrides")
+            yield Input(placeholder="DRY_RUN=1 NOTE='two words'", id="overrides",
+                        highlighter=self.masking)
             yield Static("", id="fields")
             yield Static("", id="error")
             with Horizontal():
@@ -89,6 +123,8 @@ class RunNowScreen(ModalScreen[dict[str, Any] | None]):
             return
         keys = [e["key"] for e in env.get("environment") or []
                 if not str(e.get("key", "")).startswith("MULTIFLEXI_")]
+        self.masking.secret = {e["key"] for e in env.get("environment") or [] if e.get("secret")}
+        self.query_one(Input).refresh()
         text = Text("keys: " + (" ".join(keys) if keys else "(none)"))
         if env.get("missing"):
             text.append("\nmissing (the job would be blocked): " + " ".join(env["missing"]),
@@ -127,8 +163,9 @@ class RunNowScreen(ModalScreen[dict[str, Any] | None]):
         self.query_one("#run", Button).disabled = True
         self._error("")
         try:
+            secret = sorted(k for k in env if k in self.masking.secret or looks_secret(k))
             job = await link_of(self).call("runtemplate.run", id=self.rt["id"], env=env,
-                                           via="tui")
+                                           secret_keys=secret, via="tui")
         except MultiFlexiError as exc:
             self._error(exc.message)
             self.query_one("#run", Button).disabled = False

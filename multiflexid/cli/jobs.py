@@ -23,7 +23,7 @@ from multiflexid.store.orm import (
 
 from . import live
 from .base import AliasGroup, emit, fields, state, table, write_file
-from .runtemplates import _run
+from .runtemplates import _run, _secret_option
 
 
 @click.group(cls=AliasGroup)
@@ -35,10 +35,12 @@ def job() -> None:
 @click.option("--template", "rt_id", type=int, required=True, help="Run template id.")
 @click.option("--env", "env_items", multiple=True, metavar="KEY=VALUE",
               help="One-off override. Repeatable.")
+@_secret_option("One-off override, kept secret")
 @click.option("--wait", is_flag=True, help="Follow the output; exit with the job's code.")
-def create(rt_id: int, env_items: tuple[str, ...], wait: bool) -> None:
+def create(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...],
+           wait: bool) -> None:
     """Run a job of a run template now (same as `runtemplate run`)."""
-    _run(rt_id, env_items, wait)
+    _run(rt_id, env_items, secret_items, wait)
 
 
 @job.command("list")

@@ -58,6 +58,24 @@ def _schedule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+SECRET_HELP = ("(encrypted at rest, masked in listings and output). Repeatable. Values of "
+               "the app's secret fields and of keys named like secrets (*PASSWORD*, "
+               "*TOKEN*, *SECRET*, *APIKEY*, *_KEY) are kept secret anyway.")
+
+
+def _secret_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--secret", "secret_items", multiple=True, metavar="KEY=VALUE",
+                        help=f"{what} {SECRET_HELP}")
+
+
+def _assignments(items: tuple[str, ...], secret_items: tuple[str, ...], what: str
+                 ) -> tuple[dict[str, str], list[str]]:
+    """``KEY=VALUE`` items and ``--secret`` ones: (all values, the keys marked secret)."""
+    values = parse_assignments(items, what)
+    secret = parse_assignments(secret_items, "--secret")
+    return {**values, **secret}, sorted(secret)
+
+
 def _names(s: Session, rt: RunTemplate) -> tuple[str | None, str | None]:
     app = s.get(Application, rt.app_id)
     company = s.get(Company, rt.company_id)
@@ -87,13 +105,15 @@ def _show(d: dict[str, Any]) -> None:
 @_schedule_options
 @click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
               help="Configuration override. Repeatable.")
+@_secret_option("Configuration override kept secret")
 @click.option("--credential", "credential_ids", multiple=True, type=int,
               help="Credential id of the same company to assign. Repeatable.")
 @click.option("--inactive", is_flag=True, help="Create it inactive (never scheduled).")
 def create(app_ref: str, company_ref: str, config_items: tuple[str, ...],
-           credential_ids: tuple[int, ...], inactive: bool, **values: Any) -> None:
+           secret_items: tuple[str, ...], credential_ids: tuple[int, ...], inactive: bool,
+           **values: Any) -> None:
     """Activate an application for a company."""
-    config = parse_assignments(config_items, "--config")
+    config, secret = _assignments(config_items, secret_items, "--config")
     st = state()
     with st.session() as s:
         app = get_app(s, app_ref)
@@ -101,7 +121,7 @@ def create(app_ref: str, company_ref: str, config_items: tuple[str, ...],
         values = {k: v for k, v in values.items() if v is not None}
         rt = svc.create_runtemplate(
             s, app, company, st.core.box, datetime.now(UTC), config=config,
-            credential_ids=list(credential_ids), active=not inactive, **values,
+            credential_ids=list(credential_ids), active=not inactive, secret=secret, **values,
         )
         d = _view(s, rt)
     emit(d, f"created run template {d['id']} {d['name']!r} ({d['app']} for {d['company']}), "
@@ -164,17 +184,19 @@ def remove(rt_id: int) -> None:
 @runtemplate.command("set-config")
 @click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
 @click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove an override.")
+@_secret_option("An override kept secret")
 @click.argument("items", nargs=-1, metavar="KEY=VALUE...")
-def set_config(rt_id: int, unset: tuple[str, ...], items: tuple[str, ...]) -> None:
+def set_config(rt_id: int, unset: tuple[str, ...], secret_items: tuple[str, ...],
+               items: tuple[str, ...]) -> None:
     """Set configuration overrides (checked against the application's field types)."""
-    if not items and not unset:
-        raise click.UsageError("give KEY=VALUE arguments or --unset KEY")
-    values = parse_assignments(items, "KEY=VALUE")
+    if not items and not unset and not secret_items:
+        raise click.UsageError("give KEY=VALUE arguments, --secret KEY=VALUE or --unset KEY")
+    values, secret = _assignments(items, secret_items, "KEY=VALUE")
     st = state()
     with st.session() as s:
         rt = svc.get_runtemplate(s, rt_id)
         app = to_definition(get_app(s, rt.app_id, parts=True))
-        svc.set_config(rt, app, values, list(unset), st.core.box)
+        svc.set_config(rt, app, values, list(unset), st.core.box, secret)
         s.flush()
         d = _view(s, rt)
     emit(d, f"run template {d['id']}: configured {', '.join(d['config_keys']) or 'nothing'}")
@@ -276,15 +298,17 @@ def _check_overrides(s: Session, rt: RunTemplate, overrides: dict[str, str]) -> 
             ) from None
 
 
-def _run(rt_id: int, env_items: tuple[str, ...], wait: bool = False) -> None:
+def _run(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...],
+         wait: bool = False) -> None:
     """Run now: through the daemon when it runs (it starts the job at once), else queued
     straight into the database for the daemon's next start. ``wait`` follows the output
     and exits with the job's exit code."""
-    overrides = parse_assignments(env_items, "--env")
+    overrides, secret = _assignments(env_items, secret_items, "--env")
     client = live.connect("--wait" if wait else None)
     if client is not None:
         with client:
-            d = client.call("runtemplate.run", id=rt_id, env=overrides, via="cli")
+            d = client.call("runtemplate.run", id=rt_id, env=overrides, secret_keys=secret,
+                            via="cli")
             if not wait:
                 emit(d, f"job {d['id']} of run template {rt_id} started by multiflexid"
                         if d["state"] != "pending" else
@@ -305,7 +329,7 @@ def _run(rt_id: int, env_items: tuple[str, ...], wait: bool = False) -> None:
         _check_overrides(s, rt, overrides)
         job = create_job(
             s, rt, schedule_type="adhoc-cli", launched_by=live.current_user(),
-            after=datetime.now(UTC), box=st.core.box, overrides=overrides,
+            after=datetime.now(UTC), box=st.core.box, overrides=overrides, secret=secret,
         )
         d = job_dict(job)
     emit(d, f"queued job {d['id']} of run template {rt_id} (multiflexid is not running: it "
@@ -330,13 +354,15 @@ def _wait_quietly(client: Any, job_id: int) -> dict[str, Any]:
 @click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
 @click.option("--env", "env_items", multiple=True, metavar="KEY=VALUE",
               help="One-off override for this job only. Repeatable.")
+@_secret_option("One-off override for this job only, kept secret")
 @click.option("--wait", is_flag=True,
               help="Follow the job's output until it ends and exit with its exit code "
                    "(124 timed out, 130 cancelled, 1 blocked/lost). Needs the daemon.")
-def run(rt_id: int, env_items: tuple[str, ...], wait: bool) -> None:
+def run(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...],
+        wait: bool) -> None:
     """Run now. With the daemon running the job starts at once; without it the job is
     queued in the database and starts when the daemon does."""
-    _run(rt_id, env_items, wait)
+    _run(rt_id, env_items, secret_items, wait)
 
 
 def register(cli: click.Group) -> None:

@@ -19,6 +19,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from multiflexi.secrecy import looks_secret
+
 from .appdef import EnvFieldDef
 
 MASK = "********"
@@ -204,6 +206,14 @@ def expand(template: str, values: Mapping[str, str]) -> tuple[str, set[str]]:
     return _PLACEHOLDER.sub(sub, template), used
 
 
+def is_secret_key(key: str, declared: EnvFieldDef | None, marked: Iterable[str] = ()) -> bool:
+    """A value is secret when its field says so, when it was marked secret, or — for a
+    key the application does not declare — when its name says so (``*PASSWORD*``...)."""
+    if key in marked:
+        return True
+    return declared.is_secret if declared is not None else looks_secret(key)
+
+
 def resolve_environment(
     fields: Iterable[EnvFieldDef],
     credentials: Iterable[CredentialLayer] = (),
@@ -212,10 +222,12 @@ def resolve_environment(
     injected: Mapping[str, str] | None = None,
     template_secret_keys: Iterable[str] = (),
     job_dir: str | None = None,
+    override_secret_keys: Iterable[str] = (),
 ) -> ResolvedEnv:
     """Resolve a job's environment; see the module docstring for the order."""
     defs = {f.key: f for f in fields}
-    secret_keys = {k for k, f in defs.items() if f.is_secret} | set(template_secret_keys)
+    secret_keys = ({k for k, f in defs.items() if f.is_secret} | set(template_secret_keys)
+                   | set(override_secret_keys))
     layered: dict[str, tuple[str, str, tuple[str, ...]]] = {}
 
     def put(key: str, value: str, source: str) -> None:
@@ -235,6 +247,7 @@ def resolve_environment(
     for key, value in (overrides or {}).items():
         put(key, value, SOURCE_OVERRIDE)
 
+    secret_keys |= {k for k in layered if k not in defs and looks_secret(k)}
     out = ResolvedEnv()
     plain = {**{k: v[0] for k, v in layered.items()}, **(injected or {})}
     for key, (value, source, history) in layered.items():

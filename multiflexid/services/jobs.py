@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput, NotFound
 from multiflexid.crypto import SecretBox
+from multiflexid.domain.config import is_secret_key
 from multiflexid.presenters import artifact_dict, exit_code_dict, iso, job_dict
 from multiflexid.store.orm import (
     FINAL_STATES,
@@ -44,17 +46,19 @@ def parse_assignments(items: list[str] | tuple[str, ...], what: str = "--env") -
 
 
 def encrypt_overrides(
-    app: Application | None, s: Session, overrides: dict[str, str], box: SecretBox
+    app: Application | None, s: Session, overrides: dict[str, str], box: SecretBox,
+    secret: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """One-off overrides as stored on the job: secret ones as ``{"encrypted": token}``."""
+    """One-off overrides as stored on the job: secret ones as ``{"encrypted": token}`` (the
+    app's secret fields, keys named like secrets, the keys in ``secret``)."""
     if not overrides:
         return {}
-    secret_keys: set[str] = set()
+    fields = {}
     if app is not None:
-        secret_keys = {f.key for f in to_definition(get_app(s, app.id, parts=True)).env_fields
-                       if f.is_secret}
+        fields = {f.key: f for f in to_definition(get_app(s, app.id, parts=True)).env_fields}
+    marked = set(secret)
     return {
-        k: ({"encrypted": box.encrypt(v)} if k in secret_keys else v)
+        k: ({"encrypted": box.encrypt(v)} if is_secret_key(k, fields.get(k), marked) else v)
         for k, v in overrides.items()
     }
 
@@ -83,6 +87,7 @@ def create_job(
     state: str = "scheduled",
     attempt: int = 1,
     retry_of: int | None = None,
+    secret: Iterable[str] = (),
 ) -> Job:
     """Queue one job of ``rt``; it runs not before ``after``."""
     app = s.get(Application, rt.app_id)
@@ -97,7 +102,7 @@ def create_job(
         tick=tick,
         executor=rt.executor,
         launched_by=launched_by,
-        overrides=encrypt_overrides(app, s, overrides or {}, box),
+        overrides=encrypt_overrides(app, s, overrides or {}, box, secret),
         timeout=rt.timeout,
         attempt=attempt,
         retry_of_id=retry_of,

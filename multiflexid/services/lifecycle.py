@@ -431,10 +431,10 @@ def _maybe_retry(
     if rt is None or not may_retry(job.state, job.attempt, rt.max_attempts, declared):
         return None
     gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, job.attempt)
-    overrides, _secret = decrypt_overrides(job.overrides, box)
+    overrides, secret = decrypt_overrides(job.overrides, box)
     retry = create_job(
         s, rt, schedule_type="retry", launched_by=job.launched_by,
-        after=now + timedelta(seconds=gap), box=box, overrides=overrides,
+        after=now + timedelta(seconds=gap), box=box, overrides=overrides, secret=secret,
         attempt=job.attempt + 1, retry_of=job.id,
     )
     job.reason = ((job.reason + "; ") if job.reason else "") + (

@@ -193,13 +193,14 @@ def prepare_row(
         prep.blocked = f"company {ctx.who.company_slug} is disabled"
         return prep
     workdir = jobs_dir / str(job_id)
-    one_off, _secret = decrypt_overrides(overrides or {}, box)
+    one_off, one_off_secret = decrypt_overrides(overrides or {}, box)
     resolved = resolve_environment(
         ctx.app.env_fields,
         credentials=ctx.credentials,
         template=ctx.config,
         template_secret_keys=ctx.config_secret,
         overrides=one_off,
+        override_secret_keys=one_off_secret,
         injected=injected_variables(ctx.who, executor=executor, job_id=job_id,
                                     job_dir=str(workdir)),
         job_dir=str(workdir),

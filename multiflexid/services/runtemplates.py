@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from multiflexid.domain.config import (
     ConfigError,
     CredentialLayer,
     ResolvedEnv,
+    is_secret_key,
     normalize,
     resolve_environment,
 )
@@ -154,6 +156,7 @@ def create_runtemplate(
     *,
     config: dict[str, str] | None = None,
     credential_ids: list[int] | None = None,
+    secret: Iterable[str] = (),
     **values: Any,
 ) -> RunTemplate:
     values.setdefault("interv", "n")
@@ -177,7 +180,7 @@ def create_runtemplate(
     s.flush()
     definition = to_definition(get_app(s, app.id, parts=True))
     if config:
-        set_config(rt, definition, config, [], box)
+        set_config(rt, definition, config, [], box, secret)
     for cred in credentials:
         assign_credential(s, rt, cred)
     s.flush()
@@ -194,9 +197,11 @@ def update_runtemplate(s: Session, rt: RunTemplate, now: datetime, **values: Any
 
 
 def set_config(
-    rt: RunTemplate, app: AppDefinition, values: dict[str, str], unset: list[str], box: SecretBox
+    rt: RunTemplate, app: AppDefinition, values: dict[str, str], unset: list[str], box: SecretBox,
+    secret: Iterable[str] = (),
 ) -> None:
-    """Set overrides (checked against the app's field types; secret ones encrypted)."""
+    """Set overrides (checked against the app's field types; secret ones encrypted: the
+    app's secret fields, keys named like secrets, and the keys in ``secret``)."""
     rt.updated_at = utcnow()  # the daemon's launch cache keys on it
     for key in unset:
         row = next((c for c in rt.config if c.key == key), None)
@@ -207,20 +212,20 @@ def set_config(
         if not key or "=" in key:
             raise InvalidInput(f"{key!r}: not a valid configuration key")
         fdef = app.env_field(key)
-        secret = bool(fdef and fdef.is_secret)
+        hidden = is_secret_key(key, fdef, secret)
         if fdef is not None:
             try:
                 value = normalize(fdef.type, value, key, fdef.options)
             except ConfigError as exc:
                 raise InvalidInput(
-                    f"{key}: value does not fit type {fdef.type}" if secret else str(exc)
+                    f"{key}: value does not fit type {fdef.type}" if hidden else str(exc)
                 ) from None
-        stored = box.encrypt(value) if secret else value
+        stored = box.encrypt(value) if hidden else value
         row = next((c for c in rt.config if c.key == key), None)
         if row is None:
-            rt.config.append(RunTemplateConfig(key=key, value=stored, encrypted=secret))
+            rt.config.append(RunTemplateConfig(key=key, value=stored, encrypted=hidden))
         else:
-            row.value, row.encrypted = stored, secret
+            row.value, row.encrypted = stored, hidden
 
 
 def template_config(rt: RunTemplate, box: SecretBox) -> tuple[dict[str, str], set[str]]:
@@ -317,6 +322,7 @@ def resolve_env(
     job_id: int | None = None,
     job_dir: str | None = None,
     executor: str | None = None,
+    secret: Iterable[str] = (),
 ) -> ResolvedEnv:
     """The environment a job of ``rt`` gets (see multiflexid.domain.config)."""
     app = get_app(s, rt.app_id, parts=True)
@@ -329,6 +335,7 @@ def resolve_env(
         template=values,
         template_secret_keys=secret_keys,
         overrides=overrides,
+        override_secret_keys=secret,
         injected=injected_variables(
             Identity.of(rt, app, company), executor=executor or rt.executor, job_id=job_id,
             job_dir=job_dir,

@@ -69,6 +69,18 @@ def test_values_arrive_literally_and_secrets_are_masked(core: Core, daemon: Daem
     assert daemon.output(job["id"]) == f"[{nasty}]"
 
 
+def test_undeclared_secrets_are_masked_too(core: Core, daemon: DaemonProcess) -> None:
+    """One-off values the app does not declare: a key named like a secret, and one the
+    caller marks secret, are masked in the output and the job's record."""
+    rt = make_template(core, config={"SCRIPT": 'echo "$API_TOKEN $EXTRA $COLOR"'})
+    job = daemon.call("runtemplate.run", id=rt, secret_keys=["EXTRA"], env={
+        "API_TOKEN": "tok-undeclared-1", "EXTRA": "marked-secret-2", "COLOR": "green"})
+    job = daemon.wait_job(job["id"])
+    assert daemon.output(job["id"]) == "******** ******** green\n"
+    env = job["environment"]
+    assert (env["API_TOKEN"], env["EXTRA"], env["COLOR"]) == ("********", "********", "green")
+
+
 def test_timeout_stops_the_whole_process_group(core: Core, daemon: DaemonProcess,
                                                tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"

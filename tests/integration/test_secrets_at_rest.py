@@ -27,9 +27,14 @@ SECRETS = {
     "template override by set-config": "Tpl-SetCfg-Pw-1984",
     "updated credential password": "Cred-Updated-Pw-4004",
     "one-off override at run": "OneOff-Run-Pw-7777",
+    "undeclared key named like a secret, set-config": "Undeclared-Pw-1111",
+    "value marked --secret, set-config": "Marked-Secret-2222",
+    "undeclared key named like a token, one-off": "OneOff-Token-3333",
+    "value marked --secret, one-off": "OneOff-Marked-4444",
+    "undeclared *_KEY at create": "Create-Api-Key-5555",
 }
 # Values stored in clear: finding them proves the search looks in the right place.
-PLAIN = ["abra-login-visible-42", "o365-tenant-visible-43"]
+PLAIN = ["abra-login-visible-42", "o365-tenant-visible-43", "green-visible-44"]
 
 
 @pytest.fixture
@@ -70,7 +75,8 @@ def stored(mfcli, examples_dir: Path) -> dict[str, int]:
        f"OFFICE365_CLSECRET={s['credential secret field']}", "--field",
        f"OFFICE365_PASSWORD={s['credential password field (O365)']}")
     probe = ok("runtemplate", "create", "--app", PROBE, "--company", "acme", "--name", "probe",
-               "--config", f"PASSWORD={s['template override at create']}")
+               "--config", f"PASSWORD={s['template override at create']}",
+               "--config", f"SERVICE_API_KEY={s['undeclared *_KEY at create']}")
     contracts = ok("runtemplate", "create", "--app", CONTRACTS, "--company", "acme", "--name",
                    "contracts", "--credential", str(abra))
     assert mfcli("runtemplate", "set-config", "--id", str(contracts),
@@ -80,8 +86,14 @@ def stored(mfcli, examples_dir: Path) -> dict[str, int]:
                  "--field", "PASSWORD=Probe-Old-Pw-3003").code == 0
     assert mfcli("credential", "update", "--id", "3", "--field",
                  f"PASSWORD={s['updated credential password']}").code == 0
+    assert mfcli("runtemplate", "set-config", "--id", str(probe),
+                 f"MY_DB_PASSWORD={s['undeclared key named like a secret, set-config']}",
+                 "--secret", f"NOTE={s['value marked --secret, set-config']}",
+                 "COLOR=green-visible-44").code == 0
     job = ok("runtemplate", "run", "--id", str(probe), "--env",
-             f"PASSWORD={s['one-off override at run']}", "--env", "FORCE_EXITCODE=2")
+             f"PASSWORD={s['one-off override at run']}", "--env", "FORCE_EXITCODE=2",
+             "--env", f"API_TOKEN={s['undeclared key named like a token, one-off']}",
+             "--secret", f"EXTRA={s['value marked --secret, one-off']}")
     return {"abra": abra, "probe": probe, "contracts": contracts, "job": job}
 
 
@@ -141,10 +153,21 @@ def test_secrets_read_back_in_clear_when_asked_and_only_with_their_key(
     env = mfcli("runtemplate", "env", "--id", str(stored["probe"]), "--reveal", "--format",
                 "json").json["environment"]
     assert env["PASSWORD"] == SECRETS["template override at create"]
+    assert env["SERVICE_API_KEY"] == SECRETS["undeclared *_KEY at create"]
+    assert env["MY_DB_PASSWORD"] == SECRETS["undeclared key named like a secret, set-config"]
+    assert env["NOTE"] == SECRETS["value marked --secret, set-config"]
+    assert env["COLOR"] == "green-visible-44"
+    shown = {r["key"]: r for r in mfcli("runtemplate", "env", "--id", str(stored["probe"]),
+                                         "--explain", "--format", "json").json["environment"]}
+    for name in ("SERVICE_API_KEY", "MY_DB_PASSWORD", "NOTE"):
+        assert (shown[name]["value"], shown[name]["secret"]) == ("********", True), name
+    assert (shown["COLOR"]["value"], shown["COLOR"]["secret"]) == ("green-visible-44", False)
     with core.db.read_session() as s:
         overrides, secret = decrypt_overrides(get_job(s, stored["job"]).overrides, core.box)
-    assert overrides == {"PASSWORD": SECRETS["one-off override at run"], "FORCE_EXITCODE": "2"}
-    assert secret == {"PASSWORD"}
+    assert overrides == {"PASSWORD": SECRETS["one-off override at run"], "FORCE_EXITCODE": "2",
+                         "API_TOKEN": SECRETS["undeclared key named like a token, one-off"],
+                         "EXTRA": SECRETS["value marked --secret, one-off"]}
+    assert secret == {"PASSWORD", "API_TOKEN", "EXTRA"}
     # Masked everywhere unless revealed.
     for args in (("credential", "list"), ("credential", "show", "--id", "1"),
                  ("runtemplate", "env", "--id", str(stored["contracts"]), "--explain"),

@@ -105,6 +105,30 @@ def test_run_now_refuses_a_bad_override_in_the_dialog(
     run_app(daemon.socket, scenario)
 
 
+def test_secret_values_are_masked_while_typed_in_the_run_dialog(
+        daemon: DaemonProcess, seeded: dict[str, int]) -> None:
+    """TOKEN is a password field of the app; MY_PASSWORD is undeclared but named like a
+    secret: both show as bullets while typed, and the job gets them as secrets."""
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        await on_template(pilot, seeded["report"])
+        await pilot.press("r")
+        await screen_of(pilot, RunNowScreen)
+        await wait_text(pilot, "keys: MESSAGE")
+        await pilot.press(*"TOKEN=hunter22 MY_PASSWORD=pw-12345 MESSAGE=visible")
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "TOKEN=•••••••• MY_PASSWORD=•••••••• MESSAGE=visible" in shown, shown
+        assert "hunter22" not in shown and "pw-12345" not in shown
+        await pilot.press("enter")
+        screen = await screen_of(pilot, JobScreen)
+        job = daemon.wait_job(screen.job_id)
+        assert job["environment"]["TOKEN"] == "********"
+        assert job["environment"]["MY_PASSWORD"] == "********"
+        assert job["environment"]["MESSAGE"] == "visible"
+
+    run_app(daemon.socket, scenario)
+
+
 def test_stderr_and_system_lines_have_their_own_style() -> None:
     from multiflexi_tui.widgets.output_log import STREAM_STYLES
 
