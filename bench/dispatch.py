@@ -50,8 +50,8 @@ def queue_jobs(core: Core, rt_ids: list[int], n: int) -> None:
         for k in range(n):
             rt = rts[k % len(rts)]
             assert rt is not None
-            jobs.create_job(s, rt, schedule_type="adhoc", launched_by="bench", after=now,
-                            box=core.box)
+            jobs.create_job(s, core.transitions, rt, schedule_type="adhoc",
+                            launched_by="bench", after=now, box=core.box)
 
 
 def run(backend: str, n: int, parallel: int) -> dict[str, float]:

@@ -77,7 +77,8 @@ def _queued_samples(inst: Install, rt_ids: list[int], samples: int, lead: float,
             with core.db.session() as s:
                 rt = rts[k % len(rts)]
                 assert rt is not None
-                job = jobs.create_job(s, rt, schedule_type="bench", launched_by="bench",
+                job = jobs.create_job(s, core.transitions, rt, schedule_type="bench",
+                                      launched_by="bench",
                                       after=datetime.now(UTC) + timedelta(seconds=lead),
                                       box=core.box)
                 ids.append(job.id)

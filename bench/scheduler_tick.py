@@ -87,7 +87,6 @@ def _timed_transactions(core: Core, fn: object, repeat: int) -> list[float]:
 def run(backend: str, templates: int, due: int, repeat: int) -> dict[str, float]:
     with install(backend, fsync=True) as inst:
         core = inst.core()
-        box = core.box
         app_id, comp_id = make_app_company(core, app_doc("true", "true"))
         t0 = time.perf_counter()
         first, _last = bulk_templates(core, app_id, comp_id, templates,
@@ -97,7 +96,7 @@ def run(backend: str, templates: int, due: int, repeat: int) -> dict[str, float]
 
         floor = _timed_transactions(core, lambda s: s.execute(text("SELECT 1")), repeat)
         idle = _timed_transactions(
-            core, lambda s: lifecycle.tick(s, datetime.now(UTC), box), repeat)
+            core, lambda s: lifecycle.tick(s, core.transitions, datetime.now(UTC)), repeat)
         with core.db.read_session() as s:
             assert not s.scalar(select(func.count()).select_from(Job))
 
@@ -110,7 +109,7 @@ def run(backend: str, templates: int, due: int, repeat: int) -> dict[str, float]
         try:
             while True:
                 with core.db.transaction(session) as s:
-                    result = lifecycle.tick(s, datetime.now(UTC), box)
+                    result = lifecycle.tick(s, core.transitions, datetime.now(UTC))
                 rounds += 1
                 created += len(result.created)
                 if len(result.created) + len(result.skipped) < 1000:

@@ -13,6 +13,8 @@ from typing import Any
 
 from rich.text import Text
 
+from multiflexi import states
+
 # None: the zone of the machine the TUI runs on.
 LOCAL_ZONE: tzinfo | None = None
 
@@ -24,18 +26,14 @@ def _system_clock() -> datetime:
 
 CLOCK: Callable[[], datetime] = _system_clock
 
-FINAL_STATES = frozenset(
-    {"succeeded", "failed", "timed_out", "cancelled", "lost", "blocked"}
-)
-ACTIVE_STATES = frozenset({"pending", "scheduled", "running"})
-JOB_STATES = (
-    "pending", "scheduled", "running", "succeeded", "failed", "timed_out", "cancelled",
-    "lost", "blocked",
-)
+FINAL_STATES = frozenset(states.FINAL_STATES)
+ACTIVE_STATES = frozenset(states.ACTIVE_STATES)
+JOB_STATES = states.JOB_STATES
 
 STATE_STYLES = {
     "pending": "yellow",
     "scheduled": "cyan",
+    "claimed": "blue",
     "running": "bold blue",
     "succeeded": "green",
     "failed": "bold red",
@@ -47,6 +45,7 @@ STATE_STYLES = {
 STATE_MARKS = {
     "pending": "…",
     "scheduled": "◷",
+    "claimed": "▷",
     "running": "▶",
     "succeeded": "✔",
     "failed": "✘",

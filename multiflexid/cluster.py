@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 import multiflexi
 from multiflexi.settings import Settings
 from multiflexid.dbthread import DbThread
+from multiflexid.health import describe
 from multiflexid.services import nodes
-from multiflexid.services.jobs import CHANNEL
+from multiflexid.store.transitions import CHANNEL, JobTransitions
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Cluster:
         settings: Settings,
         db: DbThread,
         *,
+        transitions: JobTransitions,
         postgres: bool,
         on_fenced: Callable[[bool], None],
         on_work: Callable[[], None],
@@ -42,6 +44,7 @@ class Cluster:
     ) -> None:
         self.settings = settings
         self.db = db
+        self.tx = transitions
         self.postgres = postgres
         self.on_fenced = on_fenced
         self.on_work = on_work
@@ -88,7 +91,7 @@ class Cluster:
                 await self.register()
         except Exception as exc:
             log.warning("cannot renew the lease of node %s: %s", self.settings.node,
-                        str(exc).splitlines()[0])
+                        describe(exc))
             self.steady_since = time.monotonic()
             return
         now = time.monotonic()
@@ -104,16 +107,24 @@ class Cluster:
 
     async def reap(self) -> None:
         try:
-            reaped = await self.db.write(nodes.reap, self.settings.node, self.clock(),
+            reaped = await self.db.write(nodes.reap, self.tx, self.settings.node, self.clock(),
                                          self.settings.heartbeat_seconds)
+            stale = await self.db.write(nodes.release_stale_claims, self.tx, self.clock(),
+                                        self.settings.claim_hold_seconds)
         except Exception as exc:
-            log.warning("cannot look for dead nodes: %s", str(exc).splitlines()[0])
+            log.warning("cannot look for dead nodes: %s", describe(exc))
             return
         for dead in reaped:
-            log.warning("node %s is dead (last heartbeat %s): %d running job(s) marked lost%s",
+            log.warning("node %s is dead (last heartbeat %s): %d running job(s) marked lost%s"
+                        "; %d claimed, not started, back in the queue",
                         dead.node, dead.last_heartbeat.isoformat(), len(dead.jobs),
-                        (": " + ", ".join(map(str, dead.jobs))) if dead.jobs else "")
-        if reaped:
+                        (": " + ", ".join(map(str, dead.jobs))) if dead.jobs else "",
+                        len(dead.requeued))
+        if stale:
+            log.warning("%d job(s) claimed but not started for %g s: back in the queue: %s",
+                        len(stale), self.settings.claim_hold_seconds,
+                        ", ".join(map(str, stale)))
+        if reaped or stale:
             self.on_work()
 
     async def run_listener(self, stopped: asyncio.Event) -> None:

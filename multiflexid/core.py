@@ -9,6 +9,7 @@ from multiflexi.errors import StorageError
 from multiflexi.settings import Settings, load_settings
 from multiflexid.crypto import SecretBox
 from multiflexid.store.db import Database, DatabaseError
+from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,12 @@ class Core:
             return Database(self.settings.effective_database_url)
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
+
+    @cached_property
+    def transitions(self) -> JobTransitions:
+        """The store's job transitions, with what must happen in the transaction of every
+        job's end (the same in the daemon and the CLI)."""
+        return JobTransitions()
 
     @cached_property
     def box(self) -> SecretBox:

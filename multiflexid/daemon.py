@@ -17,15 +17,15 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 import multiflexi
-from multiflexi.errors import Conflict, InvalidInput, MultiFlexiError
+from multiflexi.errors import MultiFlexiError
 from multiflexi.protocol import PROTOCOL_VERSION
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.artifacts import collect
@@ -33,30 +33,31 @@ from multiflexid.cluster import Cluster
 from multiflexid.core import Core
 from multiflexid.dbthread import DbThread
 from multiflexid.dispatcher import Dispatcher
+from multiflexid.domain.jobstate import JobEnded
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
+from multiflexid.operations import Operations
 from multiflexid.output import JobOutput, OutputHub
-from multiflexid.presenters import job_dict
+from multiflexid.presenters import output_view
 from multiflexid.privileges import become_data_dir_owner
-from multiflexid.rpc_methods import build_handlers, output_view
+from multiflexid.rpc_methods import build_handlers
 from multiflexid.rpc_server import RpcServer
 from multiflexid.scheduler import Scheduler
-from multiflexid.services import jobs, lifecycle, runtemplates
+from multiflexid.services import lifecycle, runtemplates
 from multiflexid.services.jobs import job_view
-from multiflexid.services.lifecycle import job_fields
 from multiflexid.services.nodes import NodeConflict
 from multiflexid.services.prepare import Prepared
 from multiflexid.store.db import DatabaseError
-from multiflexid.store.orm import Job, Schedule
+from multiflexid.store.orm import Schedule
 from multiflexid.systemd import Notifier, OutputLines, setup_logging
 
 log = logging.getLogger("multiflexid")
 
 
 # The order job states are reached in, for dropping late events.
-_STATE_RANK = {"pending": 0, "scheduled": 0, "running": 1}
+_STATE_RANK = {"pending": 0, "scheduled": 0, "claimed": 1, "running": 2}
 
 
 class StartupError(Exception):
@@ -76,6 +77,8 @@ class Daemon:
         self.bus = EventBus()
         self.queued = 0
         self.health = Health()
+        # Told of every job's end once it is committed (metrics, notifications...).
+        self.ended_listeners: list[Callable[[JobEnded], None]] = []
         self._lock_fd: int | None = None
         self._job_rank: dict[int, int] = {}
 
@@ -123,29 +126,44 @@ class Daemon:
             log.info("database migrated from %s to %s", before or "empty", after)
         self._take_node_lock()
         self.db = DbThread(self.core.db)
+
+        def committed(events: list[Any]) -> None:  # in the writer thread
+            loop.call_soon_threadsafe(self._committed, events)
+
+        self.db.on_events = committed
         self.box = self.core.box
-        self.cluster = Cluster(settings, self.db, postgres=not self.core.db.is_sqlite,
+        self.cluster = Cluster(settings, self.db, transitions=self.core.transitions,
+                               postgres=not self.core.db.is_sqlite,
                                on_fenced=self._fenced, on_work=self._work_arrived)
         try:
             await self.cluster.register()
         except NodeConflict as exc:
             raise StartupError(str(exc)) from None
-        lost = await self.db.write(lifecycle.recover_lost, settings.node, datetime.now(UTC),
-                                   self.core.db.is_sqlite)
+        self.tx = self.core.transitions
+        lost, requeued = await self.db.write(
+            self.tx.abandon, None if self.core.db.is_sqlite else settings.node,
+            datetime.now(UTC),
+            f"multiflexid on {settings.node} stopped while the job ran (its result is unknown)")
         if lost:
             log.warning("marked %d job(s) left running by a previous run as lost: %s",
-                        len(lost), ", ".join(map(str, lost)))
+                        len(lost), ", ".join(str(e.job_id) for e in lost))
+        if requeued:
+            log.info("%d job(s) claimed but not started by a previous run: back in the "
+                     "queue: %s", len(requeued), ", ".join(map(str, requeued)))
         self.hub = OutputHub(
             lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
             self.publish)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
-                                     self._executors(), post_run=[self._collect_artifacts],
+                                     self._executors(), transitions=self.tx,
+                                     prefetch=self.core.db.is_sqlite,
+                                     post_run=[self._collect_artifacts],
                                      lines=self.lines, health=self.health)
         self.dispatcher.on_change = self._report_status
-        self.scheduler = Scheduler(self.db, self.box, self._jobs_created,
+        self.scheduler = Scheduler(self.db, self.tx, self._jobs_created,
                                    max_sleep=max(1.0, settings.poll_seconds),
                                    health=self.health)
-        self.rpc = RpcServer(settings.socket, build_handlers(self),
+        self.ops = Operations(self.db, self.box, self.tx, self)
+        self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
                              max_frame=settings.max_frame_bytes, health=self.health)
         self.bus.subscribe(self.rpc.broadcast, self.rpc.interested)
         self.dispatcher.publish = self.publish
@@ -178,6 +196,16 @@ class Daemon:
             self.db.close()
             self.core.close()
             self.notifier.close()
+
+    def _committed(self, events: list[Any]) -> None:
+        """Events of committed transactions (every job's end: ``JobEnded``), in the loop."""
+        for event in events:
+            if isinstance(event, JobEnded):
+                for listener in self.ended_listeners:
+                    try:
+                        listener(event)
+                    except Exception as exc:
+                        self.health.report("JobEnded listener", exc)
 
     def _fenced(self, fenced: bool) -> None:
         self.dispatcher.accepting = not fenced and not self.stop_taking.is_set()
@@ -304,7 +332,7 @@ class Daemon:
         """Whether a job event comes later than one that told more (events are built from
         reads that may overlap: a "scheduled" read before the job started must not be
         pushed after its "running" or its end)."""
-        rank = _STATE_RANK.get(job.get("state", ""), 2)
+        rank = _STATE_RANK.get(job.get("state", ""), 3)
         seen = self._job_rank.get(job["id"], -1)
         if rank < seen:
             return True
@@ -329,7 +357,26 @@ class Daemon:
                         s, runtemplates.get_runtemplate(s, i)))
                 self.publish("runtemplate.changed", rt)
 
-    async def status_doc(self, user: str) -> dict[str, Any]:
+    # --- Control: what the operations of the socket's handlers need -----------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_taking.is_set()
+
+    def work_arrived(self) -> None:
+        self.dispatcher.wake.set()
+        self.scheduler.wake.set()
+
+    def cancel_here(self, job_id: int) -> bool:
+        return self.dispatcher.cancel(job_id)
+
+    async def flush_output(self) -> None:
+        await self.hub.flush()
+
+    def log(self, message: str, fields: dict[str, Any]) -> None:
+        log.info("%s", message, extra=fields)
+
+    async def status(self, user: str) -> dict[str, Any]:
         db = self.core.db
         return {
             "version": multiflexi.__version__,
@@ -348,58 +395,6 @@ class Daemon:
             "status": self._status_line(),
             "stopping": self.stop_taking.is_set(),
         }
-
-    async def run_now(self, rt_id: int, env: dict[str, str], *, launched_by: str,
-                      schedule_type: str, secret: list[str] | None = None) -> dict[str, Any]:
-        if self.stop_taking.is_set():
-            raise Conflict("multiflexid is stopping; the job was not queued")
-
-        def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
-            rt = runtemplates.get_runtemplate(s, rt_id)
-            resolved = runtemplates.resolve_env(s, rt, self.box, overrides=env,
-                                                secret=secret or ())
-            bad = [e for e in resolved.errors if e.split(":")[0] in env]
-            if bad:
-                raise InvalidInput("; ".join(bad))
-            busy = s.scalar(select(func.count()).select_from(Job).where(
-                Job.runtemplate_id == rt.id, Job.state == "running"))
-            job = jobs.create_job(
-                s, rt, schedule_type=schedule_type, launched_by=launched_by,
-                after=datetime.now(UTC), box=self.box, overrides=env, secret=secret or (),
-                state="pending" if busy else "scheduled",
-            )
-            return job_dict(job), job_fields(s, job)
-
-        view, fields = await self.db.write(q)
-        log.info("job queued by %s (%s)", launched_by, schedule_type, extra=fields)
-        self.dispatcher.wake.set()
-        self.publish("job.changed", view)
-        return view
-
-    async def cancel(self, job_id: int, by: str) -> dict[str, Any]:
-        if self.dispatcher.cancel(job_id):
-            view = await self.db.read(job_view, job_id)
-            log.info("cancel requested by %s", by, extra={
-                "MULTIFLEXI_JOB_ID": job_id, "MULTIFLEXI_RUNTEMPLATE_ID": view["runtemplate_id"],
-                "MULTIFLEXI_COMPANY": view["company"], "MULTIFLEXI_APP": view["app"]})
-            view["cancel"] = "requested"
-            return view
-        now = datetime.now(UTC)
-
-        def q(s: Session) -> str:
-            job = jobs.get_job(s, job_id)
-            if lifecycle.cancel_queued(s, job_id, now, by):
-                return "cancelled"
-            if job.state == "running":
-                lifecycle.request_cancel(s, job_id)
-                return "requested"
-            raise Conflict(f"job {job_id} is already {job.state}; nothing to cancel")
-
-        outcome = await self.db.write(q)
-        view = await self.db.read(job_view, job_id)
-        view["cancel"] = outcome
-        self.publish("job.changed", view)
-        return view
 
 
 def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:

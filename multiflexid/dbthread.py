@@ -6,6 +6,9 @@ fsync — covers them all (job starts, ends and output batches of many jobs). If
 of a batch fails, the batch is rolled back and each write runs again in a transaction of
 its own, so one bad write never undoes the others. Reads use a small pool of their own
 so a long history query never delays a job's start or end.
+
+Events a write leaves in ``session.info["events"]`` (the store's ``JobEnded``) are handed
+to ``on_events`` once their transaction has committed — never for a rolled-back one.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class DbThread:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="mf-db-read")
         self.batches = 0
         self.writes = 0
+        # Called in the writer thread with the events of each committed transaction.
+        self.on_events: Callable[[list[Any]], None] | None = None
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue ``fn(session, ...)`` for the writer now (writes run in submission order)."""
@@ -80,7 +85,9 @@ class DbThread:
         batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         if not batch:
             return
+        info = self._session.info
         if len(batch) > 1:
+            info["events"] = []
             try:
                 with self.db.transaction(self._session) as s:
                     results = [fn(s) for fn, _fut in batch]
@@ -89,19 +96,29 @@ class DbThread:
             else:
                 self.batches += 1
                 self.writes += len(batch)
+                self._committed(info.pop("events"))
                 for (_fn, fut), result in zip(batch, results, strict=True):
                     fut.set_result(result)
                 return
         for fn, fut in batch:
+            info["events"] = []
             try:
                 with self.db.transaction(self._session) as s:
                     result = fn(s)
             except BaseException as exc:
                 fut.set_exception(exc)
             else:
+                self._committed(info.pop("events"))
                 fut.set_result(result)
             self.batches += 1
             self.writes += 1
+
+    def _committed(self, events: list[Any]) -> None:
+        if events and self.on_events is not None:
+            try:
+                self.on_events(events)
+            except Exception:  # a listener's bug must not fail the writes
+                log.exception("event listener failed")
 
     def close(self) -> None:
         self._queue.put(None)

@@ -1,13 +1,23 @@
-"""The dispatcher: claims due jobs, runs them through their executor, records the end.
+"""The dispatcher: claims due jobs, starts them through their executor, records the end.
 
-Throughput comes from not waiting where nothing needs waiting:
-- jobs are claimed ahead (up to ``max_parallel`` more than run) and prepared while they
-  wait for a slot, so a free slot is filled at once;
-- a slot is free as soon as the job's process has ended; its end is written by the
-  group-committing writer (see dbthread.py) while the next job already runs;
-- a claim is committed before anything is launched, so a job never runs twice. A claimed
-  job that has not started when the daemon stops goes back to the queue; if the daemon
-  dies it is marked ``lost`` at the next start like a running one (its result unknown).
+A job's way through this node, each step a transition of the store's API
+(``store.transitions``), written by the group-committing database thread (dbthread.py):
+
+- **claim** (scheduled -> claimed): only as many as this node has free slots (on SQLite,
+  where one daemon serves the database, up to as many again, prepared while they wait) —
+  a node never hoards work another node could start now;
+- **start** (claimed -> running), committed *before* the process or container is
+  launched: a job whose start is not on record was never launched, so a dead node's
+  claimed jobs go back to the queue and only its running ones are ``lost``. A start that
+  is refused (cancelled, or released meanwhile) launches nothing;
+- **end** (running -> final), through the one path that records ends (retries, counters,
+  the ``JobEnded`` event). A slot is free as soon as the job's process has ended; its end
+  is written while the next job already runs.
+
+A claimed job not started within ``claim_hold_seconds`` goes back to the queue: any node
+releases claims older than that (see cluster.py), which is safe because a start is
+guarded by the claim (a released job's start is refused; nothing is launched). Prefetched
+jobs on SQLite wait for their slot: no other node could take them.
 """
 
 from __future__ import annotations
@@ -16,7 +26,6 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,33 +37,29 @@ from multiflexi.settings import Settings
 from multiflexid.aio import nap
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
-from multiflexid.domain.appdef import ExitCodeDef
+from multiflexid.domain.jobstate import IllegalTransition, JobEnded, Verdict, verdict
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor, JobSpec
 from multiflexid.health import Health
 from multiflexid.output import JobOutput, OutputHub
-from multiflexid.presenters import job_dict
 from multiflexid.services import lifecycle
+from multiflexid.services.environment import load_context
 from multiflexid.services.jobs import job_view
-from multiflexid.services.prepare import (
-    LaunchCache,
-    Prepared,
-    context_key,
-    load_context,
-    prepare_row,
-)
+from multiflexid.services.prepare import LaunchCache, Prepared, context_key, prepare_row
 from multiflexid.services.runtemplates import get_runtemplate, runtemplate_view
 from multiflexid.store.orm import Job
+from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger("multiflexid.job")
 
-# A job still running this long after it started gets its start recorded on its own.
+# A job still running this long after it started gets its launch details recorded on
+# their own (else they are written with its end: one UPDATE instead of two).
 START_WRITE_DELAY = 0.05
 
 # After a job ends: (prepared job, executor result, the job's output) -> extra work
 # (artifacts, result report) done before the job's end is recorded.
 PostRun = Callable[[Prepared, ExecResult, JobOutput], Awaitable[None]]
-Phase = Literal["waiting", "running", "ending"]
+Phase = Literal["claimed", "running", "ending"]
 
 
 def _utcnow() -> datetime:
@@ -68,7 +73,7 @@ class Running:
     job_id: int
     task: asyncio.Task[None]
     cancel: asyncio.Event
-    phase: Phase = "waiting"
+    phase: Phase = "claimed"
     fields: dict[str, Any] = field(default_factory=dict)  # journal fields, once known
 
 
@@ -82,6 +87,8 @@ class Dispatcher:
         bus: EventBus,
         executors: dict[str, Executor],
         *,
+        transitions: JobTransitions,
+        prefetch: bool = False,
         clock: Callable[[], datetime] = _utcnow,
         post_run: list[PostRun] | None = None,
         lines: Callable[[dict[str, Any], str, str], None] | None = None,
@@ -95,6 +102,8 @@ class Dispatcher:
         self.hub = hub
         self.bus = bus
         self.executors = executors
+        self.tx = transitions
+        self.prefetch = prefetch
         self.clock = clock
         self.post_run = post_run or []
         self.running: dict[int, Running] = {}  # every job held by this node
@@ -142,28 +151,27 @@ class Dispatcher:
     def _held(self) -> int:
         return sum(1 for r in self.running.values() if r.phase != "ending")
 
-    def _capacity(self) -> int:
-        # Claim up to one more job per slot than can run: it waits prepared for a slot.
-        return 2 * self.settings.max_parallel
-
     async def dispatch_once(self) -> tuple[list[Any], int]:
         """Claim what fits; (claimed job rows, how many could have been claimed).
 
-        Claims refill in bulk: only once at most ``max_parallel`` jobs are held (so every
-        slot still has work), which halves the claims under a steady stream of jobs."""
+        Without prefetch a node claims only for its free slots. With it (SQLite: one
+        node) it claims up to one more job per slot, prepared while it waits, and refills
+        in bulk — once at most ``max_parallel`` are held — which halves the claims under
+        a steady stream of jobs."""
         await self._check_cancel_requests()
-        room = self._capacity() - self._held()
-        if not self.accepting or room < max(1, self.settings.max_parallel):
+        parallel = self.settings.max_parallel
+        room = (2 if self.prefetch else 1) * parallel - self._held()
+        if not self.accepting or room < (parallel if self.prefetch else 1):
             return [], 0
-        rows = await self.db.write(lifecycle.claim_rows, self.clock(), self.settings.node,
-                                   room)
+        rows = await self.db.write(lifecycle.claim_rows, self.tx, self.clock(),
+                                   self.settings.node, room)
         for row in rows:
-            self._start(row)
+            self._claimed(row)
         if rows:
             self.on_change()
         return rows, room
 
-    def _start(self, row: Any) -> None:
+    def _claimed(self, row: Any) -> None:
         job_id = row[0]
         cancel = asyncio.Event()
         task = asyncio.create_task(self._execute(row, cancel), name=f"job-{job_id}")
@@ -172,8 +180,9 @@ class Dispatcher:
 
     def _done(self, job_id: int, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("job %s: %s", job_id, task.exception(), exc_info=task.exception(),
-                      extra={"MULTIFLEXI_JOB_ID": job_id})
+            exc = task.exception()
+            assert exc is not None
+            self.health.report(f"job {job_id}", exc)
         self.running.pop(job_id, None)
         self.on_change()
         self.wake.set()
@@ -209,30 +218,40 @@ class Dispatcher:
         try:
             prep = await self._prepare(row)
         except Exception as exc:
-            log.exception("job %s: cannot prepare it", job_id)
+            eid = self.health.report(f"job {job_id}: prepare", exc)
             run.phase = "ending"
-            await self._record_end(job_id, "failed", None, f"cannot prepare the job: {exc}")
+            await self._record_end(job_id, Verdict(
+                "failed", None, f"cannot prepare the job (error id {eid})", None))
             return
         fields = run.fields = prep.log_fields
         if prep.blocked:
             run.phase = "ending"
             log.warning("job blocked: %s", prep.blocked, extra=fields)
-            await self._record_end(job_id, "blocked", None, prep.blocked, fields,
-                                   prepared=_not_started([], prep.env_doc))
+            await self._write_end(job_id, fields, self.tx.block, job_id, self.clock(),
+                                  prep.blocked, prep.env_doc)
             return
-        if not await self._acquire_slot(cancel):
+        if not await self._acquire_slot(cancel, fields):
             run.phase = "ending"
             if cancel.is_set():
-                await self._record_end(job_id, "cancelled", None, "cancelled before it started",
-                                       fields, prepared=_not_started([], prep.env_doc))
-            else:  # the daemon is stopping: it never started, so it simply waits again
-                await self.db.write(lifecycle.release, [job_id], self.clock())
+                await self._write_end(job_id, fields, self._cancel_claimed, job_id,
+                                      self.clock())
+            else:  # stopping, or waited too long: nobody ran it, it simply waits again
+                await self.db.write(self.tx.release, [job_id], self.clock(),
+                                    self.settings.node)
                 log.info("job not started; back in the queue", extra=fields)
             return
         try:
+            try:  # on record before anything is launched
+                await self.db.write(self.tx.start, job_id, self.settings.node, self.clock())
+            except IllegalTransition as exc:
+                run.phase = "ending"
+                log.warning("job not started: %s", exc.message, extra=fields)
+                return
             run.phase = "running"
             self.on_change()
-            result, out, start = await self._launch(prep, cancel)
+            if self.bus.has_listeners:
+                self.background(self._announce(job_id))
+            result, out, launch = await self._launch(prep, cancel)
         finally:
             run.phase = "ending"
             self.slots.release()
@@ -240,17 +259,19 @@ class Dispatcher:
         for hook in self.post_run:
             try:
                 await hook(prep, result, out)
-            except Exception:
-                log.exception("after-job step failed", extra=fields)
+            except Exception as exc:
+                self.health.report("after-job step", exc)
         self.hub.flush_soon()  # the output is written before (or with) the job's end
-        state, reason = _outcome(result)
-        await self._record_end(
-            job_id, state, result.exitcode, reason, fields,
-            prepared=start, prep=prep,
-        )
+        meaning = prep.app.exit_code(result.exitcode) if prep.app is not None else None
+        await self._record_end(job_id, verdict(result.outcome, result.exitcode, result.message,
+                                               meaning), fields, launch)
 
-    async def _acquire_slot(self, cancel: asyncio.Event) -> bool:
-        """Wait for a free slot; False if cancelled or draining meanwhile (no slot held)."""
+    def _cancel_claimed(self, s: Any, job_id: int, now: datetime) -> JobEnded:
+        return self.tx.cancel(s, [job_id], now, "cancelled before it started")[0]
+
+    async def _acquire_slot(self, cancel: asyncio.Event, fields: dict[str, Any]) -> bool:
+        """Wait for a free slot; False if cancelled, draining, or it waited longer than
+        ``claim_hold_seconds`` meanwhile (no slot held then)."""
         if cancel.is_set() or self.draining.is_set():
             return False
         if not self.slots.locked():  # a slot is free: take it without the waiting machinery
@@ -260,7 +281,11 @@ class Dispatcher:
         stops = [asyncio.ensure_future(cancel.wait()),
                  asyncio.ensure_future(self.draining.wait())]
         try:
-            await asyncio.wait([acquire, *stops], return_when=asyncio.FIRST_COMPLETED)
+            # Prefetched (one node): it waits for its slot. Otherwise another node may have
+            # room for it: back to the queue after claim_hold_seconds.
+            hold = None if self.prefetch else self.settings.claim_hold_seconds
+            await asyncio.wait([acquire, *stops], timeout=hold,
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in stops:
                 waiter.cancel()
@@ -285,7 +310,7 @@ class Dispatcher:
             out.system(f"[multiflexi] {missing}")
             out.close()
             return (ExecResult("failed_to_start", message=missing), out,
-                    _not_started(prep.shown_command, prep.env_doc))
+                    _launch_record(prep.shown_command, prep.env_doc))
         assert prep.workdir is not None
         prep.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log.info("job started: %s", " ".join(prep.shown_command),
@@ -299,33 +324,28 @@ class Dispatcher:
             flow=self.hub.flow,
         )
         self.hub.track(out)
-        # What the job runs, its environment record, pid and begin: written once the job
-        # has run for START_WRITE_DELAY (not awaited), or with its end if it is over by then
-        # (one UPDATE instead of two for the many short jobs).
-        start = _not_started(prep.shown_command, prep.env_doc)
+        # What the job runs, its environment's record, its pid and its process's begin:
+        # written once the job has run for START_WRITE_DELAY (not awaited), or with its
+        # end if it is over by then.
+        launch = _launch_record(prep.shown_command, prep.env_doc)
         timer: asyncio.TimerHandle | None = None
 
-        def write_start() -> None:
-            nonlocal start
-            if start:
-                written = self.db.submit(lifecycle.job_started, job_id, **start)
-                start = {}
-                if self.bus.has_listeners:  # tell watching clients it runs now
-                    self.background(self._announce(job_id, written))
+        def write_launch() -> None:
+            nonlocal launch
+            if launch:
+                self.db.submit(self.tx.launched, job_id, **launch)
+                launch = {}
 
         def started(pid: int | None) -> None:
             nonlocal timer
-            start["pid"], start["begin"] = pid, self.clock()
-            if self.bus.has_listeners:
-                write_start()
-            else:
-                timer = asyncio.get_running_loop().call_later(START_WRITE_DELAY, write_start)
+            launch["pid"], launch["begin"] = pid, self.clock()
+            timer = asyncio.get_running_loop().call_later(START_WRITE_DELAY, write_launch)
 
         try:
             result = await executor.run(spec, out.feed, started, cancel)
         except Exception as exc:  # an executor bug must not leave a job "running"
-            log.exception("executor %s failed", prep.executor, extra=fields)
-            result = ExecResult("failed_to_start", message=f"executor error: {exc}")
+            eid = self.health.report(f"executor {prep.executor}", exc)
+            result = ExecResult("failed_to_start", message=f"executor error (error id {eid})")
         finally:
             self.hub.untrack(out)
             if timer is not None:
@@ -335,49 +355,58 @@ class Dispatcher:
         elif result.message:
             out.system(f"[multiflexi] {result.message}")
         out.close()
-        return result, out, start or None
+        return result, out, launch or None
 
     async def _record_end(
-        self, job_id: int, state: str, exitcode: int | None, reason: str | None,
-        fields: dict[str, Any] | None = None, prepared: dict[str, Any] | None = None,
-        prep: Prepared | None = None,
+        self, job_id: int, ended: Verdict, fields: dict[str, Any] | None = None,
+        launch: dict[str, Any] | None = None,
     ) -> None:
+        await self._write_end(job_id, fields, self.tx.end, job_id, ended, self.clock(),
+                              launch=launch)
+
+    async def _write_end(self, job_id: int, fields: dict[str, Any] | None,
+                         fn: Callable[..., JobEnded], *args: Any, **kwargs: Any) -> None:
+        """Record a job's end (through ``fn``, one of the store's final transitions), log
+        it and tell the watching clients. Never given up on: it is retried until the
+        database takes it."""
         delay = 0.5
-        now = self.clock()
-        known = None
-        if prep is not None and prep.app is not None:  # what the app says this code means
-            known = (prep.runtemplate_id, prep.app.exit_code(exitcode))
-        while True:  # the end of a job is never given up on: retry until the database is back
+        while True:
             try:
-                job = await self.db.write(_finish_and_view, job_id, state, now, exitcode,
-                                          reason, self.box, prepared, known,
-                                          self.bus.has_listeners)
+                ended = await self.db.write(fn, *args, **kwargs)
                 break
+            except IllegalTransition as exc:  # ended meanwhile (reaped, cancelled...)
+                log.warning("job %s: its end was not recorded: %s", job_id, exc.message,
+                            extra=fields or {"MULTIFLEXI_JOB_ID": job_id})
+                return
             except Exception as exc:
-                log.error("job %s: cannot record its end yet (%s); retrying", job_id, exc)
+                self.health.failed("job ends", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        state = job["state"]  # the app's exit codes may have turned "failed" into success
+        self.health.ok("job ends")
         log.log(
-            logging.INFO if state == "succeeded" else logging.WARNING,
-            "job ended: %s%s%s", state,
-            f", exit code {exitcode}" if exitcode is not None else "",
-            f" ({reason})" if reason else "",
+            logging.INFO if ended.state == "succeeded" else logging.WARNING,
+            "job ended: %s%s%s", ended.state,
+            f", exit code {ended.exitcode}" if ended.exitcode is not None else "",
+            f" ({ended.reason})" if ended.reason else "",
             extra={**(fields or {"MULTIFLEXI_JOB_ID": job_id}),
-                   "MULTIFLEXI_EXIT_CODE": exitcode, "MULTIFLEXI_STATE": state},
+                   "MULTIFLEXI_EXIT_CODE": ended.exitcode, "MULTIFLEXI_STATE": ended.state},
         )
-        self.publish("job.changed", job)
-        if self.bus.wants("runtemplate.changed") and job.get("runtemplate_id"):
+        if self.bus.has_listeners:
+            await self._tell_ended(ended)
+
+    async def _tell_ended(self, ended: JobEnded) -> None:
+        view = await self.db.read(job_view, ended.job_id)
+        self.publish("job.changed", view)
+        if self.bus.wants("runtemplate.changed") and ended.runtemplate_id is not None:
             # its last result and counters changed
-            rt = await self.db.read(_runtemplate_view, job["runtemplate_id"])
+            rt = await self.db.read(_runtemplate_view, ended.runtemplate_id)
             if rt is not None:
                 self.publish("runtemplate.changed", rt)
 
-    async def _announce(self, job_id: int, written: Future[None]) -> None:
+    async def _announce(self, job_id: int) -> None:
         """Push that a job started, unless it already ended meanwhile (its end is pushed
         then, and a late "running" must never follow it)."""
         try:
-            await asyncio.wrap_future(written)
             view = await self.db.read(job_view, job_id)
         except Exception:
             return  # an event is a courtesy; the job's record is what counts
@@ -417,42 +446,12 @@ class Dispatcher:
             await asyncio.wait(pending)
 
 
-def _not_started(command: list[str], env: dict[str, Any]) -> dict[str, Any]:
+def _launch_record(command: list[str], env: dict[str, Any]) -> dict[str, Any]:
     return {"command": command, "env": env, "pid": None, "begin": None}
-
-
-def _outcome(result: ExecResult) -> tuple[str, str | None]:
-    if result.outcome == "exited":
-        return ("succeeded" if result.exitcode == 0 else "failed"), None
-    if result.outcome == "timed_out":
-        return "timed_out", result.message
-    if result.outcome == "cancelled":
-        return "cancelled", result.message
-    return "failed", result.message
 
 
 def _cancel_requested(s: Any, ids: list[int]) -> list[int]:
     return list(s.scalars(select(Job.id).where(Job.id.in_(ids), Job.cancel_requested.is_(True))))
-
-
-def _finish_and_view(
-    s: Any, job_id: int, state: str, now: datetime, exitcode: int | None, reason: str | None,
-    box: SecretBox, prepared: dict[str, Any] | None,
-    known: tuple[int | None, ExitCodeDef | None] | None, full_view: bool,
-) -> dict[str, Any]:
-    """Record the end; the job's whole view only when someone listens for it."""
-    if known is None:
-        if prepared is not None:  # what it ran (or would have run) goes on record here
-            lifecycle.job_started(s, job_id, **prepared)
-        job = lifecycle.finish(s, job_id, state=state, now=now, exitcode=exitcode,
-                               reason=reason, box=box)
-        return job_dict(job)
-    final = lifecycle.record_end(s, job_id, state=state, now=now, exitcode=exitcode,
-                                 reason=reason, runtemplate_id=known[0], declared=known[1],
-                                 box=box, started=prepared)
-    if full_view:
-        return job_view(s, job_id)
-    return {"id": job_id, "state": final, "exitcode": exitcode, "reason": reason}
 
 
 def _runtemplate_view(s: Any, rt_id: int) -> dict[str, Any] | None:
@@ -461,3 +460,4 @@ def _runtemplate_view(s: Any, rt_id: int) -> dict[str, Any] | None:
     except NotFound:  # removed meanwhile
         return None
     return runtemplate_view(s, rt)
+

@@ -35,6 +35,8 @@ def database_unavailable(exc: BaseException) -> StorageError | None:
     """The database could not be reached or used (connection refused, locked, disk full):
     a one-line :class:`StorageError` without the statement or its parameters; None for
     anything else (a missing table or a bad statement is a bug, not an outage)."""
+    if isinstance(exc, StorageError):  # already said in one line (store/db.py)
+        return exc
     if not isinstance(exc, DBAPIError):
         return None
     orig = exc.orig if exc.orig is not None else exc
@@ -74,7 +76,13 @@ class Health:
         return bool(self.problems)
 
     def summary(self) -> str:
-        return "; ".join(f"{component}: {reason}" for component, reason in self.problems.items())
+        """``scheduler, dispatcher: <reason>; ...`` — one reason once, with everything it
+        stops."""
+        by_reason: dict[str, list[str]] = {}
+        for component, reason in self.problems.items():
+            by_reason.setdefault(reason, []).append(component)
+        return "; ".join(f"{', '.join(components)}: {reason}"
+                         for reason, components in by_reason.items())
 
     def report(self, where: str, exc: BaseException) -> str:
         """Log an unexpected error (traceback once per distinct error); its id."""

@@ -168,6 +168,13 @@ def job_dict(job: Job, meaning: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def output_view(job_id: int, seq: int, stream: str, at: datetime, data: bytes) -> dict[str, Any]:
+    """A chunk of a job's output, as ``job.output`` returns it and ``job.output`` events
+    push it."""
+    return {"job_id": job_id, "seq": seq, "stream": stream, "at": iso(at),
+            "data": data.decode("utf-8", "replace")}
+
+
 def artifact_dict(a: Artifact) -> dict[str, Any]:
     return {
         "id": a.id, "job_id": a.job_id, "name": a.name, "filename": a.filename,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,8 +17,8 @@ from multiflexid.presenters import (
     artifact_dict,
     company_dict,
     credential_dict,
-    iso,
     job_dict,
+    output_view,
 )
 from multiflexid.services import apps, companies, credentials, jobs, runtemplates
 from multiflexid.store.orm import (
@@ -30,10 +30,8 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
+from .operations import Operations
 from .rpc_server import Connection, Handler
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
 
 # Responses must fit a frame (1 MiB): content and output are paged below that.
 MAX_ARTIFACT_BYTES = 512 * 1024
@@ -44,15 +42,16 @@ def _page(p: Params) -> tuple[int, int]:
     return p.opt_int("limit", 100, min=1, max=1000), p.opt_int("offset", 0, min=0)
 
 
-def build_handlers(d: Daemon) -> dict[str, Handler]:
-    """The registry of methods; each validates its params where they come off the wire."""
-    db = d.db
+def build_handlers(ops: Operations) -> dict[str, Handler]:
+    """The registry of methods; each validates its params where they come off the wire and
+    calls one read or one operation."""
+    db = ops
 
     # --- daemon -------------------------------------------------------------------------
 
     async def daemon_status(conn: Connection, p: Params) -> Any:
         p.done()
-        return await d.status_doc(conn.peer.user)
+        return await ops.status(conn.peer.user)
 
     # --- companies, applications ----------------------------------------------------------
 
@@ -127,7 +126,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             rt = runtemplates.get_runtemplate(s, rt_id)
-            resolved = runtemplates.resolve_env(s, rt, d.box, overrides=env)
+            resolved = runtemplates.resolve_env(s, rt, ops.box, overrides=env)
             return {"environment": resolved.explain(reveal=False), "missing": resolved.missing,
                     "errors": resolved.errors}
 
@@ -160,26 +159,16 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         rt_id = p.int("id")
         env = p.str_map("env") if "env" in p else {}
         secret = p.str_list("secret_keys")
-        via = p.opt_enum("via", ("cli", "tui", "api"), "api")
+        via = p.opt_enum("via", ("cli", "tui", "api")) or "api"
         p.done()
-        job = await d.run_now(rt_id, env, launched_by=conn.peer.user,
-                              schedule_type=f"adhoc-{via}", secret=secret)
-        return job
+        return await ops.run_now(rt_id, env, secret=secret, launched_by=conn.peer.user,
+                                 via=via)
 
     async def runtemplate_set_active(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
         active = p.bool("active")
         p.done()
-
-        def q(s: Session) -> Any:
-            rt = runtemplates.get_runtemplate(s, rt_id)
-            runtemplates.update_runtemplate(s, rt, datetime.now(UTC), active=active)
-            return runtemplates.runtemplate_view(s, rt)
-
-        view = await db.write(q)
-        d.publish("runtemplate.changed", view)
-        d.scheduler.wake.set()
-        return view
+        return await ops.set_active(rt_id, active)
 
     async def runtemplate_create(conn: Connection, p: Params) -> Any:
         app_id = p.int("app_id")
@@ -197,20 +186,8 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         secret = p.str_list("secret_keys")
         creds = p.int_list("credentials") if "credentials" in p else []
         p.done()
-
-        def q(s: Session) -> Any:
-            app = apps.get_app(s, app_id)
-            company = companies.get_company(s, company_id)
-            rt = runtemplates.create_runtemplate(
-                s, app, company, d.box, datetime.now(UTC), config=config,
-                credential_ids=creds, secret=secret, **values,
-            )
-            return runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(s, rt.id))
-
-        view = await db.write(q)
-        d.publish("runtemplate.changed", view)
-        d.scheduler.wake.set()
-        return view
+        return await ops.create_template(app_id, company_id, config=config, secret=secret,
+                                         credentials=creds, **values)
 
     async def credential_list(conn: Connection, p: Params) -> Any:
         company_id = p.int("company_id")
@@ -222,7 +199,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
                          .all())
             return {"items": [
                 credential_dict(c, codes.get(c.credential_type_id, "?"), company.slug,
-                                credentials.credential_values(c, d.box, reveal=False))
+                                credentials.credential_values(c, ops.box, reveal=False))
                 for c in credentials.list_credentials(s, company)
             ]}
 
@@ -260,7 +237,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         limit = p.opt_int("limit", 1000, min=1, max=10000)
         stream = p.opt_enum("stream", ("stdout", "stderr"))
         p.done()
-        await d.hub.flush()
+        await ops.flush_output()
 
         def q(s: Session) -> Any:
             job = jobs.get_job(s, job_id)
@@ -285,7 +262,7 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
     async def job_cancel(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
         p.done()
-        return await d.cancel(job_id, by=conn.peer.user)
+        return await ops.cancel(job_id, by=conn.peer.user)
 
     async def artifact_get(conn: Connection, p: Params) -> Any:
         art_id = p.int("id")
@@ -354,13 +331,3 @@ def build_handlers(d: Daemon) -> dict[str, Handler]:
         "events.subscribe": events_subscribe,
         "events.unsubscribe": events_unsubscribe,
     }
-
-
-# --- views shared with the daemon ---------------------------------------------------------
-
-
-def output_view(job_id: int, seq: int, stream: str, at: datetime, data: bytes) -> dict[str, Any]:
-    return {"job_id": job_id, "seq": seq, "stream": stream, "at": iso(at),
-            "data": data.decode("utf-8", "replace")}
-
-

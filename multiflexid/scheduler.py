@@ -13,10 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from multiflexid.aio import nap
-from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
 from multiflexid.health import Health
 from multiflexid.services import lifecycle
+from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Scheduler:
     def __init__(
         self,
         db: DbThread,
-        box: SecretBox,
+        transitions: JobTransitions,
         on_jobs: Callable[[list[int]], None],
         *,
         clock: Callable[[], datetime] = _utcnow,
@@ -42,7 +42,7 @@ class Scheduler:
         self.health = health or Health()
         self.max_sleep = max_sleep
         self.db = db
-        self.box = box
+        self.tx = transitions
         self.on_jobs = on_jobs
         self.clock = clock
         self.batch = batch
@@ -51,7 +51,7 @@ class Scheduler:
 
     async def tick(self) -> lifecycle.TickResult:
         now = self.clock()
-        result = await self.db.write(lifecycle.tick, now, self.box, self.batch)
+        result = await self.db.write(lifecycle.tick, self.tx, now, self.batch)
         self.last_tick = now
         if result.created:
             log.info("scheduled %d job(s)", len(result.created))

@@ -161,16 +161,13 @@ def cancel(job_id: int) -> None:
         return
     from datetime import UTC, datetime
 
-    from multiflexi.errors import Conflict
-    from multiflexid.services import lifecycle
-
-    with state().session() as s:  # no daemon: only a queued job can be cancelled
-        j = svc.get_job(s, job_id)
-        if not lifecycle.cancel_queued(s, job_id, datetime.now(UTC), live.current_user()):
-            raise Conflict(f"job {job_id} is {j.state}; only a queued job can be cancelled "
-                           "while multiflexid is not running")
-        d = job_dict(j)
-    emit(d, f"job {job_id}: cancelled before it ran")
+    st = state()
+    with st.session() as s:  # no daemon here: the database says what can be done
+        outcome = svc.cancel(s, st.core.transitions, job_id, datetime.now(UTC),
+                             live.current_user())
+        d = {**job_dict(svc.get_job(s, job_id)), "cancel": outcome}
+    emit(d, f"job {job_id}: " + ("cancel requested; the node running it stops it"
+                                 if outcome == "requested" else "cancelled before it ran"))
 
 
 # --- artifacts -------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ import click
 
 from multiflexi.client import Client
 from multiflexi.errors import DaemonUnavailable
+from multiflexi.states import FINAL_STATES
 
 from .base import state
 
-FINAL = ("succeeded", "failed", "timed_out", "cancelled", "lost", "blocked")
+FINAL = FINAL_STATES
 
 
 def connect(required: str | None = None) -> Client | None:

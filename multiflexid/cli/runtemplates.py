@@ -10,13 +10,12 @@ import click
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput
-from multiflexid.domain.config import ConfigError, normalize
 from multiflexid.presenters import job_dict, runtemplate_dict
 from multiflexid.services import runtemplates as svc
 from multiflexid.services.apps import get_app, to_definition
 from multiflexid.services.companies import get_company
 from multiflexid.services.credentials import get_credential
-from multiflexid.services.jobs import create_job, parse_assignments
+from multiflexid.services.jobs import parse_assignments
 from multiflexid.store.orm import Application, Company, RunTemplate
 
 from . import live
@@ -176,7 +175,8 @@ def remove(rt_id: int) -> None:
     with state().session() as s:
         rt = svc.get_runtemplate(s, rt_id)
         d: dict[str, Any] = {"id": rt.id, "name": rt.name, "removed": True}
-        d["cancelled_jobs"] = svc.remove_runtemplate(s, rt, datetime.now(UTC))
+        d["cancelled_jobs"] = svc.remove_runtemplate(s, state().core.transitions, rt,
+                                                     datetime.now(UTC))
     emit(d, f"removed run template {d['id']} {d['name']!r}"
             + (f"; cancelled {d['cancelled_jobs']} queued job(s)" if d["cancelled_jobs"] else ""))
 
@@ -190,7 +190,8 @@ def set_config(rt_id: int, unset: tuple[str, ...], secret_items: tuple[str, ...]
                items: tuple[str, ...]) -> None:
     """Set configuration overrides (checked against the application's field types)."""
     if not items and not unset and not secret_items:
-        raise click.UsageError("give KEY=VALUE arguments, --secret KEY=VALUE or --unset KEY")
+        raise click.UsageError("give KEY=VALUE arguments or --unset KEY "
+                               "(--secret KEY=VALUE for a secret value)")
     values, secret = _assignments(items, secret_items, "KEY=VALUE")
     st = state()
     with st.session() as s:
@@ -282,22 +283,6 @@ def preview(rt_id: int, count: int, start: str | None) -> None:
     ) if rows else click.echo("never scheduled (interval n or inactive)"))
 
 
-def _check_overrides(s: Session, rt: RunTemplate, overrides: dict[str, str]) -> None:
-    """A one-off value of the wrong type is refused now, not found at launch."""
-    app = to_definition(get_app(s, rt.app_id, parts=True))
-    for key, value in overrides.items():
-        fdef = app.env_field(key)
-        if fdef is None:
-            continue
-        try:
-            normalize(fdef.type, value, key, fdef.options)
-        except ConfigError as exc:
-            raise InvalidInput(
-                f"--env {key}: value does not fit type {fdef.type}" if fdef.is_secret
-                else f"--env {exc}"
-            ) from None
-
-
 def _run(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...],
          wait: bool = False) -> None:
     """Run now: through the daemon when it runs (it starts the job at once), else queued
@@ -325,12 +310,9 @@ def _run(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...],
         raise click.exceptions.Exit(live.exit_status(final))
     st = state()
     with st.session() as s:
-        rt = svc.get_runtemplate(s, rt_id)
-        _check_overrides(s, rt, overrides)
-        job = create_job(
-            s, rt, schedule_type="adhoc-cli", launched_by=live.current_user(),
-            after=datetime.now(UTC), box=st.core.box, overrides=overrides, secret=secret,
-        )
+        job = svc.run_now(s, st.core.transitions, st.core.box, rt_id, overrides, secret=secret,
+                          launched_by=live.current_user(), schedule_type="adhoc-cli",
+                          now=datetime.now(UTC), what="--env ")
         d = job_dict(job)
     emit(d, f"queued job {d['id']} of run template {rt_id} (multiflexid is not running: it "
             "starts the job when it starts)")

@@ -6,18 +6,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import InvalidInput, NotFound
+from multiflexi.errors import Conflict, InvalidInput, NotFound
+from multiflexi.states import FINAL_STATES, JOB_STATES, QUEUED_STATES
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.config import is_secret_key
 from multiflexid.presenters import artifact_dict, exit_code_dict, iso, job_dict
 from multiflexid.store.orm import (
-    FINAL_STATES,
-    JOB_STATES,
-    JOBS,
-    SCHEDULE,
     AppExitCode,
     Application,
     Artifact,
@@ -27,10 +24,9 @@ from multiflexid.store.orm import (
     RunTemplate,
     Schedule,
 )
+from multiflexid.store.transitions import JobTransitions
 
 from .apps import get_app, to_definition
-
-QUEUED_STATES = ("pending", "scheduled")
 
 
 def parse_assignments(items: list[str] | tuple[str, ...], what: str = "--env") -> dict[str, str]:
@@ -76,6 +72,7 @@ def decrypt_overrides(stored: dict[str, Any], box: SecretBox) -> tuple[dict[str,
 
 def create_job(
     s: Session,
+    tx: JobTransitions,
     rt: RunTemplate,
     *,
     schedule_type: str,
@@ -84,47 +81,14 @@ def create_job(
     box: SecretBox,
     tick: datetime | None = None,
     overrides: dict[str, str] | None = None,
-    state: str = "scheduled",
-    attempt: int = 1,
-    retry_of: int | None = None,
     secret: Iterable[str] = (),
 ) -> Job:
-    """Queue one job of ``rt``; it runs not before ``after``."""
+    """Queue one job of ``rt``; it runs not before ``after``. Secret one-off values are
+    stored encrypted (see :func:`encrypt_overrides`)."""
     app = s.get(Application, rt.app_id)
-    job = Job(
-        runtemplate_id=rt.id,
-        app_id=rt.app_id,
-        company_id=rt.company_id,
-        runtemplate_name=rt.name,
-        state=state,
-        schedule_type=schedule_type,
-        schedule=after,
-        tick=tick,
-        executor=rt.executor,
-        launched_by=launched_by,
-        overrides=encrypt_overrides(app, s, overrides or {}, box, secret),
-        timeout=rt.timeout,
-        attempt=attempt,
-        retry_of_id=retry_of,
-    )
-    s.add(job)
-    s.flush()
-    if state in QUEUED_STATES:  # "pending" waits in the queue for its template's run
-        s.add(Schedule(job_id=job.id, runtemplate_id=rt.id, after=after))
-        s.flush()
-        notify_nodes(s)
-    return job
-
-
-# PostgreSQL channel every multiflexid LISTENs on: "work arrived" (queued job, cancel).
-CHANNEL = "multiflexi_jobs"
-
-
-def notify_nodes(s: Session) -> None:
-    """Wake waiting nodes when this transaction commits (PostgreSQL; SQLite has one node,
-    which polls its own database file)."""
-    if s.bind is not None and s.bind.dialect.name == "postgresql":
-        s.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    return tx.create(s, rt, schedule_type=schedule_type, launched_by=launched_by,
+                     after=after, tick=tick,
+                     overrides=encrypt_overrides(app, s, overrides or {}, box, secret))
 
 
 def get_job(s: Session, job_id: int | str) -> Job:
@@ -190,18 +154,25 @@ def counts_by_state(s: Session) -> dict[str, int]:
     return {state: n for state, n in rows}
 
 
-def cancel_queued_of_template(s: Session, rt: RunTemplate, reason: str, now: datetime) -> int:
+def cancel_queued_of_template(s: Session, tx: JobTransitions, rt: RunTemplate, reason: str,
+                              now: datetime) -> int:
     """Cancel jobs of ``rt`` that have not started; returns how many."""
     ids = list(s.scalars(select(Job.id).where(
-        Job.runtemplate_id == rt.id, Job.state.in_(QUEUED_STATES)
-    )))
-    if ids:
-        s.execute(delete(SCHEDULE).where(Schedule.job_id.in_(ids)))
-        s.execute(
-            update(JOBS).where(Job.id.in_(ids))
-            .values(state="cancelled", reason=reason, end=now, updated_at=now)
-        )
-    return len(ids)
+        Job.runtemplate_id == rt.id, Job.state.in_(QUEUED_STATES))))
+    return len(tx.cancel(s, ids, now, reason, strict=False))
+
+
+def cancel(s: Session, tx: JobTransitions, job_id: int, now: datetime, by: str) -> str:
+    """Cancel a job, whoever asks: one not started yet is cancelled now (``"cancelled"``;
+    a node that claimed it is then refused its start), a running one is asked to stop
+    (``"requested"``: the node running it stops it), an ended one is a Conflict."""
+    job = get_job(s, job_id)
+    if job.state in (*QUEUED_STATES, "claimed"):
+        tx.cancel(s, [job_id], now, f"cancelled by {by} before it ran")
+        return "cancelled"
+    if job.state == "running" and tx.request_cancel(s, job_id):
+        return "requested"
+    raise Conflict(f"job {job_id} is already {job.state}; nothing to cancel")
 
 
 def is_final(state: str) -> bool:

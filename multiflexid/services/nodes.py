@@ -1,22 +1,24 @@
 """Nodes: each multiflexid holds a lease it renews by heartbeat (PostgreSQL, several hosts).
 
 A node whose lease expired has its running jobs marked ``lost`` by a surviving node (with
-the reason); a node that cannot renew its own lease stops launching jobs (self-fencing),
-so a job never runs twice without anyone knowing.
+the reason) and its claimed ones put back in the queue (it never started them: a start
+is on record before a launch); a node that cannot renew its own lease stops launching
+jobs (self-fencing), so a job never runs twice without anyone knowing.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from multiflexid.store.orm import JOBS, Job, Node
+from multiflexid.store.orm import Job, Node
+from multiflexid.store.transitions import JobTransitions
 
 HOST = socket.gethostname()
 
@@ -77,11 +79,14 @@ def heartbeat(s: Session, name: str, *, pid: int, now: datetime, lease: float) -
 class Reaped:
     node: str
     last_heartbeat: datetime
-    jobs: list[int]
+    jobs: list[int]  # running: lost
+    requeued: list[int] = field(default_factory=list)  # claimed, never started: queued again
 
 
-def reap(s: Session, me: str, now: datetime, grace: float = 0.0) -> list[Reaped]:
-    """Nodes whose lease ran out (more than ``grace`` s ago): their running jobs are lost."""
+def reap(s: Session, tx: JobTransitions, me: str, now: datetime, grace: float = 0.0
+         ) -> list[Reaped]:
+    """Nodes whose lease ran out (more than ``grace`` s ago): their running jobs are lost,
+    their claimed ones go back to the queue."""
     cutoff = now - timedelta(seconds=grace)
     dead = list(s.scalars(
         select(Node).where(Node.name != me, Node.state == "up", Node.lease_until < cutoff)
@@ -89,18 +94,23 @@ def reap(s: Session, me: str, now: datetime, grace: float = 0.0) -> list[Reaped]
     ))
     out = []
     for node in dead:
-        ids = list(s.scalars(select(Job.id).where(Job.node == node.name,
-                                                  Job.state == "running")))
-        if ids:
-            s.execute(update(JOBS).where(Job.id.in_(ids)).values(
-                state="lost", end=now, updated_at=now,
-                reason=(f"node {node.name} stopped renewing its lease (last heartbeat "
-                        f"{node.heartbeat_at.isoformat()}); marked lost by {me}, the "
-                        "job's result is unknown"),
-            ))
+        lost, requeued = tx.abandon(
+            s, node.name, now,
+            f"node {node.name} stopped renewing its lease (last heartbeat "
+            f"{node.heartbeat_at.isoformat()}); marked lost by {me}, the job's result is "
+            "unknown")
         node.state = "down"
-        out.append(Reaped(node.name, node.heartbeat_at, ids))
+        out.append(Reaped(node.name, node.heartbeat_at, [e.job_id for e in lost], requeued))
     return out
+
+
+def release_stale_claims(s: Session, tx: JobTransitions, now: datetime, hold: float
+                         ) -> list[int]:
+    """Jobs claimed more than ``hold`` s ago and still not started, by any node, go back
+    to the queue (their node's start is then refused: nothing is launched twice)."""
+    stale = list(s.scalars(select(Job.id).where(
+        Job.state == "claimed", Job.claimed_at < now - timedelta(seconds=hold))))
+    return tx.release(s, stale, now)
 
 
 def unregister(s: Session, name: str, pid: int, now: datetime) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.domain.cmdline import CommandError, build_argv
-from multiflexid.domain.config import CredentialLayer, mask_text, resolve_environment
+from multiflexid.domain.config import mask_text
 from multiflexid.executors.base import Limits
 from multiflexid.store.orm import (
     Application,
@@ -30,15 +30,8 @@ from multiflexid.store.orm import (
     RunTemplateCredential,
 )
 
-from .apps import get_app, to_definition
+from .environment import TemplateContext, environment
 from .jobs import decrypt_overrides
-from .runtemplates import (
-    Identity,
-    credential_layers,
-    get_runtemplate,
-    injected_variables,
-    template_config,
-)
 
 # Variables of the daemon's own environment a native job inherits (nothing else leaks:
 # not the database URL, not NOTIFY_SOCKET).
@@ -67,22 +60,6 @@ class Prepared:
     attempt: int = 1
 
 
-@dataclass(frozen=True)
-class TemplateContext:
-    """A run template with everything it resolves to, as of ``key``."""
-
-    key: tuple[Any, ...]
-    who: Identity
-    app: AppDefinition
-    app_enabled: bool
-    company_enabled: bool
-    rt_ociimage: str | None
-    limits: Limits
-    config: dict[str, str]
-    config_secret: frozenset[str]
-    credentials: tuple[CredentialLayer, ...]
-
-
 class LaunchCache:
     def __init__(self) -> None:
         self._items: dict[int, TemplateContext] = {}
@@ -99,24 +76,6 @@ class LaunchCache:
 
     def put(self, ctx: TemplateContext) -> None:
         self._items[ctx.who.rt_id] = ctx
-
-
-def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...]
-                 ) -> TemplateContext:
-    """Read a template's context (a launch-cache miss)."""
-    rt = get_runtemplate(s, rt_id)
-    app_row = get_app(s, rt.app_id, parts=True)
-    company = s.get(Company, rt.company_id)
-    assert company is not None
-    config, secret = template_config(rt, box)
-    return TemplateContext(
-        key=key, who=Identity.of(rt, app_row, company), app=to_definition(app_row),
-        app_enabled=app_row.enabled, company_enabled=company.enabled, rt_ociimage=rt.ociimage,
-        limits=Limits(memory=rt.memory_limit, cpus=rt.cpu_limit, pids=rt.pids_limit,
-                      network=rt.network),
-        config=config, config_secret=frozenset(secret),
-        credentials=tuple(credential_layers(s, rt, box)),
-    )
 
 
 def _job_row_statement() -> Any:
@@ -194,17 +153,9 @@ def prepare_row(
         return prep
     workdir = jobs_dir / str(job_id)
     one_off, one_off_secret = decrypt_overrides(overrides or {}, box)
-    resolved = resolve_environment(
-        ctx.app.env_fields,
-        credentials=ctx.credentials,
-        template=ctx.config,
-        template_secret_keys=ctx.config_secret,
-        overrides=one_off,
-        override_secret_keys=one_off_secret,
-        injected=injected_variables(ctx.who, executor=executor, job_id=job_id,
-                                    job_dir=str(workdir)),
-        job_dir=str(workdir),
-    )
+    resolved = environment(ctx, executor=executor, overrides=one_off,
+                           override_secret=one_off_secret, job_id=job_id,
+                           job_dir=str(workdir))
     prep.secrets = resolved.secrets()
     prep.env_doc = {
         "values": resolved.masked(),

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-import multiflexi
 from multiflexi.errors import Conflict, InvalidInput, NotFound
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.domain.config import (
     ConfigError,
-    CredentialLayer,
     ResolvedEnv,
     is_secret_key,
     normalize,
-    resolve_environment,
 )
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
 from multiflexid.presenters import iso, runtemplate_dict
@@ -29,34 +25,30 @@ from multiflexid.store.orm import (
     Application,
     Company,
     Credential,
-    CredentialType,
     Job,
     RunTemplate,
     RunTemplateConfig,
     RunTemplateCredential,
 )
+from multiflexid.store.transitions import JobTransitions
 from multiflexid.store.types import utcnow
 
 from .apps import get_app, to_definition
-from .credentials import credential_layer, get_credential
-from .jobs import cancel_queued_of_template
+from .credentials import get_credential
+from .environment import (  # noqa: F401 (get_runtemplate, Identity... are used from here)
+    _WITH_PARTS,
+    Identity,
+    environment,
+    get_runtemplate,
+    injected_variables,
+    load_context,
+    template_config,
+)
+from .jobs import cancel_queued_of_template, create_job
 
 EXECUTORS = ("Native", "Podman")
 BACKOFFS = ("none", "fixed", "linear", "exponential")
 INTERVAL_CODES = ("i", "h", "d", "w", "m", "y", "c", "n")
-
-_WITH_PARTS = (selectinload(RunTemplate.config), selectinload(RunTemplate.credentials))
-
-
-def get_runtemplate(s: Session, ref: int | str) -> RunTemplate:
-    text = str(ref).strip()
-    rt = None
-    if text.isdigit():
-        rt = s.scalar(select(RunTemplate).options(*_WITH_PARTS).where(RunTemplate.id == int(text)))
-    if rt is None:
-        raise NotFound(f"no run template with id {text!r}")
-    return rt
-
 
 def list_runtemplates(
     s: Session, company: Company | None = None, app: Application | None = None
@@ -228,11 +220,6 @@ def set_config(
             row.value, row.encrypted = stored, hidden
 
 
-def template_config(rt: RunTemplate, box: SecretBox) -> tuple[dict[str, str], set[str]]:
-    values = {c.key: box.decrypt(c.value) if c.encrypted else c.value for c in rt.config}
-    return values, {c.key for c in rt.config if c.encrypted}
-
-
 def _check_owner(s: Session, cred: Credential, company: Company, template: str) -> None:
     """Tenant isolation: a template only ever gets credentials of its own company."""
     if cred.company_id != company.id:
@@ -261,58 +248,6 @@ def unassign_credential(rt: RunTemplate, cred_id: int) -> None:
     rt.credentials.remove(row)
 
 
-def credential_layers(s: Session, rt: RunTemplate, box: SecretBox) -> list[CredentialLayer]:
-    layers = []
-    for link in sorted(rt.credentials, key=lambda c: c.credential_id):
-        cred = get_credential(s, link.credential_id)
-        code = s.scalar(
-            select(CredentialType.code).where(CredentialType.id == cred.credential_type_id)
-        )
-        layers.append(credential_layer(cred, code or "?", box))
-    return layers
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Whose job it is: what the MULTIFLEXI_* variables tell the application."""
-
-    rt_id: int
-    rt_name: str
-    app_id: int
-    app_name: str
-    app_uuid: str | None
-    company_id: int
-    company_slug: str
-    company_name: str
-
-    @classmethod
-    def of(cls, rt: RunTemplate, app: Application, company: Company) -> Identity:
-        return cls(rt.id, rt.name, app.id, app.name, app.uuid, company.id, company.slug,
-                   company.name)
-
-
-def injected_variables(
-    who: Identity, *, executor: str, job_id: int | None = None, job_dir: str | None = None,
-) -> dict[str, str]:
-    """The ``MULTIFLEXI_*`` variables every job gets."""
-    later = "(set at launch)"
-    return {
-        "MULTIFLEXI_JOB_ID": str(job_id) if job_id is not None else later,
-        "MULTIFLEXI_RUNTEMPLATE_ID": str(who.rt_id),
-        "MULTIFLEXI_RUNTEMPLATE_NAME": who.rt_name,
-        "MULTIFLEXI_COMPANY_ID": str(who.company_id),
-        "MULTIFLEXI_COMPANY_SLUG": who.company_slug,
-        "MULTIFLEXI_COMPANY_CODE": who.company_slug,
-        "MULTIFLEXI_COMPANY_NAME": who.company_name,
-        "MULTIFLEXI_APPLICATION_ID": str(who.app_id),
-        "MULTIFLEXI_APPLICATION_NAME": who.app_name,
-        "MULTIFLEXI_APPLICATION_UUID": who.app_uuid or "",
-        "MULTIFLEXI_EXECUTOR": executor,
-        "MULTIFLEXI_TMP": job_dir or later,
-        "MULTIFLEXI_VERSION": multiflexi.__version__,
-    }
-
-
 def resolve_env(
     s: Session,
     rt: RunTemplate,
@@ -324,31 +259,34 @@ def resolve_env(
     executor: str | None = None,
     secret: Iterable[str] = (),
 ) -> ResolvedEnv:
-    """The environment a job of ``rt`` gets (see multiflexid.domain.config)."""
-    app = get_app(s, rt.app_id, parts=True)
-    company = s.get(Company, rt.company_id)
-    assert company is not None
-    values, secret_keys = template_config(rt, box)
-    return resolve_environment(
-        to_definition(app).env_fields,
-        credentials=credential_layers(s, rt, box),
-        template=values,
-        template_secret_keys=secret_keys,
-        overrides=overrides,
-        override_secret_keys=secret,
-        injected=injected_variables(
-            Identity.of(rt, app, company), executor=executor or rt.executor, job_id=job_id,
-            job_dir=job_dir,
-        ),
-        job_dir=job_dir,
-    )
+    """The environment a job of ``rt`` gets (see multiflexid.services.environment)."""
+    return environment(load_context(s, rt.id, box), executor=executor or rt.executor,
+                       overrides=overrides, override_secret=secret, job_id=job_id,
+                       job_dir=job_dir)
 
 
-def remove_runtemplate(s: Session, rt: RunTemplate, now: datetime) -> int:
+def run_now(
+    s: Session, tx: JobTransitions, box: SecretBox, rt_ref: int | str,
+    overrides: dict[str, str], *, secret: Iterable[str] = (), launched_by: str,
+    schedule_type: str, now: datetime, what: str = "",
+) -> Job:
+    """"Run now", whoever asks (the socket, the CLI with or without the daemon): the
+    one-off values must fit their fields (an error names each, prefixed by ``what``),
+    then the job is queued to run at once (``pending`` while the template's job runs)."""
+    rt = get_runtemplate(s, rt_ref)
+    resolved = resolve_env(s, rt, box, overrides=overrides, secret=secret)
+    bad = [e for e in resolved.errors if e.split(":")[0] in overrides]
+    if bad:
+        raise InvalidInput("; ".join(what + e for e in bad))
+    return create_job(s, tx, rt, schedule_type=schedule_type, launched_by=launched_by,
+                      after=now, box=box, overrides=overrides, secret=secret)
+
+
+def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: datetime) -> int:
     """Delete the template; its finished jobs stay in history (their template id becomes
     empty, name and ids are kept on the job); jobs still queued are cancelled. Returns how
     many were cancelled."""
-    cancelled = cancel_queued_of_template(s, rt, f"run template {rt.id} was removed", now)
+    cancelled = cancel_queued_of_template(s, tx, rt, f"run template {rt.id} was removed", now)
     s.delete(rt)
     return cancelled
 

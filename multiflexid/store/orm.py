@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from multiflexi import states
+
 from .types import UTCDateTime, utcnow
 
 NAMING = {
@@ -328,11 +330,9 @@ class RunTemplateCredential(Base):
 
 # --- jobs ----------------------------------------------------------------------------------------
 
-JOB_STATES = (
-    "pending", "scheduled", "running", "succeeded", "failed", "timed_out", "cancelled",
-    "lost", "blocked",
-)
-FINAL_STATES = ("succeeded", "failed", "timed_out", "cancelled", "lost", "blocked")
+# The vocabulary is shared with the CLI and the TUI; the transitions are domain.jobstate.
+JOB_STATES = states.JOB_STATES
+FINAL_STATES = states.FINAL_STATES
 
 
 class Job(Timestamped, Base):
@@ -344,17 +344,18 @@ class Job(Timestamped, Base):
         Index("ix_job_company_recent", "company_id", "id"),
         Index("ix_job_runtemplate_recent", "runtemplate_id", "id"),
         Index("ix_job_state", "state"),
-        # A template never runs twice at once, on any node: at most one running job per
-        # template, enforced by the database (and cheap to look up for the claim).
+        # A template never runs twice at once, on any node: at most one claimed or
+        # running job per template, enforced by the database (and cheap to look up for
+        # the claim).
         Index(
-            "uq_job_one_running_per_template", "runtemplate_id", unique=True,
-            postgresql_where=text("state = 'running'"),
-            sqlite_where=text("state = 'running'"),
+            "uq_job_one_held_per_template", "runtemplate_id", unique=True,
+            postgresql_where=text("state IN ('claimed', 'running')"),
+            sqlite_where=text("state IN ('claimed', 'running')"),
         ),
         Index(
             "ix_job_active", "node", "state",
-            postgresql_where=text("state IN ('running', 'scheduled', 'pending')"),
-            sqlite_where=text("state IN ('running', 'scheduled', 'pending')"),
+            postgresql_where=text("state IN ('running', 'claimed', 'scheduled', 'pending')"),
+            sqlite_where=text("state IN ('running', 'claimed', 'scheduled', 'pending')"),
         ),
     )
 
@@ -383,7 +384,9 @@ class Job(Timestamped, Base):
     exitcode: Mapped[int | None] = mapped_column(Integer)
     pid: Mapped[int | None] = mapped_column(Integer)
     launched_by: Mapped[str] = mapped_column(String(64), default="scheduler")
+    # The node that claimed it (and runs or ran it), and when it claimed it
     node: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None] = mapped_column()
     reason: Mapped[str | None] = mapped_column(Text)
     timeout: Mapped[int | None] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)

@@ -54,6 +54,8 @@ class Settings:
     # Multi-node leases (PostgreSQL)
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
+    # A job claimed by a node and not started this long after goes back to the queue
+    claim_hold_seconds: float = 5.0
     # How often the daemon looks for work it was not told about (jobs queued by the CLI
     # straight into SQLite; PostgreSQL nodes are woken by NOTIFY)
     poll_seconds: float = 1.0
@@ -90,6 +92,7 @@ _ENV = {
     "artifact_max_job_bytes": "MULTIFLEXI_ARTIFACT_MAX_JOB_BYTES",
     "lease_seconds": "MULTIFLEXI_LEASE_SECONDS",
     "heartbeat_seconds": "MULTIFLEXI_HEARTBEAT_SECONDS",
+    "claim_hold_seconds": "MULTIFLEXI_CLAIM_HOLD_SECONDS",
     "poll_seconds": "MULTIFLEXI_POLL_SECONDS",
 }
 

@@ -84,8 +84,8 @@ def test_three_nodes_thousands_of_jobs_one_killed(pg_core: Core, nodes: Nodes,
         for n in range(total):
             rt = s.get(RunTemplate, templates[n % len(templates)])
             assert rt is not None
-            create_job(s, rt, schedule_type="adhoc", launched_by="fault-test", after=now,
-                       box=pg_core.box)
+            create_job(s, pg_core.transitions, rt, schedule_type="adhoc",
+                       launched_by="fault-test", after=now, box=pg_core.box)
     started = time.monotonic()
     for name in ("n1", "n2", "n3"):
         nodes.start(name, MULTIFLEXI_MAX_PARALLEL="4")
@@ -147,8 +147,8 @@ def test_waiting_node_wakes_on_notify(pg_core: Core, nodes: Nodes) -> None:
     with pg_core.db.session() as s:
         rt = s.get(RunTemplate, rt_id)
         assert rt is not None
-        job_id = create_job(s, rt, schedule_type="adhoc-cli", launched_by="t",
-                            after=datetime.now(UTC), box=pg_core.box).id
+        job_id = create_job(s, pg_core.transitions, rt, schedule_type="adhoc-cli",
+                            launched_by="t", after=datetime.now(UTC), box=pg_core.box).id
     job = d.wait_job(job_id, timeout=20)  # well before the 60 s poll
     assert job["state"] == "succeeded"
 

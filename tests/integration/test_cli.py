@@ -515,11 +515,11 @@ def test_runtemplate_create_list_show_update_remove(mfcli, world: dict[str, int]
 def test_set_config_is_type_checked_and_unset(mfcli, mf_env, world: dict[str, int]) -> None:
     rt = str(make_template(mfcli))
     r = mfcli("runtemplate", "set-config", "--id", rt, "FORCE_EXITCODE=+2", "APP_DEBUG=yes",
-              "EXTRA_KEY=free text")
+              "EXTRA_NOTE=free text")
     assert (r.code, r.out) == (
-        0, f"run template {rt}: configured APP_DEBUG, EXTRA_KEY, FORCE_EXITCODE\n")
+        0, f"run template {rt}: configured APP_DEBUG, EXTRA_NOTE, FORCE_EXITCODE\n")
     env = mfcli("runtemplate", "env", "--id", rt, "--format", "json").json["environment"]
-    assert (env["FORCE_EXITCODE"], env["APP_DEBUG"], env["EXTRA_KEY"]) == ("2", "1", "free text")
+    assert (env["FORCE_EXITCODE"], env["APP_DEBUG"], env["EXTRA_NOTE"]) == ("2", "1", "free text")
 
     before = dump_tables(mf_env.db_url)
     one_line_error(mfcli("runtemplate", "set-config", "--id", rt, "FORCE_EXITCODE=three"),
@@ -535,11 +535,11 @@ def test_set_config_is_type_checked_and_unset(mfcli, mf_env, world: dict[str, in
     assert dump_tables(mf_env.db_url) == before
 
     r = mfcli("runtemplate", "set-config", "--id", rt, "--unset", "FORCE_EXITCODE",
-              "--unset", "EXTRA_KEY", "--format", "json")
+              "--unset", "EXTRA_NOTE", "--format", "json")
     assert r.json["config_keys"] == ["APP_DEBUG"]
     env = mfcli("runtemplate", "env", "--id", rt, "--format", "json").json["environment"]
     assert env["FORCE_EXITCODE"] == "0"  # back to the app default
-    assert "EXTRA_KEY" not in env
+    assert "EXTRA_NOTE" not in env
 
 
 def test_assign_and_unassign_credential(mfcli, world: dict[str, int]) -> None:

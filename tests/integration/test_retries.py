@@ -8,9 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from multiflexid.core import Core
-from multiflexid.services import lifecycle
 from multiflexid.store.orm import Job, RunTemplate, Schedule
-from tests.support.factory import make_template, shell_app
+from tests.support.factory import make_template, run_to_end, shell_app
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -32,7 +31,8 @@ def _first_job(core: Core, rt_id: int) -> int:
         assert rt is not None
         from multiflexid.services.jobs import create_job
 
-        job = create_job(s, rt, schedule_type="adhoc", launched_by="alice", after=T0,
+        job = create_job(s, core.transitions, rt, schedule_type="adhoc", launched_by="alice",
+                         after=T0,
                          box=core.box, overrides={"TOKEN": "one-off-secret"})
         return job.id
 
@@ -40,9 +40,10 @@ def _first_job(core: Core, rt_id: int) -> int:
 def _fail(core: Core, job_id: int, now: datetime, code: int | None = 2,
           state: str = "failed") -> Job:
     with core.db.session() as s:
-        assert lifecycle.claim(s, now, "n1", 10) == [job_id]
+        assert core.transitions.claim(s, now, "n1", 10) == [job_id]
     with core.db.session() as s:
-        lifecycle.finish(s, job_id, state=state, now=now, exitcode=code, box=core.box)
+        run_to_end(core, s, job_id, now, exitcode=code,
+                   outcome="exited" if state in ("failed", "succeeded") else state)
     with core.db.read_session() as s:
         job = s.get(Job, job_id)
         assert job is not None

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from multiflexid.core import Core
+from multiflexid.domain.jobstate import verdict
 from multiflexid.services import jobs, lifecycle
 from multiflexid.store.orm import Job, RunTemplate, Schedule
-from tests.support.factory import make_template
+from tests.support.factory import make_template, run_to_end
 
 
 def _run_ticks(core: Core, start: datetime, end: datetime, step: timedelta) -> list[int]:
@@ -25,12 +26,12 @@ def _run_ticks(core: Core, start: datetime, end: datetime, step: timedelta) -> l
     now = start
     while now <= end:
         with core.db.session() as s:
-            result = lifecycle.tick(s, now, core.box)
+            result = lifecycle.tick(s, core.transitions, now)
         created += result.created
         # Jobs finish at once, so the no-overlap rules never hide a tick here.
         with core.db.session() as s:
-            for job_id in lifecycle.claim(s, now, "n1", 100):
-                lifecycle.finish(s, job_id, state="succeeded", now=now, exitcode=0)
+            for job_id in core.transitions.claim(s, now, "n1", 100):
+                run_to_end(core, s, job_id, now)
         nxt = now + step
         if result.next_due is not None and now < result.next_due + timedelta(seconds=1) < nxt:
             nxt = result.next_due + timedelta(seconds=1)
@@ -91,7 +92,8 @@ def test_delay_moves_the_due_time_not_the_tick(core: Core) -> None:
     start = datetime(2026, 5, 4, 0, 30, tzinfo=UTC)
     make_template(core, interv="h", delay=90, timezone="UTC", now=start)
     with core.db.session() as s:
-        created = lifecycle.tick(s, datetime(2026, 5, 4, 1, 0, 5, tzinfo=UTC), core.box).created
+        created = lifecycle.tick(s, core.transitions,
+                                 datetime(2026, 5, 4, 1, 0, 5, tzinfo=UTC)).created
     assert len(created) == 1
     with core.db.read_session() as s:
         job = s.get(Job, created[0])
@@ -100,8 +102,8 @@ def test_delay_moves_the_due_time_not_the_tick(core: Core) -> None:
     assert job.tick == datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
     assert after == datetime(2026, 5, 4, 1, 1, 30, tzinfo=UTC)
     with core.db.session() as s:  # not claimable before its delay has passed
-        assert lifecycle.claim(s, datetime(2026, 5, 4, 1, 1, 0, tzinfo=UTC), "n1", 5) == []
-        assert lifecycle.claim(s, datetime(2026, 5, 4, 1, 1, 31, tzinfo=UTC), "n1", 5) \
+        assert core.transitions.claim(s, datetime(2026, 5, 4, 1, 1, 0, tzinfo=UTC), "n1", 5) == []
+        assert core.transitions.claim(s, datetime(2026, 5, 4, 1, 1, 31, tzinfo=UTC), "n1", 5) \
             == created
 
 
@@ -146,7 +148,7 @@ def test_catch_up_after_downtime_runs_once_and_says_so(core: Core) -> None:
     rt_id = make_template(core, interv="h", timezone="UTC", now=start)
     later = datetime(2026, 5, 4, 9, 20, tzinfo=UTC)  # down for three days
     with core.db.session() as s:
-        result = lifecycle.tick(s, later, core.box)
+        result = lifecycle.tick(s, core.transitions, later)
     assert len(result.created) == 1
     with core.db.read_session() as s:
         job = s.get(Job, result.created[0])
@@ -156,7 +158,7 @@ def test_catch_up_after_downtime_runs_once_and_says_so(core: Core) -> None:
     assert job.tick == datetime(2026, 5, 4, 9, 0, tzinfo=UTC)  # the latest missed tick
     assert rt.next_schedule == datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
     with core.db.session() as s:  # ticking again at once adds nothing
-        assert lifecycle.tick(s, later + timedelta(seconds=1), core.box).created == []
+        assert lifecycle.tick(s, core.transitions, later + timedelta(seconds=1)).created == []
 
 
 def test_one_job_per_tick_is_a_database_guarantee(core: Core) -> None:
@@ -166,20 +168,20 @@ def test_one_job_per_tick_is_a_database_guarantee(core: Core) -> None:
     with core.db.session() as s:
         rt = s.get(RunTemplate, rt_id)
         assert rt is not None
-        jobs.create_job(s, rt, schedule_type="hourly", launched_by="scheduler", after=tick,
-                        tick=tick, box=core.box)
+        jobs.create_job(s, core.transitions, rt, schedule_type="hourly",
+                        launched_by="scheduler", after=tick, tick=tick, box=core.box)
     with pytest.raises(IntegrityError), core.db.session() as s:
         rt = s.get(RunTemplate, rt_id)
         assert rt is not None
-        jobs.create_job(s, rt, schedule_type="hourly", launched_by="scheduler", after=tick,
-                        tick=tick, box=core.box)
+        jobs.create_job(s, core.transitions, rt, schedule_type="hourly",
+                        launched_by="scheduler", after=tick, tick=tick, box=core.box)
     # A scheduler that runs the same tick again (another node, a retry) makes nothing new.
     with core.db.session() as s:
         rt = s.get(RunTemplate, rt_id)
         assert rt is not None
         rt.next_schedule = tick
     with core.db.session() as s:
-        result = lifecycle.tick(s, tick + timedelta(seconds=2), core.box)
+        result = lifecycle.tick(s, core.transitions, tick + timedelta(seconds=2))
     assert result.created == []
     assert len(_jobs(core)) == 1
 
@@ -189,23 +191,25 @@ def test_no_overlap_and_at_most_one_waiting(core: Core) -> None:
     rt_id = make_template(core, interv="i", timezone="UTC", now=start)
     t1 = datetime(2026, 5, 1, 1, 0, 1, tzinfo=UTC)
     with core.db.session() as s:
-        first = lifecycle.tick(s, t1, core.box).created
+        first = lifecycle.tick(s, core.transitions, t1).created
     with core.db.session() as s:
-        assert lifecycle.claim(s, t1, "n1", 10) == first  # running now
+        assert core.transitions.claim(s, t1, "n1", 10) == first  # claimed: held by n1
+        core.transitions.start(s, first[0], "n1", t1)
     with core.db.session() as s:  # next minute: waits behind the running one
-        second = lifecycle.tick(s, t1 + timedelta(minutes=1), core.box).created
+        second = lifecycle.tick(s, core.transitions, t1 + timedelta(minutes=1)).created
     with core.db.session() as s:  # and the minute after: coalesced, nothing new
-        assert lifecycle.tick(s, t1 + timedelta(minutes=2), core.box).created == []
+        assert lifecycle.tick(s, core.transitions, t1 + timedelta(minutes=2)).created == []
     with core.db.read_session() as s:
         waiting = s.get(Job, second[0])
         assert waiting is not None and waiting.state == "pending"
     with core.db.session() as s:  # not started while the first one runs
-        assert lifecycle.claim(s, t1 + timedelta(minutes=2), "n1", 10) == []
+        assert core.transitions.claim(s, t1 + timedelta(minutes=2), "n1", 10) == []
     with core.db.session() as s:
-        lifecycle.finish(s, first[0], state="succeeded", now=t1 + timedelta(minutes=2),
-                         exitcode=0)
+        core.transitions.end(s, first[0], verdict("exited", 0, None, None),
+                             t1 + timedelta(minutes=2))
     with core.db.session() as s:
-        assert lifecycle.claim(s, t1 + timedelta(minutes=2, seconds=1), "n1", 10) == second
+        assert core.transitions.claim(s, t1 + timedelta(minutes=2, seconds=1), "n1",
+                                      10) == second
     with core.db.read_session() as s:
         rt = s.get(RunTemplate, rt_id)
         assert rt is not None and rt.successful_jobs_count == 1
@@ -217,12 +221,12 @@ def test_adhoc_jobs_of_one_template_never_overlap_either(core: Core) -> None:
     with core.db.session() as s:
         rt = s.get(RunTemplate, rt_id)
         assert rt is not None
-        ids = [jobs.create_job(s, rt, schedule_type="adhoc", launched_by="t", after=now,
-                               box=core.box).id for _ in range(3)]
+        ids = [jobs.create_job(s, core.transitions, rt, schedule_type="adhoc",
+                               launched_by="t", after=now, box=core.box).id for _ in range(3)]
     with core.db.session() as s:
-        assert lifecycle.claim(s, now, "n1", 10) == ids[:1]
+        assert core.transitions.claim(s, now, "n1", 10) == ids[:1]
     with core.db.session() as s:
-        assert lifecycle.claim(s, now, "n1", 10) == []
+        assert core.transitions.claim(s, now, "n1", 10) == []
 
 
 def test_tick_cost_is_independent_of_templates_not_due(core: Core) -> None:

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
+from multiflexid.domain.jobstate import JobEnded, verdict
 from multiflexid.services import apps, companies, runtemplates
-from multiflexid.store.orm import RunTemplate
+from multiflexid.store.orm import Job, RunTemplate
 
 SCHEMA = ("https://raw.githubusercontent.com/VitexSoftware/php-vitexsoftware-multiflexi-core/"
           "refs/heads/main/schema/application.json")
@@ -62,3 +65,16 @@ def make_template(
             **values,
         )
         return rt.id
+
+
+def run_to_end(core: Core, s: Session, job_id: int, now: datetime, *, exitcode: int | None = 0,
+               outcome: str = "exited", node: str = "n1", reason: str | None = None
+               ) -> JobEnded:
+    """What the dispatcher does with a job it claimed, through the same transitions: start
+    it, then end it with the app's meaning of its exit code."""
+    tx = core.transitions
+    tx.start(s, job_id, node, now)
+    job = s.get(Job, job_id)
+    assert job is not None
+    app = apps.to_definition(apps.get_app(s, job.app_id, parts=True))
+    return tx.end(s, job_id, verdict(outcome, exitcode, reason, app.exit_code(exitcode)), now)

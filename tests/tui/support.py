@@ -21,6 +21,7 @@ from multiflexid.artifacts import CollectedFile, Collection
 from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
 from multiflexid.domain.credjson import parse_credential_type
+from multiflexid.domain.jobstate import verdict
 from multiflexid.services import apps, companies, credentials, jobs, lifecycle, runtemplates
 from multiflexid.store.orm import Base, Job
 from tests.conftest import Env
@@ -149,16 +150,17 @@ def _finished_job(core: Core, rt_id: int, begin: datetime, code: int, state: str
     with core.db.session() as s:
         rt = runtemplates.get_runtemplate(s, rt_id)
         kind = runtemplates.recurrence(rt).schedule_type
-        job = jobs.create_job(s, rt, schedule_type=kind, launched_by="scheduler",
-                              after=begin, box=box, tick=begin)
+        job = jobs.create_job(s, core.transitions, rt, schedule_type=kind,
+                              launched_by="scheduler", after=begin, box=box, tick=begin)
         job_id = job.id
         resolved = runtemplates.resolve_env(s, rt, box, job_id=job_id)
     with core.db.session() as s:
-        assert lifecycle.claim(s, begin, "test-node", 10) == [job_id]
+        assert core.transitions.claim(s, begin, "test-node", 10) == [job_id]
+        core.transitions.start(s, job_id, "test-node", begin)
         env = {**resolved.masked(), "MULTIFLEXI_VERSION": "test"}  # same on every release
         # what the dispatcher records when it starts a job (the shape job.get reads)
-        s.execute(update(Job).where(Job.id == job_id).values(
-            command=["sh", "-c", "echo"], env={"values": env}))
+        core.transitions.launched(s, job_id, command=["sh", "-c", "echo"],
+                                  env={"values": env}, pid=None, begin=begin)
         rows = [{"job_id": job_id, "seq": i, "stream": stream, "at": begin,
                  "data": data.encode()} for i, (stream, data) in enumerate(chunks)]
         lifecycle.write_output(s, rows, {job_id: (sum(len(r["data"]) for r in rows), 0)})
@@ -167,8 +169,10 @@ def _finished_job(core: Core, rt_id: int, begin: datetime, code: int, state: str
             lifecycle.save_artifacts(s, job_id, Collection(files=[CollectedFile(
                 filename="notes.txt", name="notes", content_type="text/plain",
                 size=len(content), sha256="0" * 64, content=content)]), begin)
-        lifecycle.finish(s, job_id, state=state, now=begin + timedelta(seconds=2.5),
-                         exitcode=code)
+        end = begin + timedelta(seconds=2.5)
+        outcome = "exited" if state in ("succeeded", "failed") else state
+        ended = core.transitions.end(s, job_id, verdict(outcome, code, None, None), end)
+        assert ended.state == state
     return job_id
 
 

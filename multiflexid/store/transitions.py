@@ -1,0 +1,408 @@
+"""The one place a job's state is written: each transition of ``domain.jobstate`` as one
+guarded statement.
+
+Every transition is ``UPDATE job SET state = <to> ... WHERE id IN (...) AND state IN
+(<allowed from>) RETURNING ...``; a job that was not in an allowed state comes back as
+:class:`IllegalTransition` (for one job) or is left out of the result (for a batch, when
+asked), never silently overwritten. The same statements serve SQLite and PostgreSQL.
+
+Every way into a final state (end, cancel, lose, block) goes through :meth:`_ended`,
+the one path that records an end: it counts the job on its template, queues the next
+attempt when the retry policy allows one, and emits one :class:`JobEnded` per job — to
+the in-transaction subscribers (``on_end``: rows they add commit with the end, an
+outbox) and, after the commit, to whoever reads ``session.info["events"]`` (the daemon's
+database thread hands them to the event loop).
+
+Jobs are created here too (one by one by "run now" and retries, in bulk by a scheduler
+tick), so the queue and the job rows always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased
+
+from multiflexi.states import FAILURE_STATES, HELD_STATES
+from multiflexid.domain.appdef import ExitCodeDef
+from multiflexid.domain.jobstate import (
+    TRANSITIONS,
+    IllegalTransition,
+    JobEnded,
+    Verdict,
+    check,
+    should_retry,
+)
+from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
+
+from .orm import JOBS, RUNTEMPLATES, SCHEDULE, Job, RunTemplate, Schedule
+
+EndHook = Callable[[Session, JobEnded], None]
+
+# PostgreSQL channel every multiflexid LISTENs on: "work arrived" (queued job, cancel).
+CHANNEL = "multiflexi_jobs"
+
+
+def notify_nodes(s: Session) -> None:
+    """Wake waiting nodes when this transaction commits (PostgreSQL; SQLite has one node,
+    which polls its own database file)."""
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        s.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+def _postgresql(s: Session) -> bool:
+    return s.bind is not None and s.bind.dialect.name == "postgresql"
+
+
+def _ids() -> Any:
+    return bindparam("ids", expanding=True)
+
+
+# What an ended job tells its subscribers.
+_ENDED_COLUMNS = (JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.company_id, JOBS.c.app_id,
+                  JOBS.c.attempt, JOBS.c.node, JOBS.c.launched_by, JOBS.c.schedule_type,
+                  JOBS.c.begin, JOBS.c.end, JOBS.c.exitcode, JOBS.c.reason, JOBS.c.state)
+
+
+def _guarded(transition: str, ids: Any = None) -> Any:
+    """``UPDATE job ... WHERE id IN :ids AND state IN (<the transition's sources>)``."""
+    sources = TRANSITIONS[transition].sources
+    return update(JOBS).where(JOBS.c.id.in_(ids if ids is not None else _ids()),
+                              JOBS.c.state.in_(sources))
+
+
+# Built once: constructing a statement costs more than running it (these run per job).
+_CLAIM = (_guarded("claim").values(state="claimed", node=bindparam("by"),
+                                   claimed_at=bindparam("now"), begin=None,
+                                   updated_at=bindparam("now"))
+          .returning(JOBS.c.id))
+_UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
+_START = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == "claimed",
+                             JOBS.c.node == bindparam("by"))
+          .values(state="running", begin=bindparam("now"), updated_at=bindparam("now"))
+          .returning(JOBS.c.id))
+_END = (update(JOBS).where(JOBS.c.id == bindparam("job_id"),
+                           JOBS.c.state.in_(TRANSITIONS["end"].sources))
+        .values(state=bindparam("state"), end=bindparam("now"), exitcode=bindparam("code"),
+                updated_at=bindparam("now"),
+                reason=func.coalesce(bindparam("reason", type_=JOBS.c.reason.type),
+                                     JOBS.c.reason))
+        .returning(*_ENDED_COLUMNS))
+_LAUNCH = dict(command=bindparam("command"), env=bindparam("env"), pid=bindparam("pid"),
+               begin=func.coalesce(bindparam("begin", type_=JOBS.c.begin.type), JOBS.c.begin))
+_END_WITH_LAUNCH = _END.values(**_LAUNCH)
+_LAUNCHED = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(**_LAUNCH)
+_COUNT = {
+    True: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
+           .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count + 1,
+                   updated_at=RUNTEMPLATES.c.updated_at)),  # counting is no change
+    False: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
+            .values(failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count + 1,
+                    updated_at=RUNTEMPLATES.c.updated_at)),
+}
+# One SELECT for the current state when a guarded statement matched nothing (to say why).
+_STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
+
+
+def _due_statement(postgresql: bool) -> Any:
+    other = aliased(Job)
+    query = (
+        select(Schedule.id, Schedule.job_id, Schedule.runtemplate_id)
+        .where(Schedule.after <= bindparam("now"))
+        .where(~exists().where(other.runtemplate_id == Schedule.runtemplate_id,
+                               other.state.in_(HELD_STATES)))
+        .order_by(Schedule.after, Schedule.id)
+        .limit(bindparam("n"))
+    )
+    if postgresql:
+        query = query.with_for_update(skip_locked=True, of=Schedule)
+    return query
+
+
+_DUE = {False: _due_statement(False), True: _due_statement(True)}
+
+# SQLite: one executemany, a tick that exists already is skipped by the unique constraint.
+_NEW_JOBS_SQLITE = (sqlite_insert(JOBS)
+                    .on_conflict_do_nothing(index_elements=["runtemplate_id", "tick"])
+                    .returning(JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.schedule))
+
+# PostgreSQL: all of a tick's jobs in one statement from arrays (a multi-row VALUES of a
+# thousand rows costs the driver more to build than the server to run).
+_NEW_JOBS_PG = text("""
+    INSERT INTO job (runtemplate_id, app_id, company_id, runtemplate_name, state,
+                     schedule_type, schedule, tick, executor, launched_by, overrides,
+                     timeout, attempt, cancel_requested, output_bytes, output_dropped,
+                     created_at, updated_at)
+    SELECT rt, app, co, name, st, kind, due, tk, ex, 'scheduler', '{}'::json, tmo, 1, false,
+           0, 0, :now, :now
+      FROM unnest(CAST(:rt AS integer[]), CAST(:app AS integer[]), CAST(:co AS integer[]),
+                  CAST(:name AS varchar[]), CAST(:st AS varchar[]), CAST(:kind AS varchar[]),
+                  CAST(:due AS timestamptz[]), CAST(:tk AS timestamptz[]),
+                  CAST(:ex AS varchar[]), CAST(:tmo AS integer[]))
+           AS t(rt, app, co, name, st, kind, due, tk, ex, tmo)
+    ON CONFLICT (runtemplate_id, tick) DO NOTHING
+    RETURNING id, runtemplate_id, schedule
+""")
+_PG_ARRAYS = {"rt": "runtemplate_id", "app": "app_id", "co": "company_id",
+              "name": "runtemplate_name", "st": "state", "kind": "schedule_type",
+              "due": "schedule", "tk": "tick", "ex": "executor", "tmo": "timeout"}
+
+
+class JobTransitions:
+    """The store's transition API. ``on_end`` hooks run inside the transaction of every
+    job's end, in the order given."""
+
+    def __init__(self, on_end: Iterable[EndHook] = ()) -> None:
+        self.on_end: list[EndHook] = list(on_end)
+
+    # --- create ---------------------------------------------------------------------------
+
+    def create(
+        self, s: Session, rt: RunTemplate, *, schedule_type: str, launched_by: str,
+        after: datetime, overrides: dict[str, Any], tick: datetime | None = None,
+        attempt: int = 1, retry_of: int | None = None,
+    ) -> Job:
+        """Queue one job of ``rt`` (``overrides`` as stored: secret ones encrypted); it runs
+        not before ``after``. ``pending`` while the template has a job held by a node."""
+        held = s.scalar(select(func.count()).select_from(Job).where(
+            Job.runtemplate_id == rt.id, Job.state.in_(HELD_STATES)))
+        state = "pending" if held else "scheduled"
+        check("create", state)
+        job = Job(
+            runtemplate_id=rt.id, app_id=rt.app_id, company_id=rt.company_id,
+            runtemplate_name=rt.name, state=state, schedule_type=schedule_type,
+            schedule=after, tick=tick, executor=rt.executor, launched_by=launched_by,
+            overrides=overrides, timeout=rt.timeout, attempt=attempt, retry_of_id=retry_of,
+        )
+        s.add(job)
+        s.flush()
+        s.add(Schedule(job_id=job.id, runtemplate_id=rt.id, after=after))
+        s.flush()
+        notify_nodes(s)
+        return job
+
+    def create_ticks(self, s: Session, jobs: list[dict[str, Any]], now: datetime) -> list[Any]:
+        """A scheduler tick's jobs (rows of the job table, each ``pending`` or
+        ``scheduled``), queued in bulk; a tick made already is skipped (the unique
+        (template, tick) constraint). Returns (id, runtemplate_id, schedule) of those made."""
+        if not jobs:
+            return []
+        for job in jobs:
+            check("create", job["state"])
+        conn = s.connection()
+        if _postgresql(s):
+            params: dict[str, Any] = {k: [j[c] for j in jobs] for k, c in _PG_ARRAYS.items()}
+            params["now"] = jobs[0]["created_at"]
+            made = list(conn.execute(_NEW_JOBS_PG, params).all())
+        else:
+            made = list(conn.execute(_NEW_JOBS_SQLITE, jobs).all())
+        if made:
+            conn.execute(insert(SCHEDULE), [
+                {"job_id": row.id, "runtemplate_id": row.runtemplate_id,
+                 "after": row.schedule, "created_at": now} for row in made])
+            notify_nodes(s)
+        return made
+
+    # --- claim, release, start ----------------------------------------------------------
+
+    def claim(self, s: Session, now: datetime, node: str, limit: int) -> list[int]:
+        """Take up to ``limit`` due jobs for ``node``: at most one per template, and none of
+        a template that has a job claimed or running anywhere (no overlap)."""
+        if limit <= 0:
+            return []
+        postgresql = _postgresql(s)
+        candidates: list[tuple[int, int | None]] = []
+        templates: set[int] = set()
+        for _sched_id, job_id, rt_id in s.execute(_DUE[postgresql],
+                                                  {"now": now, "n": limit * 4}):
+            if rt_id is not None:
+                if rt_id in templates:
+                    continue
+                templates.add(rt_id)
+            candidates.append((job_id, rt_id))
+        if templates and postgresql:
+            # Several nodes claim at once: lock the templates (skipping those another node
+            # is claiming right now), then look again, in a fresh statement that sees what
+            # other nodes committed since this transaction's first query.
+            locked = set(s.scalars(select(RunTemplate.id).where(RunTemplate.id.in_(templates))
+                                   .with_for_update(skip_locked=True)))
+            busy = set(s.scalars(select(Job.runtemplate_id).where(
+                Job.runtemplate_id.in_(locked), Job.state.in_(HELD_STATES))))
+            candidates = [c for c in candidates
+                          if c[1] is None or (c[1] in locked and c[1] not in busy)]
+        picked = [job_id for job_id, _ in candidates[:limit]]
+        if not picked:
+            return []
+        conn = s.connection()
+        taken = [row[0] for row in conn.execute(_CLAIM, {"ids": picked, "by": node,
+                                                         "now": now})]
+        if taken:
+            conn.execute(_UNQUEUE, {"ids": taken})
+        order = {job_id: i for i, job_id in enumerate(picked)}
+        return sorted(taken, key=order.__getitem__)
+
+    def release(self, s: Session, job_ids: Sequence[int], now: datetime,
+                node: str | None = None) -> list[int]:
+        """Claimed jobs that never started go back to the queue (the daemon is stopping,
+        did not start them in time, or died before it could: nobody ran them)."""
+        if not job_ids:
+            return []
+        query = _guarded("release", list(job_ids))
+        if node is not None:
+            query = query.where(JOBS.c.node == node)
+        rows = s.execute(query.values(state="scheduled", node=None, claimed_at=None,
+                                      begin=None, updated_at=now)
+                         .returning(JOBS.c.id, JOBS.c.runtemplate_id)).all()
+        if rows:
+            s.execute(insert(SCHEDULE), [{"job_id": r.id, "runtemplate_id": r.runtemplate_id,
+                                          "after": now, "created_at": now} for r in rows])
+            notify_nodes(s)
+        return [r.id for r in rows]
+
+    def start(self, s: Session, job_id: int, node: str, now: datetime) -> None:
+        """claimed -> running, by the node that claimed it, committed before the job is
+        launched: a job whose start is not on record was never launched."""
+        if s.connection().execute(_START, {"job_id": job_id, "by": node, "now": now}
+                                  ).first() is None:
+            raise self._illegal(s, job_id, "start")
+
+    def request_cancel(self, s: Session, job_id: int) -> bool:
+        """Ask the node running the job to stop it (no change of state: its end says
+        ``cancelled``); False if it is not running."""
+        done = s.connection().execute(
+            update(JOBS).where(JOBS.c.id == job_id, JOBS.c.state == "running")
+            .values(cancel_requested=True).returning(JOBS.c.id)).first()
+        if done is not None:
+            notify_nodes(s)  # the node running it looks at its cancel requests when woken
+        return done is not None
+
+    def launched(self, s: Session, job_id: int, *, command: list[str], env: dict[str, Any],
+                 pid: int | None, begin: datetime | None) -> None:
+        """What the job runs (secrets masked), its environment's record, its pid and when
+        its process really began. No change of state."""
+        s.connection().execute(_LAUNCHED, {"job_id": job_id, "command": command, "env": env,
+                                           "pid": pid, "begin": begin})
+
+    # --- ends -----------------------------------------------------------------------------
+
+    def end(
+        self, s: Session, job_id: int, verdict: Verdict, now: datetime, *,
+        launch: dict[str, Any] | None = None,
+    ) -> JobEnded:
+        """A claimed or running job ended (``verdict`` from ``domain.jobstate.verdict``),
+        with what it ran (``launch``: command, env, pid, begin) when that is not on record
+        yet — one UPDATE for the common short job."""
+        check("end", verdict.state)
+        params: dict[str, Any] = {"job_id": job_id, "state": verdict.state, "now": now,
+                                  "code": verdict.exitcode, "reason": verdict.reason or None}
+        statement = _END
+        if launch is not None:
+            params.update(launch)
+            statement = _END_WITH_LAUNCH
+        row = s.connection().execute(statement, params).first()
+        if row is None:
+            raise self._illegal(s, job_id, "end")
+        return self._ended(s, [row], verdict.meaning)[0]
+
+    def block(self, s: Session, job_id: int, now: datetime, reason: str,
+              env: dict[str, Any] | None = None) -> JobEnded:
+        """A claimed job cannot start: required configuration missing or invalid."""
+        row = s.execute(_guarded("block", [job_id]).values(
+            state="blocked", end=now, updated_at=now, reason=reason, command=[],
+            env=env, pid=None, begin=None).returning(*_ENDED_COLUMNS)).first()
+        if row is None:
+            raise self._illegal(s, job_id, "block")
+        return self._ended(s, [row])[0]
+
+    def cancel(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str,
+               *, strict: bool = True) -> list[JobEnded]:
+        """Cancel jobs that have not started (queued, or claimed by a node that has not
+        started them: its start then fails, so it never launches them). With ``strict``
+        a job in another state is an :class:`IllegalTransition`."""
+        if not job_ids:
+            return []
+        rows = s.execute(_guarded("cancel", list(job_ids)).values(
+            state="cancelled", end=now, updated_at=now, reason=reason)
+            .returning(*_ENDED_COLUMNS)).all()
+        done = [r.id for r in rows]
+        if done:
+            s.execute(delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(done)))
+        if strict and len(done) < len(job_ids):
+            missing = next(j for j in job_ids if j not in done)
+            raise self._illegal(s, missing, "cancel")
+        return self._ended(s, rows)
+
+    def lose(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str
+             ) -> list[JobEnded]:
+        """Running jobs whose node stopped: their result is unknown (a batch: jobs that
+        are no longer running are left alone)."""
+        if not job_ids:
+            return []
+        rows = s.execute(_guarded("lose", list(job_ids)).values(
+            state="lost", end=now, updated_at=now, reason=reason)
+            .returning(*_ENDED_COLUMNS)).all()
+        return self._ended(s, rows)
+
+    def abandon(self, s: Session, node: str | None, now: datetime, reason: str
+                ) -> tuple[list[JobEnded], list[int]]:
+        """What a node that stopped held (``None``: every node — SQLite, one daemon): its
+        running jobs are lost, its claimed ones go back to the queue (nobody ran them)."""
+        query = select(Job.id, Job.state).where(Job.state.in_(HELD_STATES))
+        if node is not None:
+            query = query.where(Job.node == node)
+        held = s.execute(query).all()
+        lost = self.lose(s, [j for j, st in held if st == "running"], now, reason)
+        released = self.release(s, [j for j, st in held if st == "claimed"], now)
+        return lost, released
+
+    # --- the one path of every end --------------------------------------------------------
+
+    def _ended(self, s: Session, rows: Sequence[Any], meaning: ExitCodeDef | None = None
+               ) -> list[JobEnded]:
+        events = []
+        conn = s.connection()
+        for r in rows:
+            retry_id, reason = None, r.reason
+            if r.runtemplate_id is not None:
+                if r.state == "succeeded" or r.state in RETRYABLE_STATES:
+                    conn.execute(_COUNT[r.state == "succeeded"], {"rt_id": r.runtemplate_id})
+                if r.state in FAILURE_STATES:
+                    retry_id, note = self._maybe_retry(s, r, meaning)
+                    if note:
+                        reason = f"{reason}; {note}" if reason else note
+            event = JobEnded(
+                job_id=r.id, state=r.state, at=r.end, exitcode=r.exitcode, reason=reason,
+                runtemplate_id=r.runtemplate_id, company_id=r.company_id, app_id=r.app_id,
+                attempt=r.attempt, node=r.node, launched_by=r.launched_by,
+                schedule_type=r.schedule_type, begin=r.begin, retry_job_id=retry_id)
+            for hook in self.on_end:
+                hook(s, event)
+            events.append(event)
+        s.info.setdefault("events", []).extend(events)
+        return events
+
+    def _maybe_retry(self, s: Session, r: Any, meaning: ExitCodeDef | None
+                     ) -> tuple[int | None, str | None]:
+        """The next attempt, when the template's policy and the app's exit codes allow it:
+        (its id, a note for the ended job's reason)."""
+        rt = s.get(RunTemplate, r.runtemplate_id)
+        if rt is None or not should_retry(r.state, r.attempt, rt.max_attempts, meaning):
+            return None, None
+        gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, r.attempt)
+        overrides = s.scalar(select(Job.overrides).where(Job.id == r.id)) or {}
+        retry = self.create(
+            s, rt, schedule_type="retry", launched_by=r.launched_by,
+            after=r.end + timedelta(seconds=gap), overrides=dict(overrides),
+            attempt=r.attempt + 1, retry_of=r.id)
+        note = f"retry {retry.attempt}/{rt.max_attempts} queued as job {retry.id} in {gap} s"
+        s.execute(update(JOBS).where(JOBS.c.id == r.id).values(
+            reason=func.coalesce(JOBS.c.reason + "; ", "") + note))
+        return retry.id, note
+
+    def _illegal(self, s: Session, job_id: int, transition: str) -> IllegalTransition:
+        state = s.connection().execute(_STATE_OF, {"job_id": job_id}).scalar()
+        return IllegalTransition(job_id, transition, state)

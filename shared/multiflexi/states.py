@@ -1,0 +1,46 @@
+"""The vocabulary of a job's life, one definition for the daemon, the CLI and the TUI.
+
+Which transitions lead from one state to another is the daemon's business
+(``multiflexid.domain.jobstate``); what the states are called, which are final and what
+each means to an admin is shared here.
+"""
+
+from __future__ import annotations
+
+# In the order a job reaches them.
+JOB_STATES = (
+    "pending",    # queued behind a running job of the same template
+    "scheduled",  # queued: runs when due and a node has room
+    "claimed",    # a node took it and is about to start it (no process yet, no begin)
+    "running",    # its process or container exists (begin is set)
+    "succeeded",  # exited 0, or with a code the app declares a success
+    "failed",     # exited otherwise, or could not be started
+    "timed_out",  # stopped at the template's timeout
+    "cancelled",  # cancelled by someone, before or while it ran
+    "lost",       # its node stopped while it ran: the result is unknown
+    "blocked",    # not started: required configuration missing or invalid
+)
+QUEUED_STATES = ("pending", "scheduled")
+ACTIVE_STATES = ("pending", "scheduled", "claimed", "running")
+# A node holds these: a template has at most one of them at a time.
+HELD_STATES = ("claimed", "running")
+FINAL_STATES = ("succeeded", "failed", "timed_out", "cancelled", "lost", "blocked")
+# Outcomes that count as a failure of the template (notifications, retries, counters).
+FAILURE_STATES = ("failed", "timed_out", "lost")
+
+MEANING = {
+    "pending": "waits for the template's running job to end",
+    "scheduled": "waits until it is due and a node has room",
+    "claimed": "taken by a node, starting",
+    "running": "its process or container runs",
+    "succeeded": "ended with success",
+    "failed": "ended with an error, or could not start",
+    "timed_out": "stopped at its timeout",
+    "cancelled": "cancelled",
+    "lost": "its node stopped while it ran; result unknown",
+    "blocked": "not started: configuration missing or invalid",
+}
+
+
+def is_final(state: str) -> bool:
+    return state in FINAL_STATES
