@@ -245,6 +245,7 @@ def import_files(db: Database, paths: list[Path]) -> list[ImportResult]:
                 definition, res.warnings = parse_app(text, str(path))
             except AppJsonError as exc:
                 res.errors.extend(_located(exc, str(path)))
+                res.warnings = exc.warnings
         parsed.append((res, definition))
     shared = shared_uuids([(res.file, d.uuid if d else None) for res, d in parsed])
     for res, d in parsed:
