@@ -188,18 +188,26 @@ def show(app_id: int | None, uuid: str | None) -> None:
             [(f["key"], f["type"], f["required"], f["secret"],
               None if f["secret"] else f["default"], f["description"])
              for f in d["environment"]],
-            ["key", "type", "required", "secret", "default", "description"],
+            ["key", "type", "required", "secret", "default", "description"], whole=True,
         )
         if d["artifacts"]:
             click.echo("\nartifacts:")
-            table([(a["name"], a["path"], a["type"]) for a in d["artifacts"]],
-                  ["name", "path (regex)", "type"])
+            table([(a["name"], a["type"], a["path"], a["description"]) for a in d["artifacts"]],
+                  ["name", "type", "path (regex)", "description"], whole=True)
         if d["exit_codes"]:
             click.echo("\nexit codes:")
-            table([(e["code"], e["severity"], e["retry"], e["description"])
-                   for e in d["exit_codes"]], ["code", "severity", "retry", "description"])
+            table([(e["code"], e["severity"], e["retry"], _meaning(e))
+                   for e in d["exit_codes"]], ["code", "severity", "retry", "description"],
+                  whole=True)
 
     emit(d, text)
+
+
+def _meaning(e: dict[str, Any]) -> str:
+    if e["code"] <= 255:
+        return str(e["description"])
+    return (f"{e['description']} (never a process exit status: it ends as "
+            f"{e['code'] % 256})")
 
 
 @application.command("update")

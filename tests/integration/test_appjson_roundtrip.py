@@ -425,3 +425,32 @@ def test_valid_upstream_shapes_our_model_lacks_import_with_warnings(
     for uuid, doc in exports.items():
         assert json.loads(mfcli("application", "export-json", "--uuid", uuid).out) == doc
 
+
+def test_application_show_gives_exit_code_meanings_and_artifact_patterns_whole(
+    mfcli, examples_dir: Path
+) -> None:
+    """The text view of one app is what an admin reads to learn what an exit code means and
+    which files become artifacts: nothing of it is cut short."""
+    r = mfcli("application", "import-json", "--file", str(HTTP_CODES), "--file",
+              str(examples_dir / "contract_to_invoices.multiflexi.app.json"))
+    assert r.code == 0, r.err
+    text = mfcli("application", "show", "--uuid", json.loads(HTTP_CODES.read_text())["uuid"]).out
+    rows = [line.split() for line in text.split("\nexit codes:\n")[1].splitlines()]
+    assert rows == [
+        ["CODE", "SEVERITY", "RETRY", "DESCRIPTION"],
+        ["0", "success", "no", "All", "invoices", "accepted"],
+        ["1", "error", "no", "Bad", "configuration"],
+        ["404", "error", "no", "The", "endpoint", "does", "not", "exist", "(never", "a",
+         "process", "exit", "status:", "it", "ends", "as", "148)"],
+        ["503", "warning", "yes", "The", "service", "is", "unavailable", "(never", "a",
+         "process", "exit", "status:", "it", "ends", "as", "247)"],
+    ]
+    artifacts = text.split("\nartifacts:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split() for line in artifacts] == [
+        ["NAME", "TYPE", "PATH", "(REGEX)", "DESCRIPTION"],
+        ["Push", "log", "file", "push-.*\\.log", "What", "was", "sent", "and", "what", "came",
+         "back"],
+    ]
+    text = mfcli("application", "show", "--uuid", CONTRACTS).out
+    assert "Invalid configuration or missing required environment variable\n" in text
+    assert "…" not in text
