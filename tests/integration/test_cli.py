@@ -367,8 +367,10 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
             for f in fio["fields"]] == [
         ("FIO_TOKEN", "password", True, None, None),
         ("FIO_ACCOUNT", "string", False, "2400000000", None),
-        ("FIO_DAYS", "number", False, "7", None),
+        ("FIO_DAYS", "integer", False, "7", None),
         ("FIO_FORMAT", "select", False, "json", ["json", "xml"]),
+        ("FIO_NOTIFY", "email", False, None, None),
+        ("FIO_API", "url", False, "https://fioapi.fio.cz/v1/rest", None),
     ]
 
     latin = tmp_path / "latin1.json"
@@ -383,6 +385,48 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
                                 "message": f"no *.json files found in {empty}"}}
     assert [t["code"] for t in mfcli("credential-type", "list", "--format", "json").json] == [
         "AbraFlexi", "FioBank", "Office365", "Probe"]
+
+
+def test_credential_prototype_email_url_integer_values_are_checked(
+    mfcli, mf_env, world: dict[str, int], tmp_path: Path
+) -> None:
+    """A prototype's email, url and integer fields check their values as the app fields of
+    those types do, when a credential is created and when it is updated."""
+    proto = DATA / "fiobank.credential-prototype.json"
+    assert mfcli("credential-type", "import-json", "--file", str(proto)).code == 0
+    create = ("credential", "create", "--company", "acme", "--type", "FioBank", "--name",
+              "fio", "--field", "FIO_TOKEN=fio-Token-1")
+    before = dump_tables(mf_env.db_url)
+    for field, message in (
+        ("FIO_DAYS=7.5", "FIO_DAYS: '7.5' is not an integer"),
+        ("FIO_DAYS=week", "FIO_DAYS: 'week' is not an integer"),
+        ("FIO_NOTIFY=accounts", "FIO_NOTIFY: 'accounts' is not an e-mail address"),
+        ("FIO_API=fioapi.fio.cz", "FIO_API: 'fioapi.fio.cz' is not a URL (scheme://host/...)"),
+    ):
+        one_line_error(mfcli(*create, "--field", field), message)
+    assert dump_tables(mf_env.db_url) == before
+    r = mfcli(*create, "--field", "FIO_DAYS= +14 ", "--field", "FIO_NOTIFY=ucetni@acme.example",
+              "--format", "json")
+    assert r.code == 0, r.err
+    assert r.json["values"] == {
+        "FIO_ACCOUNT": "2400000000", "FIO_API": "https://fioapi.fio.cz/v1/rest",
+        "FIO_DAYS": "14", "FIO_FORMAT": "json", "FIO_NOTIFY": "ucetni@acme.example",
+        "FIO_TOKEN": "********"}
+    cred = str(r.json["id"])
+    one_line_error(mfcli("credential", "update", "--id", cred, "--field", "FIO_NOTIFY=@acme"),
+                   "FIO_NOTIFY: '@acme' is not an e-mail address")
+    one_line_error(mfcli("credential", "update", "--id", cred, "--field", "FIO_DAYS=1e3"),
+                   "FIO_DAYS: '1e3' is not an integer")
+    # A prototype whose own default does not fit its type is refused at import, by path.
+    broken = tmp_path / "broken.credential-prototype.json"
+    doc = json.loads(proto.read_text())
+    doc["code"] = "FioBroken"
+    doc["fields"][2]["default_value"] = "a week"
+    broken.write_text(json.dumps(doc))
+    r = mfcli("credential-type", "import-json", "--file", str(broken))
+    assert r.code == 1
+    assert r.err.splitlines() == [f"{broken}: NOT imported",
+                                  "  $.fields[2].default_value: 'a week' is not an integer"]
 
 
 def test_credential_lifecycle(mfcli, world: dict[str, int]) -> None:
