@@ -377,3 +377,16 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path) -> None:
         out = d.log()
         assert f"multiflexid: cannot start: {message}" in out, out
         assert "Traceback" not in out
+
+
+def test_template_views_show_when_the_next_job_is_due(core: Core,
+                                                       daemon: DaemonProcess) -> None:
+    """The socket's template views (what the TUI shows as "Next") say when the job will be
+    due: the tick plus the template's delay; the tick itself is ``next_tick``."""
+    rt = make_template(core, interv="h", delay=90)
+    shown = daemon.call("runtemplate.get", id=rt)
+    assert shown["next_tick"].endswith(":00:00Z")
+    assert shown["next_schedule"] == shown["next_tick"].replace(":00:00Z", ":01:30Z")
+    [listed] = daemon.call("runtemplate.list")["items"]
+    assert (listed["next_schedule"], listed["next_tick"]) == (shown["next_schedule"],
+                                                              shown["next_tick"])

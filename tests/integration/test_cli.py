@@ -506,6 +506,7 @@ def test_runtemplate_create_list_show_update_remove(mfcli, world: dict[str, int]
     assert r.code == 0, r.err
     assert r.out.startswith("created run template 1 'hourly' (MultiFlexi Probe for acme), "
                             "next run 20")
+    created = r.out
     r = mfcli("run-template", "create", "--app", "2", "--company", str(world["globex"]),
               "--name", "nightly", "--interv", "c", "--cron", "30 2 * * *", "--tz",
               "Europe/Prague", "--executor", "Podman", "--inactive", "--max-attempts", "3",
@@ -532,7 +533,18 @@ def test_runtemplate_create_list_show_update_remove(mfcli, world: dict[str, int]
     shown = mfcli("runtemplate", "show", "--id", "1", "--format", "json").json
     assert (shown["interv"], shown["delay"], shown["config_keys"], shown["credentials"]) == (
         "h", 30, ["FORCE_EXITCODE"], [])
-    assert shown["next_schedule"].endswith(":00:00Z")  # the next tick (jobs add the delay)
+    # What is shown is when the job will be due: the tick plus the template's delay.
+    assert shown["next_tick"].endswith(":00:00Z")
+    assert shown["next_schedule"] == shown["next_tick"].replace(":00:00Z", ":00:30Z")
+    assert created.rstrip().endswith(f"next run {shown['next_schedule']}")
+    text = mfcli("runtemplate", "show", "--id", "1").out
+    assert f"next_schedule          {shown['next_schedule']}" in text
+    assert f"next_tick              {shown['next_tick']}" in text
+    assert shown["next_schedule"] in mfcli("runtemplate", "list").out
+    queue = mfcli("queue", "list", "--format", "json").json
+    assert queue["next"] == [{"runtemplate_id": 1, "name": "hourly",
+                              "next": shown["next_schedule"], "tick": shown["next_tick"]}]
+    assert shown["next_schedule"] in mfcli("queue", "list").out
 
     r = mfcli("runtemplate", "update", "--id", "1", "--interv", "n", "--name", "never",
               "--format", "json")
