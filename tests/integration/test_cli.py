@@ -281,6 +281,56 @@ def test_company_slug_validation_and_duplicates(mfcli, mf_env) -> None:
     assert mfcli("company", "update", "--slug", "acme", "--new-slug", "acme").code == 0
 
 
+def test_slugs_match_regardless_of_case(mfcli, mf_env, world: dict[str, int]) -> None:
+    """``--company ACME`` is acme; a second company whose slug differs only in case is
+    refused, as is renaming one onto another's slug in other case."""
+    shown = mfcli("company", "show", "--slug", "ACME", "--format", "json").json
+    assert (shown["id"], shown["slug"]) == (world["acme"], "acme")
+    before = dump_tables(mf_env.db_url)
+    clash = ("slug: a company with slug 'acme' already exists (slugs match regardless of "
+             "case)")
+    one_line_error(mfcli("company", "create", "--name", "Acme again", "--slug", "ACME"), clash)
+    json_error(mfcli("--format", "json", "company", "create", "--name", "A", "--slug", "Acme"),
+               "conflict", clash)
+    one_line_error(mfcli("company", "update", "--slug", "globex", "--new-slug", "aCmE"), clash)
+    assert dump_tables(mf_env.db_url) == before
+    r = mfcli("company", "update", "--slug", "GLOBEX", "--new-slug", "Globex", "--format",
+              "json")
+    assert (r.code, r.json["slug"]) == (0, "Globex")  # its own slug in other case is fine
+    rt = make_template(mfcli, "ACME")
+    assert mfcli("runtemplate", "show", "--id", str(rt), "--format",
+                 "json").json["company"] == "acme"
+    assert [t["id"] for t in mfcli("runtemplate", "list", "--company", "Acme", "--format",
+                                   "json").json] == [rt]
+    r = mfcli("credential", "create", "--company", "globex", "--type", "Probe", "--name", "p",
+              "--field", "PASSWORD=pw-123", "--format", "json")
+    assert (r.code, r.json["company"]) == (0, "Globex")
+    assert mfcli("job", "list", "--company", "aCME", "--format", "json").code == 0
+    one_line_error(mfcli("company", "show", "--slug", "acme-not"),
+                   "no company with id or slug 'acme-not'")
+
+
+def test_application_uuids_match_regardless_of_case(mfcli, mf_env, world: dict[str, int],
+                                                    examples_dir: Path, tmp_path: Path) -> None:
+    upper = PROBE.upper()
+    shown = mfcli("application", "show", "--uuid", upper, "--format", "json").json
+    assert (shown["id"], shown["uuid"]) == (1, PROBE)
+    assert json.loads(mfcli("application", "export-json", "--uuid", upper).out)["uuid"] == PROBE
+    r = mfcli("runtemplate", "create", "--app", upper, "--company", "acme", "--name", "p",
+              "--format", "json")
+    assert (r.code, r.json["app_id"]) == (0, 1)
+    # A file that writes the uuid in upper case is the same application: it is updated.
+    doc = json.loads((examples_dir / "probe.multiflexi.app.json").read_text())
+    doc["uuid"], doc["version"] = upper, "9.9"
+    again = tmp_path / "probe-upper.json"
+    again.write_text(json.dumps(doc))
+    r = mfcli("--format", "json", "application", "import-json", "--file", str(again))
+    assert r.code == 0, r.err
+    assert (r.json[0]["created"], r.json[0]["app_id"]) == (False, 1)
+    apps = mfcli("--format", "json", "application", "list").json
+    assert [(a["id"], a["version"]) for a in apps] == [(1, "9.9"), (2, apps[1]["version"])]
+
+
 def test_company_with_templates_credentials_or_jobs_cannot_be_removed(
     mfcli, world: dict[str, int]
 ) -> None:
