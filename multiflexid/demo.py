@@ -21,7 +21,7 @@ from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
 from multiflexid.domain.credjson import parse_credential_type
 from multiflexid.services import apps, companies, credentials, runtemplates
-from multiflexid.store.orm import Company, Credential, RunTemplate
+from multiflexid.store.orm import Credential, RunTemplate
 
 PROBE_UUID = "775ed801-2489-4981-bc14-d8a01cba1938"
 MTR_UUID = "7492e4fe-0192-434b-b9c0-2497a360e17c"
@@ -95,7 +95,7 @@ def seed(core: Core) -> dict[str, Any]:
             definition = parse_credential_type(path.read_text(), str(path))
             credentials.upsert_credential_type(s, definition)
         for values in COMPANIES:
-            if s.scalar(select(Company).where(Company.slug == values["slug"])) is None:
+            if companies.find_by_slug(s, values["slug"]) is None:
                 companies.create_company(s, **values)
     now = datetime.now(UTC)
     with db.session() as s:

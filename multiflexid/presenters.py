@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from multiflexid.store.orm import (
@@ -122,7 +122,9 @@ def runtemplate_dict(
         "cpu_limit": rt.cpu_limit,
         "pids_limit": rt.pids_limit,
         "network": rt.network,
-        "next_schedule": iso(rt.next_schedule),
+        # When the next job will be due (the tick plus the delay); the tick itself apart.
+        "next_schedule": iso(next_due(rt)),
+        "next_tick": iso(rt.next_schedule),
         "last_schedule": iso(rt.last_schedule),
         "successful_jobs_count": rt.successful_jobs_count,
         "failed_jobs_count": rt.failed_jobs_count,
@@ -131,6 +133,13 @@ def runtemplate_dict(
         out["config_keys"] = [c.key for c in rt.config]
         out["credentials"] = sorted(c.credential_id for c in rt.credentials)
     return out
+
+
+def next_due(rt: RunTemplate) -> datetime | None:
+    """When the template's next job is due: its stored next tick plus its delay."""
+    if rt.next_schedule is None:
+        return None
+    return rt.next_schedule + timedelta(seconds=rt.delay or 0)
 
 
 def job_dict(job: Job, meaning: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,13 @@ from typing import Any
 import click
 
 from multiflexi.errors import InvalidInput
-from multiflexid.domain.appjson import AppJsonError, app_from_data, export_app, load_json
+from multiflexid.domain.appjson import (
+    AppJsonError,
+    app_from_data,
+    export_app,
+    load_json,
+    split_problem,
+)
 from multiflexid.presenters import app_dict
 from multiflexid.services import apps as svc
 
@@ -48,8 +54,7 @@ def import_json(files: tuple[Path, ...]) -> None:
                 click.echo(f"{r.file}: NOT imported", err=True)
                 for e in r.errors:
                     click.echo(f"  {e}", err=True)
-            for w in r.warnings:
-                click.echo(f"  warning: {w}", err=True)
+            _echo_warnings(r.file, r.warnings)
         bad = sum(not r.ok for r in results)
         if len(results) > 1:
             click.echo(f"{len(results) - bad} imported, {bad} failed", err=bool(bad))
@@ -57,6 +62,13 @@ def import_json(files: tuple[Path, ...]) -> None:
     emit([r.__dict__ for r in results], text)
     if any(not r.ok for r in results):
         raise click.exceptions.Exit(1)
+
+
+def _echo_warnings(file: str, warnings: list[str]) -> None:
+    """One line each on stderr: ``file: <json path>: warning: <message>``."""
+    for w in warnings:
+        path, message = split_problem(w)
+        click.echo(f"{file}: {path}: warning: {message}", err=True)
 
 
 @application.command("validate-json")
@@ -85,6 +97,7 @@ def validate_json(files: tuple[Path, ...]) -> None:
         except AppJsonError as exc:
             errors = [f"{exc.source}: {p}" if exc.source != str(path) else p
                       for p in exc.problems]
+            warnings = exc.warnings
         except OSError as exc:
             errors = [exc.strerror or str(exc)]
         except UnicodeDecodeError as exc:
@@ -104,8 +117,7 @@ def validate_json(files: tuple[Path, ...]) -> None:
             prefix = f"{r['file']}: " if many else ""
             for e in r["errors"]:
                 click.echo(f"{prefix}{e}")
-            for w in r["warnings"]:
-                click.echo(f"{prefix}warning: {w}", err=True)
+            _echo_warnings(r["file"], r["warnings"])
             if not r["errors"]:
                 click.echo(f"{r['file']}: valid", err=not many)
 
@@ -176,18 +188,26 @@ def show(app_id: int | None, uuid: str | None) -> None:
             [(f["key"], f["type"], f["required"], f["secret"],
               None if f["secret"] else f["default"], f["description"])
              for f in d["environment"]],
-            ["key", "type", "required", "secret", "default", "description"],
+            ["key", "type", "required", "secret", "default", "description"], whole=True,
         )
         if d["artifacts"]:
             click.echo("\nartifacts:")
-            table([(a["name"], a["path"], a["type"]) for a in d["artifacts"]],
-                  ["name", "path (regex)", "type"])
+            table([(a["name"], a["type"], a["path"], a["description"]) for a in d["artifacts"]],
+                  ["name", "type", "path (regex)", "description"], whole=True)
         if d["exit_codes"]:
             click.echo("\nexit codes:")
-            table([(e["code"], e["severity"], e["retry"], e["description"])
-                   for e in d["exit_codes"]], ["code", "severity", "retry", "description"])
+            table([(e["code"], e["severity"], e["retry"], _meaning(e))
+                   for e in d["exit_codes"]], ["code", "severity", "retry", "description"],
+                  whole=True)
 
     emit(d, text)
+
+
+def _meaning(e: dict[str, Any]) -> str:
+    if e["code"] <= 255:
+        return str(e["description"])
+    return (f"{e['description']} (never a process exit status: it ends as "
+            f"{e['code'] % 256})")
 
 
 @application.command("update")

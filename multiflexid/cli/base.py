@@ -129,13 +129,16 @@ def emit(data: Any, text: Callable[[], None] | str | None = None) -> None:
         click.echo(text)
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
-    """Aligned columns; ``-`` for empty cells; stays greppable when piped."""
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], whole: bool = False) -> None:
+    """Aligned columns; ``-`` for empty cells; stays greppable when piped.
+
+    Cells longer than 60 characters are cut short unless ``whole`` (for the detail view of
+    one thing, where the text is what the reader came for)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, v in enumerate(row):
-            widths[i] = min(max(widths[i], len(v)), 60)
+            widths[i] = max(widths[i], len(v)) if whole else min(max(widths[i], len(v)), 60)
     line = "  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers))
     click.echo(line.rstrip())
     for row in cells:

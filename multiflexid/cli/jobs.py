@@ -10,7 +10,7 @@ import click
 from sqlalchemy import select
 
 from multiflexi.errors import NotFound
-from multiflexid.presenters import artifact_dict, iso, job_dict
+from multiflexid.presenters import artifact_dict, iso, job_dict, next_due
 from multiflexid.services import jobs as svc
 from multiflexid.services.companies import get_company
 from multiflexid.store.orm import (
@@ -235,11 +235,14 @@ def queue_list(limit: int) -> None:
                     "name": j.runtemplate_name, "schedule_type": j.schedule_type}
                    for j in s.scalars(select(Job).where(Job.state == "pending")
                                       .order_by(Job.id).limit(limit))]
-        due = [{"runtemplate_id": rt.id, "name": rt.name, "next": iso(rt.next_schedule)}
-               for rt in s.scalars(
-                   select(RunTemplate).where(RunTemplate.active.is_(True),
-                                             RunTemplate.next_schedule.is_not(None))
-                   .order_by(RunTemplate.next_schedule).limit(limit))]
+        upcoming = s.scalars(
+            select(RunTemplate).where(RunTemplate.active.is_(True),
+                                      RunTemplate.next_schedule.is_not(None))
+            .order_by(RunTemplate.next_schedule).limit(limit))
+        # In the order the jobs will be due (a delay can put a later tick first).
+        due = [{"runtemplate_id": rt.id, "name": rt.name, "next": iso(next_due(rt)),
+                "tick": iso(rt.next_schedule)}
+               for rt in sorted(upcoming, key=lambda rt: (next_due(rt), rt.id))]
     doc = {"queued": queued, "waiting": waiting, "next": due}
 
     def text() -> None:
@@ -250,7 +253,7 @@ def queue_list(limit: int) -> None:
             click.echo("\nwaiting for the template's running job:")
             table([(w["job_id"], w["runtemplate_id"], w["name"]) for w in waiting],
                   ["job", "tpl", "template"])
-        click.echo("\nnext scheduled ticks:")
+        click.echo("\nnext scheduled runs:")
         table([(n["next"], n["runtemplate_id"], n["name"]) for n in due],
               ["due", "tpl", "template"])
 

@@ -92,7 +92,7 @@ def _show(d: dict[str, Any]) -> None:
     fields([(k, d[k]) for k in (
         "id", "name", "app", "company", "interv", "cron", "timezone", "delay", "executor",
         "active", "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "next_schedule",
-        "last_schedule", "successful_jobs_count", "failed_jobs_count", "config_keys",
+        "next_tick", "last_schedule", "successful_jobs_count", "failed_jobs_count", "config_keys",
         "credentials",
     )])
 

@@ -42,20 +42,30 @@ _MAPPED = {
     "version", "homepage", "image", "uuid", "requirements", "tags", "topics", "environment",
     "artifacts", "exitCodes", "exitcodes",
 }
-# Top-level keys either schema knows; others are kept but reported as warnings.
-_KNOWN = _MAPPED | {
-    "$schema", "schemaVersion", "author", "license", "category", "produces", "consumes",
-    "events", "kubernetes", "setup", "deploy", "package", "multiflexi", "repository",
+# Keys either schema knows that we keep verbatim for export and never read: metadata that
+# does not change how a job runs. What the schema says against them is a warning, never a
+# refusal (real files add keys upstream's own schema does not list, e.g. events.listens).
+_METADATA = {
+    "author", "license", "category", "produces", "consumes", "events", "kubernetes", "setup",
+    "deploy", "package", "multiflexi", "repository",
 }
+# Top-level keys either schema knows; others are kept but reported as warnings.
+_KNOWN = _MAPPED | _METADATA | {"$schema", "schemaVersion"}
+_KEPT_AS_WRITTEN = "kept as written (metadata, not used to run jobs)"
+# The largest exit code the database keeps (a 32-bit integer column).
+MAX_EXIT_CODE = 2**31 - 1
 _FIELD_KEYS = {"type", "category", "description", "hint", "defval", "required", "options"}
 
 
 class AppJsonError(ValueError):
-    """An application definition that cannot be imported; ``problems`` lists each one."""
+    """An application definition that cannot be imported; ``problems`` lists each one
+    (``warnings``: what would only have been reported)."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str],
+                 warnings: list[str] | None = None) -> None:
         self.source = source
         self.problems = problems
+        self.warnings = warnings or []
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
@@ -152,27 +162,45 @@ def json_path(parts: Iterable[Any]) -> str:
     return path
 
 
+_PATH = re.compile(r'\$(?:\.[A-Za-z_$][A-Za-z0-9_$]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*')
+
+
+def split_problem(problem: str) -> tuple[str, str]:
+    """``(json path, message)`` of a ``<json path>: <message>`` line made here."""
+    path = _PATH.match(problem)
+    if path is None or not problem.startswith(": ", path.end()):
+        return "$", problem
+    return path.group(), problem[path.end() + 2:]
+
+
+def _schema_errors(validator: Draft7Validator, data: Any) -> list[ValidationError]:
+    return sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path])
+
+
 def schema_problems(validator: Draft7Validator, data: Any) -> list[str]:
     """Every schema violation as ``<json path>: <message>``, in document order."""
-    out = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
-        out.extend(_describe(err))
-    return out
+    return [line for err in _schema_errors(validator, data) for line in _describe(err)]
+
+
+_NOT_A_CODE = "exit codes must be non-negative whole numbers"
 
 
 def _describe(err: ValidationError) -> list[str]:
     path = json_path(err.absolute_path)
-    patterns = list(err.schema.get("patternProperties", {})) if isinstance(err.schema,
-                                                                          dict) else []
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    patterns = list(schema.get("patternProperties", {}))
     extras = []
-    if err.validator == "additionalProperties" and isinstance(err.instance, dict) and patterns:
-        known = err.schema.get("properties", {})
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = schema.get("properties", {})
         extras = [k for k in err.instance
                   if k not in known and not any(re.search(p, k) for p in patterns)]
     if extras:  # one line per offending key, saying what keys must look like
         if patterns == ["^[0-9]+$"]:
-            return [f"{_join(path, k)}: exit codes must be numbers 0-255" for k in extras]
-        return [f"{_join(path, k)}: key does not match {' or '.join(patterns)}"
+            return [f"{_join(path, k)}: {_NOT_A_CODE}" for k in extras]
+        if patterns:
+            return [f"{_join(path, k)}: key does not match {' or '.join(patterns)}"
+                    for k in extras]
+        return [f"{_join(path, k)}: not a key the schema knows (known: {', '.join(known)})"
                 for k in extras]
     return [_describe_one(err, path)]
 
@@ -271,8 +299,16 @@ def validate_app(data: Any) -> tuple[list[str], list[str]]:
     if fmt == "3.4" and "$schema" not in data:
         data["$schema"] = SCHEMA_URL  # the original accepts files without it
         warnings.append("$.$schema: missing; assumed the 3.4 application schema")
-    errors = schema_problems(_validator(fmt), data)
+    errors = []
+    for err in _schema_errors(_validator(fmt), data):
+        if err.absolute_path and err.absolute_path[0] in _METADATA:
+            warnings.extend(f"{line}; {_KEPT_AS_WRITTEN}" for line in _describe(err))
+        else:
+            errors.extend(_describe(err))
     errors.extend(_semantic_problems(data, fmt))
+    code_errors, code_warnings = _exit_code_problems(data)
+    errors.extend(code_errors)
+    warnings.extend(code_warnings)
     env = data.get("environment")
     for key in env if isinstance(env, dict) else ():
         if not re.match(_ENV_KEY, key):
@@ -322,24 +358,10 @@ def _semantic_problems(data: dict[str, Any], fmt: str) -> list[str]:
     if fmt == "2.1" and "uuid" in data and isinstance(data["uuid"], str):
         if not _is_uuid(data["uuid"]):
             out.append(f"$.uuid: {data['uuid']!r} is not a valid uuid")
-    codes = data.get("exitCodes", data.get("exitcodes"))
-    if codes is not None and not isinstance(codes, dict):  # not in the 2.1 schema
-        key = "exitCodes" if "exitCodes" in data else "exitcodes"
-        out.append(f"$.{key}: must be an object of exit codes, not {_kind(codes)}")
-    if isinstance(codes, dict):
-        for code, meaning in codes.items():
-            if not str(code).isdigit():
-                out.append(f"{_join('$.exitCodes', code)}: exit codes must be numbers 0-255")
-            elif int(code) > 255:
-                out.append(f"{_join('$.exitCodes', code)}: exit codes must be numbers 0-255")
-            # Either {description, severity, retry} or (the lower-case form) just the
-            # description, a string or an object of languages.
-            plain = isinstance(meaning, dict) and "description" not in meaning and all(
-                isinstance(v, str) for v in meaning.values())
-            if not (isinstance(meaning, str) or plain
-                    or (isinstance(meaning, dict) and "description" in meaning)):
-                out.append(f"{_join('$.exitCodes', code)}: must be an object with a "
-                           f"description, or the description itself, not {_kind(meaning)}")
+    # Keys of the other format (or of no schema) that still make the command line.
+    for key in ("cmdparams", "cmdparamsTemplate"):
+        if key in data and not isinstance(data[key], str):
+            out.append(f"$.{key}: must be a string, not {_kind(data[key])}")
     arts = data.get("artifacts")
     if isinstance(arts, list):
         for i, art in enumerate(arts):
@@ -350,6 +372,45 @@ def _semantic_problems(data: dict[str, Any], fmt: str) -> list[str]:
                 except re.error as exc:
                     out.append(f"$.artifacts[{i}].path: not a valid regular expression: {exc}")
     return out
+
+
+def _exit_code_problems(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of ``exitCodes`` (or the lower-case ``exitcodes``).
+
+    Upstream allows any non-negative integer as a code; real files declare HTTP-like ones.
+    They are kept, with a warning: no process can exit with them.
+    """
+    key = "exitCodes" if "exitCodes" in data else "exitcodes"
+    codes = data.get(key)
+    if codes is None:
+        return [], []
+    if not isinstance(codes, dict):  # not in the 2.1 schema
+        return [f"$.{key}: must be an object of exit codes, not {_kind(codes)}"], []
+    errors, warnings = [], []
+    seen: dict[int, str] = {}
+    for code, meaning in codes.items():
+        path = _join(f"$.{key}", code)
+        if not re.fullmatch(r"[0-9]+", code):
+            errors.append(f"{path}: {_NOT_A_CODE}")
+        elif int(code) > MAX_EXIT_CODE:
+            errors.append(f"{path}: too large to keep (at most {MAX_EXIT_CODE})")
+        elif int(code) in seen:
+            errors.append(f"{path}: the same exit code as {json.dumps(seen[int(code)])}")
+        else:
+            seen[int(code)] = code
+            if int(code) > 255:
+                warnings.append(
+                    f"{path}: {code} can never be a process exit status (those are 0-255): "
+                    f"a process that exits with {code} ends with {int(code) % 256}")
+        # Either {description, severity, retry} or (the lower-case form) just the
+        # description, a string or an object of languages.
+        plain = isinstance(meaning, dict) and "description" not in meaning and all(
+            isinstance(v, str) for v in meaning.values())
+        if not (isinstance(meaning, str) or plain
+                or (isinstance(meaning, dict) and "description" in meaning)):
+            errors.append(f"{path}: must be an object with a description, or the "
+                          f"description itself, not {_kind(meaning)}")
+    return errors, warnings
 
 
 # The longest values the database keeps (column sizes in multiflexid/store/orm.py).
@@ -428,7 +489,7 @@ def parse_app(text: str, source: str = "<input>") -> tuple[AppDefinition, list[s
 def app_from_data(data: Any, source: str = "<input>") -> tuple[AppDefinition, list[str]]:
     errors, warnings = validate_app(data)
     if errors:
-        raise AppJsonError(source, errors)
+        raise AppJsonError(source, errors, warnings)
     data = json.loads(json.dumps(data))
     _normalize_types(data)
     fmt = detect_format(data)

@@ -8,14 +8,21 @@ from jsonschema import Draft7Validator, FormatChecker
 
 from multiflexi import schemas
 
-from .appdef import CredentialFieldDef, CredentialTypeDef, Localized
+from .appdef import ENV_TYPES, CredentialFieldDef, CredentialTypeDef, Localized
 from .appjson import AppJsonError, load_json, localized, schema_problems
+from .config import ConfigError, normalize
 
-# Prototype field types mapped onto credential-type field types.
-_PROTOTYPE_TYPES = {
-    "email": "string", "url": "string", "integer": "number", "textarea": "string",
-    "file": "string",
-}
+# Prototype field types that are only presentation; the others (email, url, integer...) are
+# kept as they are, so that values are checked against them.
+_PROTOTYPE_TYPES = {"textarea": "string", "file": "string"}
+# Credential-type field types checked like these environment field types; those with the
+# name of an environment field type are checked as one.
+_AS_ENV_TYPE = {"number": "float", "boolean": "bool", "select": "set", "secret": "password"}
+
+
+def env_type(field_type: str) -> str:
+    """The environment field type whose check a credential field's values get."""
+    return _AS_ENV_TYPE.get(field_type, field_type if field_type in ENV_TYPES else "string")
 
 
 def _validator(name: str) -> Draft7Validator:
@@ -41,6 +48,7 @@ def parse_credential_type(text: str, source: str = "<input>") -> CredentialTypeD
             if kw in seen:
                 problems.append(f"$.fields[{i}].keyword: {kw!r} appears twice")
             seen.add(kw)
+        problems.extend(_default_problems(f, f"$.fields[{i}]") if isinstance(f, dict) else [])
     if problems:
         raise AppJsonError(source, problems)
     loc: dict[str, Localized] = {}
@@ -59,6 +67,19 @@ def parse_credential_type(text: str, source: str = "<input>") -> CredentialTypeD
         localized=loc,
         fields=[_field(f) for f in fields],
     )
+
+
+def _default_problems(f: dict[str, Any], path: str) -> list[str]:
+    """A default that does not fit its field's type would refuse every credential."""
+    key = "default_value" if "default_value" in f else "default"
+    value, ftype = f.get(key), f.get("type")
+    if not isinstance(value, str) or not isinstance(ftype, str) or ftype == "select":
+        return []  # (the options of a select are checked against the stored list)
+    try:
+        normalize(env_type(_PROTOTYPE_TYPES.get(ftype, ftype)), value, f"{path}.{key}")
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def _field(f: dict[str, Any]) -> CredentialFieldDef:

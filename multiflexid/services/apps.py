@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
@@ -39,10 +39,15 @@ def get_app(s: Session, ref: str | int, *, parts: bool = False) -> Application:
     if text.isdigit():
         app = s.scalar(query.where(Application.id == int(text)))
     else:
-        app = s.scalar(query.where(Application.uuid == text))
+        app = s.scalar(query.where(_same_uuid(text)))
     if app is None:
         raise NotFound(f"no application with id or uuid {text!r}")
     return app
+
+
+def _same_uuid(uuid: str) -> ColumnElement[bool]:
+    """Uuids match regardless of case (RFC 4122; an index on lower(uuid) serves this)."""
+    return func.lower(Application.uuid) == uuid.lower()
 
 
 def list_apps(s: Session) -> list[Application]:
@@ -88,7 +93,7 @@ def to_definition(app: Application) -> AppDefinition:
 
 def _find_existing(s: Session, d: AppDefinition) -> Application | None:
     if d.uuid:
-        app = s.scalar(select(Application).options(*_WITH_PARTS).where(Application.uuid == d.uuid))
+        app = s.scalar(select(Application).options(*_WITH_PARTS).where(_same_uuid(d.uuid)))
         if app is not None:
             return app
     same_name = list(
@@ -245,6 +250,7 @@ def import_files(db: Database, paths: list[Path]) -> list[ImportResult]:
                 definition, res.warnings = parse_app(text, str(path))
             except AppJsonError as exc:
                 res.errors.extend(_located(exc, str(path)))
+                res.warnings = exc.warnings
         parsed.append((res, definition))
     shared = shared_uuids([(res.file, d.uuid if d else None) for res, d in parsed])
     for res, d in parsed:

@@ -27,15 +27,24 @@ def check_slug(slug: str) -> str:
     return slug
 
 
+def find_by_slug(s: Session, slug: str) -> Company | None:
+    """The company with this slug, in whatever case it is written."""
+    return s.scalar(select(Company).where(func.lower(Company.slug) == slug.strip().lower()))
+
+
 def get_company(s: Session, ref: str | int) -> Company:
     text = str(ref).strip()
-    if text.isdigit():
-        company = s.get(Company, int(text))
-    else:
-        company = s.scalar(select(Company).where(Company.slug == text))
+    company = s.get(Company, int(text)) if text.isdigit() else find_by_slug(s, text)
     if company is None:
         raise NotFound(f"no company with id or slug {text!r}")
     return company
+
+
+def _refuse_taken(s: Session, slug: str, company: Company | None = None) -> None:
+    other = find_by_slug(s, slug)
+    if other is not None and other is not company:
+        case = "" if other.slug == slug else " (slugs match regardless of case)"
+        raise Conflict(f"slug: a company with slug {other.slug!r} already exists{case}")
 
 
 def list_companies(s: Session) -> list[Company]:
@@ -62,8 +71,7 @@ def _apply(company: Company, values: dict[str, Any]) -> None:
 
 def create_company(s: Session, **values: Any) -> Company:
     slug = check_slug(str(values.get("slug") or ""))
-    if s.scalar(select(Company).where(Company.slug == slug)) is not None:
-        raise Conflict(f"slug: a company with slug {slug!r} already exists")
+    _refuse_taken(s, slug)
     company = Company(name="", slug=slug, enabled=True)
     _apply(company, values)
     s.add(company)
@@ -74,9 +82,7 @@ def create_company(s: Session, **values: Any) -> Company:
 def update_company(s: Session, company: Company, **values: Any) -> Company:
     new_slug = values.get("slug")
     if new_slug is not None and new_slug != company.slug:
-        slug = check_slug(str(new_slug))
-        if s.scalar(select(Company).where(Company.slug == slug)) is not None:
-            raise Conflict(f"slug: a company with slug {slug!r} already exists")
+        _refuse_taken(s, check_slug(str(new_slug)), company)
     _apply(company, values)
     s.flush()
     return company

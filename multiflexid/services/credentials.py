@@ -9,6 +9,7 @@ from multiflexi.errors import Conflict, InvalidInput, NotFound
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import CredentialFieldDef, CredentialTypeDef
 from multiflexid.domain.config import MASK, ConfigError, CredentialLayer, normalize, to_text
+from multiflexid.domain.credjson import env_type
 from multiflexid.store.orm import (
     Company,
     Credential,
@@ -19,9 +20,6 @@ from multiflexid.store.orm import (
     RunTemplateCredential,
 )
 from multiflexid.store.types import utcnow
-
-# Credential field types checked like these environment field types.
-_AS_ENV_TYPE = {"number": "float", "boolean": "bool", "select": "set"}
 
 
 def count_encrypted(s: Session) -> int:
@@ -135,7 +133,7 @@ def list_credentials(s: Session, company: Company | None = None) -> list[Credent
 
 def _check_value(f: CredentialTypeField, value: str) -> str:
     try:
-        return normalize(_AS_ENV_TYPE.get(f.type, "string"), value, f.keyword, f.options)
+        return normalize(env_type(f.type), value, f.keyword, f.options)
     except ConfigError as exc:
         if field_is_secret(f):
             raise InvalidInput(f"{f.keyword}: value does not fit type {f.type}") from None

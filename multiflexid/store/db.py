@@ -175,8 +175,8 @@ class Database:
     def is_up_to_date(self) -> bool:
         return self.current_revision() == self.head_revision()
 
-    def upgrade(self) -> tuple[str | None, str | None]:
-        """Bring the schema to the newest revision; returns (before, after)."""
+    def upgrade(self, target: str = "head") -> tuple[str | None, str | None]:
+        """Bring the schema to the newest revision (or ``target``); returns (before, after)."""
         cfg = self._alembic_config()
         with self._translate_errors(), self.engine.connect() as conn:
             if not self.is_sqlite:
@@ -185,7 +185,7 @@ class Database:
             try:
                 before = MigrationContext.configure(conn).get_current_revision()
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, target)
                 conn.commit()
                 after = MigrationContext.configure(conn).get_current_revision()
             except BaseException:

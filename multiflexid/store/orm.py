@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -96,6 +97,11 @@ class Application(Timestamped, Base):
         back_populates="app", cascade="all, delete-orphan", lazy="raise",
         order_by="AppExitCode.code",
     )
+
+
+# Uuids match regardless of case (as RFC 4122 says, and as upstream's MySQL compares them);
+# the plain unique constraint of the first schema stays beside it.
+Index("uq_application_uuid_lower", func.lower(Application.uuid), unique=True)
 
 
 class AppEnvField(Base):
@@ -174,6 +180,10 @@ class Company(Timestamped, Base):
     dic: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# Slugs match regardless of case: --company ACME is acme, and there is never an ACME beside it.
+Index("uq_company_slug_lower", func.lower(Company.slug), unique=True)
 
 
 class CredentialType(Timestamped, Base):

@@ -450,3 +450,16 @@ def test_a_failing_dispatcher_logs_its_traceback_once_and_says_degraded(
     assert log.count(f"(error id {eid})\nTraceback") == 1, log
     assert log.count(f"error id {eid}") >= 2, log
     assert "boom" in status["status"] and "UPDATE" not in status["status"]
+
+
+def test_template_views_show_when_the_next_job_is_due(core: Core,
+                                                       daemon: DaemonProcess) -> None:
+    """The socket's template views (what the TUI shows as "Next") say when the job will be
+    due: the tick plus the template's delay; the tick itself is ``next_tick``."""
+    rt = make_template(core, interv="h", delay=90)
+    shown = daemon.call("runtemplate.get", id=rt)
+    assert shown["next_tick"].endswith(":00:00Z")
+    assert shown["next_schedule"] == shown["next_tick"].replace(":00:00Z", ":01:30Z")
+    [listed] = daemon.call("runtemplate.list")["items"]
+    assert (listed["next_schedule"], listed["next_tick"]) == (shown["next_schedule"],
+                                                              shown["next_tick"])

@@ -17,7 +17,7 @@ from multiflexi import examples
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.services.apps import get_app, list_apps, to_definition
 from multiflexid.store.db import Database
-from tests.integration.conftest import dump_tables, row_counts
+from tests.integration.conftest import DATA, dump_tables, row_counts
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 CONTRACTS = "e0e20955-d71c-4003-85e5-7d65eb9da03f"
@@ -143,7 +143,7 @@ def test_bundled_apps_keep_what_their_files_say(mfcli, examples_dir: Path,
     assert r.code == 0, r.err
     contracts = examples_dir / "contract_to_invoices.multiflexi.app.json"
     assert f"{contracts}: created application" in r.out
-    assert "  warning: $.exitcodes: lower-case spelling read as exitCodes" in r.err
+    assert f"{contracts}: $.exitcodes: warning: lower-case spelling read as exitCodes" in r.err
     _export_keeps_what_the_upstream_file_said(mfcli)
     _export_to_a_directory_uses_upstream_file_name(mfcli, tmp_path)
     _every_language_of_localized_fields_is_kept(mfcli)
@@ -278,7 +278,8 @@ def test_legacy_format_imports_and_exports_back_to_legacy_keys(
     for key, old, new in (("ATTACH_PDF", "checkbox", "bool"), ("STATEMENT_FORMAT", "select",
                           "set"), ("LOOKBACK_DAYS", "number", "integer"),
                           ("OUTPUT_DIR", "directory", "file-path")):
-        assert f"$.environment.{key}.type: legacy type {old!r} read as {new!r}" in r.err
+        assert (f"{legacy}: $.environment.{key}.type: warning: legacy type {old!r} read as "
+                f"{new!r}") in r.err.splitlines()
     shown = mfcli("application", "show", "--uuid", LEGACY, "--format", "json").json
     types = {f["key"]: f["type"] for f in shown["environment"]}
     assert types == {"ATTACH_PDF": "bool", "STATEMENT_FORMAT": "set", "LOOKBACK_DAYS": "integer",
@@ -343,3 +344,113 @@ def test_validate_json_accepts_every_bundled_file(mfcli, mf_env, examples_dir: P
     assert r.code == 0, r.out
     assert [x["valid"] for x in r.json] == [True] * 12
     assert dump_tables(mf_env.db_url) == before
+
+
+SHAPES = DATA / "upstream_shapes"
+HTTP_CODES = SHAPES / "http_status_exit_codes.app.json"
+LISTENS = SHAPES / "events_listens.app.json"
+SHAPE_WARNINGS = {
+    LISTENS: [
+        "$.events.listens: warning: not a key the schema knows (known: emits, consumes); "
+        "kept as written (metadata, not used to run jobs)",
+    ],
+    HTTP_CODES: [
+        '$.exitCodes["404"]: warning: 404 can never be a process exit status (those are '
+        "0-255): a process that exits with 404 ends with 148",
+        '$.exitCodes["503"]: warning: 503 can never be a process exit status (those are '
+        "0-255): a process that exits with 503 ends with 247",
+    ],
+}
+
+
+def _warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if ": warning: " in line]
+
+
+def test_valid_upstream_shapes_our_model_lacks_import_with_warnings(
+    mfcli, mf_env, tmp_path: Path, fresh_db_url: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exit codes above 255 and keys upstream's schema does not list inside metadata are
+    valid upstream files: they import (exit 0), each oddity is one warning line naming the
+    file and the JSON path, and what they say survives export and re-import."""
+    expected = [f"{file}: {w}" for file in sorted(SHAPE_WARNINGS) for w in SHAPE_WARNINGS[file]]
+    r = mfcli("application", "validate-json", "--file", str(SHAPES))
+    assert r.code == 0, r.out
+    assert _warning_lines(r.err) == expected
+    assert r.out.splitlines() == [f"{file}: valid" for file in sorted(SHAPE_WARNINGS)]
+    r = mfcli("--format", "json", "application", "validate-json", "--file", str(SHAPES))
+    assert r.code == 0
+    assert [(x["file"], x["valid"], x["errors"], x["warnings"]) for x in r.json] == [
+        (str(f), True, [], [w.replace(": warning: ", ": ", 1) for w in SHAPE_WARNINGS[f]])
+        for f in sorted(SHAPE_WARNINGS)]
+
+    r = mfcli("application", "import-json", "--file", str(SHAPES))
+    assert r.code == 0, r.err
+    assert "2 imported, 0 failed" in r.out
+    assert _warning_lines(r.err) == expected
+    r = mfcli("--format", "json", "application", "import-json", "--file", str(HTTP_CODES))
+    assert r.code == 0
+    assert r.json[0]["warnings"] == [w.replace(": warning: ", ": ", 1)
+                                     for w in SHAPE_WARNINGS[HTTP_CODES]]
+
+    shown = mfcli("application", "show", "--uuid", json.loads(HTTP_CODES.read_text())["uuid"],
+                  "--format", "json").json
+    assert [(e["code"], e["severity"], e["retry"]) for e in shown["exit_codes"]] == [
+        (0, "success", False), (1, "error", False), (404, "error", False),
+        (503, "warning", True)]
+    first = _definitions(mf_env.db_url)
+    exports = {}
+    for file in SHAPE_WARNINGS:
+        original = json.loads(file.read_text(encoding="utf-8"))
+        r = mfcli("application", "export-json", "--uuid", original["uuid"])
+        assert r.code == 0, r.err
+        doc = json.loads(r.out)
+        for key in ("events", "produces", "exitCodes"):
+            if key in original:
+                assert doc[key] == {k: {"severity": "error", "retry": False, **v}
+                                    for k, v in original[key].items()} \
+                    if key == "exitCodes" else original[key], (file.name, key)
+        exports[original["uuid"]] = doc
+        (tmp_path / file.name).write_text(r.out, encoding="utf-8")
+
+    fresh = fresh_db_url()
+    _use_db(monkeypatch, fresh)
+    r = mfcli("application", "import-json", "--file", str(tmp_path))
+    assert r.code == 0, r.err
+    assert _warning_lines(r.err) == [
+        f"{tmp_path / file.name}: {w}" for file in sorted(SHAPE_WARNINGS)
+        for w in SHAPE_WARNINGS[file]]
+    assert _definitions(fresh) == first
+    for uuid, doc in exports.items():
+        assert json.loads(mfcli("application", "export-json", "--uuid", uuid).out) == doc
+
+
+def test_application_show_gives_exit_code_meanings_and_artifact_patterns_whole(
+    mfcli, examples_dir: Path
+) -> None:
+    """The text view of one app is what an admin reads to learn what an exit code means and
+    which files become artifacts: nothing of it is cut short."""
+    r = mfcli("application", "import-json", "--file", str(HTTP_CODES), "--file",
+              str(examples_dir / "contract_to_invoices.multiflexi.app.json"))
+    assert r.code == 0, r.err
+    text = mfcli("application", "show", "--uuid", json.loads(HTTP_CODES.read_text())["uuid"]).out
+    rows = [line.split() for line in text.split("\nexit codes:\n")[1].splitlines()]
+    assert rows == [
+        ["CODE", "SEVERITY", "RETRY", "DESCRIPTION"],
+        ["0", "success", "no", "All", "invoices", "accepted"],
+        ["1", "error", "no", "Bad", "configuration"],
+        ["404", "error", "no", "The", "endpoint", "does", "not", "exist", "(never", "a",
+         "process", "exit", "status:", "it", "ends", "as", "148)"],
+        ["503", "warning", "yes", "The", "service", "is", "unavailable", "(never", "a",
+         "process", "exit", "status:", "it", "ends", "as", "247)"],
+    ]
+    artifacts = text.split("\nartifacts:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split() for line in artifacts] == [
+        ["NAME", "TYPE", "PATH", "(REGEX)", "DESCRIPTION"],
+        ["Push", "log", "file", "push-.*\\.log", "What", "was", "sent", "and", "what", "came",
+         "back"],
+    ]
+    text = mfcli("application", "show", "--uuid", CONTRACTS).out
+    assert "Invalid configuration or missing required environment variable\n" in text
+    assert "…" not in text

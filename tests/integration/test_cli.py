@@ -281,6 +281,56 @@ def test_company_slug_validation_and_duplicates(mfcli, mf_env) -> None:
     assert mfcli("company", "update", "--slug", "acme", "--new-slug", "acme").code == 0
 
 
+def test_slugs_match_regardless_of_case(mfcli, mf_env, world: dict[str, int]) -> None:
+    """``--company ACME`` is acme; a second company whose slug differs only in case is
+    refused, as is renaming one onto another's slug in other case."""
+    shown = mfcli("company", "show", "--slug", "ACME", "--format", "json").json
+    assert (shown["id"], shown["slug"]) == (world["acme"], "acme")
+    before = dump_tables(mf_env.db_url)
+    clash = ("slug: a company with slug 'acme' already exists (slugs match regardless of "
+             "case)")
+    one_line_error(mfcli("company", "create", "--name", "Acme again", "--slug", "ACME"), clash)
+    json_error(mfcli("--format", "json", "company", "create", "--name", "A", "--slug", "Acme"),
+               "conflict", clash)
+    one_line_error(mfcli("company", "update", "--slug", "globex", "--new-slug", "aCmE"), clash)
+    assert dump_tables(mf_env.db_url) == before
+    r = mfcli("company", "update", "--slug", "GLOBEX", "--new-slug", "Globex", "--format",
+              "json")
+    assert (r.code, r.json["slug"]) == (0, "Globex")  # its own slug in other case is fine
+    rt = make_template(mfcli, "ACME")
+    assert mfcli("runtemplate", "show", "--id", str(rt), "--format",
+                 "json").json["company"] == "acme"
+    assert [t["id"] for t in mfcli("runtemplate", "list", "--company", "Acme", "--format",
+                                   "json").json] == [rt]
+    r = mfcli("credential", "create", "--company", "globex", "--type", "Probe", "--name", "p",
+              "--field", "PASSWORD=pw-123", "--format", "json")
+    assert (r.code, r.json["company"]) == (0, "Globex")
+    assert mfcli("job", "list", "--company", "aCME", "--format", "json").code == 0
+    one_line_error(mfcli("company", "show", "--slug", "acme-not"),
+                   "no company with id or slug 'acme-not'")
+
+
+def test_application_uuids_match_regardless_of_case(mfcli, mf_env, world: dict[str, int],
+                                                    examples_dir: Path, tmp_path: Path) -> None:
+    upper = PROBE.upper()
+    shown = mfcli("application", "show", "--uuid", upper, "--format", "json").json
+    assert (shown["id"], shown["uuid"]) == (1, PROBE)
+    assert json.loads(mfcli("application", "export-json", "--uuid", upper).out)["uuid"] == PROBE
+    r = mfcli("runtemplate", "create", "--app", upper, "--company", "acme", "--name", "p",
+              "--format", "json")
+    assert (r.code, r.json["app_id"]) == (0, 1)
+    # A file that writes the uuid in upper case is the same application: it is updated.
+    doc = json.loads((examples_dir / "probe.multiflexi.app.json").read_text())
+    doc["uuid"], doc["version"] = upper, "9.9"
+    again = tmp_path / "probe-upper.json"
+    again.write_text(json.dumps(doc))
+    r = mfcli("--format", "json", "application", "import-json", "--file", str(again))
+    assert r.code == 0, r.err
+    assert (r.json[0]["created"], r.json[0]["app_id"]) == (False, 1)
+    apps = mfcli("--format", "json", "application", "list").json
+    assert [(a["id"], a["version"]) for a in apps] == [(1, "9.9"), (2, apps[1]["version"])]
+
+
 def test_company_with_templates_credentials_or_jobs_cannot_be_removed(
     mfcli, world: dict[str, int]
 ) -> None:
@@ -367,8 +417,10 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
             for f in fio["fields"]] == [
         ("FIO_TOKEN", "password", True, None, None),
         ("FIO_ACCOUNT", "string", False, "2400000000", None),
-        ("FIO_DAYS", "number", False, "7", None),
+        ("FIO_DAYS", "integer", False, "7", None),
         ("FIO_FORMAT", "select", False, "json", ["json", "xml"]),
+        ("FIO_NOTIFY", "email", False, None, None),
+        ("FIO_API", "url", False, "https://fioapi.fio.cz/v1/rest", None),
     ]
 
     latin = tmp_path / "latin1.json"
@@ -383,6 +435,48 @@ def test_credential_type_import_list_show(mfcli, examples_dir: Path, tmp_path: P
                                 "message": f"no *.json files found in {empty}"}}
     assert [t["code"] for t in mfcli("credential-type", "list", "--format", "json").json] == [
         "AbraFlexi", "FioBank", "Office365", "Probe"]
+
+
+def test_credential_prototype_email_url_integer_values_are_checked(
+    mfcli, mf_env, world: dict[str, int], tmp_path: Path
+) -> None:
+    """A prototype's email, url and integer fields check their values as the app fields of
+    those types do, when a credential is created and when it is updated."""
+    proto = DATA / "fiobank.credential-prototype.json"
+    assert mfcli("credential-type", "import-json", "--file", str(proto)).code == 0
+    create = ("credential", "create", "--company", "acme", "--type", "FioBank", "--name",
+              "fio", "--field", "FIO_TOKEN=fio-Token-1")
+    before = dump_tables(mf_env.db_url)
+    for field, message in (
+        ("FIO_DAYS=7.5", "FIO_DAYS: '7.5' is not an integer"),
+        ("FIO_DAYS=week", "FIO_DAYS: 'week' is not an integer"),
+        ("FIO_NOTIFY=accounts", "FIO_NOTIFY: 'accounts' is not an e-mail address"),
+        ("FIO_API=fioapi.fio.cz", "FIO_API: 'fioapi.fio.cz' is not a URL (scheme://host/...)"),
+    ):
+        one_line_error(mfcli(*create, "--field", field), message)
+    assert dump_tables(mf_env.db_url) == before
+    r = mfcli(*create, "--field", "FIO_DAYS= +14 ", "--field", "FIO_NOTIFY=ucetni@acme.example",
+              "--format", "json")
+    assert r.code == 0, r.err
+    assert r.json["values"] == {
+        "FIO_ACCOUNT": "2400000000", "FIO_API": "https://fioapi.fio.cz/v1/rest",
+        "FIO_DAYS": "14", "FIO_FORMAT": "json", "FIO_NOTIFY": "ucetni@acme.example",
+        "FIO_TOKEN": "********"}
+    cred = str(r.json["id"])
+    one_line_error(mfcli("credential", "update", "--id", cred, "--field", "FIO_NOTIFY=@acme"),
+                   "FIO_NOTIFY: '@acme' is not an e-mail address")
+    one_line_error(mfcli("credential", "update", "--id", cred, "--field", "FIO_DAYS=1e3"),
+                   "FIO_DAYS: '1e3' is not an integer")
+    # A prototype whose own default does not fit its type is refused at import, by path.
+    broken = tmp_path / "broken.credential-prototype.json"
+    doc = json.loads(proto.read_text())
+    doc["code"] = "FioBroken"
+    doc["fields"][2]["default_value"] = "a week"
+    broken.write_text(json.dumps(doc))
+    r = mfcli("credential-type", "import-json", "--file", str(broken))
+    assert r.code == 1
+    assert r.err.splitlines() == [f"{broken}: NOT imported",
+                                  "  $.fields[2].default_value: 'a week' is not an integer"]
 
 
 def test_credential_lifecycle(mfcli, world: dict[str, int]) -> None:
@@ -462,6 +556,7 @@ def test_runtemplate_create_list_show_update_remove(mfcli, world: dict[str, int]
     assert r.code == 0, r.err
     assert r.out.startswith("created run template 1 'hourly' (MultiFlexi Probe for acme), "
                             "next run 20")
+    created = r.out
     r = mfcli("run-template", "create", "--app", "2", "--company", str(world["globex"]),
               "--name", "nightly", "--interv", "c", "--cron", "30 2 * * *", "--tz",
               "Europe/Prague", "--executor", "Podman", "--inactive", "--max-attempts", "3",
@@ -488,7 +583,18 @@ def test_runtemplate_create_list_show_update_remove(mfcli, world: dict[str, int]
     shown = mfcli("runtemplate", "show", "--id", "1", "--format", "json").json
     assert (shown["interv"], shown["delay"], shown["config_keys"], shown["credentials"]) == (
         "h", 30, ["FORCE_EXITCODE"], [])
-    assert shown["next_schedule"].endswith(":00:00Z")  # the next tick (jobs add the delay)
+    # What is shown is when the job will be due: the tick plus the template's delay.
+    assert shown["next_tick"].endswith(":00:00Z")
+    assert shown["next_schedule"] == shown["next_tick"].replace(":00:00Z", ":00:30Z")
+    assert created.rstrip().endswith(f"next run {shown['next_schedule']}")
+    text = mfcli("runtemplate", "show", "--id", "1").out
+    assert f"next_schedule          {shown['next_schedule']}" in text
+    assert f"next_tick              {shown['next_tick']}" in text
+    assert shown["next_schedule"] in mfcli("runtemplate", "list").out
+    queue = mfcli("queue", "list", "--format", "json").json
+    assert queue["next"] == [{"runtemplate_id": 1, "name": "hourly",
+                              "next": shown["next_schedule"], "tick": shown["next_tick"]}]
+    assert shown["next_schedule"] in mfcli("queue", "list").out
 
     r = mfcli("runtemplate", "update", "--id", "1", "--interv", "n", "--name", "never",
               "--format", "json")

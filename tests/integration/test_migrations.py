@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from multiflexid.store.db import Database
 from multiflexid.store.orm import Base
@@ -52,6 +53,9 @@ def test_the_first_command_on_a_new_database_migrates_it(
     db.dispose()
 
 
+# SQLite cannot reflect expression indexes (lower(slug)): there only PostgreSQL compares them.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 def test_models_match_the_migrations(db_url: str) -> None:
     """What autogenerate would write for the models against the migrated schema: nothing."""
     engine = create_engine(db_url)
@@ -126,3 +130,73 @@ def _refused_at(mfcli: Any, url: str, revision: str, message: str) -> None:
     assert f"Can't locate revision identified by '{revision}'; was it upgraded by a newer " \
            "MultiFlexi?" in r.err
     assert dump_tables(url) == before
+
+
+def test_the_database_keeps_slugs_and_uuids_unique_regardless_of_case(db_url: str) -> None:
+    """Not only the CLI's check: two writers racing cannot make case twins either."""
+    engine = create_engine(db_url)
+    uuid = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO company (name, slug, enabled, created_at, updated_at)"
+                              " VALUES ('Acme', 'acme', true, :t, :t)"), {"t": _NOW})
+            _insert_app(conn, uuid)
+        for sql, params in (
+            ("INSERT INTO company (name, slug, enabled, created_at, updated_at) "
+             "VALUES ('Acme 2', 'ACME', true, :t, :t)", {"t": _NOW}),
+            (_APP_INSERT, {"t": _NOW, "uuid": uuid.upper()}),
+        ):
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.execute(text(sql), params)
+    finally:
+        engine.dispose()
+
+
+_NOW = "2026-01-01 00:00:00.000000"
+_APP_INSERT = (
+    "INSERT INTO application (uuid, name, description, executable, cmdparams, enabled, "
+    "requirements, tags, localized, extra, source_format, created_at, updated_at) VALUES "
+    "(:uuid, 'App', '', 'true', '', true, '[]', '[]', '{}', '{}', '3.4', :t, :t)"
+)
+
+
+def _insert_app(conn: Any, uuid: str) -> None:
+    conn.execute(text(_APP_INSERT), {"t": _NOW, "uuid": uuid})
+
+
+def test_upgrade_resolves_case_twins_made_before_and_says_so(
+    fresh_db_url: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database from before slugs and uuids matched regardless of case may hold twins;
+    the upgrade keeps the oldest as it is, renames the others' slugs (saying so), and takes
+    the uuid from the younger of two apps, which stay usable by id."""
+    url = fresh_db_url(migrated=False)
+    db = Database(url)
+    uuid = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    try:
+        db.upgrade("0002")
+        with db.engine.begin() as conn:
+            for slug in ("acme", "ACME", "globex", "Acme", "acme-2"):
+                conn.execute(text(
+                    "INSERT INTO company (name, slug, enabled, created_at, updated_at) "
+                    "VALUES (:s, :s, true, :t, :t)"), {"s": slug, "t": _NOW})
+            for value in (uuid, uuid.upper(), None):
+                _insert_app(conn, value)
+        with caplog.at_level("WARNING"):
+            assert db.upgrade() == ("0002", _head())
+        with db.engine.connect() as conn:
+            slugs = conn.execute(text("SELECT id, slug FROM company ORDER BY id")).all()
+            uuids = conn.execute(text("SELECT id, uuid FROM application ORDER BY id")).all()
+    finally:
+        db.dispose()
+    assert [tuple(r) for r in slugs] == [(1, "acme"), (2, "ACME-2-2"), (3, "globex"),
+                                         (4, "Acme-4"), (5, "acme-2")]
+    assert [tuple(r) for r in uuids] == [(1, uuid), (2, None), (3, None)]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "company 2: slug 'ACME' is now 'ACME-2-2' (it differed only in case from 'acme', and "
+        "slugs now match regardless of case)",
+        "company 4: slug 'Acme' is now 'Acme-4' (it differed only in case from 'acme', and "
+        "slugs now match regardless of case)",
+        f"application 2: uuid {uuid.upper()} removed (application 1 has it in other case; "
+        "uuids now match regardless of case); it stays usable by its id",
+    ]
