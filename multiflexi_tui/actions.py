@@ -11,12 +11,11 @@ from textual.widget import Widget
 from multiflexi.errors import MultiFlexiError
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import link_of
+from multiflexi_tui.messages import Open
 
 
 def open_job(node: Widget, job_id: int, tab: str | None = None) -> None:
-    from multiflexi_tui.screens.job import JobScreen
-
-    node.app.push_screen(JobScreen(job_id, tab=tab))
+    node.post_message(Open("job", {"id": job_id}, tab))
 
 
 def run_template(node: Widget, rt: dict[str, Any]) -> None:
@@ -24,8 +23,8 @@ def run_template(node: Widget, rt: dict[str, Any]) -> None:
     from multiflexi_tui.screens.run_now import RunNowScreen
 
     def started(job: dict[str, Any] | None) -> None:
-        if job:
-            open_job(node, int(job["id"]), tab="output")
+        if job:  # posted by the app: the node may be a modal that is gone by now
+            node.app.post_message(Open("job", {"id": int(job["id"])}, "output"))
 
     node.app.push_screen(RunNowScreen(rt), started)
 

@@ -15,6 +15,7 @@ from textual.worker import Worker, WorkerState
 
 from multiflexi.settings import load_settings
 from multiflexi_tui.connection import DEFAULT_SOCKET, DaemonLink
+from multiflexi_tui.messages import Open
 from multiflexi_tui.screens.help import HelpScreen
 from multiflexi_tui.screens.main import MainScreen
 
@@ -51,6 +52,24 @@ class MultiFlexiApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def on_open(self, message: Open) -> None:
+        """Route a widget's wish to see a record to the screen that shows it."""
+        from multiflexi_tui.screens.app_detail import AppScreen
+        from multiflexi_tui.screens.artifact import ArtifactScreen
+        from multiflexi_tui.screens.company import CompanyScreen
+        from multiflexi_tui.screens.job import JobScreen
+        from multiflexi_tui.screens.template import TemplateScreen
+
+        rec, tab = message.record, message.tab
+        screens = {
+            "job": lambda: JobScreen(int(rec["id"]), tab=tab),
+            "template": lambda: TemplateScreen(rec, tab=tab),
+            "company": lambda: CompanyScreen(rec, tab=tab),
+            "app": lambda: AppScreen(rec, tab=tab),
+            "artifact": lambda: ArtifactScreen(rec),
+        }
+        self.push_screen(screens[message.kind]())
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # Snapshot tests switch the blinking cursor off, so screens render the same each time.

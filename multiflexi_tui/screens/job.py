@@ -21,6 +21,7 @@ from textual.widgets import DataTable
 from multiflexi.errors import MultiFlexiError, NotFound
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
+from multiflexi_tui.messages import Open
 from multiflexi_tui.screens.detail import DetailScreen
 from multiflexi_tui.widgets.key_values import KeyValues
 from multiflexi_tui.widgets.list_table import ListTable
@@ -280,12 +281,10 @@ class JobScreen(DetailScreen):
     @on(DataTable.RowSelected, "#artifact-table")
     def _artifact_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        from multiflexi_tui.screens.artifact import ArtifactScreen
-
         art_id = int(str(event.row_key.value))
         for art in self.job.get("artifacts") or []:
             if art["id"] == art_id:
-                self.app.push_screen(ArtifactScreen(art))
+                self.post_message(Open("artifact", art))
 
     def action_follow(self) -> None:
         log = self.log_widget

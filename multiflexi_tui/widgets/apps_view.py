@@ -6,6 +6,7 @@ from typing import Any
 
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink
+from multiflexi_tui.messages import Open
 from multiflexi_tui.widgets.resource_view import (
     Column,
     Page,
@@ -35,6 +36,4 @@ class AppsView(ResourceView):
                          " ".join(rec.get("tags") or [])])
 
     def open(self, rec: Record) -> None:
-        from multiflexi_tui.screens.app_detail import AppScreen
-
-        self.app.push_screen(AppScreen(rec))
+        self.post_message(Open("app", rec))

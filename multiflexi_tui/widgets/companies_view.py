@@ -6,6 +6,7 @@ from typing import Any
 
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink
+from multiflexi_tui.messages import Open
 from multiflexi_tui.widgets.resource_view import (
     Column,
     Page,
@@ -31,6 +32,4 @@ class CompaniesView(ResourceView):
         return await offset_page(link, "company.list", cursor, self.PAGE_SIZE)
 
     def open(self, rec: Record) -> None:
-        from multiflexi_tui.screens.company import CompanyScreen
-
-        self.app.push_screen(CompanyScreen(rec))
+        self.post_message(Open("company", rec))

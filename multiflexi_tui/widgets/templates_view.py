@@ -9,6 +9,7 @@ from textual.binding import Binding, BindingType
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink
+from multiflexi_tui.messages import Open
 from multiflexi_tui.widgets.resource_view import (
     Column,
     Page,
@@ -72,9 +73,7 @@ class TemplatesView(ResourceView):
         return super().check_action(action, parameters)
 
     def open(self, rec: Record) -> None:
-        from multiflexi_tui.screens.template import TemplateScreen
-
-        self.app.push_screen(TemplateScreen(rec))
+        self.post_message(Open("template", rec))
 
     def action_run(self) -> None:
         rec = self.current()

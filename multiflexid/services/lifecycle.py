@@ -104,7 +104,8 @@ def tick(s: Session, tx: JobTransitions, now: datetime, limit: int = 1000) -> Ti
             if planned[1] is not None:
                 new_jobs.append(planned[1])
         conn.execute(_TICKED, ticked)
-        made = tx.create_ticks(s, new_jobs, now)
+        held = {rt_id for rt_id, states in active.items() if states & set(HELD_STATES)}
+        made = tx.create_ticks(s, new_jobs, now, held)
         taken = {row.runtemplate_id for row in made}
         for job in new_jobs:  # another node (or an earlier attempt) made these ticks
             if job["runtemplate_id"] not in taken:
@@ -149,7 +150,6 @@ def _plan_tick(
     return ticked, {
         "runtemplate_id": r.id, "app_id": r.app_id, "company_id": r.company_id,
         "runtemplate_name": r.name,
-        "state": "pending" if active & set(HELD_STATES) else "scheduled",
         "schedule_type": "catch-up" if late else rec.schedule_type,
         "schedule": missed + timedelta(seconds=r.delay or 0), "tick": missed,
         "executor": r.executor, "launched_by": "scheduler", "overrides": {},

@@ -185,14 +185,16 @@ class JobTransitions:
         notify_nodes(s)
         return job
 
-    def create_ticks(self, s: Session, jobs: list[dict[str, Any]], now: datetime) -> list[Any]:
-        """A scheduler tick's jobs (rows of the job table, each ``pending`` or
-        ``scheduled``), queued in bulk; a tick made already is skipped (the unique
-        (template, tick) constraint). Returns (id, runtemplate_id, schedule) of those made."""
+    def create_ticks(self, s: Session, jobs: list[dict[str, Any]], now: datetime,
+                     held: set[int]) -> list[Any]:
+        """A scheduler tick's jobs (rows of the job table but their state), queued in bulk:
+        ``pending`` for the templates in ``held`` (a job of theirs is claimed or running),
+        else ``scheduled``. A tick made already is skipped (the unique (template, tick)
+        constraint). Returns (id, runtemplate_id, schedule) of those made."""
         if not jobs:
             return []
         for job in jobs:
-            check("create", job["state"])
+            job["state"] = "pending" if job["runtemplate_id"] in held else "scheduled"
         conn = s.connection()
         if _postgresql(s):
             params: dict[str, Any] = {k: [j[c] for j in jobs] for k, c in _PG_ARRAYS.items()}
