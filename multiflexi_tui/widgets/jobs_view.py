@@ -90,7 +90,7 @@ class JobsView(ResourceView):
     def _output(self, chunk: Record) -> None:
         # The daemon sends no job.changed when a job starts; output proves it runs.
         rec = self.records.get(str(chunk.get("job_id")))
-        if rec is not None and rec.get("state") in ("pending", "scheduled"):
+        if rec is not None and rec.get("state") in ("pending", "scheduled", "claimed"):
             self.upsert({**rec, "state": "running"})
 
     def open(self, rec: Record) -> None:

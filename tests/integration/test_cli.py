@@ -17,6 +17,7 @@ import pytest
 
 import multiflexi
 from multiflexid.cli.main import cli
+from multiflexid.core import Core
 from multiflexid.store.db import Database
 from multiflexid.store.orm import Artifact
 from tests.integration.conftest import DATA, dump_tables, row_counts
@@ -819,6 +820,19 @@ def test_job_list_filters_and_limit(mfcli, world: dict[str, int]) -> None:
     assert text[0].split()[:4] == ["ID", "STATE", "TPL", "TEMPLATE"]
     assert text[1].split()[:5] == [str(ids[4]), "scheduled", str(acme), "a", "acme"]
     usage_error(mfcli("job", "list", "--limit", "0"), "Invalid value for '--limit'")
+
+
+def test_a_claimed_job_is_shown_as_claimed(mfcli, core: Core, world: dict[str, int]) -> None:
+    """Taken by a node, not started yet: listed and shown as claimed, with no begin."""
+    rt = make_template(mfcli)
+    job = mfcli("runtemplate", "run", "--id", str(rt), "--format", "json").json["id"]
+    with core.db.session() as s:
+        assert core.transitions.claim(s, datetime.now(UTC), "node-7", 5) == [job]
+    assert [j["id"] for j in mfcli("job", "list", "--state", "claimed", "--format",
+                                   "json").json] == [job]
+    shown = mfcli("job", "show", "--id", str(job), "--format", "json").json
+    assert (shown["state"], shown["node"], shown["begin"]) == ("claimed", "node-7", None)
+    assert mfcli("job", "list").out.splitlines()[1].split()[:2] == [str(job), "claimed"]
 
 
 def test_job_show_output_and_artifacts_of_a_queued_job(mfcli, mf_env, world: dict[str, int],

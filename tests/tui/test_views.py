@@ -271,3 +271,34 @@ def test_a_big_terminal(daemon: DaemonProcess, seeded: dict[str, int]) -> None:
         await wait_text(pilot, "oops")
 
     run_app(daemon.socket, scenario, size=(200, 60))
+
+
+def test_a_claimed_job_shows_as_claimed(daemon: DaemonProcess, seeded: dict[str, int],
+                                        tui_core: Core) -> None:
+    """A job another node has taken but not started: the jobs list says claimed (its own
+    mark), not running, and the job screen has no begin for it."""
+    from datetime import UTC, datetime, timedelta
+
+    from multiflexid.services.jobs import create_job
+    from multiflexid.store.orm import RunTemplate
+
+    later = datetime.now(UTC) + timedelta(hours=1)  # not due for this daemon yet
+    with tui_core.db.session() as s:
+        rt = s.get(RunTemplate, seeded["manual"])
+        assert rt is not None
+        job_id = create_job(s, tui_core.transitions, rt, schedule_type="adhoc",
+                            launched_by="t", after=later, box=tui_core.box).id
+    with tui_core.db.session() as s:
+        assert tui_core.transitions.claim(s, later, "elsewhere", 5) == [job_id]
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        jobs = await loaded(pilot, "jobs", 6)
+        assert "▷ claimed" in column(jobs, "state")[0]
+        await pilot.press("enter")
+        screen = await screen_of(pilot, JobScreen)
+        await wait_text(pilot, "▷ claimed")
+        await pilot.press("2")
+        await wait_text(pilot, "elsewhere")  # the node that claimed it
+        assert screen.job["state"] == "claimed" and screen.job["begin"] is None
+
+    run_app(daemon.socket, scenario)
