@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 from .base import ExecResult, JobSpec, OutputCallback, StartedCallback
 
@@ -77,7 +78,7 @@ class FakeExecutor:
         for stream, key in (("stdout", "FAKE_OUTPUT"), ("stderr", "FAKE_STDERR")):
             if env.get(key):
                 output(stream, env[key].replace("\\n", "\n").encode())
-        waits = [asyncio.ensure_future(cancel.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(cancel.wait())]
         if env.get("FAKE_HOLD") == "1":
             waits.append(asyncio.ensure_future(run.released.wait()))
         else:
