@@ -55,7 +55,10 @@ def install(backend: str, *, fsync: bool = True) -> Iterator[Install]:
     cluster = None
     try:
         if backend == "postgresql":
-            cluster = PgCluster(fsync=fsync).start()
+            # pg_stat_statements: what each benchmark asks of the server, counted
+            cluster = PgCluster(fsync=fsync, extra=[
+                "-c shared_preload_libraries=pg_stat_statements",
+                "-c pg_stat_statements.track=all"]).start()
             env["MULTIFLEXI_DATABASE_URL"] = cluster.url()
         else:
             env["MULTIFLEXI_DATABASE_URL"] = f"sqlite:///{root / 'data' / 'multiflexi.db'}"

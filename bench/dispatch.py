@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from common import Install, install, serial_true_rate
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
 from multiflexid.services import apps, companies, jobs, runtemplates
-from multiflexid.store.orm import FINAL_STATES, Job, RunTemplate
+from multiflexid.store.orm import Job, RunTemplate
 
 APP = {
     "$schema": "https://raw.githubusercontent.com/VitexSoftware/"
@@ -54,32 +56,109 @@ def queue_jobs(core: Core, rt_ids: list[int], n: int) -> None:
                             launched_by="bench", after=now, box=core.box)
 
 
-def run(backend: str, n: int, parallel: int) -> dict[str, float]:
+# The bench's own queries carry this comment, so PostgreSQL's statistics tell them apart.
+MARK = "/* bench */"
+_DONE = text(f"{MARK} SELECT count(*) FROM job WHERE state IN "
+             "('succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'blocked')")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pg_counters(core: Core) -> dict[str, float]:
+    """Statements (pg_stat_statements, the bench's own left out), transactions committed
+    in this database and WAL flushes of the cluster, so far."""
+    with core.db.engine.connect() as conn:
+        stmts = conn.execute(text(
+            f"{MARK} SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            f"AND query NOT LIKE '%{MARK}%'")).scalar()
+        xacts = conn.execute(text(
+            f"{MARK} SELECT xact_commit FROM pg_stat_database "
+            "WHERE datname = current_database()")).scalar()
+        syncs = conn.execute(text(f"{MARK} SELECT wal_sync FROM pg_stat_wal")).scalar()
+    return {"statements": float(stmts or 0), "transactions": float(xacts or 0),
+            "wal_flushes": float(syncs or 0)}
+
+
+def top_statements(core: Core, n: int, limit: int = 30) -> list[str]:
+    """The statements run most per job (the bench's own left out)."""
+    with core.db.engine.connect() as conn:
+        rows = conn.execute(text(
+            f"{MARK} SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') "
+            "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE "
+            f"datname = current_database()) AND query NOT LIKE '%{MARK}%' "
+            "ORDER BY calls DESC LIMIT :limit"), {"limit": limit}).all()
+    return [f"{calls / n:6.2f}/job  {query[:110]}" for calls, query in rows]
+
+
+def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[str, float]:
+    """N jobs end to end; the rate and what each job cost: daemon CPU, the writer's
+    transactions (SQLite: commits) and, on PostgreSQL, statements, transactions and WAL
+    flushes."""
     with install(backend, fsync=True) as inst:
         rt_ids = make_templates(inst, templates=max(parallel * 4, 8))
         core = inst.core()
+        if backend == "postgresql":
+            with core.db.engine.begin() as conn:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         daemon = inst.daemon(MULTIFLEXI_MAX_PARALLEL=str(parallel),
                              MULTIFLEXI_POLL_SECONDS="0.05")
         daemon.start()
+        assert daemon.proc is not None
+        before_db = daemon.call("daemon.status")["database"]
+        cpu0 = cpu_seconds(daemon.proc.pid)
         t0 = time.perf_counter()
         queue_jobs(core, rt_ids, n)
         start = time.perf_counter()
         print(f"  ({backend}: queued {n} jobs in {start - t0:.2f} s)")
-        done = 0
+        if backend == "postgresql":  # what dispatching costs, queueing left out
+            with core.db.engine.begin() as conn:
+                conn.execute(text(f"{MARK} SELECT pg_stat_statements_reset()"))
+        before_pg = pg_counters(core) if backend == "postgresql" else {}
+        done = polls = 0
         while done < n:
             time.sleep(0.05)
-            with core.db.read_session() as s:
-                done = s.scalar(select(func.count()).select_from(Job)
-                                .where(Job.state.in_(FINAL_STATES))) or 0
-            assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log()
+            with core.db.engine.connect() as conn:
+                done = conn.execute(_DONE).scalar() or 0
+            polls += 1
+            assert daemon.proc.poll() is None, daemon.log()
         elapsed = time.perf_counter() - start
+        cpu = cpu_seconds(daemon.proc.pid) - cpu0
+        after_db = daemon.call("daemon.status")["database"]
+        costs = {"cpu_ms": 1000 * cpu / n,
+                 "writer_transactions": (after_db["transactions"]
+                                         - before_db["transactions"]) / n}
+        if backend == "postgresql":
+            after_pg = pg_counters(core)
+            if statements:
+                print("\n".join(f"    {line}" for line in top_statements(core, n)))
+            # the bench's own transactions: the reset, polls, the counters
+            ours = 1 + polls + 1
+            costs["statements"] = (after_pg["statements"] - before_pg["statements"]) / n
+            costs["transactions"] = (after_pg["transactions"] - before_pg["transactions"]
+                                     - ours) / n
+            costs["wal_flushes"] = (after_pg["wal_flushes"] - before_pg["wal_flushes"]) / n
         with core.db.read_session() as s:
             ok = s.scalar(select(func.count()).select_from(Job)
                           .where(Job.state == "succeeded")) or 0
         daemon.stop()
         core.close()
     assert ok == n, f"only {ok} of {n} jobs succeeded"
-    return {"jobs": n, "seconds": elapsed, "rate": n / elapsed}
+    return {"jobs": n, "seconds": elapsed, "rate": n / elapsed, **costs}
+
+
+def cost_line(r: dict[str, float]) -> str:
+    """Per job: what the daemon spent and what it asked of the database."""
+    parts = [f"daemon CPU {r['cpu_ms']:.2f} ms", f"writer transactions "
+             f"{r['writer_transactions']:.2f}"]
+    if "statements" in r:
+        parts += [f"statements {r['statements']:.1f}", f"PG transactions "
+                  f"{r['transactions']:.2f}", f"WAL flushes {r['wal_flushes']:.2f}"]
+    return "per job: " + ", ".join(parts)
 
 
 def main() -> None:
@@ -87,15 +166,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--statements", action="store_true",
+                        help="PostgreSQL: also the statements run most per job")
     args = parser.parse_args()
     baseline = serial_true_rate(min(args.jobs, 2000))
     print(f"baseline: serial subprocess.run(['true']) loop: {baseline:.0f} jobs/s")
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     for backend in backends:
-        r = run(backend, args.jobs, args.parallel)
+        r = run(backend, args.jobs, args.parallel, args.statements)
         print(f"dispatch {backend:10s} (fsync on, parallel {args.parallel}): {r['jobs']} jobs "
               f"in {r['seconds']:.2f} s = {r['rate']:.0f} jobs/s = "
               f"{r['rate'] / baseline:.2f}x the serial loop")
+        print(f"  {cost_line(r)}")
 
 
 if __name__ == "__main__":

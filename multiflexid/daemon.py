@@ -66,8 +66,11 @@ class StartupError(Exception):
 
 class Daemon:
     def __init__(self, settings: Settings, notifier: Notifier | None = None,
-                 lines: OutputLines | None = None) -> None:
+                 lines: OutputLines | None = None,
+                 executors: dict[str, Executor] | None = None) -> None:
+        """``executors``: instead of the real ones (tests: executors.fake.FakeExecutor)."""
         self.lines = lines
+        self._given_executors = executors
         self.settings = settings
         self.core = Core(settings)
         self.notifier = notifier or Notifier()
@@ -105,6 +108,8 @@ class Daemon:
         self._lock_fd = fd
 
     def _executors(self) -> dict[str, Executor]:
+        if self._given_executors is not None:
+            return self._given_executors
         executors: dict[str, Executor] = {"Native": NativeExecutor()}
         try:
             from multiflexid.executors.podman import PodmanExecutor
@@ -390,7 +395,9 @@ class Daemon:
             "queued": self.queued,
             "max_parallel": self.settings.max_parallel,
             "database": {"url": db.display_url(), "backend": db.dialect,
-                         "reachable": "database" not in self.health.problems},
+                         "reachable": "database" not in self.health.problems,
+                         # the writer's committed transactions and the writes they held
+                         "transactions": self.db.batches, "writes": self.db.writes},
             "degraded": self.degraded,
             "status": self._status_line(),
             "stopping": self.stop_taking.is_set(),

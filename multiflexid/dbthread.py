@@ -63,11 +63,14 @@ class DbThread:
         return await asyncio.get_running_loop().run_in_executor(self._readers, job)
 
     def _write_loop(self) -> None:
-        self._session = self.db.new_session()
+        self._session = self.db.writer_session()
         while True:
             item = self._queue.get()
             if item is None:
+                bind = self._session.bind
                 self._session.close()
+                if bind is not None and hasattr(bind, "close"):
+                    bind.close()
                 return
             batch = [item]
             while len(batch) < MAX_BATCH:

@@ -133,6 +133,12 @@ class Database:
     def new_session(self) -> Session:
         return self._sessions()
 
+    def writer_session(self) -> Session:
+        """A long-lived session on a connection of its own (the daemon's writer): no pool
+        check-out, reset (a ROLLBACK) and ping around every transaction. A connection
+        the database dropped is invalidated and replaced on its next use."""
+        return Session(bind=self.engine.connect(), expire_on_commit=False)
+
     @contextlib.contextmanager
     def read_session(self) -> Iterator[Session]:
         """A read-only transaction; ended by closing the session (objects stay readable,
