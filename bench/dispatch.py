@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common import Install, install, serial_true_rate
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
 from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
@@ -56,9 +56,10 @@ def queue_jobs(core: Core, rt_ids: list[int], n: int) -> None:
                             launched_by="bench", after=now, box=core.box)
 
 
-# The bench's own queries carry this comment, so PostgreSQL's statistics tell them apart.
-MARK = "/* bench */"
-_DONE = text(f"{MARK} SELECT count(*) FROM job WHERE state IN "
+# On PostgreSQL the bench looks with a role of its own, so the statistics tell its
+# statements from the daemon's.
+OBSERVER = "bench_observer"
+_DONE = text("SELECT count(*) FROM job WHERE state IN "
              "('succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'blocked')")
 
 
@@ -68,30 +69,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pg_counters(core: Core) -> dict[str, float]:
-    """Statements (pg_stat_statements, the bench's own left out), transactions committed
-    in this database and WAL flushes of the cluster, so far."""
-    with core.db.engine.connect() as conn:
+_DAEMONS = (f"userid <> '{OBSERVER}'::regrole AND dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+def observer(core: Core) -> Engine:
+    """An engine of the bench's own role on the daemon's database."""
+    with core.db.engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {OBSERVER} LOGIN SUPERUSER"))
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+    return create_engine(core.db.url.set(username=OBSERVER))
+
+
+def pg_counters(engine: Engine) -> dict[str, float]:
+    """The daemon's statements (pg_stat_statements), the commits in this database (the
+    bench's own reads end by rollback) and WAL flushes of the cluster, so far."""
+    with engine.connect() as conn:
         stmts = conn.execute(text(
-            f"{MARK} SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            f"AND query NOT LIKE '%{MARK}%'")).scalar()
-        xacts = conn.execute(text(
-            f"{MARK} SELECT xact_commit FROM pg_stat_database "
-            "WHERE datname = current_database()")).scalar()
-        syncs = conn.execute(text(f"{MARK} SELECT wal_sync FROM pg_stat_wal")).scalar()
+            f"SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE {_DAEMONS}")).scalar()
+        xacts = conn.execute(text("SELECT xact_commit FROM pg_stat_database "
+                                  "WHERE datname = current_database()")).scalar()
+        syncs = conn.execute(text("SELECT wal_sync FROM pg_stat_wal")).scalar()
     return {"statements": float(stmts or 0), "transactions": float(xacts or 0),
             "wal_flushes": float(syncs or 0)}
 
 
-def top_statements(core: Core, n: int, limit: int = 30) -> list[str]:
-    """The statements run most per job (the bench's own left out)."""
-    with core.db.engine.connect() as conn:
+def top_statements(engine: Engine, n: int, limit: int = 20) -> list[str]:
+    """The daemon's statements run most per job."""
+    with engine.connect() as conn:
         rows = conn.execute(text(
-            f"{MARK} SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') "
-            "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE "
-            f"datname = current_database()) AND query NOT LIKE '%{MARK}%' "
-            "ORDER BY calls DESC LIMIT :limit"), {"limit": limit}).all()
+            "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements "
+            f"WHERE {_DAEMONS} ORDER BY calls DESC LIMIT :limit"), {"limit": limit}).all()
     return [f"{calls / n:6.2f}/job  {query[:110]}" for calls, query in rows]
 
 
@@ -102,9 +110,7 @@ def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[s
     with install(backend, fsync=True) as inst:
         rt_ids = make_templates(inst, templates=max(parallel * 4, 8))
         core = inst.core()
-        if backend == "postgresql":
-            with core.db.engine.begin() as conn:
-                conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        looker = observer(core) if backend == "postgresql" else core.db.engine
         daemon = inst.daemon(MULTIFLEXI_MAX_PARALLEL=str(parallel),
                              MULTIFLEXI_POLL_SECONDS="0.05")
         daemon.start()
@@ -116,15 +122,14 @@ def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[s
         start = time.perf_counter()
         print(f"  ({backend}: queued {n} jobs in {start - t0:.2f} s)")
         if backend == "postgresql":  # what dispatching costs, queueing left out
-            with core.db.engine.begin() as conn:
-                conn.execute(text(f"{MARK} SELECT pg_stat_statements_reset()"))
-        before_pg = pg_counters(core) if backend == "postgresql" else {}
-        done = polls = 0
+            with looker.begin() as conn:
+                conn.execute(text("SELECT pg_stat_statements_reset()"))
+        before_pg = pg_counters(looker) if backend == "postgresql" else {}
+        done = 0
         while done < n:
             time.sleep(0.05)
-            with core.db.engine.connect() as conn:
+            with looker.connect() as conn:
                 done = conn.execute(_DONE).scalar() or 0
-            polls += 1
             assert daemon.proc.poll() is None, daemon.log()
         elapsed = time.perf_counter() - start
         cpu = cpu_seconds(daemon.proc.pid) - cpu0
@@ -133,14 +138,12 @@ def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[s
                  "writer_transactions": (after_db["transactions"]
                                          - before_db["transactions"]) / n}
         if backend == "postgresql":
-            after_pg = pg_counters(core)
+            after_pg = pg_counters(looker)
             if statements:
-                print("\n".join(f"    {line}" for line in top_statements(core, n)))
-            # the bench's own transactions: the reset, polls, the counters
-            ours = 1 + polls + 1
+                print("\n".join(f"    {line}" for line in top_statements(looker, n)))
             costs["statements"] = (after_pg["statements"] - before_pg["statements"]) / n
-            costs["transactions"] = (after_pg["transactions"] - before_pg["transactions"]
-                                     - ours) / n
+            costs["transactions"] = (after_pg["transactions"]
+                                     - before_pg["transactions"] - 1) / n  # - the reset
             costs["wal_flushes"] = (after_pg["wal_flushes"] - before_pg["wal_flushes"]) / n
         with core.db.read_session() as s:
             ok = s.scalar(select(func.count()).select_from(Job)
@@ -156,7 +159,7 @@ def cost_line(r: dict[str, float]) -> str:
     parts = [f"daemon CPU {r['cpu_ms']:.2f} ms", f"writer transactions "
              f"{r['writer_transactions']:.2f}"]
     if "statements" in r:
-        parts += [f"statements {r['statements']:.1f}", f"PG transactions "
+        parts += [f"statements {r['statements']:.1f}", f"PG commits "
                   f"{r['transactions']:.2f}", f"WAL flushes {r['wal_flushes']:.2f}"]
     return "per job: " + ", ".join(parts)
 
