@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, text, update
+from sqlalchemy import bindparam, case, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
@@ -104,6 +104,57 @@ _COUNT = {
             .values(failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count + 1,
                     updated_at=RUNTEMPLATES.c.updated_at)),
 }
+
+
+def _end_and_count(end: Any) -> Any:
+    """PostgreSQL: the end and the count on its template in one statement."""
+    ended = end.cte("ended")
+    counted = (update(RUNTEMPLATES)
+               .where(RUNTEMPLATES.c.id == ended.c.runtemplate_id,
+                      ended.c.state.in_(("succeeded", *RETRYABLE_STATES)))
+               .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count
+                       + case((ended.c.state == "succeeded", 1), else_=0),
+                       failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count
+                       + case((ended.c.state == "succeeded", 0), else_=1),
+                       updated_at=RUNTEMPLATES.c.updated_at)  # counting is no change
+               .cte("counted"))
+    return select(*ended.c).add_cte(counted)
+
+
+_END_COUNTED = {False: _end_and_count(_END), True: _end_and_count(_END_WITH_LAUNCH)}
+
+# PostgreSQL: a claim in one statement. The first due job of each template that has none
+# claimed or running, locked (skipping those another node is taking right now), claimed
+# and taken off the queue. Only the first of a template counts even when another node
+# holds it locked, so two nodes never claim two jobs of one template; the unique index
+# of held jobs per template is the last guard.
+_CLAIM_PG = text("""
+    WITH due AS (
+        SELECT s.id, s.job_id, s.after, s.runtemplate_id,
+               row_number() OVER (PARTITION BY s.runtemplate_id ORDER BY s.after, s.id) AS nth
+          FROM schedule s
+         WHERE s.after <= :now
+           AND NOT EXISTS (SELECT 1 FROM job h WHERE h.runtemplate_id = s.runtemplate_id
+                                                 AND h.state IN ('claimed', 'running'))
+    ), picked AS (
+        SELECT s.id, s.job_id, s.after
+          FROM schedule s JOIN due ON due.id = s.id
+         WHERE due.nth = 1 OR due.runtemplate_id IS NULL
+         ORDER BY due.after, due.id
+         LIMIT :n
+           FOR UPDATE OF s SKIP LOCKED
+    ), claimed AS (
+        UPDATE job SET state = 'claimed', node = :by, claimed_at = :now, begin = NULL,
+                       updated_at = :now
+          FROM picked
+         WHERE job.id = picked.job_id AND job.state IN ('pending', 'scheduled')
+        RETURNING job.id, picked.id AS schedule_id, picked.after
+    ), unqueued AS (
+        DELETE FROM schedule WHERE id IN (SELECT schedule_id FROM claimed)
+    )
+    SELECT id FROM claimed ORDER BY after, id
+""").bindparams(bindparam("now", type_=JOBS.c.claimed_at.type))
+
 # One SELECT for the current state when a guarded statement matched nothing (to say why).
 _STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
 
@@ -217,6 +268,9 @@ class JobTransitions:
         if limit <= 0:
             return []
         postgresql = _postgresql(s)
+        if postgresql:
+            return [row[0] for row in s.connection().execute(
+                _CLAIM_PG, {"now": now, "by": node, "n": limit})]
         candidates: list[tuple[int, int | None]] = []
         templates: set[int] = set()
         for _sched_id, job_id, rt_id in s.execute(_DUE[postgresql],
@@ -301,14 +355,15 @@ class JobTransitions:
         check("end", verdict.state)
         params: dict[str, Any] = {"job_id": job_id, "state": verdict.state, "now": now,
                                   "code": verdict.exitcode, "reason": verdict.reason or None}
-        statement = _END
         if launch is not None:
             params.update(launch)
-            statement = _END_WITH_LAUNCH
+        postgresql = _postgresql(s)
+        statement = (_END_COUNTED[launch is not None] if postgresql
+                     else _END_WITH_LAUNCH if launch is not None else _END)
         row = s.connection().execute(statement, params).first()
         if row is None:
             raise self._illegal(s, job_id, "end")
-        return self._ended(s, [row], verdict.meaning)[0]
+        return self._ended(s, [row], verdict.meaning, counted=postgresql)[0]
 
     def block(self, s: Session, job_id: int, now: datetime, reason: str,
               env: dict[str, Any] | None = None) -> JobEnded:
@@ -363,14 +418,15 @@ class JobTransitions:
 
     # --- the one path of every end --------------------------------------------------------
 
-    def _ended(self, s: Session, rows: Sequence[Any], meaning: ExitCodeDef | None = None
-               ) -> list[JobEnded]:
+    def _ended(self, s: Session, rows: Sequence[Any], meaning: ExitCodeDef | None = None,
+               counted: bool = False) -> list[JobEnded]:
+        """``counted``: the statement that ended the jobs counted them on their templates."""
         events = []
         conn = s.connection()
         for r in rows:
             retry_id, reason = None, r.reason
             if r.runtemplate_id is not None:
-                if r.state == "succeeded" or r.state in RETRYABLE_STATES:
+                if not counted and (r.state == "succeeded" or r.state in RETRYABLE_STATES):
                     conn.execute(_COUNT[r.state == "succeeded"], {"rt_id": r.runtemplate_id})
                 if r.state in FAILURE_STATES:
                     retry_id, note = self._maybe_retry(s, r, meaning)
