@@ -218,7 +218,7 @@ def _notify(urls: list[str], title: str, body: str) -> tuple[bool, str]:
     for url in urls:
         ap.add(url)
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        result = ap.notify(title=title, body=body)
+        result = ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
     return bool(result), captured.getvalue()
 
 
