@@ -397,6 +397,9 @@ class Daemon:
     def log(self, message: str, fields: dict[str, Any]) -> None:
         log.info("%s", message, extra=fields)
 
+    def actions_due(self) -> None:
+        self.actions.wake.set()
+
     async def status(self, user: str) -> dict[str, Any]:
         db = self.core.db
         return {

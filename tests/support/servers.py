@@ -45,7 +45,7 @@ class HttpRecorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 got = Received("POST", self.path, {k.lower(): v for k, v in
                                                    self.headers.items()},
@@ -128,7 +128,7 @@ def smtp_server(reply: str = "250 OK") -> Iterator[tuple[int, list[Mail]]]:
     mails: list[Mail] = []
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             if reply.startswith("250"):
                 mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos),
                                   envelope.content))
