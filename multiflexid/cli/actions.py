@@ -56,7 +56,15 @@ def _list(rows: list[dict[str, Any]]) -> None:
           ["id", "from", "on", "throttle", "module", "config", "enabled"])
 
 
-def _added(d: dict[str, Any], where: str) -> None:
+def _add(target: Callable[[Session], dict[str, Any]], where: str, *,
+         items: tuple[str, ...], **options: Any) -> None:
+    """Add an action to what ``target`` finds (a template, or a company's defaults)."""
+    st = state()
+    with st.session() as s:
+        action = svc.add_action(s, st.core.box, values=svc.parse_settings(items),
+                                **options, **target(s))
+        d = svc.action_view(action, st.core.box)
+
     def text() -> None:
         click.echo(d["id"])
         click.echo(f"added action {d['id']} to {where}: {_text_of(d)}", err=True)
@@ -107,14 +115,8 @@ def rt_action() -> None:
 def rt_add(rt_id: int, trigger: str, throttle: str | None, module: str,
            items: tuple[str, ...], note: str | None) -> None:
     """Add an action; prints its id."""
-    st = state()
-    with st.session() as s:
-        rt = get_runtemplate(s, rt_id)
-        action = svc.add_action(s, st.core.box, module=module, trigger=trigger,
-                                throttle=throttle, values=svc.parse_settings(items),
-                                runtemplate=rt, note=note)
-        d = svc.action_view(action, st.core.box)
-    _added(d, f"run template {rt_id}")
+    _add(lambda s: {"runtemplate": get_runtemplate(s, rt_id)}, f"run template {rt_id}",
+         module=module, trigger=trigger, throttle=throttle, items=items, note=note)
 
 
 @rt_action.command("list")
@@ -172,15 +174,8 @@ def company_action() -> None:
 def co_add(company_ref: str, trigger: str, throttle: str | None, module: str,
            items: tuple[str, ...], note: str | None) -> None:
     """Add a default action; prints its id."""
-    st = state()
-    with st.session() as s:
-        company = get_company(s, company_ref)
-        action = svc.add_action(s, st.core.box, module=module, trigger=trigger,
-                                throttle=throttle, values=svc.parse_settings(items),
-                                company=company, note=note)
-        d = svc.action_view(action, st.core.box)
-        slug = company.slug
-    _added(d, f"company {slug}")
+    _add(lambda s: {"company": get_company(s, company_ref)}, f"company {company_ref}",
+         module=module, trigger=trigger, throttle=throttle, items=items, note=note)
 
 
 @company_action.command("list")
