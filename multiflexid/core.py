@@ -30,18 +30,21 @@ class Core:
     @cached_property
     def transitions(self) -> JobTransitions:
         """The store's job transitions, with what must happen in the transaction of every
-        job's end (the same in the daemon and the CLI)."""
-        return JobTransitions()
+        job's end (the same in the daemon and the CLI): the actions' outbox rows."""
+        from multiflexid.actions.ledger import ActionLedger
+
+        return JobTransitions(on_end=[
+            ActionLedger(max_attempts=lambda: self.settings.action_max_attempts)])
 
     @cached_property
     def box(self) -> SecretBox:
         return SecretBox(self.settings.secret_key_path, self._encrypted_values)
 
     def _encrypted_values(self) -> int:
-        from multiflexid.services.credentials import count_encrypted
+        from multiflexid.services import actions, credentials
 
         with self.db.read_session() as s:
-            return count_encrypted(s)
+            return credentials.count_encrypted(s) + actions.count_encrypted(s)
 
     def migrate(self) -> tuple[str | None, str | None]:
         try:

@@ -28,6 +28,8 @@ import multiflexi
 from multiflexi.errors import MultiFlexiError
 from multiflexi.protocol import PROTOCOL_VERSION
 from multiflexi.settings import Settings, SettingsError, load_settings
+from multiflexid.actions.chain import PreviousArtifacts
+from multiflexid.actions.worker import ActionWorker
 from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
 from multiflexid.core import Core
@@ -158,15 +160,22 @@ class Daemon:
         self.hub = OutputHub(
             lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
             self.publish)
+        previous = PreviousArtifacts(self.db.read)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
                                      self._executors(), transitions=self.tx,
                                      prefetch=self.core.db.is_sqlite,
-                                     post_run=[self._collect_artifacts],
+                                     pre_run=[previous.fill],
+                                     post_run=[previous.clear, self._collect_artifacts],
                                      lines=self.lines, health=self.health)
         self.dispatcher.on_change = self._report_status
         self.scheduler = Scheduler(self.db, self.tx, self._jobs_created,
                                    max_sleep=max(1.0, settings.poll_seconds),
                                    health=self.health)
+        self.actions = ActionWorker(settings, self.db, self.box, self.tx, self.health,
+                                    one_node=self.core.db.is_sqlite,
+                                    on_jobs=self._jobs_created,
+                                    on_template=self._template_changed)
+        self.ended_listeners.append(lambda _ended: self.actions.wake.set())
         self.ops = Operations(self.db, self.box, self.tx, self)
         self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
                              max_frame=settings.max_frame_bytes, health=self.health)
@@ -190,6 +199,7 @@ class Daemon:
                 tg.create_task(self.scheduler.run(self.stop_taking), name="scheduler")
                 tg.create_task(self.dispatcher.run(self.stop_taking), name="dispatcher")
                 tg.create_task(self.hub.run(self.stopped), name="output")
+                tg.create_task(self.actions.run(self.stopped), name="actions")
                 tg.create_task(self._watchdog(), name="watchdog")
                 tg.create_task(self._status_loop(), name="status")
                 tg.create_task(self.cluster.run_heartbeat(self.stopped), name="heartbeat")
@@ -352,6 +362,17 @@ class Daemon:
         if self.bus.has_listeners:
             self.dispatcher.background(self._announce(job_ids))
 
+    def _template_changed(self, rt_id: int) -> None:
+        """A template changed by an action (Stop): its view to subscribers."""
+        self.work_arrived()
+        if self.bus.has_listeners:
+            self.dispatcher.background(self._announce_template(rt_id))
+
+    async def _announce_template(self, rt_id: int) -> None:
+        rt = await self.db.read(lambda s: runtemplates.runtemplate_view(
+            s, runtemplates.get_runtemplate(s, rt_id)))
+        self.publish("runtemplate.changed", rt)
+
     async def _announce(self, job_ids: list[int]) -> None:
         for job_id in job_ids:
             view = await self.db.read(job_view, job_id)
@@ -380,6 +401,9 @@ class Daemon:
 
     def log(self, message: str, fields: dict[str, Any]) -> None:
         log.info("%s", message, extra=fields)
+
+    def actions_due(self) -> None:
+        self.actions.wake.set()
 
     async def status(self, user: str) -> dict[str, Any]:
         db = self.core.db

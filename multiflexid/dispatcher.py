@@ -59,6 +59,8 @@ START_WRITE_DELAY = 0.05
 # After a job ends: (prepared job, executor result, the job's output) -> extra work
 # (artifacts, result report) done before the job's end is recorded.
 PostRun = Callable[[Prepared, ExecResult, JobOutput], Awaitable[None]]
+# Before a job is launched, once its directory exists (files a chained job gets).
+PreRun = Callable[[Prepared], Awaitable[None]]
 Phase = Literal["claimed", "running", "ending"]
 
 
@@ -91,6 +93,7 @@ class Dispatcher:
         prefetch: bool = False,
         clock: Callable[[], datetime] = _utcnow,
         post_run: list[PostRun] | None = None,
+        pre_run: list[PreRun] | None = None,
         lines: Callable[[dict[str, Any], str, str], None] | None = None,
         health: Health | None = None,
     ) -> None:
@@ -106,6 +109,7 @@ class Dispatcher:
         self.prefetch = prefetch
         self.clock = clock
         self.post_run = post_run or []
+        self.pre_run = pre_run or []
         self.running: dict[int, Running] = {}  # every job held by this node
         self.slots = asyncio.Semaphore(settings.max_parallel)
         self.wake = asyncio.Event()
@@ -357,6 +361,11 @@ class Dispatcher:
                     _launch_record(prep.shown_command, prep.env_doc))
         assert prep.workdir is not None
         prep.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for hook in self.pre_run:
+            try:
+                await hook(prep)
+            except Exception as exc:
+                self.health.report("before-job step", exc)
         log.info("job started: %s", " ".join(prep.shown_command),
                  extra={**fields, "MULTIFLEXI_EXECUTOR": prep.executor})
         spec = JobSpec(

@@ -49,6 +49,9 @@ class Control(Protocol):
 
     def log(self, message: str, fields: dict[str, Any]) -> None: ...
 
+    def actions_due(self) -> None:
+        """Action runs became due (a retry): wake the action worker."""
+
 
 class Operations:
     def __init__(self, db: DbThread, box: SecretBox, transitions: JobTransitions,

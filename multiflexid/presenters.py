@@ -128,6 +128,8 @@ def runtemplate_dict(
         "last_schedule": iso(rt.last_schedule),
         "successful_jobs_count": rt.successful_jobs_count,
         "failed_jobs_count": rt.failed_jobs_count,
+        "inherit_actions": rt.inherit_actions,
+        "inactive_reason": rt.inactive_reason,
     }
     if parts:
         out["config_keys"] = [c.key for c in rt.config]

@@ -308,7 +308,10 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             conn.output_of.discard(output_of)
         return {"subscribed": conn.subscriptions()}
 
+    from .rpc_actions import action_handlers
+
     return {
+        **action_handlers(ops),
         "daemon.status": daemon_status,
         "company.list": company_list,
         "company.get": company_get,

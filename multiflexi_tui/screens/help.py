@@ -23,6 +23,7 @@ def _groups() -> list[tuple[str, list[Any]]]:
     from multiflexi_tui.screens.run_now import RunNowScreen
     from multiflexi_tui.screens.template import TemplateScreen
     from multiflexi_tui.screens.wizard import WizardScreen
+    from multiflexi_tui.widgets.actions_pane import ActionsPane
     from multiflexi_tui.widgets.filter_input import FilterInput
     from multiflexi_tui.widgets.jobs_view import JobsView
     from multiflexi_tui.widgets.list_table import ListTable
@@ -37,6 +38,7 @@ def _groups() -> list[tuple[str, list[Any]]]:
         ("Jobs (4)", JobsView.BINDINGS),
         ("Job detail", JobScreen.BINDINGS),
         ("Template detail", TemplateScreen.BINDINGS),
+        ("Template actions (4)", ActionsPane.BINDINGS),
         ("Company detail", CompanyScreen.BINDINGS),
         ("Application detail", AppScreen.BINDINGS),
         ("Artifact", ArtifactScreen.BINDINGS),

@@ -23,13 +23,14 @@ from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
 from multiflexi_tui.messages import Open
 from multiflexi_tui.screens.detail import DetailScreen
+from multiflexi_tui.widgets.action_runs import runs_text
 from multiflexi_tui.widgets.key_values import KeyValues
 from multiflexi_tui.widgets.list_table import ListTable
 from multiflexi_tui.widgets.output_log import OutputLog
 
 MASK = "********"
 # Info rows left out when they have nothing to say.
-OPTIONAL = {"Reason", "Queued until", "PID", "Timeout", "Command"}
+OPTIONAL = {"Reason", "Queued until", "PID", "Timeout", "Command", "Actions"}
 
 
 class JobScreen(DetailScreen):
@@ -247,6 +248,7 @@ class JobScreen(DetailScreen):
             ("Timeout", f"{job['timeout']} s" if job.get("timeout") else None),
             ("Output", output),
             ("Created", fmt.full_time(job.get("created_at"))),
+            ("Actions", runs_text(job.get("action_runs"))),
         ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -15,18 +15,21 @@ from multiflexi.errors import InvalidInput, MultiFlexiError
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
 from multiflexi_tui.screens.detail import DetailScreen
+from multiflexi_tui.widgets.actions_pane import ActionsPane
 from multiflexi_tui.widgets.jobs_view import JobsView
 from multiflexi_tui.widgets.key_values import KeyValues
 
 
 class TemplateScreen(DetailScreen):
-    TABS = (("info", "1 Info"), ("environment", "2 Environment"), ("jobs", "3 Jobs"))
+    TABS = (("info", "1 Info"), ("environment", "2 Environment"), ("jobs", "3 Jobs"),
+            ("actions", "4 Actions"))
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back"),
         Binding("1", "tab('info')", "Info", show=False),
         Binding("2", "tab('environment')", "Environment", show=False),
         Binding("3", "tab('jobs')", "Jobs", show=False),
+        Binding("4", "tab('actions')", "Actions", show=False),
         Binding("r", "run", "Run now", id="run"),
         Binding("t", "toggle_active", "On/off", id="toggle"),
     ]
@@ -41,6 +44,7 @@ class TemplateScreen(DetailScreen):
         yield KeyValues(id="info-pairs")
         yield DataTable[object](id="env-table", cursor_type="row", zebra_stripes=True)
         yield JobsView(fixed={"runtemplate_id": self.rt["id"]}, id="template-jobs")
+        yield ActionsPane(self.rt["id"], id="template-actions")
 
     def on_mount(self) -> None:
         env = self.query_one("#env-table", DataTable)
@@ -52,6 +56,7 @@ class TemplateScreen(DetailScreen):
 
     def load(self) -> None:
         self._load()
+        self.query_one(ActionsPane).load()
 
     @work(exclusive=True, group="load", exit_on_error=False)
     async def _load(self) -> None:
@@ -83,6 +88,7 @@ class TemplateScreen(DetailScreen):
                                  for k in ("interv", "cron", "timezone", "delay", "active"))
             self.rt = {**self.rt, **rt}
             self._show()
+            self.query_one(ActionsPane).load()  # its deliveries may have changed
             if schedule_moved:
                 self._load()
 
@@ -100,7 +106,9 @@ class TemplateScreen(DetailScreen):
             ("Name", rt.get("name")),
             ("Application", f"{rt.get('app') or '?'} (#{rt.get('app_id')})"),
             ("Company", f"{rt.get('company') or '?'} (#{rt.get('company_id')})"),
-            ("Active", fmt.yes_no(rt.get("active"))),
+            ("Active", fmt.yes_no(rt.get("active")) if rt.get("active")
+             or not rt.get("inactive_reason") else
+             Text(f"no — {rt['inactive_reason']}", style="bold yellow")),
             ("Schedule", fmt.schedule_text(rt)),
             ("Time zone", rt.get("timezone") or "the daemon's system zone"),
             ("Delay", f"{rt.get('delay') or 0} s after the tick"),

@@ -103,6 +103,11 @@ def show(job_id: int) -> None:
             click.echo("\nartifacts:")
             table([(a["id"], a["filename"], a["size"], a["content_type"], a["skipped"])
                    for a in d["artifacts"]], ["id", "file", "size", "type", "skipped"])
+        if d["action_runs"]:
+            from .actions import run_rows
+
+            click.echo("\naction runs:")
+            run_rows(d["action_runs"])
 
     emit(d, text)
 

@@ -93,8 +93,8 @@ def _show(d: dict[str, Any]) -> None:
         "id", "name", "app", "company", "interv", "cron", "timezone", "delay", "executor",
         "active", "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "next_schedule",
         "next_tick", "last_schedule", "successful_jobs_count", "failed_jobs_count", "config_keys",
-        "credentials",
-    )])
+        "credentials", "inherit_actions",
+    )] + ([("inactive_reason", d["inactive_reason"])] if d.get("inactive_reason") else []))
 
 
 @runtemplate.command("create")
@@ -138,8 +138,9 @@ def list_(company_ref: str | None, app_ref: str | None) -> None:
         rows = [_view(s, rt) for rt in svc.list_runtemplates(s, company, app)]
     emit(rows, lambda: table(
         [(r["id"], r["name"], r["app"], r["company"], r["interv"] + (
-            f" {r['cron']}" if r["interv"] == "c" else ""), r["executor"], r["active"],
-          r["next_schedule"]) for r in rows],
+            f" {r['cron']}" if r["interv"] == "c" else ""), r["executor"],
+          f"no: {r['inactive_reason']}" if r["inactive_reason"] and not r["active"]
+          else r["active"], r["next_schedule"]) for r in rows],
         ["id", "name", "app", "company", "interv", "executor", "active", "next"],
     ))
 
@@ -158,6 +159,8 @@ def show(rt_id: int) -> None:
 @click.option("--name", help="New name.")
 @_schedule_options
 @click.option("--active/--inactive", default=None, help="Schedule it or not.")
+@click.option("--company-actions/--no-company-actions", "inherit_actions", default=None,
+              help="Whether the company's default actions apply to it (default: yes).")
 def update(rt_id: int, **values: Any) -> None:
     """Change a run template (schedule, executor, limits, retries, active)."""
     with state().session() as s:

@@ -200,4 +200,8 @@ def job_view(s: Session, job_id: int) -> dict[str, Any]:
     view["queued_after"] = iso(s.scalar(select(Schedule.after).where(Schedule.job_id == job_id)))
     view["artifacts"] = [artifact_dict(a) for a in s.scalars(
         select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id))]
+    from .actions import list_runs, run_view  # (actions queue jobs: imported late)
+
+    view["action_runs"] = [run_view(r) for r in reversed(list_runs(s, job_id=job_id,
+                                                                    limit=200))]
     return view

@@ -112,7 +112,7 @@ def _check_schedule(values: dict[str, Any]) -> None:
 _FIELDS = (
     "name", "interv", "cron", "timezone", "delay", "executor", "active", "timeout",
     "max_attempts", "retry_backoff", "retry_min_gap", "ociimage", "memory_limit", "cpu_limit",
-    "pids_limit", "network",
+    "pids_limit", "network", "inherit_actions",
 )
 
 
@@ -130,6 +130,8 @@ def _apply(rt: RunTemplate, values: dict[str, Any], now: datetime) -> None:
         if key in ("cron", "timezone", "ociimage", "network", "memory_limit") and value == "":
             value = None
         setattr(rt, key, value)
+        if key == "active" and value:
+            rt.inactive_reason = None  # an admin switched it on again
     if rt.interv == "c" and not (rt.cron or "").strip():
         raise InvalidInput("cron: interval c (custom) needs --cron, e.g. --cron '30 2 * * *'")
     try:

@@ -292,8 +292,14 @@ class RunTemplate(Timestamped, Base):
     cpu_limit: Mapped[float | None] = mapped_column()
     pids_limit: Mapped[int | None] = mapped_column(Integer)
     network: Mapped[str | None] = mapped_column(String(64))
+    # The original's columns, kept for its data; actions live in the ``action`` table.
     success_actions: Mapped[list[Any]] = mapped_column(default=list)
     fail_actions: Mapped[list[Any]] = mapped_column(default=list)
+    # Whether the company's default actions apply to this template too.
+    inherit_actions: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                  server_default=text("true"))
+    # Why it was switched off by something other than an admin (a Stop action).
+    inactive_reason: Mapped[str | None] = mapped_column(Text)
     next_schedule: Mapped[datetime | None] = mapped_column()
     last_schedule: Mapped[datetime | None] = mapped_column()
     successful_jobs_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -401,7 +407,7 @@ class Job(Timestamped, Base):
     timeout: Mapped[int | None] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     retry_of_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("job.id", ondelete="SET NULL")
+        BigId, ForeignKey("job.id", ondelete="SET NULL"), index=True
     )
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -461,6 +467,67 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- actions after a job -------------------------------------------------------------------
+
+
+class Action(Timestamped, Base):
+    """What to do when a job ends: on one run template, or (``company_id``) on every
+    template of a company that inherits its company's actions. ``config`` holds the
+    module's keys; secret ones as ``{"encrypted": token}`` (see multiflexid.actions)."""
+
+    __tablename__ = "action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    runtemplate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="CASCADE"), index=True)
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # success failure any recovery
+    throttle: Mapped[str] = mapped_column(String(8), default="first")  # every | first
+    module: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ActionRun(Base):
+    """The delivery ledger (an outbox): one row per action a job's end calls for, written
+    in the transaction that records the end, performed afterwards by a daemon's worker.
+    ``config`` is the action's configuration as it was then (secrets still encrypted)."""
+
+    __tablename__ = "action_run"
+    __table_args__ = (
+        UniqueConstraint("job_id", "action_id"),
+        Index("ix_action_run_due", "state", "next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    action_id: Mapped[int | None] = mapped_column(
+        ForeignKey("action.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[int] = mapped_column(BigId, ForeignKey("job.id", ondelete="CASCADE"),
+                                        index=True)
+    runtemplate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="SET NULL"), index=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"),
+                                            index=True)
+    module: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending running succeeded failed gave_up
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)  # not before
+    node: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[str | None] = mapped_column(Text)  # what the last attempt said
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Node(Base):
     """A running ``multiflexid``: its lease says until when it is believed alive."""
 
@@ -482,3 +549,5 @@ JOBS = cast(Table, Job.__table__)
 JOB_OUTPUT = cast(Table, JobOutput.__table__)
 RUNTEMPLATES = cast(Table, RunTemplate.__table__)
 SCHEDULE = cast(Table, Schedule.__table__)
+ACTIONS = cast(Table, Action.__table__)
+ACTION_RUNS = cast(Table, ActionRun.__table__)

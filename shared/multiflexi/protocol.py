@@ -401,6 +401,27 @@ class Params:
             out[key] = item
         return out
 
+    def str_or_list_map(
+        self, name: builtins.str
+    ) -> dict[builtins.str, builtins.str | list[builtins.str]]:
+        """An object whose values are strings or lists of strings (``{"url": ["a", "b"]}``);
+        ``{}`` when absent."""
+        value = self._get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self._error(name, f"must be an object, not {_show(value)}")
+        out: dict[builtins.str, builtins.str | list[builtins.str]] = {}
+        for key, item in value.items():
+            items = item if isinstance(item, list) else [item]
+            for i, one in enumerate(items):
+                if not isinstance(one, builtins.str):
+                    where = f"{name}.{key}" + (f"[{i}]" if isinstance(item, list) else "")
+                    raise self._error(where, f"must be a string, not {_show(one)}")
+                self._storable(f"{name}.{key}", one)
+            out[key] = list(items) if isinstance(item, list) else item
+        return out
+
     def str_list(
         self, name: builtins.str, *, required: builtins.bool = False
     ) -> list[builtins.str]:

@@ -61,6 +61,11 @@ class Settings:
     poll_seconds: float = 1.0
     # Largest JSON-RPC frame a client may send
     max_frame_bytes: int = 1024 * 1024
+    # Actions after a job: runs performed at once per node, attempts of a delivery that
+    # fails temporarily, and the first pause between them (doubling, at most an hour)
+    action_workers: int = 4
+    action_max_attempts: int = 5
+    action_retry_seconds: float = 30.0
 
     @property
     def effective_database_url(self) -> str:
@@ -94,6 +99,9 @@ _ENV = {
     "heartbeat_seconds": "MULTIFLEXI_HEARTBEAT_SECONDS",
     "claim_hold_seconds": "MULTIFLEXI_CLAIM_HOLD_SECONDS",
     "poll_seconds": "MULTIFLEXI_POLL_SECONDS",
+    "action_workers": "MULTIFLEXI_ACTION_WORKERS",
+    "action_max_attempts": "MULTIFLEXI_ACTION_MAX_ATTEMPTS",
+    "action_retry_seconds": "MULTIFLEXI_ACTION_RETRY_SECONDS",
 }
 
 

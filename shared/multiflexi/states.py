@@ -44,3 +44,22 @@ MEANING = {
 
 def is_final(state: str) -> bool:
     return state in FINAL_STATES
+
+
+# --- actions after a job ------------------------------------------------------------------
+
+# When an action runs. ``failure`` is failed, timed_out or lost (a failed attempt whose
+# retry was queued is not a failure yet); ``recovery`` the first success after a failure;
+# ``any`` every end. More can be added (a missed deadline) without changing the others.
+ACTION_TRIGGERS = ("success", "failure", "any", "recovery")
+# For failure (and recovery): every time, or only the first of a streak.
+ACTION_THROTTLES = ("first", "every")
+# A delivery's life in the ledger.
+ACTION_RUN_STATES = (
+    "pending",    # waits to be performed (again, after a temporary failure: see next_at)
+    "running",    # a daemon performs it now
+    "succeeded",  # done
+    "failed",     # refused for good (HTTP 4xx, a command's error): not retried by itself
+    "gave_up",    # temporary failures until the attempts ran out
+)
+ACTION_RUN_FINAL = ("succeeded", "failed", "gave_up")

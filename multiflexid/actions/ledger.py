@@ -1,0 +1,198 @@
+"""The delivery ledger: action runs written with a job's end, claimed and recorded by the
+daemons' workers.
+
+:class:`ActionLedger` is a ``JobTransitions`` end hook: inside the transaction that
+records a job's end it finds the actions of the job's template (and of its company, if
+the template inherits them) whose trigger fires, and adds one ``action_run`` row each —
+committed with the end or not at all (an outbox). Workers then claim due rows (``FOR
+UPDATE SKIP LOCKED`` on PostgreSQL, a lease everywhere: a run whose node died is taken
+again when its lease ends) and record each attempt's result with a guarded statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from multiflexi.states import FAILURE_STATES
+from multiflexid.domain.jobstate import JobEnded
+from multiflexid.store.orm import ACTION_RUNS, ACTIONS, JOBS, RUNTEMPLATES
+
+from .triggers import backoff, fires, needs_previous, outcome_of
+
+_ACTIONS_OF = (
+    select(ACTIONS.c.id, ACTIONS.c.runtemplate_id, ACTIONS.c.company_id, ACTIONS.c.trigger,
+           ACTIONS.c.throttle, ACTIONS.c.module, ACTIONS.c.config)
+    .where(ACTIONS.c.enabled.is_(True),
+           or_(ACTIONS.c.runtemplate_id == bindparam("rt"),
+               ACTIONS.c.company_id == bindparam("co")))
+    .order_by(ACTIONS.c.runtemplate_id.is_(None), ACTIONS.c.id)
+)
+_INHERITS = select(RUNTEMPLATES.c.inherit_actions).where(RUNTEMPLATES.c.id == bindparam("rt"))
+_EARLIER = (select(JOBS.c.id, JOBS.c.state)
+            .where(JOBS.c.runtemplate_id == bindparam("rt"), JOBS.c.id < bindparam("job"),
+                   JOBS.c.state.in_(("succeeded", *FAILURE_STATES)))
+            .order_by(JOBS.c.id.desc()).limit(50))
+_RETRIED = select(JOBS.c.id).where(JOBS.c.retry_of_id == bindparam("job")).limit(1)
+
+
+def previous_outcome(s: Session, rt_id: int, job_id: int) -> str | None:
+    """The template's last final outcome before ``job_id``: a failure that was retried is
+    not one (its retry's outcome counts)."""
+    conn = s.connection()
+    for earlier, state in conn.execute(_EARLIER, {"rt": rt_id, "job": job_id}):
+        if state == "succeeded":
+            return "success"
+        if conn.execute(_RETRIED, {"job": earlier}).first() is None:
+            return "failure"
+    return None
+
+
+class ActionLedger:
+    """The end hook that writes the outbox rows (registered in ``Core.transitions``)."""
+
+    def __init__(self, max_attempts: Callable[[], int]) -> None:
+        self.max_attempts = max_attempts
+
+    def __call__(self, s: Session, event: JobEnded) -> None:
+        if event.runtemplate_id is None:
+            return
+        conn = s.connection()
+        actions = conn.execute(_ACTIONS_OF, {"rt": event.runtemplate_id,
+                                             "co": event.company_id}).all()
+        if not actions:
+            return
+        if any(a.runtemplate_id is None for a in actions) and not conn.execute(
+                _INHERITS, {"rt": event.runtemplate_id}).scalar():
+            actions = [a for a in actions if a.runtemplate_id is not None]
+        outcome = outcome_of(event.state, event.retry_job_id is not None)
+        if outcome is None or not actions:
+            return
+        previous = None
+        if any(needs_previous(a.trigger, a.throttle) for a in actions):
+            previous = previous_outcome(s, event.runtemplate_id, event.job_id)
+        rows = [{
+            "action_id": a.id, "job_id": event.job_id, "runtemplate_id": event.runtemplate_id,
+            "company_id": event.company_id, "module": a.module, "trigger": a.trigger,
+            "config": a.config, "state": "pending", "attempts": 0,
+            "max_attempts": self.max_attempts(), "next_at": event.at,
+            "created_at": event.at, "updated_at": event.at,
+        } for a in actions if fires(a.trigger, a.throttle, outcome, previous)]
+        if rows:
+            conn.execute(insert(ACTION_RUNS), rows)
+
+
+# --- what the workers do -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    action_id: int | None
+    job_id: int
+    runtemplate_id: int | None
+    company_id: int
+    module: str
+    trigger: str
+    config: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<job>-<action>``: the same for every attempt (and a retry by hand)."""
+        action = self.action_id if self.action_id is not None else f"r{self.id}"
+        return f"{self.job_id}-{action}"
+
+
+_CLAIMABLE = or_(
+    and_(ACTION_RUNS.c.state == "pending", ACTION_RUNS.c.next_at <= bindparam("now")),
+    and_(ACTION_RUNS.c.state == "running", ACTION_RUNS.c.lease_until < bindparam("now")),
+)
+
+
+def claim(s: Session, now: datetime, node: str, limit: int,
+          lease: Callable[[str, dict[str, Any]], float]) -> list[Claimed]:
+    """Take up to ``limit`` due runs (and runs whose node's lease ran out) for ``node``;
+    each gets a lease of ``lease(module, config)`` seconds."""
+    if limit <= 0:
+        return []
+    query = (select(ACTION_RUNS).where(_CLAIMABLE)
+             .order_by(ACTION_RUNS.c.next_at, ACTION_RUNS.c.id).limit(limit))
+    if s.bind is not None and s.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    conn = s.connection()
+    rows = conn.execute(query, {"now": now}).all()
+    taken = []
+    for r in rows:
+        done = conn.execute(
+            update(ACTION_RUNS).where(ACTION_RUNS.c.id == r.id, _CLAIMABLE)
+            .values(state="running", node=node, attempts=ACTION_RUNS.c.attempts + 1,
+                    lease_until=now + timedelta(seconds=lease(r.module, r.config)),
+                    started_at=now, updated_at=now)
+            .returning(ACTION_RUNS.c.attempts), {"now": now}).first()
+        if done is not None:
+            taken.append(Claimed(r.id, r.action_id, r.job_id, r.runtemplate_id,
+                                 r.company_id, r.module, r.trigger, dict(r.config or {}),
+                                 done.attempts, r.max_attempts))
+    return taken
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    message: str
+    transient: bool = False  # worth another attempt
+    status_code: int | None = None
+
+
+def record(s: Session, run: Claimed, node: str, result: Result, now: datetime,
+           retry_base: float) -> str | None:
+    """The attempt's result: succeeded, failed, pending again (a temporary failure with
+    attempts left, after a backoff) or gave_up. None when the run is no longer this
+    node's (its lease ran out and another node took it)."""
+    if result.ok:
+        state, next_at = "succeeded", None
+    elif not result.transient:
+        state, next_at = "failed", None
+    elif run.attempts < run.max_attempts:
+        state = "pending"
+        next_at = now + timedelta(seconds=backoff(run.attempts, retry_base))
+    else:
+        state, next_at = "gave_up", None
+    values: dict[str, Any] = {
+        "state": state, "result": result.message[:2000], "status_code": result.status_code,
+        "lease_until": None, "updated_at": now,
+        "finished_at": None if state == "pending" else now,
+    }
+    if next_at is not None:
+        values["next_at"] = next_at
+    done = s.connection().execute(
+        update(ACTION_RUNS).where(ACTION_RUNS.c.id == run.id,
+                                  ACTION_RUNS.c.state == "running",
+                                  ACTION_RUNS.c.node == node)
+        .values(**values).returning(ACTION_RUNS.c.id)).first()
+    return state if done is not None else None
+
+
+def release_own(s: Session, node: str | None, now: datetime) -> int:
+    """Runs a previous life of this node (``None``: any node — SQLite, one daemon) was
+    performing when it stopped: due again now (their idempotency key stays the same)."""
+    query = update(ACTION_RUNS).where(ACTION_RUNS.c.state == "running")
+    if node is not None:
+        query = query.where(ACTION_RUNS.c.node == node)
+    result = s.connection().execute(
+        query.values(state="pending", next_at=now, lease_until=None, updated_at=now,
+                     result="interrupted: the daemon stopped while performing it")
+        .returning(ACTION_RUNS.c.id))
+    return len(result.all())
+
+
+def next_due(s: Session) -> datetime | None:
+    return s.scalar(select(ACTION_RUNS.c.next_at).where(ACTION_RUNS.c.state == "pending")
+                    .order_by(ACTION_RUNS.c.next_at).limit(1))
