@@ -59,7 +59,7 @@ def test_run_now_with_an_override_shows_the_output_live(
         await pilot.press("r")
         modal = await screen_of(pilot, RunNowScreen)
         await wait_text(pilot, "keys: MESSAGE")  # what may be overridden
-        script = 'echo "say $MESSAGE"; sleep 1; echo to-stderr >&2; echo after'
+        script = 'echo "say $MESSAGE"; sleep 3; echo to-stderr >&2; echo after'
         await pilot.press(*f"MESSAGE=hello-override SCRIPT='{script}'")
         await pilot.press("enter")
         screen = await screen_of(pilot, JobScreen)
