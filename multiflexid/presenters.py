@@ -179,6 +179,26 @@ def job_dict(job: Job, meaning: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def job_view_dict(
+    job: Job, meaning: dict[str, Any] | None, *, app_name: str | None,
+    company_slug: str | None, queued_after: datetime | None, artifacts: list[Artifact],
+    action_runs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A job as `job show` and the socket's job.get present it."""
+    return {
+        **job_dict(job, meaning), "app": app_name, "company": company_slug,
+        "environment": (job.env or {}).get("values"), "queued_after": iso(queued_after),
+        "artifacts": [artifact_dict(a) for a in artifacts], "action_runs": action_runs,
+    }
+
+
+def last_job_dict(job: Job | None) -> dict[str, Any] | None:
+    """A template's last job, as its views show it."""
+    if job is None:
+        return None
+    return {"id": job.id, "state": job.state, "exitcode": job.exitcode, "end": iso(job.end)}
+
+
 def output_view(job_id: int, seq: int, stream: str, at: datetime, data: bytes) -> dict[str, Any]:
     """A chunk of a job's output, as ``job.output`` returns it and ``job.output`` events
     push it."""

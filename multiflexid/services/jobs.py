@@ -13,7 +13,7 @@ from multiflexi.errors import Conflict, InvalidInput, NotFound
 from multiflexi.states import FINAL_STATES, JOB_STATES, QUEUED_STATES
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.config import is_secret_key
-from multiflexid.presenters import artifact_dict, exit_code_dict, iso, job_dict
+from multiflexid.presenters import exit_code_dict, job_view_dict
 from multiflexid.store.orm import (
     AppExitCode,
     Application,
@@ -190,18 +190,15 @@ def exit_meaning(s: Session, job: Job) -> dict[str, Any] | None:
 
 def job_view(s: Session, job_id: int) -> dict[str, Any]:
     """A job as `job show` and the socket's job.get present it."""
-    job = get_job(s, job_id)
-    view = job_dict(job, exit_meaning(s, job))
-    app = s.get(Application, job.app_id)
-    company = s.get(Company, job.company_id)
-    view["app"] = app.name if app else None
-    view["company"] = company.slug if company else None
-    view["environment"] = (job.env or {}).get("values")
-    view["queued_after"] = iso(s.scalar(select(Schedule.after).where(Schedule.job_id == job_id)))
-    view["artifacts"] = [artifact_dict(a) for a in s.scalars(
-        select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.id))]
     from .actions import list_runs, run_view  # (actions queue jobs: imported late)
 
-    view["action_runs"] = [run_view(r) for r in reversed(list_runs(s, job_id=job_id,
-                                                                    limit=200))]
-    return view
+    job = get_job(s, job_id)
+    app = s.get(Application, job.app_id)
+    company = s.get(Company, job.company_id)
+    return job_view_dict(
+        job, exit_meaning(s, job), app_name=app.name if app else None,
+        company_slug=company.slug if company else None,
+        queued_after=s.scalar(select(Schedule.after).where(Schedule.job_id == job_id)),
+        artifacts=list(s.scalars(select(Artifact).where(Artifact.job_id == job_id)
+                                 .order_by(Artifact.id))),
+        action_runs=[run_view(r) for r in reversed(list_runs(s, job_id=job_id, limit=200))])

@@ -20,7 +20,7 @@ from multiflexid.domain.config import (
     normalize,
 )
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
-from multiflexid.presenters import iso, runtemplate_dict
+from multiflexid.presenters import iso, last_job_dict, runtemplate_dict
 from multiflexid.store.orm import (
     Application,
     Company,
@@ -309,11 +309,8 @@ def runtemplate_views(s: Session, rows: list[RunTemplate]) -> list[dict[str, Any
 
 
 def _last_job(s: Session, rt_id: int) -> dict[str, Any] | None:
-    job = s.scalar(select(Job).where(Job.runtemplate_id == rt_id).order_by(Job.id.desc())
-                   .limit(1))
-    if job is None:
-        return None
-    return {"id": job.id, "state": job.state, "exitcode": job.exitcode, "end": iso(job.end)}
+    return last_job_dict(s.scalar(select(Job).where(Job.runtemplate_id == rt_id)
+                                  .order_by(Job.id.desc()).limit(1)))
 
 
 def runtemplate_view(s: Session, rt: RunTemplate) -> dict[str, Any]:
