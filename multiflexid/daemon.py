@@ -176,8 +176,10 @@ class Daemon:
                                     on_jobs=self._jobs_created,
                                     on_template=self._template_changed)
         self.ended_listeners.append(lambda _ended: self.actions.wake.set())
-        self.ops = Operations(self.db, self.box, self.tx, self)
+        self.ops = Operations(self.db, self.box, self.tx, self,
+                              configured_access=settings.access)
         self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
+                             authorize=self.ops.permissions,
                              max_frame=settings.max_frame_bytes, health=self.health)
         self.bus.subscribe(self.rpc.broadcast, self.rpc.interested)
         self.dispatcher.publish = self.publish

@@ -11,17 +11,23 @@ does about it (wake the dispatcher, push the change to subscribers).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import Conflict
+from multiflexid.access import Permissions, resolve
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
 from multiflexid.presenters import job_dict
+from multiflexid.services import access as access_svc
 from multiflexid.services import apps, companies, jobs, runtemplates
 from multiflexid.services.lifecycle import job_fields
+from multiflexid.store.audit import Actor, note, set_actor
+from multiflexid.store.orm import Company
 from multiflexid.store.transitions import JobTransitions
 
 T = TypeVar("T")
@@ -53,67 +59,115 @@ class Control(Protocol):
         """Action runs became due (a retry): wake the action worker."""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: what they may do, and who the audit trail says made a change."""
+
+    perms: Permissions
+    actor: Actor
+
+    @property
+    def user(self) -> str:
+        return self.actor.user
+
+
 class Operations:
     def __init__(self, db: DbThread, box: SecretBox, transitions: JobTransitions,
-                 control: Control, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-                 ) -> None:
+                 control: Control, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 configured_access: tuple[tuple[str, str, str | None], ...] = ()) -> None:
         self.db = db
         self.box = box
         self.tx = transitions
         self.control = control
         self.clock = clock
+        self.configured_access = configured_access
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.db.read(fn, *args)
 
-    async def status(self, user: str) -> dict[str, Any]:
-        return await self.control.status(user)
+    async def write(self, caller: Caller, fn: Callable[[Session], T]) -> T:
+        """``fn(session)`` in a write transaction, its changes recorded in the audit trail
+        as the caller's."""
+        def audited(s: Session) -> T:
+            set_actor(s, caller.actor)
+            try:
+                result = fn(s)
+                s.flush()  # recorded now, as this caller's (the batch's commit comes later)
+                return result
+            finally:
+                set_actor(s, None)
+
+        return await self.db.write(audited)
+
+    async def permissions(self, peer: Any) -> Permissions:
+        """The roles of a socket peer (``rpc_server.Peer``), from its groups and the grants."""
+        def q(s: Session) -> Permissions:
+            grants = access_svc.grant_tuples(s, self.configured_access)
+            slugs = dict(s.execute(select(Company.id, Company.slug)).all())
+            return resolve(peer.user, peer.uid, peer.groups, grants, slugs)
+
+        return await self.db.read(q)
+
+    async def status(self, caller: Caller) -> dict[str, Any]:
+        doc = await self.control.status(caller.user)
+        doc["access"] = caller.perms.view()
+        return doc
 
     async def flush_output(self) -> None:
         await self.control.flush_output()
 
-    async def run_now(self, rt_id: int, env: dict[str, str], *, secret: list[str],
-                      launched_by: str, via: str) -> dict[str, Any]:
+    async def run_now(self, caller: Caller, rt_id: int, env: dict[str, str], *,
+                      secret: list[str], via: str) -> dict[str, Any]:
         if self.control.stopping:
             raise Conflict("multiflexid is stopping; the job was not queued")
 
         def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            caller.perms.require("operator", rt.company_id, "runtemplate.run")
             job = runtemplates.run_now(s, self.tx, self.box, rt_id, env, secret=secret,
-                                       launched_by=launched_by, schedule_type=f"adhoc-{via}",
+                                       launched_by=caller.user, schedule_type=f"adhoc-{via}",
                                        now=self.clock())
             return job_dict(job), job_fields(s, job)
 
-        view, fields = await self.db.write(q)
-        self.control.log(f"job queued by {launched_by} (adhoc-{via})", fields)
+        view, fields = await self.write(caller, q)
+        self.control.log(f"job queued by {caller.user} (adhoc-{via})", fields)
         self.control.work_arrived()
         self.control.publish("job.changed", view)
         return view
 
-    async def cancel(self, job_id: int, by: str) -> dict[str, Any]:
+    async def cancel(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        job = await self.db.read(jobs.job_view, job_id)
+        caller.perms.require("operator", job["company_id"], "job.cancel")
         if self.control.cancel_here(job_id):
-            view = await self.db.read(jobs.job_view, job_id)
-            self.control.log(f"cancel requested by {by}", {
-                "MULTIFLEXI_JOB_ID": job_id, "MULTIFLEXI_RUNTEMPLATE_ID": view["runtemplate_id"],
-                "MULTIFLEXI_COMPANY": view["company"], "MULTIFLEXI_APP": view["app"]})
-            view["cancel"] = "requested"
-            return view
-        outcome = await self.db.write(jobs.cancel, self.tx, job_id, self.clock(), by)
+            await self.write(caller, lambda s: note(
+                s, "job", job_id, job["company_id"], "cancel",
+                f"job {job_id} cancel requested (it is stopped)"))
+            self.control.log(f"cancel requested by {caller.user}", {
+                "MULTIFLEXI_JOB_ID": job_id, "MULTIFLEXI_RUNTEMPLATE_ID": job["runtemplate_id"],
+                "MULTIFLEXI_COMPANY": job["company"], "MULTIFLEXI_APP": job["app"]})
+            job["cancel"] = "requested"
+            return job
+        outcome = await self.write(
+            caller, lambda s: jobs.cancel(s, self.tx, job_id, self.clock(), caller.user))
         view = await self.db.read(jobs.job_view, job_id)
         view["cancel"] = outcome
         self.control.publish("job.changed", view)
         return view
 
-    async def set_active(self, rt_id: int, active: bool) -> dict[str, Any]:
+    async def set_active(self, caller: Caller, rt_id: int, active: bool) -> dict[str, Any]:
         def q(s: Session) -> dict[str, Any]:
             rt = runtemplates.get_runtemplate(s, rt_id)
+            caller.perms.require("operator", rt.company_id, "runtemplate.set_active")
             runtemplates.update_runtemplate(s, rt, self.clock(), active=active)
             return runtemplates.runtemplate_view(s, rt)
 
-        return await self._template_changed(await self.db.write(q))
+        return await self._template_changed(await self.write(caller, q))
 
-    async def create_template(self, app_id: int, company_id: int, *, config: dict[str, str],
-                              secret: list[str], credentials: list[int], **values: Any
-                              ) -> dict[str, Any]:
+    async def create_template(self, caller: Caller, app_id: int, company_id: int, *,
+                              config: dict[str, str], secret: list[str],
+                              credentials: list[int], **values: Any) -> dict[str, Any]:
+        caller.perms.require("admin", company_id, "runtemplate.create")
+
         def q(s: Session) -> dict[str, Any]:
             app = apps.get_app(s, app_id)
             company = companies.get_company(s, company_id)
@@ -122,7 +176,7 @@ class Operations:
                 credential_ids=credentials, secret=secret, **values)
             return runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(s, rt.id))
 
-        return await self._template_changed(await self.db.write(q))
+        return await self._template_changed(await self.write(caller, q))
 
     async def _template_changed(self, view: dict[str, Any]) -> dict[str, Any]:
         self.control.publish("runtemplate.changed", view)

@@ -19,6 +19,7 @@ from multiflexid.services.companies import get_company
 from multiflexid.services.runtemplates import get_runtemplate
 
 from .operations import Operations
+from .rpc_methods import caller
 from .rpc_server import Connection, Handler
 
 
@@ -35,6 +36,12 @@ def _on_the_wire(exc: InvalidInput, config: dict[str, Any]) -> InvalidInput:
     return InvalidInput(f"{where}{message}", {**exc.data, "field": where})
 
 
+def _company_of(s: Session, action: Any) -> int:
+    if action.company_id is not None:
+        return int(action.company_id)
+    return get_runtemplate(s, action.runtemplate_id).company_id
+
+
 def action_handlers(ops: Operations) -> dict[str, Handler]:
     db, box = ops.db, ops.box
 
@@ -49,9 +56,12 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             if key == "company_id":
-                items = svc.actions_of(s, company=get_company(s, ref))
+                company = get_company(s, ref)
+                conn.perms.require("viewer", company.id, "action.list")
+                items = svc.actions_of(s, company=company)
                 return {"items": [svc.action_view(a, box) for a in items]}
             rt = get_runtemplate(s, ref)
+            conn.perms.require("viewer", rt.company_id, "action.list")
             items = svc.actions_of(s, runtemplate=rt)
             return {"items": [svc.action_view(a, box) for a in items],
                     "inherit_actions": rt.inherit_actions}
@@ -72,6 +82,9 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
             target: dict[str, Any] = (
                 {"company": get_company(s, ref)} if key == "company_id"
                 else {"runtemplate": get_runtemplate(s, ref)})
+            owner = target.get("company") or target["runtemplate"]
+            conn.perms.require("admin", owner.id if key == "company_id" else owner.company_id,
+                               "action.add")
             try:
                 action = svc.add_action(s, box, module=module, trigger=trigger,
                                         throttle=throttle, values=config, note=note, **target)
@@ -79,21 +92,25 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
                 raise _on_the_wire(exc, config) from None
             return svc.action_view(action, box)
 
-        return await db.write(q)
+        return await ops.write(caller(conn), q)
 
     async def action_remove(conn: Connection, p: Params) -> Any:
         action_id = p.int("id")
         p.done()
 
         def q(s: Session) -> Any:
-            svc.remove_action(s, svc.get_action(s, action_id))
+            action = svc.get_action(s, action_id)
+            conn.perms.require("admin", _company_of(s, action), "action.remove")
+            svc.remove_action(s, action)
             return {"id": action_id, "removed": True}
 
-        return await db.write(q)
+        return await ops.write(caller(conn), q)
 
     async def action_test(conn: Connection, p: Params) -> Any:
         action_id = p.int("id")
         p.done()
+        company_id = await db.read(lambda s: _company_of(s, svc.get_action(s, action_id)))
+        conn.perms.require("admin", company_id, "action.test")
 
         async def read(fn: Callable[[Session], Any]) -> Any:
             return await db.read(fn)
@@ -112,10 +129,13 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
         limit = p.opt_int("limit", 50, min=1, max=1000)
         p.done()
 
+        visible = conn.perms.visible()
+
         def q(s: Session) -> Any:
             rows = svc.list_runs(s, job_id=job_id, state=state, runtemplate_id=rt_id,
                                  company_id=company_id, limit=limit, before_id=before)
-            items = [svc.run_view(r) for r in rows]
+            items = [svc.run_view(r) for r in rows
+                     if visible is None or r.company_id in visible]
             return {"items": items,
                     "next_before_id": items[-1]["id"] if len(items) == limit else None}
 
@@ -124,8 +144,12 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
     async def run_retry(conn: Connection, p: Params) -> Any:
         run_id = p.int("id")
         p.done()
-        view = await db.write(lambda s: svc.run_view(
-            svc.retry_run(s, run_id, datetime.now(UTC), conn.peer.user)))
+        def q(s: Session) -> Any:
+            run = svc.retry_run(s, run_id, datetime.now(UTC), conn.peer.user)
+            conn.perms.require("operator", run.company_id, "action_run.retry")
+            return svc.run_view(run)
+
+        view = await ops.write(caller(conn), q)
         ops.control.actions_due()
         return view
 

@@ -30,7 +30,7 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
-from .operations import Operations
+from .operations import Caller, Operations
 from .rpc_server import Connection, Handler
 
 # Responses must fit a frame (1 MiB): content and output are paged below that.
@@ -42,16 +42,26 @@ def _page(p: Params) -> tuple[int, int]:
     return p.opt_int("limit", 100, min=1, max=1000), p.opt_int("offset", 0, min=0)
 
 
+def caller(conn: Connection) -> Caller:
+    return Caller(conn.perms, conn.peer.actor)
+
+
+def _only(query: Any, column: Any, visible: set[int] | None) -> Any:
+    """``query`` limited to the companies the caller may see (None: all)."""
+    return query if visible is None else query.where(column.in_(visible))
+
+
 def build_handlers(ops: Operations) -> dict[str, Handler]:
-    """The registry of methods; each validates its params where they come off the wire and
-    calls one read or one operation."""
+    """The registry of methods; each validates its params where they come off the wire,
+    checks the caller's role on the company concerned (lists carry only the companies it
+    may see) and calls one read or one operation."""
     db = ops
 
     # --- daemon -------------------------------------------------------------------------
 
     async def daemon_status(conn: Connection, p: Params) -> Any:
         p.done()
-        return await ops.status(conn.peer.user)
+        return await ops.status(caller(conn))
 
     # --- companies, applications ----------------------------------------------------------
 
@@ -59,9 +69,12 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         limit, offset = _page(p)
         p.done()
 
+        visible = conn.perms.visible()
+
         def q(s: Session) -> Any:
-            rows = s.scalars(select(Company).order_by(Company.id).limit(limit).offset(offset))
-            total = s.scalar(select(func.count()).select_from(Company))
+            query = _only(select(Company), Company.id, visible)
+            rows = s.scalars(query.order_by(Company.id).limit(limit).offset(offset))
+            total = s.scalar(select(func.count()).select_from(query.subquery()))
             return {"items": [company_dict(c) for c in rows], "total": total}
 
         return await db.read(q)
@@ -70,7 +83,13 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         key = p.exactly_one("id", "slug")
         ref = p.int("id") if key == "id" else p.str("slug")
         p.done()
-        return await db.read(lambda s: company_dict(companies.get_company(s, ref)))
+
+        def q(s: Session) -> Any:
+            company = companies.get_company(s, ref)
+            conn.perms.require("viewer", company.id, "company.get")
+            return company_dict(company)
+
+        return await db.read(q)
 
     async def app_list(conn: Connection, p: Params) -> Any:
         limit, offset = _page(p)
@@ -99,8 +118,10 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         limit, offset = _page(p)
         p.done()
 
+        visible = conn.perms.visible()
+
         def q(s: Session) -> Any:
-            query = select(RunTemplate)
+            query = _only(select(RunTemplate), RunTemplate.company_id, visible)
             if company_id is not None:
                 query = query.where(RunTemplate.company_id == company_id)
             if app_id is not None:
@@ -116,8 +137,13 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def runtemplate_get(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
         p.done()
-        return await db.read(
-            lambda s: runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(s, rt_id)))
+
+        def q(s: Session) -> Any:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            conn.perms.require("viewer", rt.company_id, "runtemplate.get")
+            return runtemplates.runtemplate_view(s, rt)
+
+        return await db.read(q)
 
     async def runtemplate_env(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
@@ -126,6 +152,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             rt = runtemplates.get_runtemplate(s, rt_id)
+            conn.perms.require("viewer", rt.company_id, "runtemplate.env")
             resolved = runtemplates.resolve_env(s, rt, ops.box, overrides=env)
             return {"environment": resolved.explain(reveal=False), "missing": resolved.missing,
                     "errors": resolved.errors}
@@ -138,6 +165,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         start = p.opt_datetime("from") or datetime.now(UTC)
         p.done()
         rt = await db.read(lambda s: runtemplates.get_runtemplate(s, rt_id))
+        conn.perms.require("viewer", rt.company_id, "runtemplate.preview")
         return runtemplates.preview(runtemplates.recurrence(rt), start, count)
 
     async def schedule_preview(conn: Connection, p: Params) -> Any:
@@ -161,14 +189,13 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         secret = p.str_list("secret_keys")
         via = p.opt_enum("via", ("cli", "tui", "api")) or "api"
         p.done()
-        return await ops.run_now(rt_id, env, secret=secret, launched_by=conn.peer.user,
-                                 via=via)
+        return await ops.run_now(caller(conn), rt_id, env, secret=secret, via=via)
 
     async def runtemplate_set_active(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
         active = p.bool("active")
         p.done()
-        return await ops.set_active(rt_id, active)
+        return await ops.set_active(caller(conn), rt_id, active)
 
     async def runtemplate_create(conn: Connection, p: Params) -> Any:
         app_id = p.int("app_id")
@@ -186,8 +213,8 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         secret = p.str_list("secret_keys")
         creds = p.int_list("credentials") if "credentials" in p else []
         p.done()
-        return await ops.create_template(app_id, company_id, config=config, secret=secret,
-                                         credentials=creds, **values)
+        return await ops.create_template(caller(conn), app_id, company_id, config=config,
+                                         secret=secret, credentials=creds, **values)
 
     async def credential_list(conn: Connection, p: Params) -> Any:
         company_id = p.int("company_id")
@@ -195,6 +222,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             company = companies.get_company(s, company_id)
+            conn.perms.require("admin", company.id, "credential.list")
             codes = dict(s.execute(select(CredentialType.id, CredentialType.code))
                          .all())
             return {"items": [
@@ -216,10 +244,13 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         limit = p.opt_int("limit", 50, min=1, max=1000)
         p.done()
 
+        visible = conn.perms.visible()
+
         def q(s: Session) -> Any:
             company = companies.get_company(s, company_id) if company_id is not None else None
             rows = jobs.list_jobs(s, company=company, runtemplate_id=rt_id, app_id=app_id,
-                                  state=state, limit=limit, before_id=before)
+                                  state=state, limit=limit, before_id=before,
+                                  companies=visible)
             items = [job_dict(j) for j in rows]
             return {"items": items,
                     "next_before_id": items[-1]["id"] if len(items) == limit else None}
@@ -229,7 +260,9 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def job_get(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
         p.done()
-        return await db.read(jobs.job_view, job_id)
+        view = await db.read(jobs.job_view, job_id)
+        conn.perms.require("viewer", view["company_id"], "job.get")
+        return view
 
     async def job_output(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
@@ -241,6 +274,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             job = jobs.get_job(s, job_id)
+            conn.perms.require("viewer", job.company_id, "job.output")
             chunks = jobs.read_output(s, job_id, after_seq=after, stream=stream, limit=limit)
             views: list[dict[str, Any]] = []
             size = 0
@@ -262,7 +296,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def job_cancel(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
         p.done()
-        return await ops.cancel(job_id, by=conn.peer.user)
+        return await ops.cancel(caller(conn), job_id)
 
     async def artifact_get(conn: Connection, p: Params) -> Any:
         art_id = p.int("id")
@@ -273,6 +307,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             a = s.get(Artifact, art_id)
             if a is None:
                 raise NotFound(f"no artifact with id {art_id}")
+            conn.perms.require("viewer", jobs.get_job(s, a.job_id).company_id, "artifact.get")
             content = a.content or b""
             return {**artifact_dict(a),
                     "content_base64": base64.b64encode(content[:max_bytes]).decode(),
@@ -287,6 +322,9 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         want_rts = p.opt_bool("runtemplates", False)
         output_of = p.opt_int("job_output")
         p.done()
+        if output_of is not None:  # only of a job of a company the caller may see
+            job = await db.read(jobs.get_job, output_of)
+            conn.perms.require("viewer", job.company_id, "events.subscribe job_output")
         conn.jobs = conn.jobs or want_jobs
         conn.runtemplates = conn.runtemplates or want_rts
         if output_of is not None:

@@ -1,9 +1,12 @@
 """The daemon's Unix socket: JSON-RPC 2.0, one message per line (see shared/PROTOCOL.md).
 
-The peer is identified by SO_PEERCRED, never by what it sends. Root, the daemon's own
-user and members of group ``multiflexi`` are served; anyone else gets a ``forbidden``
-error (id null) and the connection is closed. A malformed or oversized frame gets an
-error and closes that connection only.
+The peer is identified by SO_PEERCRED (and its groups by SO_PEERGROUPS), never by what
+it sends. Root, the daemon's own user and members of group ``multiflexi`` are admins of
+everything; a user whose groups have roles (access.py) is served within them; anyone else
+gets a ``forbidden`` error (id null) and the connection is closed. Each connection's roles
+are looked up again at most every PERMISSIONS_TTL seconds, and pushed events carry only
+the companies it may see. A malformed or oversized frame gets an error and closes that
+connection only.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from multiflexi.protocol import (
     parse_frame,
     response,
 )
+from multiflexid.access import Permissions, peer_groups, refusal
 from multiflexid.health import Health
+from multiflexid.store.audit import Actor
 
 log = logging.getLogger(__name__)
 
@@ -44,42 +49,44 @@ class Peer:
     uid: int
     gid: int
     user: str
+    groups: list[str] = field(default_factory=list)
+    login_user: str | None = None  # who logged in, when not ``user`` (sudo: loginuid)
 
     @classmethod
     def of(cls, sock: socket.socket) -> Peer:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, uid, gid = struct.unpack("3i", creds)
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = str(uid)
-        return cls(pid, uid, gid, user)
+        user = _user_name(uid)
+        login = None
+        with contextlib.suppress(OSError, ValueError):
+            login_uid = int(Path(f"/proc/{pid}/loginuid").read_text().strip())
+            if login_uid not in (uid, 4294967295):
+                login = _user_name(login_uid)
+        return cls(pid, uid, gid, user, peer_groups(sock, user, gid), login)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user, "socket", self.login_user)
 
 
-def refusal(peer: Peer) -> str | None:
-    """Why ``peer`` may not use the daemon, or None if it may."""
-    if peer.uid in (0, os.geteuid()):
-        return None
+def _user_name(uid: int) -> str:
     try:
-        group = grp.getgrnam(GROUP)
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return (f"user {peer.user} (uid {peer.uid}) may not use multiflexid: only root and "
-                f"the daemon's user may (there is no group {GROUP} on this machine)")
-    if peer.gid == group.gr_gid or peer.user in group.gr_mem:
-        return None
-    try:
-        if group.gr_gid in os.getgrouplist(peer.user, peer.gid):
-            return None
-    except KeyError:
-        pass
-    return (f"user {peer.user} (uid {peer.uid}) may not use multiflexid: add it to group "
-            f"{GROUP} (sudo adduser {peer.user} {GROUP}) and log in again")
+        return str(uid)
+
+
+Authorize = Callable[[Peer], Awaitable[Permissions]]
+# Roles are looked up again when older than this (grants change while clients stay).
+PERMISSIONS_TTL = 2.0
 
 
 @dataclass(eq=False)  # identity: each connection is its own
 class Connection:
     peer: Peer
     writer: asyncio.StreamWriter
+    perms: Permissions = field(default_factory=lambda: Permissions(""))
+    perms_at: float = 0.0
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue())
     jobs: bool = False
     runtemplates: bool = False
@@ -102,12 +109,16 @@ class Connection:
             self.queue.put_nowait(None)
 
     def wants(self, kind: str, payload: dict[str, Any]) -> bool:
-        if kind == "job.output":
+        """Subscribed to it, and allowed to see its company."""
+        if kind == "job.output":  # subscribed to one job, after the check of its company
             return payload.get("job_id") in self.output_of
         if kind == "job.changed":
-            return self.jobs or payload.get("job", {}).get("id") in self.output_of
+            job = payload.get("job", {})
+            return ((self.jobs or job.get("id") in self.output_of)
+                    and self.perms.may("viewer", job.get("company_id")))
         if kind == "runtemplate.changed":
-            return self.runtemplates
+            return self.runtemplates and self.perms.may(
+                "viewer", payload.get("runtemplate", {}).get("company_id"))
         return False
 
     def subscriptions(self) -> list[str]:
@@ -120,9 +131,10 @@ Handler = Callable[[Connection, Params], Awaitable[Any]]
 
 class RpcServer:
     def __init__(
-        self, path: Path, handlers: dict[str, Handler], *, max_frame: int = 1024 * 1024,
-        health: Health | None = None,
+        self, path: Path, handlers: dict[str, Handler], *, authorize: Authorize,
+        max_frame: int = 1024 * 1024, health: Health | None = None,
     ) -> None:
+        self.authorize = authorize
         self.health = health or Health()
         self.path = path
         self.handlers = handlers
@@ -178,10 +190,14 @@ class RpcServer:
         peer = Peer.of(sock)
         conn = Connection(peer, writer)
         sender = asyncio.create_task(self._send_loop(conn))
-        why = refusal(peer)
+        try:
+            await self._authorize(conn)
+            why = None if conn.perms.anything else refusal(peer.user, peer.uid)
+        except Exception as exc:  # the grants cannot be read: say so, serve nothing
+            problem = self.health.internal_error("access", exc).message
+            why = f"cannot check the access of {peer.user}: {problem}"
         if why:
-            log.warning("refused %s (uid %d, pid %d): not allowed", peer.user, peer.uid,
-                        peer.pid)
+            log.warning("refused %s (uid %d, pid %d): %s", peer.user, peer.uid, peer.pid, why)
             conn.send(error_response(None, Forbidden(why)))
             conn.close()
             await sender
@@ -226,6 +242,8 @@ class RpcServer:
         try:
             if handler is None:
                 raise MethodNotFound(f"unknown method {method!r}", {"method": method})
+            if asyncio.get_running_loop().time() - conn.perms_at > PERMISSIONS_TTL:
+                await self._authorize(conn)
             result = await handler(conn, Params(message.get("params")))
         except MultiFlexiError as exc:
             if msg_id is not None:
@@ -238,6 +256,10 @@ class RpcServer:
             return
         if msg_id is not None:
             conn.send(response(msg_id, result))
+
+    async def _authorize(self, conn: Connection) -> None:
+        conn.perms = await self.authorize(conn.peer)
+        conn.perms_at = asyncio.get_running_loop().time()
 
     async def _send_loop(self, conn: Connection) -> None:
         writer = conn.writer

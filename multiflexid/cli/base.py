@@ -18,6 +18,20 @@ from multiflexi.errors import MultiFlexiError
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.core import Core
 from multiflexid.crypto import SecretKeyError
+from multiflexid.store.audit import Actor
+
+
+def cli_actor() -> Actor:
+    """Who runs this command: the user who launched it (a CLI started as root acts as the
+    data dir's owner but is still root's), and under sudo who invoked sudo."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    login = os.environ.get("SUDO_USER") or None
+    return Actor(user, "cli", login if login != user else None)
 
 
 @dataclass
@@ -34,11 +48,14 @@ class CliState:
             except SettingsError as exc:
                 raise MultiFlexiError(str(exc)) from None
             self._core = Core(settings)
+            # Every change this command makes goes to the audit trail as its user's.
+            self._core.db.actor = cli_actor()
         return self._core
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A write transaction on a migrated database."""
+        """A write transaction on a migrated database; its changes go to the audit trail
+        as the user's who runs this command."""
         core = self.core
         core.ensure_schema()
         with core.db.session() as s:

@@ -97,5 +97,18 @@ def remove(company_id: int | None, slug: str | None) -> None:
     emit(d, f"removed company {d['id']} {d['slug']!r}")
 
 
+@company.command("export")
+@click.option("--company", "company_ref", required=True, help="Company id or slug.")
+@click.option("--file", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the JSON document.")
+def export(company_ref: str, file: str) -> None:
+    """Everything stored about a company as one JSON file (secrets redacted): the company,
+    its credentials, templates, actions, jobs with output and artifact list, its audit
+    trail — what a client asks for under data-protection law."""
+    from .access import export as do_export
+
+    do_export(company_ref, file)
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(company)

@@ -14,6 +14,7 @@ from multiflexi.states import FINAL_STATES, JOB_STATES, QUEUED_STATES
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.config import is_secret_key
 from multiflexid.presenters import exit_code_dict, job_view_dict
+from multiflexid.store.audit import note
 from multiflexid.store.orm import (
     AppExitCode,
     Application,
@@ -108,6 +109,7 @@ def list_jobs(
     state: str | None = None,
     limit: int = 50,
     before_id: int | None = None,
+    companies: set[int] | None = None,
 ) -> list[Job]:
     """Newest first; page with ``before_id`` (the last id of the previous page)."""
     if state is not None and state not in JOB_STATES:
@@ -123,6 +125,8 @@ def list_jobs(
         query = query.where(Job.state == state)
     if before_id is not None:
         query = query.where(Job.id < before_id)
+    if companies is not None:  # only those the caller may see
+        query = query.where(Job.company_id.in_(companies))
     return list(s.scalars(query))
 
 
@@ -169,8 +173,12 @@ def cancel(s: Session, tx: JobTransitions, job_id: int, now: datetime, by: str) 
     job = get_job(s, job_id)
     if job.state in (*QUEUED_STATES, "claimed"):
         tx.cancel(s, [job_id], now, f"cancelled by {by} before it ran")
+        note(s, "job", job_id, job.company_id, "cancel",
+             f"job {job_id} cancelled before it ran", {"state": [job.state, "cancelled"]})
         return "cancelled"
     if job.state == "running" and tx.request_cancel(s, job_id):
+        note(s, "job", job_id, job.company_id, "cancel",
+             f"job {job_id} cancel requested (it is stopped)")
         return "requested"
     raise Conflict(f"job {job_id} is already {job.state}; nothing to cancel")
 

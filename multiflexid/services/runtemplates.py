@@ -21,6 +21,7 @@ from multiflexid.domain.config import (
 )
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
 from multiflexid.presenters import iso, last_job_dict, runtemplate_dict
+from multiflexid.store.audit import note
 from multiflexid.store.orm import (
     Application,
     Company,
@@ -280,8 +281,14 @@ def run_now(
     bad = [e for e in resolved.errors if e.split(":")[0] in overrides]
     if bad:
         raise InvalidInput("; ".join(what + e for e in bad))
-    return create_job(s, tx, rt, schedule_type=schedule_type, launched_by=launched_by,
-                      after=now, box=box, overrides=overrides, secret=secret)
+    job = create_job(s, tx, rt, schedule_type=schedule_type, launched_by=launched_by,
+                     after=now, box=box, overrides=overrides, secret=secret)
+    note(s, "job", job.id, rt.company_id, "run",
+         f"job {job.id} of run template {rt.id} {rt.name!r} queued ({schedule_type})",
+         {"runtemplate_id": [None, rt.id]} | {
+             f"env.{k}": [None, "(secret)" if k in resolved.values and resolved.values[
+                 k].secret else v] for k, v in overrides.items()})
+    return job
 
 
 def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: datetime) -> int:

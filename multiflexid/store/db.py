@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from multiflexi.errors import StorageError
 
+from . import audit
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number; used as a PostgreSQL advisory lock id so only one node migrates at a time.
 _MIGRATION_LOCK = 0x4D464C58
@@ -85,6 +87,9 @@ class Database:
             )
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Who this process's write sessions act for in the audit trail (the CLI sets it;
+        # the daemon sets one per socket call instead).
+        self.actor: audit.Actor | None = None
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @staticmethod
@@ -116,6 +121,7 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on any exception."""
         with self._sessions() as session, self._translate_errors():
+            audit.set_actor(session, self.actor)
             with session.begin():
                 yield session
 

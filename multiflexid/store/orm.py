@@ -528,6 +528,46 @@ class ActionRun(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class AccessGrant(Base):
+    """A Unix group's role, on one company or (company NULL) on every company. Grants in
+    ``multiflexi.conf`` add to these."""
+
+    __tablename__ = "access_grant"
+    __table_args__ = (UniqueConstraint("group_name", "company_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditEntry(Base):
+    """One change, as it was made: who, when, from where, what, and a field diff (secret
+    values only as "changed"). Append-only: never updated or deleted (on PostgreSQL a
+    trigger refuses it). No foreign keys: the record outlives what it is about."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_company_recent", "company_id", "id"),
+        Index("ix_audit_entity", "entity", "entity_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user: Mapped[str] = mapped_column(String(64))  # the Unix user who made the change
+    login_user: Mapped[str | None] = mapped_column(String(64))  # who logged in (sudo)
+    via: Mapped[str] = mapped_column(String(16))  # socket | cli
+    entity: Mapped[str] = mapped_column(String(32))  # company, runtemplate, job...
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    company_id: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))  # created, changed, removed, run...
+    summary: Mapped[str] = mapped_column(Text, default="")
+    diff: Mapped[dict[str, Any]] = mapped_column(default=dict)  # field -> [before, after]
+
+
 class Node(Base):
     """A running ``multiflexid``: its lease says until when it is believed alive."""
 

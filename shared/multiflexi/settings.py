@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from multiflexi.access import ROLES
+
 DEFAULT_CONFIG = "/etc/multiflexi/multiflexi.conf"
 DEFAULT_DATA_DIR = "/var/lib/multiflexi"
 DEFAULT_SOCKET = "/run/multiflexi/multiflexid.sock"
@@ -61,6 +63,9 @@ class Settings:
     poll_seconds: float = 1.0
     # Largest JSON-RPC frame a client may send
     max_frame_bytes: int = 1024 * 1024
+    # Roles of Unix groups: (group, role, company slug or None for all companies), from
+    # the config file's [[access]] tables (multiflexi-cli access grant adds more)
+    access: tuple[tuple[str, str, str | None], ...] = ()
     # Actions after a job: runs performed at once per node, attempts of a delivery that
     # fails temporarily, and the first pause between them (doubling, at most an hour)
     action_workers: int = 4
@@ -108,8 +113,34 @@ _ENV = {
 _KIND_NAMES = {"int": "non-negative integer", "float": "non-negative number"}
 
 
+def _access(raw: Any, origin: str) -> tuple[tuple[str, str, str | None], ...]:
+    """``[[access]]`` tables: ``group``, ``role`` and, for one company only, ``company``."""
+    if not isinstance(raw, list):
+        raise SettingsError(f"{origin}: access must be [[access]] tables (group, role, company)")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{origin}: access[{i}]"
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{where}: must be a table with group, role and company")
+        unknown = set(entry) - {"group", "role", "company"}
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                                "(known: group, role, company)")
+        group, role, company = entry.get("group"), entry.get("role"), entry.get("company")
+        if not isinstance(group, str) or not group.strip():
+            raise SettingsError(f"{where}.group: a Unix group name is required")
+        if role not in ROLES:
+            raise SettingsError(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+        if company is not None and (not isinstance(company, str) or not company.strip()):
+            raise SettingsError(f"{where}.company: a company slug (or leave it out: every "
+                                "company)")
+        out.append((group.strip(), role, company.strip() if company else None))
+    return tuple(out)
+
+
 def _coerce(name: str, raw: Any, origin: str) -> Any:
-    kinds = {f.name: str(f.type) for f in fields(Settings) if f.name != "config_path"}
+    kinds = {f.name: str(f.type) for f in fields(Settings)
+             if f.name not in ("config_path", "access")}
     if name not in kinds:
         raise SettingsError(f"{origin}: unknown setting (known: {', '.join(sorted(kinds))})")
     kind = kinds[name]
@@ -163,7 +194,8 @@ def load_settings(
                 raise SettingsError(
                     f"{path}: unknown setting {key!r} (known: {', '.join(sorted(known))})"
                 )
-            values[key] = _coerce(key, raw, str(path))
+            values[key] = (_access(raw, str(path)) if key == "access"
+                           else _coerce(key, raw, str(path)))
         values["config_path"] = path
     elif explicit:
         raise SettingsError(f"{path}: configuration file not found")
