@@ -101,14 +101,9 @@ class Daemon:
         self._lock_fd = fd
 
     def _executors(self) -> dict[str, Executor]:
-        executors: dict[str, Executor] = {"Native": NativeExecutor()}
-        try:
-            from multiflexid.executors.podman import PodmanExecutor
-        except ImportError as exc:
-            log.warning("Podman executor unavailable: %s", exc)
-        else:
-            executors["Podman"] = PodmanExecutor(self.settings.podman_url)
-        return executors
+        from multiflexid.executors.engines import container_executors
+
+        return {"Native": NativeExecutor(), **container_executors(self.settings)}
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

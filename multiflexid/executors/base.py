@@ -25,12 +25,12 @@ Outcome = Literal["exited", "timed_out", "cancelled", "failed_to_start"]
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits; executors apply what they can (Podman all, Native none)."""
+    """Resource limits; executors apply what they can (Podman and Docker all, Native none)."""
 
     memory: str | None = None  # e.g. "512m"
     cpus: float | None = None
     pids: int | None = None
-    network: str | None = None  # Podman network mode; None means no network
+    network: str | None = None  # container network mode or name; None means no network
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class JobSpec:
     workdir: Path  # the job's private directory (MULTIFLEXI_TMP), created by the caller
     timeout: float | None = None  # seconds; None or 0: no limit
     grace: float = 10.0  # seconds between the polite stop and the kill
-    image: str | None = None  # container image (Podman)
+    image: str | None = None  # container image (Podman, Docker)
     limits: Limits = field(default_factory=Limits)
     labels: dict[str, str] = field(default_factory=dict)
     # Backpressure: while this event is clear, stop reading the job's output (the job then
