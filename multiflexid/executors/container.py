@@ -15,8 +15,9 @@ For every job, whatever the engine:
   the run template names one;
 - an init as PID 1, so that the polite stop's SIGTERM reaches the job;
 - live output from one demultiplexed ``logs?follow`` stream (a log driver that keeps the
-  two streams and the bytes exact); if the stream breaks (the engine restarted) the rest
-  is fetched once the container has exited;
+  two streams and the bytes exact). Once the container has exited, its whole log is read
+  once more and what the stream did not deliver (it may end with the container before
+  the last bytes, or break when the engine restarts) is delivered then;
 - timeout and cancel: ``stop`` with ``spec.grace`` (SIGTERM, then SIGKILL), then a kill if
   it still runs. The outcome is decided here, not by the engine's own timeouts;
 - an engine that cannot be reached is a ``failed_to_start`` result naming the URL and
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -283,12 +285,17 @@ class ContainerExecutor:
         except Exception as e:
             message = _join(message, f"lost track of container {name}: {self.describe(e)}")
         await stream.finish(self.drain_timeout)
-        if stream.broken and exitcode is not None:
+        if exitcode is not None:
             try:
-                stream.catch_up(await self._call(self._fetch_log, cid))
+                complete = await _in_thread(loop, self._catch_up, cid, stream,
+                                            name=f"{self.name}-log-{spec.job_id}")
             except Exception as e:
                 log.warning("output of job %s may be incomplete: %s", spec.job_id,
                             self.describe(e), extra={"MULTIFLEXI_JOB_ID": spec.job_id})
+            else:
+                if not complete:
+                    message = _join(message, f"{self.engine}'s log stream skipped part of the "
+                                             "output: what was kept may have gaps")
         failed = (self.init_exec_failed.match(stream.err_head)
                   if self.init and exitcode == self.init_exec_exit else None)
         if failed:  # the init ran, the job's program did not
@@ -343,11 +350,12 @@ class ContainerExecutor:
                         name, self.describe(e), self.cli, name,
                         extra={"MULTIFLEXI_JOB_ID": job_id})
 
-    def _fetch_log(self, cid: str) -> list[tuple[str, bytes]]:
-        """Blocking: the container's whole log so far, as (stream, bytes) frames."""
+    def _catch_up(self, cid: str, stream: _LogStream) -> bool:
+        """Blocking: deliver what the container's whole log has beyond what the stream
+        sent; False if what it sent is not the log's beginning (it skipped some)."""
         response = self._api_logs(cid, follow=False)
         try:
-            return [(s, d) for s, d in _frames(response.raw, threading.Event()) if s]
+            return stream.catch_up(_frames(response.raw, threading.Event()))
         finally:
             response.close()
 
@@ -481,6 +489,7 @@ class _LogStream:
         self._aborted = threading.Event()
         self._done: asyncio.Future[None] = loop.create_future()
         self.sent = {"stdout": 0, "stderr": 0}  # bytes handed to the loop, per stream
+        self._digest = {"stdout": hashlib.blake2b(), "stderr": hashlib.blake2b()}  # of those
         self.broken = False  # ended before the container did: the log may have more
         self.err_head = b""  # the first bytes of stderr
 
@@ -504,6 +513,7 @@ class _LogStream:
                         if stream == "stderr" and len(self.err_head) < 512:
                             self.err_head += data[: 512 - len(self.err_head)]
                         self.sent[stream] += len(data)
+                        self._digest[stream].update(data)
                         self._loop.call_soon_threadsafe(self._deliver, stream, data)
             finally:
                 response.close()
@@ -533,15 +543,26 @@ class _LogStream:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._done), 1.0)
 
-    def catch_up(self, frames: list[tuple[str, bytes]]) -> None:
-        """Deliver what the complete log has beyond what the stream already sent."""
+    def catch_up(self, frames: Iterator[tuple[str | None, bytes]]) -> bool:
+        """In a thread, once the stream has ended: deliver what the complete log has beyond
+        what the stream sent; False if what it sent is not the beginning of the log (then
+        nothing more of that stream is delivered: it would be out of place)."""
         skip = dict(self.sent)
+        seen = {"stdout": hashlib.blake2b(), "stderr": hashlib.blake2b()}
+        same: dict[str, bool | None] = {"stdout": None, "stderr": None}
         for stream, data in frames:
+            if stream is None:
+                continue
             cut = min(skip[stream], len(data))
-            skip[stream] -= cut
-            if data[cut:]:
+            if cut:
+                seen[stream].update(data[:cut])
+                skip[stream] -= cut
+            if same[stream] is None and not skip[stream]:
+                same[stream] = seen[stream].digest() == self._digest[stream].digest()
+            if data[cut:] and same[stream]:
                 self.sent[stream] += len(data) - cut
-                self._deliver(stream, data[cut:])
+                self._loop.call_soon_threadsafe(self._deliver, stream, data[cut:])
+        return all(same[s] is not False and not skip[s] for s in same)
 
     def close(self) -> None:
         self._closed = True

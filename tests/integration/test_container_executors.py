@@ -169,6 +169,18 @@ def test_bytes_arrive_exactly_and_completely(executor: ContainerExecutor, jobs: 
     assert r.out("stderr") == b"".join(b"e%d\n" % i for i in range(2000))
 
 
+def test_the_last_bytes_are_never_lost(executor: ContainerExecutor, jobs: Jobs) -> None:
+    # The engine's follow stream may end with the container before it sent the last
+    # bytes (Docker often does with a last line that has no newline): what it missed
+    # comes from the container's log. Several jobs, because a single one often passes.
+    script = 'echo "$1"; i=0; while [ $i -lt 300 ]; do echo "e$i" >&2; i=$((i+1)); done; ' \
+             'printf "last line without newline $1"'
+    for n in range(8):
+        r = run_job(executor, jobs.spec(["sh", "-c", script, "sh", str(n)]))
+        assert r.out() == f"{n}\nlast line without newline {n}".encode(), (n, r.out())
+        assert r.out("stderr") == b"".join(b"e%d\n" % i for i in range(300)), n
+
+
 @pytest.mark.parametrize("code", [0, 3, 255])
 def test_exit_code_passes_through(executor: ContainerExecutor, jobs: Jobs, code: int) -> None:
     r = run_job(executor, jobs.spec(["sh", "-c", f"exit {code}"]))
