@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from typing import Any
@@ -37,3 +38,25 @@ def container_executors(settings: Settings, **kwargs: Any) -> dict[str, Executor
         executors[name] = cls.from_settings(settings, **kwargs)
     return executors
 
+
+def engine_status(settings: Settings, timeout: float = 3.0) -> dict[str, dict[str, Any]]:
+    """Whether each engine's API answers at its configured URL (for `status`)."""
+
+    async def one(name: str) -> dict[str, Any]:
+        try:
+            cls = engine_class(name)
+        except ImportError as exc:
+            return {"reachable": False, "problem": f"not installed: {exc}"}
+        executor = cls.from_settings(settings, api_timeout=timeout)
+        try:
+            problem = await executor.check()
+        finally:
+            executor.close()
+        return {"url": executor.base_url, "reachable": problem is None, "problem": problem}
+
+    async def all_of() -> dict[str, dict[str, Any]]:
+        names = list(ENGINES)
+        found = await asyncio.gather(*(one(n) for n in names))
+        return dict(zip(names, found, strict=True))
+
+    return asyncio.run(all_of())

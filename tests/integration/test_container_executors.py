@@ -606,3 +606,25 @@ def test_jobs_run_concurrently(executor: ContainerExecutor, jobs: Jobs) -> None:
     seconds = time.monotonic() - begin
     assert [(r.exitcode, out) for r, out in results] == [(0, b"%d\n" % i) for i in range(4)]
     assert seconds < 2 * 4 - 2, seconds  # they overlapped
+
+
+@pytest.mark.podman
+def test_status_says_which_engines_answer(mfcli, monkeypatch: pytest.MonkeyPatch,
+                                          podman_service: Any, tmp_path: Path) -> None:
+    missing = f"unix://{tmp_path}/no-docker.sock"
+    monkeypatch.setenv("MULTIFLEXI_PODMAN_URL", podman_service.url)
+    monkeypatch.setenv("MULTIFLEXI_DOCKER_URL", missing)
+    r = mfcli("status", "--format", "json")
+    assert r.code == 0, r.err
+    problem = (f"cannot reach the Docker API at {missing}: socket {tmp_path}/no-docker.sock "
+               "does not exist (is the Docker service running? `systemctl enable --now "
+               "docker.socket`)")
+    assert r.json["engines"] == {
+        "Podman": {"url": podman_service.url, "reachable": True, "problem": None},
+        "Docker": {"url": missing, "reachable": False, "problem": problem},
+    }
+    lines = mfcli("status").out.splitlines()
+    assert [line.split(None, 1) for line in lines if line.startswith(("Podman", "Docker"))] == [
+        ["Podman", f"reachable ({podman_service.url})"],
+        ["Docker", f"not reachable: {problem}"],
+    ]
