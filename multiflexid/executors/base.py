@@ -9,7 +9,9 @@ limits) and reports back through two callbacks; it never touches the database. I
 - stop the job when ``cancel`` is set or ``spec.timeout`` seconds have passed
   (politely first, then by force after ``spec.grace`` seconds);
 - always return an :class:`ExecResult` — a job that cannot start is a result with
-  ``outcome="failed_to_start"`` and a message, never an exception and never a hang.
+  ``outcome="failed_to_start"`` and a message, never an exception and never a hang; a job
+  whose end it could not learn (the container engine lost it) is ``outcome="lost"`` with
+  the reason, and ``exitcode`` None.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-Outcome = Literal["exited", "timed_out", "cancelled", "failed_to_start"]
+Outcome = Literal["exited", "timed_out", "cancelled", "failed_to_start", "lost"]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,10 @@ For every job, whatever the engine:
 - timeout and cancel: ``stop`` with ``spec.grace`` (SIGTERM, then SIGKILL), then a kill if
   it still runs. The outcome is decided here, not by the engine's own timeouts;
 - an engine that cannot be reached is a ``failed_to_start`` result naming the URL and
-  what to do.
+  what to do; an engine lost while the job runs is a ``lost`` result (exit unknown).
+
+Containers that could not be removed when their job ended (the API was away) are removed
+by a janitor thread as soon as the API answers again.
 
 Blocking calls run in ``asyncio.to_thread`` behind a semaphore, each bounded by
 ``api_timeout``. The two long-lived calls of a running job (the log stream and ``wait``)
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -87,6 +91,11 @@ class StartError(Exception):
     """The job cannot start; the message is for the admin."""
 
 
+@dataclass
+class _Attempt:
+    container: bool = False  # a container of the job's name may exist: remove it
+
+
 @dataclass(frozen=True)
 class ContainerRequest:
     """What to create, in engine-neutral terms (each engine turns it into its API call)."""
@@ -130,6 +139,7 @@ class ContainerExecutor:
         init: bool = True,
         drain_timeout: float = 5.0,
         reconnect_window: float = 10.0,
+        retry_interval: float = 2.0,
     ) -> None:
         self.base_url = base_url
         self.pull = pull
@@ -138,11 +148,17 @@ class ContainerExecutor:
         self.init = init
         self.drain_timeout = drain_timeout  # for the log stream to end after the exit
         self.reconnect_window = reconnect_window  # how long `wait` rides out a lost API
+        self.retry_interval = retry_interval  # between removals of left-behind containers
         self._max_api_calls = max_api_calls
         self._semaphores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore
         ] = weakref.WeakKeyDictionary()
         self._config_error: str | None = None
+        self._orphans: dict[str, int] = {}  # name -> job id: removal failed, retried
+        self._janitor: threading.Thread | None = None
+        self._janitor_wake = threading.Event()
+        self._closed = threading.Event()
+        self._guard = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
@@ -150,7 +166,8 @@ class ContainerExecutor:
         return cls(getattr(settings, cls.setting), **kwargs)
 
     def close(self) -> None:
-        pass
+        self._closed.set()
+        self._janitor_wake.set()
 
     async def check(self) -> str | None:
         """None if the API answers, else why not (for `status` and the daemon's log)."""
@@ -176,32 +193,43 @@ class ContainerExecutor:
             request = self._request(spec, name)
         except StartError as e:
             return ExecResult("failed_to_start", message=str(e))
-        created = False  # True once a container of this name may exist
+        made = _Attempt()
         try:
-            try:
-                request = await self._call(self._prepare, request)
-                created = True
-                cid = await self._call(self._api_create, request)
-            except StartError as e:
-                return ExecResult("failed_to_start", message=str(e))
-            except Exception as e:
-                if _unreachable(e):
-                    # Not if the request only timed out: the container may exist then.
-                    created = created and any(_is_timeout(x) for x in _chain(e))
-                    return ExecResult("failed_to_start", message=self.describe(e))
-                return ExecResult("failed_to_start", message=(
-                    f"{self.cli} refused to create container {name}: {self.describe(e)}"))
-            if cancel.is_set():
-                return ExecResult("cancelled", message="cancelled before the container started")
-            try:
-                await self._call(self._api_start, cid)
-            except Exception as e:
-                return ExecResult("failed_to_start", message=(
-                    f"{self.cli} could not start container {name}: {self.describe(e)}"))
-            return await self._supervise(cid, spec, output, started, cancel)
+            result = await self._create_and_run(request, spec, output, started, cancel, made)
         finally:
-            if created:
-                await _shielded(self._remove(name, spec.job_id))
+            removed = not made.container or await _shielded(self._remove(name, spec.job_id))
+        if not removed:
+            result = dataclasses.replace(result, message=_join(
+                result.message,
+                f"container {name} is removed once the {self.engine} API answers again"))
+        return result
+
+    async def _create_and_run(
+        self, request: ContainerRequest, spec: JobSpec, output: OutputCallback,
+        started: StartedCallback, cancel: asyncio.Event, made: _Attempt,
+    ) -> ExecResult:
+        name = request.name
+        try:
+            request = await self._call(self._prepare, request)
+            made.container = True
+            cid = await self._call(self._api_create, request)
+        except StartError as e:
+            return ExecResult("failed_to_start", message=str(e))
+        except Exception as e:
+            if _unreachable(e):
+                # Not if the request only timed out: the container may exist then.
+                made.container = made.container and any(_is_timeout(x) for x in _chain(e))
+                return ExecResult("failed_to_start", message=self.describe(e))
+            return ExecResult("failed_to_start", message=(
+                f"{self.cli} refused to create container {name}: {self.describe(e)}"))
+        if cancel.is_set():
+            return ExecResult("cancelled", message="cancelled before the container started")
+        try:
+            await self._call(self._api_start, cid)
+        except Exception as e:
+            return ExecResult("failed_to_start", message=(
+                f"{self.cli} could not start container {name}: {self.describe(e)}"))
+        return await self._supervise(cid, spec, output, started, cancel)
 
     # -- steps --------------------------------------------------------------------------
 
@@ -283,7 +311,10 @@ class ContainerExecutor:
             message = _join(message, f"{self.engine} did not report the container's exit "
                                      "in time")
         except Exception as e:
-            message = _join(message, f"lost track of container {name}: {self.describe(e)}")
+            message = _join(message, f"lost track of container {name}: {self.describe(e)}; "
+                                     "its exit code is unknown")
+            if outcome == "exited":
+                outcome = "lost"
         await stream.finish(self.drain_timeout)
         if exitcode is not None:
             try:
@@ -342,13 +373,19 @@ class ContainerExecutor:
             return f"stopped with SIGTERM, then SIGKILL after {seconds} s grace"
         return "stopped with SIGTERM"
 
-    async def _remove(self, name: str, job_id: int) -> None:
+    async def _remove(self, name: str, job_id: int) -> bool:
         try:
             await self._call(self._api_delete, name)
+            return True
         except Exception as e:
-            log.warning("could not remove container %s: %s (remove it with `%s rm -f %s`)",
-                        name, self.describe(e), self.cli, name,
+            log.warning("could not remove container %s: %s; it is removed once the %s API "
+                        "answers again", name, self.describe(e), self.engine,
                         extra={"MULTIFLEXI_JOB_ID": job_id})
+            with self._guard:
+                self._orphans[name] = job_id
+            self._start_janitor()
+            self._janitor_wake.set()
+            return False
 
     def _catch_up(self, cid: str, stream: _LogStream) -> bool:
         """Blocking: deliver what the container's whole log has beyond what the stream
@@ -358,6 +395,34 @@ class ContainerExecutor:
             return stream.catch_up(_frames(response.raw, threading.Event()))
         finally:
             response.close()
+
+    # -- the janitor --------------------------------------------------------------------
+
+    def _start_janitor(self) -> None:
+        with self._guard:
+            if self._janitor is None and not self._closed.is_set():
+                self._janitor = threading.Thread(target=self._janitor_loop, daemon=True,
+                                                 name=f"{self.name}-janitor")
+                self._janitor.start()
+
+    def _janitor_loop(self) -> None:
+        while not self._closed.is_set():
+            with contextlib.suppress(Exception):  # the API is still away: later
+                self._retry_orphans()
+            with self._guard:
+                pending = bool(self._orphans)
+            self._janitor_wake.wait(self.retry_interval if pending else 3600.0)
+            self._janitor_wake.clear()
+
+    def _retry_orphans(self) -> None:
+        with self._guard:
+            orphans = dict(self._orphans)
+        for name, job_id in orphans.items():
+            self._api_delete(name)  # raises while the API is still away
+            with self._guard:
+                self._orphans.pop(name, None)
+            log.info("removed container %s of job %s (it could not be removed when the job "
+                     "ended)", name, job_id, extra={"MULTIFLEXI_JOB_ID": job_id})
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -603,11 +668,11 @@ def _in_thread(
     return future
 
 
-async def _shielded(coro: Any) -> None:
+async def _shielded(coro: Any) -> Any:
     """Finish ``coro`` even if the caller is cancelled meanwhile (cleanup must happen)."""
     task = asyncio.ensure_future(coro)
     try:
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(asyncio.shield(task), 60)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,38 @@ def test_missing_image_fails_with_the_reason(core: Core, daemon: DaemonProcess,
     assert done["state"] == "failed"
     assert "localhost/no-such-image:1" in (done["reason"] or "")
     assert "did not start" in daemon.output(done["id"])
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # about the engine, not the database
+def test_a_job_the_engine_lost_fails_with_the_reason(
+    core: Core, mf_env: Env, tmp_path: Path, engine: Engine
+) -> None:
+    # The engine's API dies while the job runs: the job does not hang in "running"; it
+    # fails with why, and its container (which outlived the API) is removed once the API
+    # is back, by the same daemon, without anyone's help.
+    core.ensure_schema()
+    with engine.private(tmp_path) as service, running_daemon(
+            mf_env.vars(), tmp_path, extra_env=engine_env(engine, service.url)) as daemon:
+        rt = make_template(core, app_doc=_container_app(TEST_IMAGE), name="lost",
+                           executor=engine.name, config={"SCRIPT": "echo started; sleep 120"})
+        job = daemon.call("runtemplate.run", id=rt)
+        name = f"multiflexi-job-{job['id']}"
+        _wait(lambda: "started" in daemon.output(job["id"]), 60, "the job's first line")
+        service.kill()
+        done = daemon.wait_job(job["id"], timeout=60)
+        assert (done["state"], done["exitcode"]) == ("failed", None)
+        assert done["reason"].startswith(
+            f"lost track of container {name}: cannot reach the {engine.name} API at "
+            f"{service.url}: "), done["reason"]
+        assert done["reason"].endswith(
+            f"its exit code is unknown; container {name} is removed once the {engine.name} "
+            "API answers again"), done["reason"]
+        service.start()
+        _wait(lambda: not engine.exists(name, service.url), 30, f"{name} removed")

@@ -462,9 +462,10 @@ def test_service_gone_while_the_job_runs(
             private_service.kill()
 
         r = run_job(ex, spec, on_started=crash)
-        assert r.result.outcome == "exited" and r.result.exitcode is None
+        assert r.result.outcome == "lost" and r.result.exitcode is None
         assert r.result.message and r.result.message.startswith(
             f"lost track of container {container_name(spec.job_id)}: cannot reach")
+        assert "its exit code is unknown" in r.result.message
         assert r.seconds < 10
     finally:  # the container outlives the service
         engine.force_remove(container_name(spec.job_id))
@@ -493,11 +494,50 @@ def test_service_hangs_while_the_job_runs(
     assert r.result.message == (
         f"timed out after 2 s; could not stop it: the {engine.name} API at "
         f"{private_service.url} did not answer within 1 s; {engine.name} did not report the "
-        "container's exit in time")
+        f"container's exit in time; container {container_name(spec.job_id)} is "
+        f"removed once the {engine.name} API answers again")
     assert r.out() == b"hello\n"
     # timeout + stop (grace + api timeout) + wait (api timeout + reconnect) + drain + cut
     # + removal (api timeout), and a little slack
     assert r.seconds < 2 + 2 + 2 + 1 + 1 + 1 + 2, r.seconds
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_container_of_a_lost_job_is_removed_when_the_api_is_back(
+    private_service: Service, jobs: Jobs, engine: Engine
+) -> None:
+    # The engine goes away while the job runs: the job ends at once as lost, with the
+    # reason, and its container (still running: the engine's containers outlive it) is
+    # removed as soon as the engine answers again; no admin has to find it.
+    ex = engine.executor(private_service.url, api_timeout=2, reconnect_window=1,
+                         retry_interval=0.2)
+    spec = jobs.spec(["sleep", "60"])
+    name = container_name(spec.job_id)
+    try:
+        def crash() -> None:
+            time.sleep(0.5)
+            private_service.kill()
+
+        r = run_job(ex, spec, on_started=crash)
+        assert r.result.outcome == "lost"
+        assert r.result.message and r.result.message.endswith(
+            f"its exit code is unknown; container {name} is removed once the {engine.name} "
+            "API answers again")
+        private_service.start()
+        assert engine.exists(name, private_service.url)  # still there, still running
+        assert wait_until(lambda: not engine.exists(name, private_service.url), 15), \
+            f"{name} was not removed after the {engine.name} API came back"
+    finally:
+        ex.close()
+        engine.force_remove(name)
 
 
 def test_check_answers(executor: ContainerExecutor) -> None:
