@@ -5,7 +5,8 @@
 For every job, whatever the engine:
 
 - the container is ``multiflexi-job-<job_id>`` (a stale one of that name is removed
-  first; the container is always removed afterwards), labelled with the job id;
+  first; the container is always removed afterwards), labelled with the job id and with
+  the daemon process that made it (:func:`owner_label`);
 - command ``spec.argv`` as an argv list (never a shell string); an empty argv runs the
   image's own command; environment ``spec.env`` and nothing of the daemon's;
 - ``spec.workdir`` bind-mounted read-write at the same path and used as the working
@@ -24,7 +25,10 @@ For every job, whatever the engine:
   what to do; an engine lost while the job runs is a ``lost`` result (exit unknown).
 
 Containers that could not be removed when their job ended (the API was away) are removed
-by a janitor thread as soon as the API answers again.
+by a janitor thread as soon as the API answers again; with ``sweep=True`` (the daemon's
+executors) it also removes, once at start and then every ``sweep_interval`` seconds, job
+containers whose daemon process is gone (it was killed mid-job), so neither they nor
+their logs pile up in the engine's storage.
 
 Blocking calls run in ``asyncio.to_thread`` behind a semaphore, each bounded by
 ``api_timeout``. The two long-lived calls of a running job (the log stream and ``wait``)
@@ -68,6 +72,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 JOB_LABEL = "multiflexi.job_id"
+OWNER_LABEL = "multiflexi.owner"  # "<host> <boot id> <pid> <process start time>"
 _STREAMS = {1: "stdout", 2: "stderr"}
 _FRAME = struct.Struct(">BxxxL")  # the header of each stdout/stderr frame
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -111,6 +116,42 @@ class ContainerRequest:
     limits: dict[str, Any]  # mem_limit, memswap_limit, cpu_period, cpu_quota, pids_limit
 
 
+# -- who made a container ------------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (None: no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]  # field 22: starttime
+
+
+def owner_label(pid: int | None = None) -> str:
+    """Names this process (or ``pid``) so that another can tell when it is gone."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()} {_boot_id()} {pid} {_start_time(pid)}"
+
+
+def owner_gone(label: str) -> bool:
+    """Whether the daemon process a container's owner label names has ended (only for
+    labels of this host; a container of another host is never judged gone)."""
+    parts = label.split()
+    if len(parts) != 4 or parts[0] != socket.gethostname():
+        return False
+    if parts[1] != _boot_id():
+        return True  # the host was rebooted since
+    return not parts[2].isdigit() or _start_time(int(parts[2])) != parts[3]
+
+
 # -- the executor ----------------------------------------------------------------------------
 
 
@@ -140,6 +181,8 @@ class ContainerExecutor:
         drain_timeout: float = 5.0,
         reconnect_window: float = 10.0,
         retry_interval: float = 2.0,
+        sweep: bool = False,
+        sweep_interval: float = 300.0,
     ) -> None:
         self.base_url = base_url
         self.pull = pull
@@ -149,6 +192,7 @@ class ContainerExecutor:
         self.drain_timeout = drain_timeout  # for the log stream to end after the exit
         self.reconnect_window = reconnect_window  # how long `wait` rides out a lost API
         self.retry_interval = retry_interval  # between removals of left-behind containers
+        self.sweep_interval = sweep_interval
         self._max_api_calls = max_api_calls
         self._semaphores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore
@@ -159,10 +203,16 @@ class ContainerExecutor:
         self._janitor_wake = threading.Event()
         self._closed = threading.Event()
         self._guard = threading.Lock()
+        self._owner = owner_label()
+        self._active: set[str] = set()  # containers of jobs in run() now
+        self._sweep = sweep
+        if sweep:
+            self._start_janitor()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
-        """The daemon's executor: its URL from the settings."""
+        """The daemon's executor: its URL from the settings; it sweeps unless told not to."""
+        kwargs.setdefault("sweep", True)
         return cls(getattr(settings, cls.setting), **kwargs)
 
     def close(self) -> None:
@@ -193,11 +243,13 @@ class ContainerExecutor:
             request = self._request(spec, name)
         except StartError as e:
             return ExecResult("failed_to_start", message=str(e))
+        self._active.add(name)
         made = _Attempt()
         try:
             result = await self._create_and_run(request, spec, output, started, cancel, made)
         finally:
             removed = not made.container or await _shielded(self._remove(name, spec.job_id))
+            self._active.discard(name)
         if not removed:
             result = dataclasses.replace(result, message=_join(
                 result.message,
@@ -245,7 +297,7 @@ class ContainerExecutor:
         return ContainerRequest(
             name=name, image=spec.image, argv=list(spec.argv), env=dict(spec.env),
             workdir=workdir,
-            labels={**spec.labels, JOB_LABEL: str(spec.job_id)},
+            labels={**spec.labels, JOB_LABEL: str(spec.job_id), OWNER_LABEL: self._owner},
             user=None, network=network, limits=limit_kwargs(spec.limits),
         )
 
@@ -406,12 +458,23 @@ class ContainerExecutor:
                 self._janitor.start()
 
     def _janitor_loop(self) -> None:
+        next_sweep = time.monotonic() if self._sweep else math.inf
+        said_unreachable = False
         while not self._closed.is_set():
-            with contextlib.suppress(Exception):  # the API is still away: later
+            try:
                 self._retry_orphans()
+                if time.monotonic() >= next_sweep:
+                    self.sweep()
+                    next_sweep = time.monotonic() + self.sweep_interval
+                said_unreachable = False
+            except Exception as e:
+                if not said_unreachable:
+                    log.info("%s executor: %s", self.engine, self.describe(e))
+                    said_unreachable = True
             with self._guard:
                 pending = bool(self._orphans)
-            self._janitor_wake.wait(self.retry_interval if pending else 3600.0)
+            wait = self.retry_interval if pending else max(0.0, next_sweep - time.monotonic())
+            self._janitor_wake.wait(min(wait, 3600.0))
             self._janitor_wake.clear()
 
     def _retry_orphans(self) -> None:
@@ -423,6 +486,19 @@ class ContainerExecutor:
                 self._orphans.pop(name, None)
             log.info("removed container %s of job %s (it could not be removed when the job "
                      "ended)", name, job_id, extra={"MULTIFLEXI_JOB_ID": job_id})
+
+    def sweep(self) -> list[str]:
+        """Blocking: remove job containers whose daemon process is gone; their names."""
+        removed = []
+        for name, labels in self._api_list_jobs():
+            if name in self._active or not owner_gone(labels.get(OWNER_LABEL, "")):
+                continue
+            if self._api_delete(name):
+                removed.append(name)
+                log.info("removed container %s of job %s, left behind by a daemon that "
+                         "ended while it ran", name, labels.get(JOB_LABEL),
+                         extra={"MULTIFLEXI_JOB_ID": labels.get(JOB_LABEL)})
+        return removed
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -494,6 +570,10 @@ class ContainerExecutor:
     def _api_logs(self, cid: str, *, follow: bool) -> Any:
         """The multiplexed log as an HTTP response checked for errors (``.raw``, ``.close()``);
         ``follow``: until the container exits, with no read timeout."""
+        raise NotImplementedError
+
+    def _api_list_jobs(self) -> list[tuple[str, dict[str, str]]]:
+        """(name, labels) of every container (any state) with an owner label."""
         raise NotImplementedError
 
 

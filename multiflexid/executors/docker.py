@@ -34,6 +34,8 @@ from docker.utils import parse_host, parse_repository_tag
 
 from multiflexi.settings import DEFAULT_DOCKER_URL
 from multiflexid.executors.container import (
+    JOB_LABEL,
+    OWNER_LABEL,
     ContainerExecutor,
     ContainerRequest,
     StartError,
@@ -182,3 +184,7 @@ class DockerExecutor(ContainerExecutor):
             raise
         return response
 
+    def _api_list_jobs(self) -> list[tuple[str, dict[str, str]]]:
+        found = self._api.containers(all=True, filters={"label": [JOB_LABEL, OWNER_LABEL]})
+        return [(c["Names"][0].lstrip("/"), c.get("Labels") or {})
+                for c in found if c.get("Names")]

@@ -47,7 +47,7 @@ def engine_status(settings: Settings, timeout: float = 3.0) -> dict[str, dict[st
             cls = engine_class(name)
         except ImportError as exc:
             return {"reachable": False, "problem": f"not installed: {exc}"}
-        executor = cls.from_settings(settings, api_timeout=timeout)
+        executor = cls.from_settings(settings, sweep=False, api_timeout=timeout)
         try:
             problem = await executor.check()
         finally:

@@ -25,6 +25,8 @@ from podman import PodmanClient
 
 from multiflexi.settings import DEFAULT_PODMAN_URL
 from multiflexid.executors.container import (
+    JOB_LABEL,
+    OWNER_LABEL,
     ContainerExecutor,
     ContainerRequest,
     StartError,
@@ -167,3 +169,8 @@ class PodmanExecutor(ContainerExecutor):
             raise
         return response
 
+    def _api_list_jobs(self) -> list[tuple[str, dict[str, str]]]:
+        response = self._api.get("/containers/json", params={
+            "all": True, "filters": json.dumps({"label": [JOB_LABEL, OWNER_LABEL]})})
+        response.raise_for_status()
+        return [(c["Names"][0], c.get("Labels") or {}) for c in response.json() if c.get("Names")]

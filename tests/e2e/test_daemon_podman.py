@@ -107,3 +107,27 @@ def test_a_job_the_engine_lost_fails_with_the_reason(
             "API answers again"), done["reason"]
         service.start()
         _wait(lambda: not engine.exists(name, service.url), 30, f"{name} removed")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # about the engine, not the database
+def test_a_container_left_by_a_killed_daemon_is_removed_when_it_starts_again(
+    core: Core, mf_env: Env, tmp_path: Path, engine: Engine
+) -> None:
+    # multiflexid is killed (kill -9, OOM, power) while a container job runs: the
+    # container finishes with nobody to remove it. The next multiflexid marks the job
+    # lost and removes the container (and its log) from the engine's storage.
+    core.ensure_schema()
+    env = engine_env(engine)
+    rt = make_template(core, app_doc=_container_app(TEST_IMAGE), name="orphan",
+                       executor=engine.name, config={"SCRIPT": "echo started; sleep 2"})
+    with running_daemon(mf_env.vars(), tmp_path, extra_env=env) as daemon:
+        job = daemon.call("runtemplate.run", id=rt)
+        name = f"multiflexi-job-{job['id']}"
+        _wait(lambda: "started" in daemon.output(job["id"]), 60, "the job's first line")
+        daemon.kill9()
+    _wait(lambda: not (engine.inspect(name) or {"State": {"Running": True}})["State"]
+          ["Running"], 30, f"{name} exited")
+    assert engine.exists(name)  # finished, and nobody removed it
+    with running_daemon(mf_env.vars(), tmp_path, extra_env=env) as daemon:
+        assert daemon.call("job.get", id=job["id"])["state"] == "lost"
+        _wait(lambda: not engine.exists(name), 30, f"{name} removed")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +24,14 @@ from typing import Any
 import pytest
 
 from multiflexid.executors.base import ExecResult, JobSpec, Limits
-from multiflexid.executors.container import ContainerExecutor, container_name, parse_memory
+from multiflexid.executors.container import (
+    JOB_LABEL,
+    OWNER_LABEL,
+    ContainerExecutor,
+    container_name,
+    owner_label,
+    parse_memory,
+)
 from tests.support.docker import docker_service
 from tests.support.engines import ENGINE_PARAMS, Engine, Service, engine_for
 from tests.support.podman import TEST_IMAGE, podman_conf, podman_image, podman_service
@@ -538,6 +547,56 @@ def test_container_of_a_lost_job_is_removed_when_the_api_is_back(
     finally:
         ex.close()
         engine.force_remove(name)
+
+
+# A daemon that dies (kill -9) while its job runs: the container finishes, nobody removes it.
+_DIES_MID_JOB = """
+import asyncio, sys
+from pathlib import Path
+from multiflexid.executors.base import JobSpec
+from multiflexid.executors.engines import engine_class
+cls, url, workdir, job_id, image = sys.argv[1:]
+ex = engine_class(cls)(url)
+spec = JobSpec(job_id=int(job_id), argv=["sh", "-c", "echo output; sleep 1"], env={},
+               workdir=Path(workdir), image=image)
+def started(pid):
+    print("started", flush=True)
+async def main():
+    await ex.run(spec, lambda s, d: None, started, asyncio.Event())
+    print("ended", flush=True)
+asyncio.run(main())
+"""
+
+
+def test_containers_of_a_daemon_that_died_are_swept(
+    engine: Engine, jobs: Jobs, tmp_path: Path
+) -> None:
+    # Its finished container, and the container's log with it, must not stay in the
+    # engine's storage for good: the next daemon's executor removes it. A container of
+    # a daemon that still runs (this test process) is left alone.
+    spec = jobs.spec(["true"])
+    name = container_name(spec.job_id)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _DIES_MID_JOB, engine.name, engine.url, str(jobs.workdir),
+         str(spec.job_id), TEST_IMAGE], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "started\n"
+        child.kill()
+    finally:
+        child.wait(10)
+    assert wait_until(lambda: not (engine.inspect(name) or {"State": {"Running": True}})
+                      ["State"]["Running"], 15)
+    alive = container_name(next(_ids))
+    jobs.names.append(alive)
+    engine.start_container(alive, ["sleep", "60"],
+                           labels={JOB_LABEL: "1", OWNER_LABEL: owner_label()})
+    ex = engine.executor(sweep=True)
+    try:
+        assert wait_until(lambda: not engine.exists(name), 15), f"{name} was not swept"
+        assert engine.exists(alive)
+    finally:
+        ex.close()
+        engine.force_remove(alive)
 
 
 def test_check_answers(executor: ContainerExecutor) -> None:
