@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 import signal
 import sys
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from multiflexid.dbthread import DbThread
 from multiflexid.dispatcher import Dispatcher
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
+from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import job_dict
@@ -274,7 +274,7 @@ class Daemon:
             out.system(f"[multiflexi] result report: {found.report.status}"
                        + (f": {found.report.message}" if found.report.message else ""))
         await self.db.write(lifecycle.save_artifacts, prep.job_id, found, datetime.now(UTC))
-        await asyncio.to_thread(shutil.rmtree, prep.workdir, True)
+        await asyncio.to_thread(remove_job_dir, prep.workdir, prep.log_fields)
 
     # --- what the socket methods use ----------------------------------------------------
 

@@ -12,6 +12,11 @@ For every job, whatever the engine:
 - ``spec.workdir`` bind-mounted read-write at the same path and used as the working
   directory, so ``MULTIFLEXI_TMP`` and ``RESULT_FILE`` mean the same inside and outside
   (the engine must therefore run on this host);
+- the container's user: when the job directory belongs to an ordinary user (the daemon
+  runs as user multiflexi) and the engine is rootful, the job runs as that user and group
+  (``HOME`` is the job directory unless the job's environment sets it), so whatever it
+  writes there is the daemon's to read and to delete. A root daemon, or a rootless
+  engine (whose root is the daemon's user already), keeps the image's user;
 - limits: memory (swap included), cpus (CFS quota), pids; the network is ``none`` unless
   the run template names one;
 - an init as PID 1, so that the polite stop's SIGTERM reaches the job;
@@ -204,6 +209,7 @@ class ContainerExecutor:
         self._closed = threading.Event()
         self._guard = threading.Lock()
         self._owner = owner_label()
+        self._rootless: bool | None = None  # learnt from the engine once
         self._active: set[str] = set()  # containers of jobs in run() now
         self._sweep = sweep
         if sweep:
@@ -306,7 +312,7 @@ class ContainerExecutor:
             raise StartError(f"unsupported network mode {network!r}")
 
     def _prepare(self, request: ContainerRequest) -> ContainerRequest:
-        """Blocking: the image is there and no stale container has the name."""
+        """Blocking: the image is there, no stale container has the name, the user is set."""
         if not self._api_image_exists(request.image):
             if not self.pull:
                 raise StartError(f"image {request.image} not found in local storage "
@@ -314,7 +320,17 @@ class ContainerExecutor:
             self._api_pull(request.image)
         if self._api_delete(request.name):
             log.warning("removed a stale container %s", request.name)
-        return request
+        owner = os.stat(request.workdir)
+        if owner.st_uid == 0 or self._is_rootless():
+            return request
+        env = dict(request.env)
+        env.setdefault("HOME", request.workdir)
+        return dataclasses.replace(request, user=f"{owner.st_uid}:{owner.st_gid}", env=env)
+
+    def _is_rootless(self) -> bool:
+        if self._rootless is None:
+            self._rootless = self._api_rootless()
+        return self._rootless
 
     async def _supervise(
         self, cid: str, spec: JobSpec, output: OutputCallback, started: StartedCallback,
@@ -533,6 +549,9 @@ class ContainerExecutor:
     # -- what an engine implements (blocking) -------------------------------------------
 
     def _api_ping(self) -> bool:
+        raise NotImplementedError
+
+    def _api_rootless(self) -> bool:
         raise NotImplementedError
 
     def _api_image_exists(self, image: str) -> bool:

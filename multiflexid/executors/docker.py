@@ -97,6 +97,9 @@ class DockerExecutor(ContainerExecutor):
     def _api_ping(self) -> bool:
         return bool(self._api.ping())
 
+    def _api_rootless(self) -> bool:
+        return "name=rootless" in (self._api.info().get("SecurityOptions") or [])
+
     def _api_image_exists(self, image: str) -> bool:
         try:
             self._api.inspect_image(image)

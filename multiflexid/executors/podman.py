@@ -82,6 +82,11 @@ class PodmanExecutor(ContainerExecutor):
         assert self._client is not None
         return bool(self._client.ping())
 
+    def _api_rootless(self) -> bool:
+        response = self._api.get("/info")
+        response.raise_for_status()
+        return bool(response.json()["host"]["security"]["rootless"])
+
     def _api_image_exists(self, image: str) -> bool:
         assert self._client is not None
         return bool(self._client.images.exists(image))

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -597,6 +599,38 @@ def test_containers_of_a_daemon_that_died_are_swept(
     finally:
         ex.close()
         engine.force_remove(alive)
+
+
+@pytest.mark.root_only
+def test_files_of_a_job_belong_to_the_owner_of_its_directory(engine: Engine) -> None:
+    # The daemon runs as user multiflexi, the engine as root: what the job writes into
+    # its directory (subdirectories too) is the daemon's to collect and to delete.
+    nobody = 65534
+    base = Path(tempfile.mkdtemp(prefix="mf-owner-"))
+    try:
+        os.chown(base, nobody, nobody)
+        workdir = base / "job"
+        workdir.mkdir(mode=0o700)
+        os.chown(workdir, nobody, nobody)
+        job = Jobs(workdir)
+        script = 'mkdir -p out/deep && echo x > out/deep/report.txt && id -u && echo "$HOME"'
+        ex = engine.executor()
+        try:
+            r = run_job(ex, job.spec(["sh", "-c", script]))
+        finally:
+            ex.close()
+        assert r.result.exitcode == 0, r.out("stderr")
+        assert r.out() == f"{nobody}\n{workdir}\n".encode()
+        owners = {p.relative_to(workdir).as_posix(): p.lstat().st_uid
+                  for p in workdir.rglob("*")}
+        assert owners == {"out": nobody, "out/deep": nobody, "out/deep/report.txt": nobody}
+        # The daemon's cleanup, as the daemon's user.
+        rm = subprocess.run(["rm", "-rf", "job"], cwd=base, user=nobody, group=nobody,
+                            extra_groups=[], capture_output=True, text=True)
+        assert rm.returncode == 0 and not workdir.exists(), rm.stderr
+        assert set(engine.job_containers()) & set(job.names) == set()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_check_answers(executor: ContainerExecutor) -> None:
