@@ -202,7 +202,8 @@ class ContainerExecutor:
         self._semaphores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore
         ] = weakref.WeakKeyDictionary()
-        self._config_error: str | None = None
+        self._config_error: str | None = None  # a URL the client refused: why
+        self._client: Any = None  # the engine's client (made by the subclass), closed here
         self._orphans: dict[str, int] = {}  # name -> job id: removal failed, retried
         self._janitor: threading.Thread | None = None
         self._janitor_wake = threading.Event()
@@ -224,6 +225,11 @@ class ContainerExecutor:
     def close(self) -> None:
         self._closed.set()
         self._janitor_wake.set()
+        if self._client is not None:
+            self._client.close()
+
+    def _bad_url(self, exc: Exception) -> None:
+        self._config_error = f"invalid {self.engine} API URL {self.base_url!r}: {exc}"
 
     async def check(self) -> str | None:
         """None if the API answers, else why not (for `status` and the daemon's log)."""

@@ -58,17 +58,11 @@ class DockerExecutor(ContainerExecutor):
     def __init__(self, base_url: str = DEFAULT_DOCKER_URL, *, pull: bool = True,
                  **kwargs: Any) -> None:
         super().__init__(base_url, pull=pull, **kwargs)
-        self._client: docker.APIClient | None = None
         self._connecting = threading.Lock()
         try:
             parse_host(base_url)
         except Exception as e:  # e.g. an unsupported URL scheme
-            self._config_error = f"invalid Docker API URL {base_url!r}: {e}"
-
-    def close(self) -> None:
-        super().close()
-        if self._client is not None:
-            self._client.close()
+            self._bad_url(e)
 
     @property
     def _api(self) -> docker.APIClient:
@@ -77,7 +71,8 @@ class DockerExecutor(ContainerExecutor):
             if self._client is None:
                 self._client = docker.APIClient(base_url=self.base_url, version="auto",
                                                 timeout=self.api_timeout, max_pool_size=64)
-            return self._client
+            client: docker.APIClient = self._client
+            return client
 
     def _check_network(self, network: str) -> None:
         if network in NETWORK_MODES:

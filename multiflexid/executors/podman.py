@@ -53,17 +53,11 @@ class PodmanExecutor(ContainerExecutor):
 
     def __init__(self, base_url: str = DEFAULT_PODMAN_URL, **kwargs: Any) -> None:
         super().__init__(base_url, **kwargs)
-        self._client: PodmanClient | None = None
         try:
             self._client = PodmanClient(base_url=base_url, timeout=self.api_timeout,
                                         max_pool_size=64)
         except Exception as e:  # e.g. an unsupported URL scheme
-            self._config_error = f"invalid Podman API URL {base_url!r}: {e}"
-
-    def close(self) -> None:
-        super().close()
-        if self._client is not None:
-            self._client.close()
+            self._bad_url(e)
 
     @property
     def _api(self) -> Any:

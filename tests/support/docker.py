@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ import docker
 import pytest
 
 from tests.support.podman import APPLETS, APPLETS_LABEL, IMAGE_CHANGES, TEST_IMAGE, rootfs_tar
+from tests.support.services import ServiceProcess
 
 APT_HINT = "apt-get install -y docker.io busybox-static"
 # Inside the private namespaces: <root>/run is /run (containerd keeps its shims' sockets
@@ -51,7 +51,7 @@ class DockerSetupError(RuntimeError):
     pass
 
 
-class DockerService:
+class DockerService(ServiceProcess):
     """``dockerd`` as a child process, its API on ``<root>/docker.sock``."""
 
     def __init__(self, root: Path, *, live_restore: bool = False) -> None:
@@ -141,39 +141,15 @@ class DockerService:
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_container(c["Id"], force=True, v=True)
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def pause(self) -> None:
-        """SIGSTOP: the socket accepts connections but nothing answers."""
-        if self.proc:
-            os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.proc:
-            os.kill(self.proc.pid, signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL, as if dockerd crashed (with live restore its containers keep running)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
     def stop(self) -> None:
-        """Remove every container, then stop dockerd (and so its containerd)."""
-        if self.proc and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
+        """Remove every container, then stop dockerd (and so its containerd). (With live
+        restore, a killed dockerd's containers keep running until it is back.)"""
+        if self.running():
+            self.resume()
             with contextlib.suppress(Exception):
                 if self.answers():
                     self.remove_all_containers()
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self._end(30)
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
 

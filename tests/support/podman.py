@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -46,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.services import ServiceProcess
 
 TEST_IMAGE = "localhost/multiflexi-test:latest"
 # Busybox applets the test image has; tests and e2e apps may use only these.
@@ -144,7 +145,7 @@ def remove_job_containers(env: Mapping[str, str], keep: Collection[str] = ()) ->
             _podman(env, "rm", "-f", "-t", "0", name)
 
 
-class PodmanService:
+class PodmanService(ServiceProcess):
     """``podman system service --time=0 unix://<sock>`` as a child process."""
 
     def __init__(self, sock: Path, env: Mapping[str, str]) -> None:
@@ -187,35 +188,8 @@ class PodmanService:
                 return False
         return True
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def pause(self) -> None:
-        """SIGSTOP: the socket accepts connections but nothing answers."""
-        if self.proc:
-            os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.proc:
-            os.kill(self.proc.pid, signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL, as if the service crashed (its containers keep running)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self._end(10)
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
 
