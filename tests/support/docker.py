@@ -61,6 +61,7 @@ class DockerService(ServiceProcess):
         self.live_restore = live_restore
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "dockerd.log"
+        self.killed = False  # by kill(): containers may outlive it
 
     def start(self, wait: float = 30.0) -> DockerService:
         if os.geteuid() != 0:
@@ -141,9 +142,18 @@ class DockerService(ServiceProcess):
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_container(c["Id"], force=True, v=True)
 
+    def kill(self) -> None:
+        """SIGKILL, as if dockerd crashed: its containers (and their containerd shims) keep
+        running, so the next :meth:`stop` starts it again to remove them."""
+        self.killed = self.running()
+        super().kill()
+
     def stop(self) -> None:
-        """Remove every container, then stop dockerd (and so its containerd). (With live
-        restore, a killed dockerd's containers keep running until it is back.)"""
+        """Remove every container, then stop dockerd (and so its containerd and shims)."""
+        if not self.running() and self.killed:
+            self.killed = False
+            with contextlib.suppress(DockerSetupError):
+                self.start()
         if self.running():
             self.resume()
             with contextlib.suppress(Exception):
