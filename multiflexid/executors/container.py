@@ -33,7 +33,8 @@ Containers that could not be removed when their job ended (the API was away) are
 by a janitor thread as soon as the API answers again; with ``sweep=True`` (the daemon's
 executors) it also removes, once at start and then every ``sweep_interval`` seconds, job
 containers whose daemon process is gone (it was killed mid-job), so neither they nor
-their logs pile up in the engine's storage.
+their logs pile up in the engine's storage (:mod:`multiflexid.executors.janitor`). The
+log stream is :mod:`multiflexid.executors.logstream`.
 
 Blocking calls run in ``asyncio.to_thread`` behind a semaphore, each bounded by
 ``api_timeout``. The two long-lived calls of a running job (the log stream and ``wait``)
@@ -45,17 +46,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import math
 import os
 import re
-import socket
-import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, Self, TypeVar
@@ -70,16 +68,14 @@ from multiflexid.executors.base import (
     OutputCallback,
     StartedCallback,
 )
+from multiflexid.executors.janitor import JOB_LABEL, OWNER_LABEL, Janitor, owner_label
+from multiflexid.executors.logstream import LogStream, frames, in_thread, shielded
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-JOB_LABEL = "multiflexi.job_id"
-OWNER_LABEL = "multiflexi.owner"  # "<host> <boot id> <pid> <process start time>"
-_STREAMS = {1: "stdout", 2: "stderr"}
-_FRAME = struct.Struct(">BxxxL")  # the header of each stdout/stderr frame
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -121,42 +117,6 @@ class ContainerRequest:
     limits: dict[str, Any]  # mem_limit, memswap_limit, cpu_period, cpu_quota, pids_limit
 
 
-# -- who made a container ------------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "?"
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (None: no such process)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()[19]  # field 22: starttime
-
-
-def owner_label(pid: int | None = None) -> str:
-    """Names this process (or ``pid``) so that another can tell when it is gone."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()} {_boot_id()} {pid} {_start_time(pid)}"
-
-
-def owner_gone(label: str) -> bool:
-    """Whether the daemon process a container's owner label names has ended (only for
-    labels of this host; a container of another host is never judged gone)."""
-    parts = label.split()
-    if len(parts) != 4 or parts[0] != socket.gethostname():
-        return False
-    if parts[1] != _boot_id():
-        return True  # the host was rebooted since
-    return not parts[2].isdigit() or _start_time(int(parts[2])) != parts[3]
-
-
 # -- the executor ----------------------------------------------------------------------------
 
 
@@ -196,25 +156,16 @@ class ContainerExecutor:
         self.init = init
         self.drain_timeout = drain_timeout  # for the log stream to end after the exit
         self.reconnect_window = reconnect_window  # how long `wait` rides out a lost API
-        self.retry_interval = retry_interval  # between removals of left-behind containers
-        self.sweep_interval = sweep_interval
         self._max_api_calls = max_api_calls
         self._semaphores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, asyncio.Semaphore
         ] = weakref.WeakKeyDictionary()
         self._config_error: str | None = None  # a URL the client refused: why
         self._client: Any = None  # the engine's client (made by the subclass), closed here
-        self._orphans: dict[str, int] = {}  # name -> job id: removal failed, retried
-        self._janitor: threading.Thread | None = None
-        self._janitor_wake = threading.Event()
-        self._closed = threading.Event()
-        self._guard = threading.Lock()
         self._owner = owner_label()
         self._rootless: bool | None = None  # learnt from the engine once
-        self._active: set[str] = set()  # containers of jobs in run() now
-        self._sweep = sweep
-        if sweep:
-            self._start_janitor()
+        self._janitor = Janitor(self, retry_interval=retry_interval, sweep=sweep,
+                                sweep_interval=sweep_interval)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
@@ -223,8 +174,7 @@ class ContainerExecutor:
         return cls(getattr(settings, cls.setting), **kwargs)
 
     def close(self) -> None:
-        self._closed.set()
-        self._janitor_wake.set()
+        self._janitor.close()
         if self._client is not None:
             self._client.close()
 
@@ -255,13 +205,13 @@ class ContainerExecutor:
             request = self._request(spec, name)
         except StartError as e:
             return ExecResult("failed_to_start", message=str(e))
-        self._active.add(name)
+        self._janitor.active.add(name)
         made = _Attempt()
         try:
             result = await self._create_and_run(request, spec, output, started, cancel, made)
         finally:
-            removed = not made.container or await _shielded(self._remove(name, spec.job_id))
-            self._active.discard(name)
+            removed = not made.container or await shielded(self._remove(name, spec.job_id))
+            self._janitor.active.discard(name)
         if not removed:
             result = dataclasses.replace(result, message=_join(
                 result.message,
@@ -343,7 +293,7 @@ class ContainerExecutor:
         cancel: asyncio.Event,
     ) -> ExecResult:
         loop = asyncio.get_running_loop()
-        stream = _LogStream(self, cid, loop, output)
+        stream = LogStream(self, cid, loop, output)
         stream.start()
         try:
             return await self._follow(cid, spec, stream, started, cancel)
@@ -351,7 +301,7 @@ class ContainerExecutor:
             stream.close()
 
     async def _follow(
-        self, cid: str, spec: JobSpec, stream: _LogStream, started: StartedCallback,
+        self, cid: str, spec: JobSpec, stream: LogStream, started: StartedCallback,
         cancel: asyncio.Event,
     ) -> ExecResult:
         loop = asyncio.get_running_loop()
@@ -361,7 +311,7 @@ class ContainerExecutor:
             info = await self._call(self._api_inspect, cid)
             pid = int(info["State"]["Pid"]) or None
         started(pid)
-        waiter = _in_thread(loop, self._wait, cid, name=f"{self.name}-wait-{spec.job_id}")
+        waiter = in_thread(loop, self._wait, cid, name=f"{self.name}-wait-{spec.job_id}")
         cancelled = asyncio.ensure_future(cancel.wait())
         watched: set[asyncio.Future[Any]] = {waiter, cancelled}
         try:
@@ -392,7 +342,7 @@ class ContainerExecutor:
         await stream.finish(self.drain_timeout)
         if exitcode is not None:
             try:
-                complete = await _in_thread(loop, self._catch_up, cid, stream,
+                complete = await in_thread(loop, self._catch_up, cid, stream,
                                             name=f"{self.name}-log-{spec.job_id}")
             except Exception as e:
                 log.warning("output of job %s may be incomplete: %s", spec.job_id,
@@ -455,72 +405,17 @@ class ContainerExecutor:
             log.warning("could not remove container %s: %s; it is removed once the %s API "
                         "answers again", name, self.describe(e), self.engine,
                         extra={"MULTIFLEXI_JOB_ID": job_id})
-            with self._guard:
-                self._orphans[name] = job_id
-            self._start_janitor()
-            self._janitor_wake.set()
+            self._janitor.orphan(name, job_id)
             return False
 
-    def _catch_up(self, cid: str, stream: _LogStream) -> bool:
+    def _catch_up(self, cid: str, stream: LogStream) -> bool:
         """Blocking: deliver what the container's whole log has beyond what the stream
         sent; False if what it sent is not the log's beginning (it skipped some)."""
         response = self._api_logs(cid, follow=False)
         try:
-            return stream.catch_up(_frames(response.raw, threading.Event()))
+            return stream.catch_up(frames(response.raw, threading.Event()))
         finally:
             response.close()
-
-    # -- the janitor --------------------------------------------------------------------
-
-    def _start_janitor(self) -> None:
-        with self._guard:
-            if self._janitor is None and not self._closed.is_set():
-                self._janitor = threading.Thread(target=self._janitor_loop, daemon=True,
-                                                 name=f"{self.name}-janitor")
-                self._janitor.start()
-
-    def _janitor_loop(self) -> None:
-        next_sweep = time.monotonic() if self._sweep else math.inf
-        said_unreachable = False
-        while not self._closed.is_set():
-            try:
-                self._retry_orphans()
-                if time.monotonic() >= next_sweep:
-                    self.sweep()
-                    next_sweep = time.monotonic() + self.sweep_interval
-                said_unreachable = False
-            except Exception as e:
-                if not said_unreachable:
-                    log.info("%s executor: %s", self.engine, self.describe(e))
-                    said_unreachable = True
-            with self._guard:
-                pending = bool(self._orphans)
-            wait = self.retry_interval if pending else max(0.0, next_sweep - time.monotonic())
-            self._janitor_wake.wait(min(wait, 3600.0))
-            self._janitor_wake.clear()
-
-    def _retry_orphans(self) -> None:
-        with self._guard:
-            orphans = dict(self._orphans)
-        for name, job_id in orphans.items():
-            self._api_delete(name)  # raises while the API is still away
-            with self._guard:
-                self._orphans.pop(name, None)
-            log.info("removed container %s of job %s (it could not be removed when the job "
-                     "ended)", name, job_id, extra={"MULTIFLEXI_JOB_ID": job_id})
-
-    def sweep(self) -> list[str]:
-        """Blocking: remove job containers whose daemon process is gone; their names."""
-        removed = []
-        for name, labels in self._api_list_jobs():
-            if name in self._active or not owner_gone(labels.get(OWNER_LABEL, "")):
-                continue
-            if self._api_delete(name):
-                removed.append(name)
-                log.info("removed container %s of job %s, left behind by a daemon that "
-                         "ended while it ran", name, labels.get(JOB_LABEL),
-                         extra={"MULTIFLEXI_JOB_ID": labels.get(JOB_LABEL)})
-        return removed
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -620,168 +515,6 @@ def limit_kwargs(limits: Limits) -> dict[str, Any]:
             raise StartError(f"invalid pids limit {limits.pids!r} (must be more than 0)")
         out["pids_limit"] = limits.pids
     return out
-
-
-# -- the log stream ------------------------------------------------------------------------
-
-
-def _frames(raw: Any, aborted: threading.Event) -> Iterator[tuple[str | None, bytes]]:
-    """Yields (stream or None, bytes) from a multiplexed log response until its end."""
-    while not aborted.is_set():
-        header = _read_exactly(raw, _FRAME.size)
-        if len(header) < _FRAME.size:
-            return
-        kind, size = _FRAME.unpack(header)
-        yield _STREAMS.get(kind), _read_exactly(raw, size)
-
-
-def _read_exactly(raw: Any, size: int) -> bytes:
-    chunks: list[bytes] = []
-    while size > 0 and (chunk := raw.read(size)):
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-class _LogStream:
-    """Follows the container's log in its own thread; hands each frame to ``output`` on
-    the event loop's thread. The stream ends by itself once the container has exited;
-    :meth:`finish` waits for that and cuts the connection if it does not come in time."""
-
-    def __init__(self, executor: ContainerExecutor, cid: str,
-                 loop: asyncio.AbstractEventLoop, output: OutputCallback) -> None:
-        self._executor = executor
-        self._cid = cid
-        self._loop = loop
-        self._output = output
-        self._response: Any = None
-        self._closed = False  # on the loop thread: deliver nothing more
-        self._aborted = threading.Event()
-        self._done: asyncio.Future[None] = loop.create_future()
-        self.sent = {"stdout": 0, "stderr": 0}  # bytes handed to the loop, per stream
-        self._digest = {"stdout": hashlib.blake2b(), "stderr": hashlib.blake2b()}  # of those
-        self.broken = False  # ended before the container did: the log may have more
-        self.err_head = b""  # the first bytes of stderr
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"{self._executor.name}-logs-{self._cid[:12]}",
-                         daemon=True).start()
-
-    def _deliver(self, stream: str, data: bytes) -> None:
-        if not self._closed:
-            self._output(stream, data)
-
-    def _run(self) -> None:
-        try:
-            response = self._executor._api_logs(self._cid, follow=True)
-            self._response = response
-            try:
-                for stream, data in _frames(response.raw, self._aborted):
-                    if stream is None:
-                        log.warning("log stream of %s: %r", self._cid[:12], data[:300])
-                    elif data:
-                        if stream == "stderr" and len(self.err_head) < 512:
-                            self.err_head += data[: 512 - len(self.err_head)]
-                        self.sent[stream] += len(data)
-                        self._digest[stream].update(data)
-                        self._loop.call_soon_threadsafe(self._deliver, stream, data)
-            finally:
-                response.close()
-            if not self._aborted.is_set():
-                state = self._executor._api_inspect(self._cid)["State"]
-                self.broken = bool(state.get("Running")) or state.get("Status") == "running"
-        except Exception as e:
-            if not self._aborted.is_set():
-                self.broken = True
-                log.warning("log stream of container %s broke: %r", self._cid[:12], e)
-        finally:
-            with contextlib.suppress(RuntimeError):  # the loop is gone
-                self._loop.call_soon_threadsafe(_resolve, self._done)
-
-    def _abort(self) -> None:
-        self._aborted.set()
-        with contextlib.suppress(Exception):
-            self._response.raw.connection.sock.shutdown(socket.SHUT_RDWR)
-
-    async def finish(self, within: float) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(self._done), within)
-        except TimeoutError:
-            log.warning("log stream of container %s did not end; cut it", self._cid[:12])
-            self.broken = True
-            self._abort()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._done), 1.0)
-
-    def catch_up(self, frames: Iterator[tuple[str | None, bytes]]) -> bool:
-        """In a thread, once the stream has ended: deliver what the complete log has beyond
-        what the stream sent; False if what it sent is not the beginning of the log (then
-        nothing more of that stream is delivered: it would be out of place)."""
-        skip = dict(self.sent)
-        seen = {"stdout": hashlib.blake2b(), "stderr": hashlib.blake2b()}
-        same: dict[str, bool | None] = {"stdout": None, "stderr": None}
-        for stream, data in frames:
-            if stream is None:
-                continue
-            cut = min(skip[stream], len(data))
-            if cut:
-                seen[stream].update(data[:cut])
-                skip[stream] -= cut
-            if same[stream] is None and not skip[stream]:
-                same[stream] = seen[stream].digest() == self._digest[stream].digest()
-            if data[cut:] and same[stream]:
-                self.sent[stream] += len(data) - cut
-                self._loop.call_soon_threadsafe(self._deliver, stream, data[cut:])
-        return all(same[s] is not False and not skip[s] for s in same)
-
-    def close(self) -> None:
-        self._closed = True
-        self._aborted.set()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _in_thread(
-    loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any, name: str
-) -> asyncio.Future[T]:
-    """Run a long blocking call in its own daemon thread; its outcome as a future."""
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(outcome: tuple[bool, Any]) -> None:
-        ok, value = outcome
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def target() -> None:
-        try:
-            outcome: tuple[bool, Any] = (True, fn(*args))
-        except BaseException as e:
-            outcome = (False, e)
-        with contextlib.suppress(RuntimeError):  # the loop is gone
-            loop.call_soon_threadsafe(settle, outcome)
-
-    threading.Thread(target=target, name=name, daemon=True).start()
-    # After a give-up nobody awaits it: don't warn about an exception never retrieved.
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
-
-
-async def _shielded(coro: Any) -> Any:
-    """Finish ``coro`` even if the caller is cancelled meanwhile (cleanup must happen)."""
-    task = asyncio.ensure_future(coro)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(task), 60)
-        raise
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
