@@ -102,21 +102,27 @@ class Janitor:
 
     def _loop(self) -> None:
         next_sweep = time.monotonic() if self._sweep else math.inf
+        backoff = self.retry_interval  # before the next try of a sweep that failed
         said_unreachable = False
         while not self._closed.is_set():
             try:
                 self._retry_orphans()
                 if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + backoff  # if it fails: later
                     self.sweep()
                     next_sweep = time.monotonic() + self.sweep_interval
+                    backoff = self.retry_interval
                 said_unreachable = False
             except Exception as e:
+                backoff = min(backoff * 2, self.sweep_interval)
                 if not said_unreachable:
                     log.info("%s executor: %s", self._engine.engine, self._engine.describe(e))
                     said_unreachable = True
             with self._guard:
                 pending = bool(self._orphans)
-            wait = self.retry_interval if pending else max(0.0, next_sweep - time.monotonic())
+            wait = max(0.0, next_sweep - time.monotonic())
+            if pending:
+                wait = min(wait, self.retry_interval)
             self._wake.wait(min(wait, 3600.0))
             self._wake.clear()
 

@@ -761,3 +761,21 @@ def test_status_says_which_engines_answer(mfcli, monkeypatch: pytest.MonkeyPatch
         ["Podman", f"reachable ({podman_service.url})"],
         ["Docker", f"not reachable: {problem}"],
     ]
+
+
+@pytest.mark.parametrize("engine_name", ["Podman", "Docker"])
+def test_an_absent_engine_costs_the_daemon_nothing(engine_name: str, tmp_path: Path) -> None:
+    # The daemon's executors sweep; with no engine there (Docker not installed, say) the
+    # janitor tries again later, it does not spin (which starved the daemon's jobs of CPU).
+    from multiflexid.executors.engines import engine_class
+
+    ex = engine_class(engine_name)(f"unix://{tmp_path}/absent.sock", sweep=True)
+    try:
+        time.sleep(0.2)  # its first sweep fails
+        janitor = [t for t in threading.enumerate() if t.name.endswith("-janitor")]
+        assert janitor, "no janitor thread"
+        begin = time.process_time()
+        time.sleep(1.0)
+        assert time.process_time() - begin < 0.2, "the janitor spins"
+    finally:
+        ex.close()
