@@ -8,6 +8,7 @@ PACKAGES="
   make git util-linux procps
   postgresql
   podman runc uidmap fuse-overlayfs slirp4netns catatonit busybox-static
+  docker.io
   systemd tmux
   debhelper dpkg-dev build-essential lintian fakeroot adduser
   python3-pip

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from multiflexid.dispatcher import Dispatcher
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
+from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
 from multiflexid.operations import Operations
@@ -112,14 +112,9 @@ class Daemon:
     def _executors(self) -> dict[str, Executor]:
         if self._given_executors is not None:
             return self._given_executors
-        executors: dict[str, Executor] = {"Native": NativeExecutor()}
-        try:
-            from multiflexid.executors.podman import PodmanExecutor
-        except ImportError as exc:
-            log.warning("Podman executor unavailable: %s", exc)
-        else:
-            executors["Podman"] = PodmanExecutor(self.settings.podman_url)
-        return executors
+        from multiflexid.executors.engines import container_executors
+
+        return {"Native": NativeExecutor(), **container_executors(self.settings)}
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -326,7 +321,7 @@ class Daemon:
             out.system(f"[multiflexi] result report: {found.report.status}"
                        + (f": {found.report.message}" if found.report.message else ""))
         await self.db.write(lifecycle.save_artifacts, prep.job_id, found, datetime.now(UTC))
-        await asyncio.to_thread(shutil.rmtree, prep.workdir, True)
+        await asyncio.to_thread(remove_job_dir, prep.workdir, prep.log_fields)
 
     # --- what the socket methods use ----------------------------------------------------
 

@@ -1,5 +1,8 @@
-"""`n`: the activation wizard — application → company → name and schedule (with the next due
-times) → configuration fields → credentials → create the run template."""
+"""`n`: the activation wizard — application → company → name, schedule (with the next due
+times) and executor → configuration fields → credentials → create the run template.
+
+The executor is Native unless the application has a container image (``ociimage``): then
+Podman and Docker are offered too, as in the original."""
 
 from __future__ import annotations
 
@@ -45,6 +48,16 @@ INTERVAL_CHOICES = [
     ("m — monthly", "m"), ("y — yearly", "y"), ("c — cron expression", "c"),
     ("n — never (run by hand only)", "n"),
 ]
+NATIVE = ("Native — a process on the daemon's host", "Native")
+
+
+def executor_choices(app: dict[str, Any]) -> list[tuple[str, str]]:
+    """The executors an application can run with: containers only when it has an image."""
+    image = app.get("ociimage")
+    if not image:
+        return [NATIVE]
+    return [NATIVE, (f"Podman — container {image}", "Podman"),
+            (f"Docker — container {image}", "Docker")]
 
 
 async def _all_pages(link: DaemonLink, method: str, **params: Any) -> list[dict[str, Any]]:
@@ -131,6 +144,10 @@ class WizardScreen(Screen[dict[str, Any] | None]):
                 with Horizontal(classes="row"):
                     yield Static("Delay (s)", classes="label")
                     yield Input("0", id="delay", compact=True, type="integer")
+                with Horizontal(classes="row"):
+                    yield Static("Executor", classes="label")
+                    yield Select([NATIVE], value="Native", allow_blank=False, id="executor",
+                                 compact=True)
                 yield Static("", id="preview")
             yield VerticalScroll(id="step-config")
             with Vertical(id="step-credentials"):
@@ -271,6 +288,8 @@ class WizardScreen(Screen[dict[str, Any] | None]):
         if app_id != self.app_doc.get("id"):
             self.app_doc = await self.link.call("app.get", id=app_id)
             self._build_fields()
+            self.query_one("#executor", Select).set_options(executor_choices(self.app_doc))
+            self.query_one("#executor", Select).value = "Native"
             self.query_one("#name", Input).value = fmt.text_of(self.app_doc.get("name"))
         if not self.companies:
             self.companies = await _all_pages(self.link, "company.list")
@@ -454,6 +473,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             "company_id": self.company["id"],
             "name": self.query_one("#name", Input).value.strip(),
             **self._schedule(),
+            "executor": str(self.query_one("#executor", Select).value),
             "config": dict(self.config),
             "credentials": chosen,
         }
@@ -475,6 +495,10 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             + (f", +{req['delay']} s" if req.get("delay") else ""))
         row("Next due", ", ".join(fmt.due_text(d) for d in self.preview[:3])
             or "never (by hand only)")
+        image = self.app_doc.get("ociimage")
+        row("Executor", req["executor"] + (f" ({image})" if req["executor"] != "Native"
+                                           else "" if image
+                                           else " (the application has no container image)"))
         config = ", ".join(f"{k}={'********' if k in secret else v}"
                            for k, v in req["config"].items())
         row("Configuration", config or "the application's defaults")

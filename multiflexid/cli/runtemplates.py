@@ -36,7 +36,9 @@ def _schedule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tz", "timezone", help="IANA time zone, e.g. Europe/Prague "
                                              "(default: the system's)."),
         click.option("--delay", type=click.IntRange(min=0), help="Seconds after each tick."),
-        click.option("--executor", type=click.Choice(svc.EXECUTORS), help="Native or Podman."),
+        click.option("--executor", type=click.Choice(svc.EXECUTORS),
+                     help="Native, Podman or Docker (the containers need the application's "
+                          "ociimage, or --ociimage; default Native)."),
         click.option("--timeout", type=click.IntRange(min=0),
                      help="Stop a job after this many seconds (0: never)."),
         click.option("--max-attempts", type=click.IntRange(min=1),
@@ -45,12 +47,14 @@ def _schedule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Gap growth between attempts."),
         click.option("--retry-min-gap", type=click.IntRange(min=0),
                      help="Seconds before a retry (the unit of the backoff)."),
-        click.option("--ociimage", help="Podman: image instead of the application's."),
-        click.option("--memory", "memory_limit", help="Podman: memory limit, e.g. 512m."),
+        click.option("--ociimage", help="Podman/Docker: image instead of the application's."),
+        click.option("--memory", "memory_limit",
+                     help="Podman/Docker: memory limit, e.g. 512m."),
         click.option("--cpus", "cpu_limit", type=click.FloatRange(min=0),
-                     help="Podman: CPUs, e.g. 1.5."),
-        click.option("--pids-limit", type=click.IntRange(min=0), help="Podman: max processes."),
-        click.option("--network", help="Podman: network mode (default: none)."),
+                     help="Podman/Docker: CPUs, e.g. 1.5."),
+        click.option("--pids-limit", type=click.IntRange(min=0),
+                     help="Podman/Docker: max processes."),
+        click.option("--network", help="Podman/Docker: network mode or name (default: none)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 import multiflexi
 from multiflexi.client import Client
 from multiflexi.errors import MultiFlexiError, StorageError
+from multiflexid.executors.engines import engine_status
 from multiflexid.services.jobs import counts_by_state
 from multiflexid.store.orm import Application, Company, Credential, RunTemplate
 
@@ -29,7 +30,7 @@ def daemon_status(path: str) -> dict[str, Any]:
 
 @click.command("status", cls=LeafCommand)
 def status() -> None:
-    """Versions, database, daemon reachability and counts."""
+    """Versions, database, daemon and container engines reachability, counts."""
     st = state()
     core = st.core
     doc: dict[str, Any] = {
@@ -62,6 +63,7 @@ def status() -> None:
         db.update(reachable=False, problem=str(exc).splitlines()[0])
     doc["database"] = db
     doc["daemon"] = daemon_status(str(core.settings.socket))
+    doc["engines"] = engine_status(core.settings)
 
     def text() -> None:
         d = doc["daemon"]
@@ -78,6 +80,9 @@ def status() -> None:
         ]
         if not db["reachable"]:
             rows.append(("database problem", db.get("problem")))
+        for name, engine in doc["engines"].items():
+            rows.append((name, f"reachable ({engine['url']})" if engine["reachable"]
+                         else f"not reachable: {engine['problem']}"))
         counts = doc.get("counts")
         if counts:
             jobs = counts["jobs"]

@@ -9,7 +9,9 @@ limits) and reports back through two callbacks; it never touches the database. I
 - stop the job when ``cancel`` is set or ``spec.timeout`` seconds have passed
   (politely first, then by force after ``spec.grace`` seconds);
 - always return an :class:`ExecResult` — a job that cannot start is a result with
-  ``outcome="failed_to_start"`` and a message, never an exception and never a hang.
+  ``outcome="failed_to_start"`` and a message, never an exception and never a hang; a job
+  whose end it could not learn (the container engine lost it) is ``outcome="lost"`` with
+  the reason, and ``exitcode`` None.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-Outcome = Literal["exited", "timed_out", "cancelled", "failed_to_start"]
+Outcome = Literal["exited", "timed_out", "cancelled", "failed_to_start", "lost"]
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits; executors apply what they can (Podman all, Native none)."""
+    """Resource limits; executors apply what they can (Podman and Docker all, Native none)."""
 
     memory: str | None = None  # e.g. "512m"
     cpus: float | None = None
     pids: int | None = None
-    network: str | None = None  # Podman network mode; None means no network
+    network: str | None = None  # container network mode or name; None means no network
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class JobSpec:
     workdir: Path  # the job's private directory (MULTIFLEXI_TMP), created by the caller
     timeout: float | None = None  # seconds; None or 0: no limit
     grace: float = 10.0  # seconds between the polite stop and the kill
-    image: str | None = None  # container image (Podman)
+    image: str | None = None  # container image (Podman, Docker)
     limits: Limits = field(default_factory=Limits)
     labels: dict[str, str] = field(default_factory=dict)
     # Backpressure: while this event is clear, stop reading the job's output (the job then

@@ -180,9 +180,9 @@ def prepare_row(
     prep.workdir = workdir
     prep.image = ctx.rt_ociimage or ctx.app.ociimage
     prep.limits = ctx.limits
-    if executor == "Podman" and not prep.image:
-        prep.blocked = (f"the Podman executor needs an image: application {ctx.app.name!r} "
-                        "has no ociimage and the run template sets none")
+    if executor != "Native" and not prep.image:
+        prep.blocked = (f"the {executor} executor needs an image: application "
+                        f"{ctx.app.name!r} has no ociimage and the run template sets none")
     return prep
 
 

@@ -47,7 +47,9 @@ from .environment import (  # noqa: F401 (get_runtemplate, Identity... are used 
 )
 from .jobs import cancel_queued_of_template, create_job
 
-EXECUTORS = ("Native", "Podman")
+EXECUTORS = ("Native", "Podman", "Docker")
+# Executors that run the app's (or the template's) container image.
+CONTAINER_EXECUTORS = ("Podman", "Docker")
 BACKOFFS = ("none", "fixed", "linear", "exponential")
 INTERVAL_CODES = ("i", "h", "d", "w", "m", "y", "c", "n")
 
@@ -142,6 +144,15 @@ def _apply(rt: RunTemplate, values: dict[str, Any], now: datetime) -> None:
     reschedule(rt, now)
 
 
+def _check_image(app: Application, executor: str | None, ociimage: str | None) -> None:
+    """A container executor needs an image: the application's or the template's own."""
+    if executor in CONTAINER_EXECUTORS and not app.ociimage and not ociimage:
+        raise InvalidInput(
+            f"executor: application {app.name!r} has no ociimage, so it runs with the Native "
+            f"executor only (or give the template an image: --ociimage)"
+        )
+
+
 def create_runtemplate(
     s: Session,
     app: Application,
@@ -156,11 +167,7 @@ def create_runtemplate(
 ) -> RunTemplate:
     values.setdefault("interv", "n")
     values.setdefault("executor", "Native")
-    if values.get("executor") == "Podman" and not app.ociimage and not values.get("ociimage"):
-        raise InvalidInput(
-            f"executor: application {app.name!r} has no ociimage; give the template "
-            "--ociimage or use the Native executor"
-        )
+    _check_image(app, values.get("executor"), values.get("ociimage"))
     rt = RunTemplate(
         app_id=app.id, company_id=company.id, name="", active=True, delay=0, max_attempts=1,
         retry_backoff="none", retry_min_gap=60, successful_jobs_count=0, failed_jobs_count=0,
@@ -183,6 +190,11 @@ def create_runtemplate(
 
 
 def update_runtemplate(s: Session, rt: RunTemplate, now: datetime, **values: Any) -> RunTemplate:
+    if values.get("executor") is not None or values.get("ociimage") == "":
+        app = s.get(Application, rt.app_id)
+        if app is not None:
+            image = values["ociimage"] if "ociimage" in values else rt.ociimage
+            _check_image(app, values.get("executor") or rt.executor, image)
     _apply(rt, values, now)
     s.flush()
     return rt

@@ -27,6 +27,7 @@ DEFAULT_CONFIG = "/etc/multiflexi/multiflexi.conf"
 DEFAULT_DATA_DIR = "/var/lib/multiflexi"
 DEFAULT_SOCKET = "/run/multiflexi/multiflexid.sock"
 DEFAULT_PODMAN_URL = "unix:///run/podman/podman.sock"
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 
 
 class SettingsError(Exception):
@@ -53,6 +54,8 @@ class Settings:
     artifact_max_job_bytes: int = 64 * 1024 * 1024
     # Podman API
     podman_url: str = DEFAULT_PODMAN_URL
+    # Docker Engine API
+    docker_url: str = DEFAULT_DOCKER_URL
     # Multi-node leases (PostgreSQL)
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
@@ -97,6 +100,7 @@ _ENV = {
     "output_cap_bytes": "MULTIFLEXI_OUTPUT_CAP_BYTES",
     "journal_output_bytes": "MULTIFLEXI_JOURNAL_OUTPUT_BYTES",
     "podman_url": "MULTIFLEXI_PODMAN_URL",
+    "docker_url": "MULTIFLEXI_DOCKER_URL",
     "stop_grace_seconds": "MULTIFLEXI_STOP_GRACE_SECONDS",
     "artifact_max_file_bytes": "MULTIFLEXI_ARTIFACT_MAX_FILE_BYTES",
     "artifact_max_job_bytes": "MULTIFLEXI_ARTIFACT_MAX_JOB_BYTES",

@@ -331,7 +331,7 @@ def test_new_admin_finds_a_working_installation(installed: Installation) -> None
         assert os.path.realpath(f"/usr/bin/{name}") == str(VENV / "bin" / name)
     probe = run([str(VENV / "bin/python"), "-c", textwrap.dedent("""
         import os, sys, sqlalchemy, alembic, psycopg, croniter, jsonschema, click, rich
-        import textual, podman, cryptography.fernet, systemd.journal, systemd.daemon
+        import textual, podman, docker, cryptography.fernet, systemd.journal, systemd.daemon
         import multiflexi, multiflexid.cli.main
         print(os.path.realpath(sys.executable), sys.version_info[:2], sys.base_prefix)
         print(psycopg.pq.version(), sqlalchemy.__version__)

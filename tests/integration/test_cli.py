@@ -21,6 +21,7 @@ from multiflexid.core import Core
 from multiflexid.store.db import Database
 from multiflexid.store.orm import Artifact
 from tests.integration.conftest import DATA, dump_tables, row_counts
+from tests.support.factory import shell_app
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 CONTRACTS = "e0e20955-d71c-4003-85e5-7d65eb9da03f"
@@ -610,13 +611,38 @@ def test_runtemplate_create_list_show_update_remove(mfcli, world: dict[str, int]
     r = mfcli("runtemplate", "update", "--id", "2", "--cron", "61 * * * *")
     assert r.code == 1 and r.err.startswith("multiflexi-cli: error: cron: '61 * * * *' is not")
     usage_error(mfcli("runtemplate", "create", "--app", PROBE, "--company", "acme", "--name",
-                      "x", "--executor", "Docker"), "Invalid value for '--executor'")
+                      "x", "--executor", "Kubernetes"), "Invalid value for '--executor'")
     one_line_error(mfcli("runtemplate", "create", "--app", PROBE, "--company", "acme",
                          "--name", " "), "name: must not be empty")
 
     r = mfcli("runtemplate", "remove", "--id", "2")
     assert (r.code, r.out) == (0, "removed run template 2 'nightly'\n")
     assert [t["id"] for t in mfcli("runtemplate", "list", "--format", "json").json] == [1]
+
+
+def test_container_executors_need_an_image(mfcli, world: dict[str, int],
+                                           tmp_path: Path) -> None:
+    plain = tmp_path / "plain.app.json"
+    plain.write_text(json.dumps(shell_app("Plain")))
+    app = mfcli("application", "import-json", "--file", str(plain), "--format", "json").json
+    plain_id = str(app[0]["app_id"])
+    refused = ("executor: application 'Plain' has no ociimage, so it runs with the Native "
+               "executor only (or give the template an image: --ociimage)")
+    for executor in ("Podman", "Docker"):
+        one_line_error(mfcli("runtemplate", "create", "--app", plain_id, "--company", "acme",
+                             "--name", "boxed", "--executor", executor), refused)
+    r = mfcli("runtemplate", "create", "--app", PROBE, "--company", "acme", "--name", "probe",
+              "--executor", "Docker", "--format", "json")
+    assert (r.code, r.json["executor"]) == (0, "Docker"), r.err
+    r = mfcli("runtemplate", "create", "--app", plain_id, "--company", "acme", "--name", "plain",
+              "--format", "json")
+    plain_rt = str(r.json["id"])
+    one_line_error(mfcli("runtemplate", "update", "--id", plain_rt, "--executor", "Docker"),
+                   refused)
+    r = mfcli("runtemplate", "update", "--id", plain_rt, "--executor", "Docker", "--ociimage",
+              "localhost/plain:1", "--format", "json")
+    assert (r.code, r.json["executor"]) == (0, "Docker"), r.err
+    one_line_error(mfcli("runtemplate", "update", "--id", plain_rt, "--ociimage", ""), refused)
 
 
 def test_set_config_is_type_checked_and_unset(mfcli, mf_env, world: dict[str, int]) -> None:

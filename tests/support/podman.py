@@ -9,7 +9,8 @@ Helpers (usable without pytest):
 - ``write_containers_conf(dir)`` -> path of a containers.conf with runc and ulimits;
 - ``podman_env(conf)`` -> the environment for podman processes (``CONTAINERS_CONF`` set);
 - ``ensure_test_image(env)`` builds ``localhost/multiflexi-test:latest`` once (rebuilt
-  only when it lacks an applet of ``APPLETS``); ``image_exists(name, env)``;
+  only when it lacks an applet of ``APPLETS``) from ``rootfs_tar()`` (which the Docker
+  tests import too); ``image_exists(name, env)``;
 - ``PodmanService(sock_path, env)`` starts ``podman system service --time=0`` on a Unix
   socket (``.url``, ``.stop()``, ``.kill()``, ``.pause()``/``.resume()``, context manager);
 - ``job_containers(env)`` / ``remove_job_containers(env)``: containers labelled
@@ -35,7 +36,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.services import ServiceProcess
 
 TEST_IMAGE = "localhost/multiflexi-test:latest"
 # Busybox applets the test image has; tests and e2e apps may use only these.
@@ -97,10 +99,8 @@ def _image_applets(name: str, env: Mapping[str, str]) -> set[str]:
     return set(proc.stdout.decode().split(",")) if proc.returncode == 0 else set()
 
 
-def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
-    """Build ``name`` from /bin/busybox (busybox-static) unless it exists with APPLETS."""
-    if image_exists(name, env) and set(APPLETS) <= _image_applets(name, env):
-        return name
+def rootfs_tar() -> bytes:
+    """The test image's file system as a tar: /bin/busybox (busybox-static) and APPLETS."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         raise PodmanSetupError(f"/bin/busybox is missing: {APT_HINT}")
@@ -111,10 +111,20 @@ def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
         shutil.copy2(busybox, root / "bin" / "busybox")
         for applet in APPLETS:
             (root / "bin" / applet).symlink_to("busybox")
-        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True,
-                             check=True).stdout
-        proc = _podman(env, "import", "--change", f"LABEL {APPLETS_LABEL}={','.join(APPLETS)}",
-                       "--change", "CMD [\"/bin/sh\"]", "-", name, stdin=tar)
+        return subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True,
+                              check=True).stdout
+
+
+# What `import` applies to the rootfs (for Podman and Docker alike).
+IMAGE_CHANGES = (f"LABEL {APPLETS_LABEL}={','.join(APPLETS)}", 'CMD ["/bin/sh"]')
+
+
+def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
+    """Build ``name`` from /bin/busybox (busybox-static) unless it exists with APPLETS."""
+    if image_exists(name, env) and set(APPLETS) <= _image_applets(name, env):
+        return name
+    changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
+    proc = _podman(env, "import", *changes, "-", name, stdin=rootfs_tar())
     if proc.returncode != 0:
         raise PodmanSetupError(f"podman import failed: {proc.stderr.decode().strip()}")
     return name
@@ -135,7 +145,7 @@ def remove_job_containers(env: Mapping[str, str], keep: Collection[str] = ()) ->
             _podman(env, "rm", "-f", "-t", "0", name)
 
 
-class PodmanService:
+class PodmanService(ServiceProcess):
     """``podman system service --time=0 unix://<sock>`` as a child process."""
 
     def __init__(self, sock: Path, env: Mapping[str, str]) -> None:
@@ -178,35 +188,8 @@ class PodmanService:
                 return False
         return True
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def pause(self) -> None:
-        """SIGSTOP: the socket accepts connections but nothing answers."""
-        if self.proc:
-            os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.proc:
-            os.kill(self.proc.pid, signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL, as if the service crashed (its containers keep running)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self._end(10)
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
 

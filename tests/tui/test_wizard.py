@@ -15,8 +15,18 @@ from multiflexi_tui.screens.main import MainScreen
 from multiflexi_tui.screens.wizard import WizardScreen
 from multiflexi_tui.widgets.field_input import FieldInput
 from multiflexi_tui.widgets.resource_view import ResourceView
+from multiflexid.core import Core
 from tests.support.daemon import DaemonProcess
-from tests.tui.support import notified, run_app, screen_of, screen_text, wait_for, wait_text
+from tests.support.factory import shell_app
+from tests.tui.support import (
+    import_app,
+    notified,
+    run_app,
+    screen_of,
+    screen_text,
+    wait_for,
+    wait_text,
+)
 
 NOW = datetime(2024, 5, 1, 6, 2, tzinfo=UTC)
 
@@ -146,5 +156,55 @@ def test_wizard_back_and_abandon(daemon: DaemonProcess, seeded: dict[str, int]) 
         await pilot.press("ctrl+x")  # abandon, even from a text field
         await screen_of(pilot, MainScreen)
         assert len(daemon.call("runtemplate.list")["items"]) == 4
+
+    run_app(daemon.socket, scenario)
+
+
+def test_wizard_offers_container_executors_only_for_an_image(
+    daemon: DaemonProcess, seeded: dict[str, int], tui_core: Core
+) -> None:
+    boxed = shell_app("Boxed", "echo boxed")
+    boxed["ociimage"] = "docker.io/acme/boxed:1.2"
+    boxed_id = import_app(tui_core, boxed)
+
+    async def to_review(pilot: Pilot[Any]) -> None:
+        for step in ("4", "5", "6"):
+            await pilot.press("ctrl+n")
+            await wait_text(pilot, f"step {step} of 6")
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("3", "n")
+        wizard: WizardScreen = await screen_of(pilot, WizardScreen)
+        await wait_text(pilot, "Boxed")
+        await pilot.press("down", "enter")  # Wizardry: no image
+        await wait_text(pilot, "step 2 of 6")
+        await pilot.press("enter")  # acme
+        await wait_text(pilot, "step 3 of 6")
+        executor = wizard.query_one("#executor", Select)
+        assert [value for _label, value in executor._options] == ["Native"]
+        await pilot.press("ctrl+x")
+        await screen_of(pilot, MainScreen)
+
+        await pilot.press("n")
+        wizard = await screen_of(pilot, WizardScreen)
+        await wait_text(pilot, "Boxed")
+        await pilot.press("down", "down", "down", "enter")  # Boxed: an image
+        await wait_text(pilot, "step 2 of 6")
+        await pilot.press("enter")
+        await wait_text(pilot, "step 3 of 6: name and schedule · Boxed")
+        executor = wizard.query_one("#executor", Select)
+        assert [value for _label, value in executor._options] == ["Native", "Podman", "Docker"]
+        assert executor.value == "Native"
+        executor.focus()
+        await pilot.press("enter", "down", "down", "enter")
+        await wait_for(pilot, lambda: executor.value == "Docker", "Docker chosen")
+        await to_review(pilot)
+        assert "Executor      Docker (docker.io/acme/boxed:1.2)" in screen_text(app)
+        await pilot.press("ctrl+n")
+        await screen_of(pilot, MainScreen)
+        made = await wait_for(pilot, lambda: [
+            rt for rt in daemon.call("runtemplate.list")["items"] if rt["app_id"] == boxed_id],
+            "the new template")
+        assert [(rt["name"], rt["executor"]) for rt in made] == [("Boxed", "Docker")]
 
     run_app(daemon.socket, scenario)
