@@ -1,0 +1,263 @@
+"""Who may do what for which company, through the real socket with real Unix users in
+different groups; and the record of who did.
+
+Needs root: it creates users and groups (removed afterwards) and runs clients as them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multiflexid.core import Core
+from tests.conftest import Env
+from tests.support.daemon import program, running_daemon
+from tests.support.factory import make_template
+
+pytestmark = pytest.mark.root_only
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUPS = ("mft-viewers", "mft-acme-ops", "mft-globex-ops", "mft-acme-admins")
+USERS = {  # user -> their groups
+    "mftbob": ["mft-viewers"],  # viewer of every company (multiflexi.conf)
+    "mftalice": ["mft-acme-ops"],  # operator of acme (multiflexi.conf)
+    "mftcarol": ["mft-globex-ops"],  # operator of globex (access grant)
+    "mftdave": ["mft-acme-admins"],  # admin of acme (access grant)
+    "mfteve": [],  # nothing at all
+}
+CONF = """
+[[access]]
+group = "mft-viewers"
+role = "viewer"
+
+[[access]]
+group = "mft-acme-ops"
+role = "operator"
+company = "acme"
+"""
+
+
+@pytest.fixture(scope="module")
+def unix_users(require_root: None) -> Iterator[None]:
+    for group in GROUPS:
+        subprocess.run(["groupadd", "--force", group], check=True)
+    for user, groups in USERS.items():
+        subprocess.run(["userdel", user], capture_output=True, check=False)
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        *(["--groups", ",".join(groups)] if groups else []), user], check=True)
+    try:
+        yield
+    finally:
+        for user in USERS:
+            subprocess.run(["userdel", user], capture_output=True, check=False)
+        for group in GROUPS:
+            subprocess.run(["groupdel", group], capture_output=True, check=False)
+
+
+@pytest.fixture
+def site(unix_users: None, mf_env: Env, core: Core, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Two companies with a template each, grants from the config file and the CLI, and
+    the daemon on a socket every test user can reach (the daemon itself must refuse)."""
+    core.ensure_schema()
+    ids = {"acme": make_template(core, company="acme", name="acme-job",
+                                 config={"SCRIPT": "echo acme"}),
+           "globex": make_template(core, company="globex", name="globex-job",
+                                   config={"SCRIPT": "echo globex"})}
+    conf = tmp_path / "multiflexi.conf"
+    conf.write_text(CONF)
+    public = Path(tempfile.mkdtemp(prefix="mf-access-"))
+    public.chmod(0o755)
+    env = {**mf_env.vars(), "MULTIFLEXI_CONFIG": str(conf),
+           "MULTIFLEXI_SOCKET": str(public / "mf.sock")}
+    for group, company, role in (("mft-globex-ops", "globex", "operator"),
+                                 ("mft-acme-admins", "acme", "admin")):
+        cli(env, "access", "grant", "--group", group, "--role", role, "--company", company)
+    try:
+        with running_daemon(env, tmp_path) as d:
+            os.chmod(d.socket, 0o666)
+            yield {"env": env, "daemon": d, "rt": ids, "socket": str(d.socket)}
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([program("multiflexi-cli"), *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def as_user(user: str, socket: str, body: str) -> Any:
+    """Run ``body`` (Python, with ``c`` a Client of the daemon and ``out`` a dict printed as
+    JSON at the end) as ``user`` with that user's groups, as a login would give them."""
+    pw = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, pw.pw_gid)
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        from multiflexi.client import Client  # imported while still root: then the user
+        from multiflexi.errors import MultiFlexiError  # (root's Python is not theirs)
+        os.setgroups({groups!r}); os.setgid({pw.pw_gid}); os.setuid({pw.pw_uid})
+        out = {{}}
+        def attempt(label, method, **params):
+            try:
+                out[label] = {{"ok": c.call_with(method, params)}}
+            except MultiFlexiError as exc:
+                out[label] = {{"error": exc.name, "message": exc.message}}
+        try:
+            c = Client({socket!r}, timeout=20)
+            c.__enter__()
+        except MultiFlexiError as exc:
+            print(json.dumps({{"refused": exc.message}})); sys.exit(0)
+    """) + textwrap.dedent(body) + "\nprint(json.dumps(out, default=str))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=90, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_viewer_sees_every_company_and_may_not_run(site: dict[str, Any]) -> None:
+    rt = site["rt"]
+    got = as_user("mftbob", site["socket"], f"""
+        attempt("companies", "company.list")
+        attempt("run", "runtemplate.run", id={rt['acme']})
+        attempt("template", "runtemplate.get", id={rt['globex']})
+        attempt("status", "daemon.status")
+    """)
+    assert {c["slug"] for c in got["companies"]["ok"]["items"]} == {"acme", "globex"}
+    assert got["run"]["error"] == "forbidden"
+    assert got["run"]["message"] == ("runtemplate.run needs role operator on company acme; "
+                                     "mftbob has role viewer there")
+    assert got["template"]["ok"]["name"] == "globex-job"
+    assert got["status"]["ok"]["access"] == {"everywhere": "viewer", "companies": {}}
+
+
+def test_an_operator_of_one_company_neither_sees_nor_hears_of_another(
+        site: dict[str, Any]) -> None:
+    rt, d = site["rt"], site["daemon"]
+    d.wait_job(d.call("runtemplate.run", id=rt["globex"])["id"])  # history of both
+    d.wait_job(d.call("runtemplate.run", id=rt["acme"])["id"])
+    # A client of alice's listens while root runs a job of each company.
+    code_events = """
+        c.call("events.subscribe", jobs=True, runtemplates=True)
+        print("SUBSCRIBED", flush=True)
+        out["events"] = []
+        for method, params in c.notifications(timeout=25):
+            item = params.get("job") or params.get("runtemplate") or {}
+            out["events"].append([method, item.get("company_id"), item.get("state"),
+                                  item.get("id")])
+            if method == "job.changed" and item.get("state") == "succeeded":
+                break
+    """
+    listener = _start_as_user("mftalice", site["socket"], code_events)
+    try:
+        _wait_line(listener, "SUBSCRIBED")
+        globex_job = d.call("runtemplate.run", id=rt["globex"])["id"]
+        d.wait_job(globex_job)
+        acme_job = d.call("runtemplate.run", id=rt["acme"])["id"]
+        d.wait_job(acme_job)
+        out, err = listener.communicate(timeout=60)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+    assert listener.returncode == 0, out + err
+    events = json.loads(out.strip().splitlines()[-1])["events"]
+    assert events and {e[1] for e in events} == {1}, events  # acme's only
+    assert any(e[3] == acme_job for e in events) and all(e[3] != globex_job for e in events)
+    got = as_user("mftalice", site["socket"], f"""
+        attempt("companies", "company.list")
+        attempt("templates", "runtemplate.list")
+        attempt("jobs", "job.list")
+        attempt("other", "runtemplate.get", id={rt['globex']})
+        attempt("output", "events.subscribe", job_output={globex_job})
+        attempt("create", "runtemplate.create", app_id=1, company_id=1, name="new")
+        attempt("mine", "runtemplate.run", id={rt['acme']})
+    """)
+    assert [c["slug"] for c in got["companies"]["ok"]["items"]] == ["acme"]
+    assert [t["company"] for t in got["templates"]["ok"]["items"]] == ["acme"]
+    assert {j["company_id"] for j in got["jobs"]["ok"]["items"]} == {1}
+    assert got["other"]["message"] == ("runtemplate.get needs role viewer on company globex; "
+                                       "mftalice has no role there")
+    assert got["output"]["error"] == "forbidden"
+    assert got["create"]["message"].startswith("runtemplate.create needs role admin on "
+                                               "company acme; mftalice has role operator")
+    assert got["mine"]["ok"]["launched_by"] == "mftalice"
+
+
+def test_a_user_without_any_role_is_refused_saying_how_to_get_one(
+        site: dict[str, Any]) -> None:
+    got = as_user("mfteve", site["socket"], 'attempt("status", "daemon.status")')
+    refused = got.get("refused") or got["status"]["message"]
+    assert "user mfteve" in refused and "may not use multiflexid" in refused
+    assert "multiflexi-cli access grant --group" in refused
+
+
+def test_an_admins_change_is_in_the_audit_trail_with_its_diff_and_without_the_secret(
+        site: dict[str, Any], core: Core) -> None:
+    from multiflexid.services.apps import get_app
+
+    with core.db.read_session() as s:
+        app_id = get_app(s, "1").id
+    got = as_user("mftdave", site["socket"], f"""
+        attempt("create", "runtemplate.create", app_id={app_id}, company_id=1,
+                name="by-dave", config={{"TOKEN": "dave-secret-771", "SCRIPT": "echo hi"}})
+    """)
+    assert got["create"]["ok"]["name"] == "by-dave", got
+    rt_id = got["create"]["ok"]["id"]
+    listed = cli(site["env"], "--format", "json", "audit", "list", "--company", "acme",
+                 "--entity", "runtemplate", "--id", str(rt_id)).stdout
+    assert "dave-secret-771" not in listed
+    [entry] = json.loads(listed)
+    assert (entry["user"], entry["via"], entry["action"]) == ("mftdave", "socket", "created")
+    assert entry["diff"]["config.TOKEN"] == "set"
+    assert entry["diff"]["config.SCRIPT"] == [None, "echo hi"]
+    assert entry["diff"]["name"] == [None, "by-dave"]
+    by_user = json.loads(cli(site["env"], "--format", "json", "audit", "list", "--user",
+                             "mftdave").stdout)
+    assert [e["entity_id"] for e in by_user] == [rt_id]
+    # The grants made with the CLI are in the trail too, as root's.
+    grants = json.loads(cli(site["env"], "--format", "json", "audit", "list", "--entity",
+                            "access").stdout)
+    assert {(e["user"], e["via"], e["action"]) for e in grants} == {("root", "cli", "created")}
+
+
+def test_access_list_shows_both_sources(site: dict[str, Any]) -> None:
+    rows = json.loads(cli(site["env"], "--format", "json", "access", "list").stdout)
+    assert {(r["group"], r["role"], r["company"], r["source"]) for r in rows} == {
+        ("mft-viewers", "viewer", None, "multiflexi.conf"),
+        ("mft-acme-ops", "operator", "acme", "multiflexi.conf"),
+        ("mft-globex-ops", "operator", "globex", "database"),
+        ("mft-acme-admins", "admin", "acme", "database"),
+    }
+
+
+def _start_as_user(user: str, socket: str, body: str) -> subprocess.Popen[str]:
+    pw = pwd.getpwnam(user)
+    groups = os.getgrouplist(user, pw.pw_gid)
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        from multiflexi.client import Client
+        os.setgroups({groups!r}); os.setgid({pw.pw_gid}); os.setuid({pw.pw_uid})
+        out = {{}}
+        c = Client({socket!r}, timeout=20)
+        c.__enter__()
+    """) + textwrap.dedent(body) + "\nprint(json.dumps(out, default=str))\n"
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _wait_line(proc: subprocess.Popen[str], text: str) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert text in line, line + (proc.stderr.read() if proc.stderr else "")
+
