@@ -299,7 +299,10 @@ def run_now(
          f"job {job.id} of run template {rt.id} {rt.name!r} queued ({schedule_type})",
          {"runtemplate_id": [None, rt.id]} | {
              f"env.{k}": [None, "(secret)" if k in resolved.values and resolved.values[
-                 k].secret else v] for k, v in overrides.items()})
+                 k].secret else v] for k, v in overrides.items()},
+         {"MULTIFLEXI_RUNTEMPLATE_ID": rt.id,
+          "MULTIFLEXI_COMPANY": resolved.values["MULTIFLEXI_COMPANY_SLUG"].value,
+          "MULTIFLEXI_APP": resolved.values["MULTIFLEXI_APPLICATION_NAME"].value})
     return job
 
 

@@ -65,14 +65,17 @@ def set_actor(s: Session, actor: Actor | None) -> None:
 
 
 def note(s: Session, entity: str, entity_id: int | None, company_id: int | None,
-         action: str, summary: str, diff: dict[str, Any] | None = None) -> None:
-    """Record a change that is not a row's (run now, cancel, prune...) — if someone made it."""
+         action: str, summary: str, diff: dict[str, Any] | None = None,
+         fields: dict[str, Any] | None = None) -> None:
+    """Record a change that is not a row's (run now, cancel, prune...) — if someone made it.
+    ``fields``: more journal fields for its journal entry (a job's context)."""
     actor: Actor | None = s.info.get("actor")
     if actor is None:
         return
     s.info.setdefault("audit_pending", []).append(
         (actor, {"entity": entity, "entity_id": entity_id, "company_id": company_id,
-                 "action": action, "summary": summary, "diff": diff or {}}))
+                 "action": action, "summary": summary, "diff": diff or {},
+                 "fields": fields or {}}))
 
 
 def _merge(pending: list[tuple[Actor, dict[str, Any]]]) -> list[tuple[Actor, dict[str, Any]]]:
@@ -121,7 +124,8 @@ def _record(s: Session, entries: list[tuple[Actor, dict[str, Any]]]) -> None:
     now = datetime.now(UTC)
     rows = [{**e, "at": now, "user": actor.user, "login_user": actor.login_user,
              "via": actor.via} for actor, e in entries]
-    s.connection().execute(insert(AUDIT), rows)
+    s.connection().execute(insert(AUDIT), [{k: v for k, v in row.items() if k != "fields"}
+                                           for row in rows])
     s.info.setdefault("audit_committed", []).extend(rows)
 
 
@@ -337,7 +341,7 @@ def _after_commit(s: Session) -> None:
                         "MULTIFLEXI_AUDIT_ENTITY_ID": row["entity_id"],
                         "MULTIFLEXI_COMPANY_ID": row["company_id"],
                         **({"MULTIFLEXI_JOB_ID": row["entity_id"]}
-                           if row["entity"] == "job" else {})})
+                           if row["entity"] == "job" else {}), **row.get("fields", {})})
 
 
 @event.listens_for(Session, "after_rollback")

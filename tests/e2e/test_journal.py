@@ -60,6 +60,12 @@ def test_journalctl_tells_the_jobs_whole_story(mf_env: Env, core: Core, tmp_path
     assert stderr_line["PRIORITY"] == "4"  # warning
     end = next(e for e in entries if "job ended" in e["MESSAGE"])
     assert end["MULTIFLEXI_EXIT_CODE"] == "4"
+    # Who ran it is in the audit trail, and in the journal as an audit entry.
+    audit = [e for e in entries if e.get("MULTIFLEXI_AUDIT") == "1"]
+    assert len(audit) == 1, [e["MESSAGE"] for e in entries]
+    assert audit[0]["MULTIFLEXI_AUDIT_USER"] == "root"
+    assert audit[0]["MULTIFLEXI_AUDIT_ENTITY"] == "job"
+    assert audit[0]["MESSAGE"].startswith(f"audit: job {job['id']} of run template {rt_id}")
 
 
 def test_a_secret_split_by_chunk_cuts_and_pauses_is_masked_everywhere(
