@@ -8,6 +8,7 @@ from functools import cached_property
 from multiflexi.errors import StorageError
 from multiflexi.settings import Settings, load_settings
 from multiflexid.crypto import SecretBox
+from multiflexid.store.audit import Actor
 from multiflexid.store.db import Database, DatabaseError
 from multiflexid.store.transitions import JobTransitions
 
@@ -17,15 +18,19 @@ log = logging.getLogger(__name__)
 class Core:
     """Lazily opened resources of one process."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, actor: Actor | None = None) -> None:
+        """``actor``: who this process's write sessions act for in the audit trail."""
         self.settings = settings or load_settings()
+        self.actor = actor
 
     @cached_property
     def db(self) -> Database:
         try:
-            return Database(self.settings.effective_database_url)
+            db = Database(self.settings.effective_database_url)
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
+        db.actor = self.actor
+        return db
 
     @cached_property
     def transitions(self) -> JobTransitions:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import os
+import pwd
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,8 +27,6 @@ from multiflexid.store.audit import Actor
 def cli_actor() -> Actor:
     """Who runs this command: the user who launched it (a CLI started as root acts as the
     data dir's owner but is still root's), and under sudo who invoked sudo."""
-    import getpass
-
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -47,26 +48,50 @@ class CliState:
                 settings: Settings = load_settings(self.config)
             except SettingsError as exc:
                 raise MultiFlexiError(str(exc)) from None
-            self._core = Core(settings)
             # Every change this command makes goes to the audit trail as its user's.
-            self._core.db.actor = cli_actor()
+            self._core = Core(settings, actor=cli_actor())
         return self._core
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write transaction on a migrated database; its changes go to the audit trail
         as the user's who runs this command."""
-        core = self.core
+        core = self._direct()
         core.ensure_schema()
         with core.db.session() as s:
             yield s
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        core = self.core
+        core = self._direct()
         core.ensure_schema()
         with core.db.read_session() as s:
             yield s
+
+    def _direct(self) -> Core:
+        """The database, for root and the data dir's owner only (the file permissions
+        say so; this says it clearly): anyone else goes through multiflexid."""
+        core = self.core
+        data_dir = core.settings.data_dir
+        uid = os.geteuid()
+        owner: int | None
+        try:
+            owner = data_dir.stat().st_uid
+        except FileNotFoundError:
+            return core  # not made yet (a new checkout): it will be this user's
+        except PermissionError:
+            owner = None  # cannot even look at it
+        if uid == 0 or (owner is not None and uid == owner):
+            return core
+        owner_name = "the owner of the data directory"
+        if owner is not None:
+            with contextlib.suppress(KeyError):
+                owner_name = "user " + pwd.getpwuid(owner).pw_name
+        raise MultiFlexiError(
+            f"{cli_actor().user} may not use the database directly: only root and "
+            f"{owner_name} may ({data_dir} is theirs). Run it with sudo, or use the "
+            "terminal UI (multiflexi-tui) and the commands that go through multiflexid: "
+            "runtemplate run, job output --follow, job cancel, status")
 
     @property
     def json(self) -> bool:

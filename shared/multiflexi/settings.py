@@ -184,7 +184,19 @@ def load_settings(
     values: dict[str, Any] = {}
     explicit = config is not None or bool(env.get("MULTIFLEXI_CONFIG"))  # "" is the default
     path = Path(config or env.get("MULTIFLEXI_CONFIG") or DEFAULT_CONFIG)
-    if path.exists():
+    try:
+        present = path.exists()
+    except PermissionError:
+        present = True  # in a directory this user may not read: say so below
+    if present and not os.access(path, os.R_OK):
+        if explicit:
+            raise SettingsError(f"{path}: cannot read it (permission denied; it may hold "
+                                "the database's password, so only root and group "
+                                "multiflexi may)")
+        # The installed default is root:multiflexi 0640. Anyone else gets the defaults and
+        # the environment: enough to reach the daemon's socket, not the database.
+        present = False
+    if present:
         try:
             with path.open("rb") as fh:
                 data = tomllib.load(fh)

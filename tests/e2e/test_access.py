@@ -74,10 +74,11 @@ def site(unix_users: None, mf_env: Env, core: Core, tmp_path: Path) -> Iterator[
                                  config={"SCRIPT": "echo acme"}),
            "globex": make_template(core, company="globex", name="globex-job",
                                    config={"SCRIPT": "echo globex"})}
-    conf = tmp_path / "multiflexi.conf"
-    conf.write_text(CONF)
     public = Path(tempfile.mkdtemp(prefix="mf-access-"))
     public.chmod(0o755)
+    conf = public / "multiflexi.conf"  # readable by the test users, unlike tmp_path
+    conf.write_text(CONF)
+    conf.chmod(0o644)
     env = {**mf_env.vars(), "MULTIFLEXI_CONFIG": str(conf),
            "MULTIFLEXI_SOCKET": str(public / "mf.sock")}
     for group, company, role in (("mft-globex-ops", "globex", "operator"),
@@ -261,3 +262,39 @@ def _wait_line(proc: subprocess.Popen[str], text: str) -> None:
     line = proc.stdout.readline()
     assert text in line, line + (proc.stderr.read() if proc.stderr else "")
 
+
+
+def test_the_cli_says_who_may_use_the_database_directly(site: dict[str, Any],
+                                                        mf_env: Env) -> None:
+    """alice (an operator) runs multiflexi-cli: the direct-database commands are refused
+    saying why and what to use; run now goes through multiflexid and works."""
+    pw = pwd.getpwnam("mftalice")
+    code = textwrap.dedent(f"""
+        import contextlib, getpass, io, json, os, sys  # imported while still root
+        from multiflexid.cli.main import cli
+        from multiflexid.cli.base import run_main
+        os.environ.update({site['env']!r})
+        os.setgroups({os.getgrouplist("mftalice", pw.pw_gid)!r})
+        os.setgid({pw.pw_gid}); os.setuid({pw.pw_uid})
+        os.environ["USER"] = os.environ["LOGNAME"] = "mftalice"
+        out = {{}}
+        for name, args in (("list", ["company", "list"]),
+                           ("run", ["runtemplate", "run", "--id", "{site['rt']['acme']}"])):
+            err, std = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+                code = run_main(cli, args)
+            out[name] = [code, std.getvalue(), err.getvalue()]
+        print(json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=90, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    code, _out, err = got["list"]
+    assert code == 1, got
+    assert err.startswith("multiflexi-cli: error: mftalice may not use the database "
+                          "directly: only root and "), err
+    assert f"({mf_env.data_dir} is theirs). Run it with sudo" in err
+    assert "multiflexi-tui" in err and "runtemplate run" in err
+    code, out, err = got["run"]
+    assert code == 0 and "started by multiflexid" in out, got
