@@ -8,8 +8,11 @@ another user, they fail saying why (they are never skipped in silence).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+from tests.support import debs as debbuild
 
 TIMINGS = pytest.StashKey[dict[str, float]]()
 
@@ -25,6 +28,20 @@ def require_root() -> None:
 def timings(pytestconfig: pytest.Config) -> dict[str, float]:
     """Durations (seconds) by name, printed in the summary at the end of the run."""
     return pytestconfig.stash.setdefault(TIMINGS, {})
+
+
+@pytest.fixture(scope="session")
+def debs(require_root: None, tmp_path_factory: pytest.TempPathFactory,
+         timings: dict[str, float]) -> list[Path]:
+    """The .debs built by `dpkg-buildpackage -us -uc -b` from a copy of this checkout's
+    tracked files, once per session (test_deb.py and test_systemd.py install them)."""
+    try:
+        built, seconds = debbuild.build_checkout(tmp_path_factory.mktemp("deb"))
+    except debbuild.BuildError as exc:
+        pytest.fail(str(exc))
+    timings["build .debs (dpkg-buildpackage)"] = seconds
+    print(f"built {[p.name for p in built]} in {seconds:.1f} s")
+    return built
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,

@@ -97,10 +97,8 @@ def _image_applets(name: str, env: Mapping[str, str]) -> set[str]:
     return set(proc.stdout.decode().split(",")) if proc.returncode == 0 else set()
 
 
-def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
-    """Build ``name`` from /bin/busybox (busybox-static) unless it exists with APPLETS."""
-    if image_exists(name, env) and set(APPLETS) <= _image_applets(name, env):
-        return name
+def busybox_image_tar() -> bytes:
+    """The test image's root file system (/bin/busybox and APPLETS) as a tar archive."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         raise PodmanSetupError(f"/bin/busybox is missing: {APT_HINT}")
@@ -111,10 +109,21 @@ def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
         shutil.copy2(busybox, root / "bin" / "busybox")
         for applet in APPLETS:
             (root / "bin" / applet).symlink_to("busybox")
-        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True,
-                             check=True).stdout
-        proc = _podman(env, "import", "--change", f"LABEL {APPLETS_LABEL}={','.join(APPLETS)}",
-                       "--change", "CMD [\"/bin/sh\"]", "-", name, stdin=tar)
+        return subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True,
+                              check=True).stdout
+
+
+def image_import_args(name: str = TEST_IMAGE) -> list[str]:
+    """`podman` arguments that import busybox_image_tar() from stdin as ``name``."""
+    return ["import", "--change", f"LABEL {APPLETS_LABEL}={','.join(APPLETS)}",
+            "--change", 'CMD ["/bin/sh"]', "-", name]
+
+
+def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
+    """Build ``name`` from /bin/busybox (busybox-static) unless it exists with APPLETS."""
+    if image_exists(name, env) and set(APPLETS) <= _image_applets(name, env):
+        return name
+    proc = _podman(env, *image_import_args(name), stdin=busybox_image_tar())
     if proc.returncode != 0:
         raise PodmanSetupError(f"podman import failed: {proc.stderr.decode().strip()}")
     return name
