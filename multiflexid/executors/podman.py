@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import pwd
 import re
 import socket
 import struct
@@ -403,10 +405,23 @@ class PodmanExecutor:
         url = urlparse(self.base_url)
         if url.scheme in ("unix", "http+unix"):
             path = unquote(url.netloc + url.path)
-            if not os.path.exists(path):
-                reason = f"socket {path} does not exist"
-            reason += " (is the Podman service running? `systemctl enable --now podman.socket`)"
+            if isinstance(root, OSError) and root.errno in (errno.EACCES, errno.EPERM):
+                # (the socket, or its directory: then it also looks as if it did not exist)
+                reason += (f" (user {_user_name()} may not use {path}: see \"Podman jobs\" "
+                           "in /usr/share/doc/multiflexi/README.md)")
+            else:
+                if not os.path.exists(path):
+                    reason = f"socket {path} does not exist"
+                reason += (" (is the Podman service running? "
+                           "`systemctl enable --now podman.socket`)")
         return f"cannot reach the Podman API at {self.base_url}: {reason}"
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def _limit_kwargs(limits: Limits) -> dict[str, Any]:
