@@ -10,6 +10,7 @@ PACKAGES="
   podman runc uidmap fuse-overlayfs slirp4netns catatonit busybox-static
   systemd tmux
   debhelper dpkg-dev build-essential lintian fakeroot adduser
+  mmdebstrap systemd-container openssh-client
   python3-pip
 "
 

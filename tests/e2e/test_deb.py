@@ -150,23 +150,6 @@ def purge() -> subprocess.CompletedProcess[str]:
 # --- installing, and leaving the machine as it was --------------------------------------
 
 
-@pytest.fixture(scope="module")
-def machine_lock() -> Iterator[None]:
-    """One package test at a time on this machine (an abstract socket: no file left)."""
-    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + 900
-    while True:
-        try:
-            lock.bind("\0multiflexi-e2e-deb")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("another multiflexi package test held the machine for 15 minutes")
-            time.sleep(2)
-    yield
-    lock.close()
-
-
 @dataclass
 class Installation:
     debs: list[Path]
