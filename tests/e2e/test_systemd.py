@@ -33,9 +33,8 @@ from tests.support.booted import (
     BOXED_UUID,
     COMPANY,
     FINAL,
-    add_admin,
     cli,
-    install_deb,
+    installed_machine,
     job,
     jobs_of,
     journal,
@@ -48,9 +47,8 @@ from tests.support.booted import (
     wait_active,
     wait_job,
     wait_until,
-    write_test_apps,
 )
-from tests.support.nspawn import Machine, booted
+from tests.support.nspawn import Machine
 from tests.support.podman import CONTAINERS_CONF, busybox_image_tar, image_import_args
 from tests.support.tmux import Tmux
 
@@ -66,13 +64,9 @@ def machine(booted_tree: Path, debs: list[Path], machine_lock: None,
             tmp_path_factory: pytest.TempPathFactory,
             timings: dict[str, float]) -> Iterator[Machine]:
     """Booted, the package installed, an admin, the test apps and a company."""
-    workdir = tmp_path_factory.mktemp("booted")
-    started = time.monotonic()
-    with booted(booted_tree, workdir, f"mf-e2e-{uuid.uuid4().hex[:6]}") as m:
-        timings["unpack and boot a fresh tree"] = time.monotonic() - started
-        install_deb(m, debs[0], timings, "install in the booted system (apt-get install ./*.deb)")
-        add_admin(m)
-        write_test_apps(m)
+    with installed_machine(booted_tree, debs[0], tmp_path_factory.mktemp("booted"),
+                           f"mf-e2e-{uuid.uuid4().hex[:6]}", timings,
+                           "install in the booted system (apt-get install ./*.deb)") as m:
         cli(m, "application", "import-json", "--file", APPS_DIR)
         cli(m, "company", "create", "--name", "Acme s.r.o.", "--slug", COMPANY)
         yield m

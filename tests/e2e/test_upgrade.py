@@ -32,10 +32,10 @@ from tests.support.booted import (
     APPS_DIR,
     COMPANY,
     PROBE_TYPE,
-    add_admin,
     cli,
     cli_json,
     install_deb,
+    installed_machine,
     job,
     journal,
     messages,
@@ -43,9 +43,8 @@ from tests.support.booted import (
     timed,
     unit,
     wait_active,
-    write_test_apps,
 )
-from tests.support.nspawn import Machine, booted
+from tests.support.nspawn import Machine
 
 __all__ = ["timed"]  # the autouse fixture that times each test
 
@@ -121,11 +120,9 @@ def machine(booted_tree: Path, debs: list[Path], machine_lock: None,
             tmp_path_factory: pytest.TempPathFactory,
             timings: dict[str, float]) -> Iterator[Machine]:
     """Booted, version N installed, an admin; destroyed at the end."""
-    with booted(booted_tree, tmp_path_factory.mktemp("booted-upgrade"),
-                f"mf-up-{uuid.uuid4().hex[:6]}") as m:
-        install_deb(m, debs[0], timings, "install version N (upgrade test)")
-        add_admin(m)
-        write_test_apps(m)
+    with installed_machine(booted_tree, debs[0], tmp_path_factory.mktemp("booted-upgrade"),
+                           f"mf-up-{uuid.uuid4().hex[:6]}", timings,
+                           "install version N (upgrade test)") as m:
         yield m
 
 

@@ -7,6 +7,7 @@ remove, purge).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.factory import shell_app
-from tests.support.nspawn import Machine
+from tests.support.nspawn import Machine, booted
 from tests.support.podman import TEST_IMAGE
 
 ADMIN = "alice"  # an admin in group multiflexi (README: adduser alice multiflexi)
@@ -54,6 +55,22 @@ def write_test_apps(m: Machine) -> None:
                  artifacts=[{"name": "out", "path": r"out\.txt", "type": "text"}])
     for name, doc in (("shell", shell), ("boxed", boxed)):
         m.write(f"{APPS_DIR}/{name}.app.json", json.dumps(doc))
+
+
+@contextlib.contextmanager
+def installed_machine(tarball: Path, deb: Path, workdir: Path, name: str,
+                      timings: dict[str, float], what: str) -> Iterator[Machine]:
+    """A fresh machine from ``tarball``, booted, ``deb`` installed with apt (its time in
+    ``timings`` as ``what``), the admin and the test apps' files there; destroyed at the
+    end whatever happened."""
+    started = time.monotonic()
+    with booted(tarball, workdir, name) as m:
+        timings[f"unpack and boot a fresh tree ({name.split('-')[1]})"] = (
+            time.monotonic() - started)
+        install_deb(m, deb, timings, what)
+        add_admin(m)
+        write_test_apps(m)
+        yield m
 
 
 def cli(m: Machine, *args: str, user: str | None = None,
