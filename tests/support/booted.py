@@ -121,10 +121,20 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 60,
 def wait_job(m: Machine, job_id: int, states: tuple[str, ...] = FINAL,
              timeout: float = 60) -> dict[str, Any]:
     """Until the job is in one of ``states`` ("running": its process has a pid)."""
-    return dict(wait_until(
-        lambda: (j := job(m, job_id))["state"] in states and (
-            j["state"] != "running" or j["pid"]) and j,
-        f"job {job_id} to be {'/'.join(states)}", timeout))
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        last.update(job(m, job_id))
+        if last["state"] in states and (last["state"] != "running" or last["pid"]):
+            return dict(last)
+        return None
+
+    try:
+        return dict(wait_until(reached, f"job {job_id} to be {'/'.join(states)}", timeout))
+    except AssertionError as exc:
+        story = "\n".join(messages(journal(m, f"MULTIFLEXI_JOB_ID={job_id}")))
+        raise AssertionError(f"{exc}; it is {last.get('state')} "
+                             f"({last.get('reason')}); its journal:\n{story}") from None
 
 
 def unit(m: Machine, *props: str, name: str = "multiflexid") -> dict[str, str]:
