@@ -1,10 +1,11 @@
 """A booted Debian 12 in a systemd-nspawn container: the package tested as admins run it.
 
-- ``debian_tree(log)`` -> a tarball of a minimal bookworm (systemd as init, python3,
-  openssh-server, Podman) made with mmdebstrap from the Debian mirror this machine's own
-  apt sources name. It is cached (``/var/cache/multiflexi-tests`` for root, else
-  ``$XDG_CACHE_HOME/multiflexi-tests``) under a name derived from everything it is made
-  of, so it is built once (~80 s) and rebuilt only when the recipe or the mirror change.
+- ``debian_tree(debs)`` -> a tarball of a minimal bookworm (systemd as init, python3,
+  openssh-server, Podman, and what ``debs`` depend on) made with mmdebstrap from the
+  Debian mirror this machine's own apt sources name. It is cached
+  (``/var/cache/multiflexi-tests`` for root, else ``$XDG_CACHE_HOME/multiflexi-tests``)
+  under a name derived from everything it is made of, so it is built once (~80-120 s)
+  and rebuilt only when the recipe, the dependencies or the mirror change.
 - ``Machine(tarball, workdir, name)``: a fresh copy of that tree (``unpack()``), booted with
   systemd-nspawn (``boot()``), commands run inside with nsenter (``run``/``sh``, as root or
   as a user through a login shell), ``poweroff()``/``boot()`` again, ``destroy()``.
