@@ -11,6 +11,7 @@ PACKAGES="
   docker.io
   systemd tmux
   debhelper dpkg-dev build-essential lintian fakeroot adduser
+  mmdebstrap systemd-container openssh-client
   python3-pip
 "
 

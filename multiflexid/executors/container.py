@@ -46,9 +46,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import math
 import os
+import pwd
 import re
 import threading
 import time
@@ -442,9 +444,14 @@ class ContainerExecutor:
         url = urlparse(self.base_url)
         if url.scheme in ("unix", "http+unix"):
             path = unquote(url.netloc + url.path)
-            if not os.path.exists(path):
-                reason = f"socket {path} does not exist"
-            reason += f" (is the {self.engine} service running? `{self.service_hint}`)"
+            if isinstance(root, OSError) and root.errno in (errno.EACCES, errno.EPERM):
+                # (the socket, or its directory: then it also looks as if it did not exist)
+                reason += (f" (user {_user_name()} may not use {path}: see \"Container "
+                           "jobs\" in /usr/share/doc/multiflexi/README.md)")
+            else:
+                if not os.path.exists(path):
+                    reason = f"socket {path} does not exist"
+                reason += f" (is the {self.engine} service running? `{self.service_hint}`)"
         return f"cannot reach the {self.engine} API at {self.base_url}: {reason}"
 
     # -- what an engine implements (blocking) -------------------------------------------
@@ -541,3 +548,10 @@ def _unreachable(exc: BaseException) -> bool:
 
 def _join(first: str | None, second: str) -> str:
     return f"{first}; {second}" if first else second
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"

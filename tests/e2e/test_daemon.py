@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -257,8 +258,7 @@ def test_kill9_then_restart_leaves_nothing_running(mf_env: Env, core: Core,
     for i in range(3):
         rt = make_template(core, name=f"long{i}", config={"SCRIPT": "sleep 60"})
         ids.append(_run(d, rt)["id"])
-    for job_id in ids:
-        d.wait_job(job_id, states=("running",))
+    pids = [d.wait_job(job_id, states=("running",))["pid"] for job_id in ids]
     d.kill9()
     d2 = DaemonProcess(mf_env.vars(), tmp_path).start()
     try:
@@ -268,7 +268,12 @@ def test_kill9_then_restart_leaves_nothing_running(mf_env: Env, core: Core,
             assert "stopped while the job ran" in job["reason"]
     finally:
         d2.stop()
-    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+        # The orphaned jobs, each its own process group; not `pkill -f "sleep 60"`, which
+        # also hits other programs' sleeps on the machine (other test runs, containers).
+        for pid in pids:
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
 
 
 def test_sd_notify_ready_status_watchdog_stopping(mf_env: Env, core: Core,

@@ -147,69 +147,7 @@ def purge() -> subprocess.CompletedProcess[str]:
                timeout=300, check=False)
 
 
-# --- building -----------------------------------------------------------------------------
-
-
-def copy_checkout(dest: Path) -> None:
-    """The files git tracks, as they are in the working tree (no .venv, no untracked junk)."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True,
-                            check=True).stdout.split(b"\0")
-    for raw in filter(None, listed):
-        name = os.fsdecode(raw)
-        source = REPO / name
-        if not source.exists() and not source.is_symlink():
-            continue  # deleted in the working tree
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target, follow_symlinks=False)
-
-
-@pytest.fixture(scope="module")
-def debs(require_root: None, tmp_path_factory: pytest.TempPathFactory,
-         timings: dict[str, float]) -> list[Path]:
-    """The .debs built by `dpkg-buildpackage -us -uc -b` from a copy of this checkout."""
-    out = tmp_path_factory.mktemp("deb")
-    src = out / "src"
-    copy_checkout(src)
-    # Debian's tools first (not the pyenv python: PLATFORM.md); nothing of the developer's
-    # virtualenv. pip's own cache (~/.cache/pip) keeps downloads between runs.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "VIRTUAL_ENV", "MULTIFLEXI_"))}
-    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-    started = time.monotonic()
-    result = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env,
-                            capture_output=True, text=True, timeout=900, check=False)
-    timings["build .debs (dpkg-buildpackage)"] = time.monotonic() - started
-    log = out / "build.log"
-    log.write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
-        pytest.fail(f"dpkg-buildpackage failed (exit {result.returncode}); full log {log}\n{tail}")
-    shutil.rmtree(src)
-    built = sorted(out.glob("*.deb"))
-    assert [p.name.split("_")[0] for p in built] == [PKG], built
-    print(f"built {[p.name for p in built]} in {timings['build .debs (dpkg-buildpackage)']:.1f} s")
-    return built
-
-
 # --- installing, and leaving the machine as it was --------------------------------------
-
-
-@pytest.fixture(scope="module")
-def machine_lock() -> Iterator[None]:
-    """One package test at a time on this machine (an abstract socket: no file left)."""
-    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + 900
-    while True:
-        try:
-            lock.bind("\0multiflexi-e2e-deb")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("another multiflexi package test held the machine for 15 minutes")
-            time.sleep(2)
-    yield
-    lock.close()
 
 
 @dataclass

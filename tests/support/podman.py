@@ -119,12 +119,17 @@ def rootfs_tar() -> bytes:
 IMAGE_CHANGES = (f"LABEL {APPLETS_LABEL}={','.join(APPLETS)}", 'CMD ["/bin/sh"]')
 
 
+def image_import_args(name: str = TEST_IMAGE) -> list[str]:
+    """`podman` arguments that import rootfs_tar() from stdin as ``name``."""
+    changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
+    return ["import", *changes, "-", name]
+
+
 def ensure_test_image(env: Mapping[str, str], name: str = TEST_IMAGE) -> str:
     """Build ``name`` from /bin/busybox (busybox-static) unless it exists with APPLETS."""
     if image_exists(name, env) and set(APPLETS) <= _image_applets(name, env):
         return name
-    changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
-    proc = _podman(env, "import", *changes, "-", name, stdin=rootfs_tar())
+    proc = _podman(env, *image_import_args(name), stdin=rootfs_tar())
     if proc.returncode != 0:
         raise PodmanSetupError(f"podman import failed: {proc.stderr.decode().strip()}")
     return name

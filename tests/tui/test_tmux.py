@@ -7,59 +7,16 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import DaemonProcess, program
+from tests.support.tmux import Tmux
 
 pytestmark = pytest.mark.e2e
-
-
-class Tmux:
-    """One tmux session on a private tmux server (never the admin's own sessions)."""
-
-    def __init__(self, name: str) -> None:
-        self.server = f"mftui-{os.getpid()}-{name}"
-        self.session = name
-
-    def _tmux(self, *args: str, check: bool = True) -> str:
-        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True,
-                              text=True, check=check, timeout=30).stdout
-
-    def start(self, command: str, width: int = 80, height: int = 24) -> None:
-        """Run ``command``; when it ends, its exit status is printed as ``EXITED=N``."""
-        self._tmux("new-session", "-d", "-s", self.session, "-x", str(width), "-y",
-                   str(height), f"{command}; echo EXITED=$?; sleep 600")
-
-    def keys(self, *keys: str, literal: bool = False) -> None:
-        self._tmux("send-keys", "-t", self.session, *(["-l"] if literal else []), *keys)
-
-    def screen(self) -> str:
-        # check=False: right after new-session the pane may not be there yet; waits retry
-        return self._tmux("capture-pane", "-p", "-t", self.session, check=False)
-
-    def wait_for(self, check: Callable[[str], bool], what: str, timeout: float = 30) -> str:
-        end = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < end:
-            text = self.screen()
-            if check(text):
-                return text
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; the terminal shows:\n{text}")
-
-    def wait_text(self, needle: str, timeout: float = 30) -> str:
-        return self.wait_for(lambda t: needle in t, repr(needle), timeout)
-
-    def kill(self) -> None:
-        self._tmux("kill-server", check=False)
-        # tmux leaves the server's socket file behind: remove it too
-        socket_dir = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
-        (socket_dir / self.server).unlink(missing_ok=True)
 
 
 @pytest.fixture
