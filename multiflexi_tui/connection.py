@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.signal import Signal
 
+from multiflexi.access import at_least
 from multiflexi.client import AsyncClient
 from multiflexi.errors import DaemonUnavailable, Forbidden, MultiFlexiError
 
@@ -78,6 +79,20 @@ class DaemonLink:
     @property
     def connected(self) -> bool:
         return self.client is not None and self.client.connected
+
+    def may(self, role: str, company_id: int | None = None) -> bool:
+        """Whether this user has ``role`` on the company (None: on any company), as the
+        daemon told at connect time; the daemon checks again on every call."""
+        access = self.state.status.get("access")
+        if not isinstance(access, dict):
+            return True  # a daemon that does not say: let it decide
+        everywhere = access.get("everywhere")
+        companies = access.get("companies") or {}
+        if company_id is None:
+            have = [everywhere, *companies.values()]
+        else:
+            have = [everywhere, companies.get(str(company_id))]
+        return any(at_least(r, role) for r in have if r)
 
     async def call(self, method: str, /, **params: Any) -> Any:
         """Call a method; :class:`DaemonUnavailable` when not connected (views show it)."""

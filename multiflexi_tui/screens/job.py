@@ -21,6 +21,7 @@ from textual.widgets import DataTable
 from multiflexi.errors import MultiFlexiError, NotFound
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
+from multiflexi_tui.connection import link_of
 from multiflexi_tui.messages import Open
 from multiflexi_tui.screens.detail import DetailScreen
 from multiflexi_tui.widgets.action_runs import runs_text
@@ -252,8 +253,11 @@ class JobScreen(DetailScreen):
         ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        may_operate = link_of(self).may("operator", self.job.get("company_id"))
         if action == "cancel":
-            return self.job.get("state") not in fmt.FINAL_STATES
+            return self.job.get("state") not in fmt.FINAL_STATES and may_operate
+        if action == "run":
+            return may_operate
         if action == "follow":
             return self.job.get("state") not in fmt.FINAL_STATES
         return True

@@ -14,6 +14,7 @@ from textual.widgets import DataTable
 from multiflexi.errors import InvalidInput, MultiFlexiError
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
+from multiflexi_tui.connection import link_of
 from multiflexi_tui.screens.detail import DetailScreen
 from multiflexi_tui.widgets.actions_pane import ActionsPane
 from multiflexi_tui.widgets.jobs_view import JobsView
@@ -34,6 +35,11 @@ class TemplateScreen(DetailScreen):
         Binding("t", "toggle_active", "On/off", id="toggle"),
     ]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("run", "toggle_active"):  # hidden from those who may not
+            return link_of(self).may("operator", self.rt.get("company_id"))
+        return True
+
     def __init__(self, rt: dict[str, Any], tab: str | None = None) -> None:
         super().__init__(tab)
         self.rt = rt
@@ -44,7 +50,8 @@ class TemplateScreen(DetailScreen):
         yield KeyValues(id="info-pairs")
         yield DataTable[object](id="env-table", cursor_type="row", zebra_stripes=True)
         yield JobsView(fixed={"runtemplate_id": self.rt["id"]}, id="template-jobs")
-        yield ActionsPane(self.rt["id"], id="template-actions")
+        yield ActionsPane(self.rt["id"], company_id=self.rt.get("company_id"),
+                          id="template-actions")
 
     def on_mount(self) -> None:
         env = self.query_one("#env-table", DataTable)

@@ -41,10 +41,20 @@ class ActionsPane(Vertical):
     ActionsPane > #action-note { height: auto; padding: 0 1; color: $text-muted; }
     """
 
-    def __init__(self, rt_id: int, *, id: str | None = None) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Adding, removing and testing actions is an admin's; retrying an operator's."""
+        link = link_of(self)
+        if action in ("add", "remove", "test"):
+            return link.may("admin", self.company_id)
+        if action == "retry":
+            return link.may("operator", self.company_id)
+        return True
+
+    def __init__(self, rt_id: int, *, company_id: int | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.rt_id = rt_id
-        self.company_id: int | None = None
+        self.company_id = company_id
         self.actions: list[dict[str, Any]] = []
         self.runs: list[dict[str, Any]] = []
 

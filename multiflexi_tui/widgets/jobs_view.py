@@ -8,7 +8,7 @@ from textual.binding import Binding, BindingType
 
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
-from multiflexi_tui.connection import DaemonLink
+from multiflexi_tui.connection import DaemonLink, link_of
 from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceView
 
 
@@ -112,11 +112,14 @@ class JobsView(ResourceView):
                                     "name": rec.get("runtemplate_name")})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        rec = self.current()
         if action == "cancel":
-            rec = self.current()
-            return rec is not None and rec.get("state") not in fmt.FINAL_STATES
-        if action in ("logs", "run"):
-            return self.current() is not None
+            return (rec is not None and rec.get("state") not in fmt.FINAL_STATES
+                    and link_of(self).may("operator", rec.get("company_id")))
+        if action == "run":
+            return rec is not None and link_of(self).may("operator", rec.get("company_id"))
+        if action == "logs":
+            return rec is not None
         return super().check_action(action, parameters)
 
     def upsert(self, rec: Record) -> None:

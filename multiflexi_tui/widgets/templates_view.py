@@ -8,7 +8,7 @@ from textual.binding import Binding, BindingType
 
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
-from multiflexi_tui.connection import DaemonLink
+from multiflexi_tui.connection import DaemonLink, link_of
 from multiflexi_tui.messages import Open
 from multiflexi_tui.widgets.resource_view import (
     Column,
@@ -68,8 +68,11 @@ class TemplatesView(ResourceView):
         if action == "logs":
             rec = self.current()
             return rec is not None and bool(rec.get("last_job"))
-        if action in ("run", "toggle_active"):
-            return self.current() is not None
+        if action in ("run", "toggle_active"):  # hidden from those who may not
+            rec = self.current()
+            return rec is not None and link_of(self).may("operator", rec.get("company_id"))
+        if action == "new":
+            return link_of(self).may("admin")
         return super().check_action(action, parameters)
 
     def open(self, rec: Record) -> None:

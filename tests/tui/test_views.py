@@ -302,3 +302,41 @@ def test_a_claimed_job_shows_as_claimed(daemon: DaemonProcess, seeded: dict[str,
         assert screen.job["state"] == "claimed" and screen.job["begin"] is None
 
     run_app(daemon.socket, scenario)
+
+
+def test_keys_a_user_may_not_use_are_hidden(daemon: DaemonProcess,
+                                             seeded: dict[str, int]) -> None:
+    """The TUI offers what the daemon says the user may do (daemon.status's access; the
+    daemon refuses the rest anyway, see tests/e2e/test_access.py): a viewer gets no run,
+    on/off, new or cancel keys; an operator of acme gets them on acme's rows only."""
+    import dataclasses
+
+    def as_roles(app: MultiFlexiApp, access: dict[str, Any]) -> None:
+        link = app.link
+        link.state = dataclasses.replace(link.state, status={**link.state.status,
+                                                             "access": access})
+        app.screen.refresh_bindings()
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        await loaded(pilot, "jobs", 5)
+        await pilot.press("3")
+        templates = await loaded(pilot, "templates", 4)
+        footer = lambda: screen_text(app).splitlines()[-1]  # noqa: E731
+        assert "Run now" in footer() and "New" in footer()  # root: an admin
+        as_roles(app, {"everywhere": "viewer", "companies": {}})
+        await pilot.pause()
+        assert "Run now" not in footer() and "On/off" not in footer()
+        assert "New" not in footer() and "Filter" in footer()
+        await pilot.press("r")  # a hidden key does nothing
+        await pilot.pause()
+        assert "Run template" not in screen_text(app)
+        acme, globex = seeded["acme"], seeded["globex"]
+        as_roles(app, {"everywhere": "viewer", "companies": {str(acme): "operator"}})
+        for rec in templates.records.values():
+            templates.select_key(templates.key_of(rec))
+            await pilot.pause()
+            shown = "Run now" in footer()
+            assert shown == (rec["company_id"] == acme), (rec["name"], footer())
+        assert globex != acme
+
+    run_app(daemon.socket, scenario)
