@@ -446,7 +446,7 @@ class ContainerExecutor:
             path = unquote(url.netloc + url.path)
             if isinstance(root, OSError) and root.errno in (errno.EACCES, errno.EPERM):
                 # (the socket, or its directory: then it also looks as if it did not exist)
-                reason += (f" (user {_user_name()} may not use {path}: see \"Container "
+                reason += (f" (user {_user_name()} may not use {path}: see \"{self.engine} "
                            "jobs\" in /usr/share/doc/multiflexi/README.md)")
             else:
                 if not os.path.exists(path):

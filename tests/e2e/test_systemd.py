@@ -183,6 +183,10 @@ def test_a_job_run_by_an_admin_tells_its_whole_story_in_the_journal(machine: Mac
         return entries if any("job ended" in e.get("MESSAGE", "") for e in entries) else []
 
     entries = wait_until(story, "the job's end in the journal", timeout=20)
+    # who ran it, as an audit entry (MULTIFLEXI_AUDIT=1), then the job's own story
+    audit = [e for e in entries if e.get("MULTIFLEXI_AUDIT") == "1"]
+    assert [e["MULTIFLEXI_AUDIT_USER"] for e in audit] == [ADMIN], messages(entries)
+    entries = [e for e in entries if e not in audit]
     said = messages(entries)
     print("\n".join(said))
     assert said[0] == f"job queued by {ADMIN} (adhoc-cli)", said

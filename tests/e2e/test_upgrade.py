@@ -86,9 +86,9 @@ def head_revision(tree: Path) -> str:
     revisions, revised = set(), set()
     for path in (tree / "multiflexid/store/migrations/versions").glob("*.py"):
         text = path.read_text()
-        if found := re.search(r'^revision = "(.+)"', text, re.M):
+        if found := re.search(r"""^revision = ["'](.+)["']""", text, re.M):
             revisions.add(found.group(1))
-        if found := re.search(r'^down_revision = "(.+)"', text, re.M):
+        if found := re.search(r"""^down_revision = ["'](.+)["']""", text, re.M):
             revised.add(found.group(1))
     heads = revisions - revised
     assert len(heads) == 1, f"not one head revision: {heads}"
