@@ -20,7 +20,7 @@ from multiflexid.presenters import (
     job_dict,
     output_view,
 )
-from multiflexid.services import apps, companies, credentials, jobs, runtemplates
+from multiflexid.services import apps, audit, companies, credentials, jobs, runtemplates
 from multiflexid.store.orm import (
     JOB_STATES,
     Application,
@@ -315,6 +315,32 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
         return await db.read(q)
 
+    # --- the audit trail ----------------------------------------------------------------------
+
+    async def audit_list(conn: Connection, p: Params) -> Any:
+        company_id = p.opt_int("company_id")
+        rt_id = p.opt_int("runtemplate_id")
+        before = p.opt_int("before_id")
+        limit = p.opt_int("limit", 100, min=1, max=1000)
+        p.done()
+        visible = conn.perms.visible()
+
+        def q(s: Session) -> Any:
+            company = company_id
+            if rt_id is not None:
+                company = runtemplates.get_runtemplate(s, rt_id).company_id
+            if company is not None:
+                conn.perms.require("viewer", company, "audit.list")
+            rows = audit.list_entries(
+                s, company_id=company, entity="runtemplate" if rt_id is not None else None,
+                entity_id=rt_id, limit=limit, before_id=before)
+            items = [audit.entry_dict(e) for e in rows
+                     if visible is None or e.company_id in visible]
+            return {"items": items,
+                    "next_before_id": rows[-1].id if len(rows) == limit else None}
+
+        return await db.read(q)
+
     # --- events -----------------------------------------------------------------------------
 
     async def events_subscribe(conn: Connection, p: Params) -> Any:
@@ -369,6 +395,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         "job.output": job_output,
         "job.cancel": job_cancel,
         "artifact.get": artifact_get,
+        "audit.list": audit_list,
         "events.subscribe": events_subscribe,
         "events.unsubscribe": events_unsubscribe,
     }

@@ -14,6 +14,7 @@ from textual.widgets import DataTable
 from multiflexi.errors import MultiFlexiError
 from multiflexi_tui import format as fmt
 from multiflexi_tui.screens.detail import DetailScreen
+from multiflexi_tui.widgets.audit_log import AuditLog
 from multiflexi_tui.widgets.jobs_view import JobsView
 from multiflexi_tui.widgets.key_values import KeyValues
 from multiflexi_tui.widgets.templates_view import TemplatesView
@@ -21,7 +22,7 @@ from multiflexi_tui.widgets.templates_view import TemplatesView
 
 class CompanyScreen(DetailScreen):
     TABS = (("info", "1 Info"), ("templates", "2 Templates"), ("jobs", "3 Jobs"),
-            ("credentials", "4 Credentials"))
+            ("credentials", "4 Credentials"), ("audit", "5 Audit"))
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back"),
@@ -29,6 +30,7 @@ class CompanyScreen(DetailScreen):
         Binding("2", "tab('templates')", "Templates", show=False),
         Binding("3", "tab('jobs')", "Jobs", show=False),
         Binding("4", "tab('credentials')", "Credentials", show=False),
+        Binding("5", "tab('audit')", "Audit", show=False),
     ]
 
     def __init__(self, company: dict[str, Any], tab: str | None = None) -> None:
@@ -40,6 +42,7 @@ class CompanyScreen(DetailScreen):
         yield TemplatesView(fixed={"company_id": self.company["id"]}, id="company-templates")
         yield JobsView(fixed={"company_id": self.company["id"]}, id="company-jobs")
         yield DataTable[object](id="credential-table", cursor_type="row", zebra_stripes=True)
+        yield AuditLog(company_id=self.company["id"], id="company-audit")
 
     def on_mount(self) -> None:
         table = self.query_one("#credential-table", DataTable)
@@ -54,9 +57,16 @@ class CompanyScreen(DetailScreen):
 
     @work(exclusive=True, group="load", exit_on_error=False)
     async def _load(self) -> None:
+        self.query_one(AuditLog).load()
         try:
             self.company = await self.link.call("company.get", id=self.company["id"])
             self._show()
+            table = self.query_one("#credential-table", DataTable)
+            if not self.link.may("admin", self.company["id"]):
+                table.clear()
+                table.add_row("", Text("(credentials are shown to the company's admins)",
+                                       style="dim"), "", "")
+                return
             creds = await self.link.call("credential.list", company_id=self.company["id"])
         except MultiFlexiError as exc:
             self.notify(exc.message, severity="error")

@@ -17,13 +17,14 @@ from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import link_of
 from multiflexi_tui.screens.detail import DetailScreen
 from multiflexi_tui.widgets.actions_pane import ActionsPane
+from multiflexi_tui.widgets.audit_log import AuditLog
 from multiflexi_tui.widgets.jobs_view import JobsView
 from multiflexi_tui.widgets.key_values import KeyValues
 
 
 class TemplateScreen(DetailScreen):
     TABS = (("info", "1 Info"), ("environment", "2 Environment"), ("jobs", "3 Jobs"),
-            ("actions", "4 Actions"))
+            ("actions", "4 Actions"), ("audit", "5 Audit"))
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back"),
@@ -31,6 +32,7 @@ class TemplateScreen(DetailScreen):
         Binding("2", "tab('environment')", "Environment", show=False),
         Binding("3", "tab('jobs')", "Jobs", show=False),
         Binding("4", "tab('actions')", "Actions", show=False),
+        Binding("5", "tab('audit')", "Audit", show=False),
         Binding("r", "run", "Run now", id="run"),
         Binding("t", "toggle_active", "On/off", id="toggle"),
     ]
@@ -52,6 +54,7 @@ class TemplateScreen(DetailScreen):
         yield JobsView(fixed={"runtemplate_id": self.rt["id"]}, id="template-jobs")
         yield ActionsPane(self.rt["id"], company_id=self.rt.get("company_id"),
                           id="template-actions")
+        yield AuditLog(runtemplate_id=self.rt["id"], id="template-audit")
 
     def on_mount(self) -> None:
         env = self.query_one("#env-table", DataTable)
@@ -64,6 +67,7 @@ class TemplateScreen(DetailScreen):
     def load(self) -> None:
         self._load()
         self.query_one(ActionsPane).load()
+        self.query_one(AuditLog).load()
 
     @work(exclusive=True, group="load", exit_on_error=False)
     async def _load(self) -> None:
