@@ -9,6 +9,7 @@ from multiflexi.errors import StorageError
 from multiflexi.settings import Settings, load_settings
 from multiflexid.crypto import SecretBox
 from multiflexid.store.db import Database, DatabaseError
+from multiflexid.store.deadlines import TickBook
 from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,15 @@ class Core:
     def transitions(self) -> JobTransitions:
         """The store's job transitions, with what must happen in the transaction of every
         job's end (the same in the daemon and the CLI)."""
-        return JobTransitions()
+        transitions = JobTransitions()
+        transitions.on_end.append(self.deadlines.job_ended)  # settles the job's tick
+        return transitions
+
+    @cached_property
+    def deadlines(self) -> TickBook:
+        """The store's tick API. What must happen in the transaction of a tick's change
+        (a missed deadline, a late success) subscribes here: ``deadlines.on_tick``."""
+        return TickBook()
 
     @cached_property
     def box(self) -> SecretBox:

@@ -32,7 +32,9 @@ from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
 from multiflexid.core import Core
 from multiflexid.dbthread import DbThread
+from multiflexid.deadlines import DeadlineTracker
 from multiflexid.dispatcher import Dispatcher
+from multiflexid.domain.deadline import TickSettled
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
@@ -79,6 +81,8 @@ class Daemon:
         self.health = Health()
         # Told of every job's end once it is committed (metrics, notifications...).
         self.ended_listeners: list[Callable[[JobEnded], None]] = []
+        # Told of every change of a tracked tick once committed (missed, late...).
+        self.tick_listeners: list[Callable[[TickSettled], None]] = []
         self._lock_fd: int | None = None
         self._job_rank: dict[int, int] = {}
 
@@ -162,6 +166,8 @@ class Daemon:
         self.scheduler = Scheduler(self.db, self.tx, self._jobs_created,
                                    max_sleep=max(1.0, settings.poll_seconds),
                                    health=self.health)
+        self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
+                                         max_sleep=max(1.0, settings.poll_seconds * 5))
         self.ops = Operations(self.db, self.box, self.tx, self)
         self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
                              max_frame=settings.max_frame_bytes, health=self.health)
@@ -190,6 +196,7 @@ class Daemon:
                 tg.create_task(self.cluster.run_heartbeat(self.stopped), name="heartbeat")
                 tg.create_task(self.cluster.run_listener(self.stopped), name="listen")
                 tg.create_task(self._shutdown(), name="shutdown")
+                tg.create_task(self.deadlines.run(self.stop_taking), name="deadlines")
             await self.cluster.unregister()
         finally:
             await self.rpc.close()
@@ -206,6 +213,12 @@ class Daemon:
                         listener(event)
                     except Exception as exc:
                         self.health.report("JobEnded listener", exc)
+            elif isinstance(event, TickSettled):
+                for tick_listener in self.tick_listeners:
+                    try:
+                        tick_listener(event)
+                    except Exception as exc:
+                        self.health.report("TickSettled listener", exc)
 
     def _fenced(self, fenced: bool) -> None:
         self.dispatcher.accepting = not fenced and not self.stop_taking.is_set()

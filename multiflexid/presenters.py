@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from multiflexid.domain.deadline import Deadline
 from multiflexid.store.orm import (
     AppExitCode,
     Application,
@@ -128,11 +129,21 @@ def runtemplate_dict(
         "last_schedule": iso(rt.last_schedule),
         "successful_jobs_count": rt.successful_jobs_count,
         "failed_jobs_count": rt.failed_jobs_count,
+        "last_success": iso(rt.last_success_at),
+        # Each tick's deadline: "07:00" (a time of day in its zone) or "+2h" (after due)
+        "deadline": deadline_text(rt.deadline_time, rt.deadline_after),
+        "deadline_time": rt.deadline_time,
+        "deadline_after": rt.deadline_after,
     }
     if parts:
         out["config_keys"] = [c.key for c in rt.config]
         out["credentials"] = sorted(c.credential_id for c in rt.credentials)
     return out
+
+
+def deadline_text(at: str | None, after: int | None) -> str | None:
+    deadline = Deadline.of(at, after)
+    return deadline.describe() if deadline else None
 
 
 def next_due(rt: RunTemplate) -> datetime | None:
