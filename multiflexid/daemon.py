@@ -168,6 +168,7 @@ class Daemon:
                                    health=self.health)
         self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
                                          max_sleep=max(1.0, settings.poll_seconds * 5))
+        self.tick_listeners.append(lambda e: self._publish_template(e.runtemplate_id))
         self.ops = Operations(self.db, self.box, self.tx, self)
         self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
                              max_frame=settings.max_frame_bytes, health=self.health)
@@ -359,6 +360,17 @@ class Daemon:
         self.dispatcher.wake.set()
         if self.bus.has_listeners:
             self.dispatcher.background(self._announce(job_ids))
+
+    def _publish_template(self, rt_id: int) -> None:
+        """A template's view to subscribers (its current tick changed)."""
+        if self.bus.has_listeners:
+            self.dispatcher.background(self._announce_template_view(rt_id))
+
+    async def _announce_template_view(self, rt_id: int) -> None:
+        with contextlib.suppress(MultiFlexiError):  # removed meanwhile
+            self.publish("runtemplate.changed", await self.db.read(
+                lambda s: runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(
+                    s, rt_id))))
 
     async def _announce(self, job_ids: list[int]) -> None:
         for job_id in job_ids:
