@@ -11,7 +11,11 @@ PACKAGES="
   systemd tmux
   debhelper dpkg-dev build-essential lintian fakeroot adduser
   python3-pip
+  prometheus
 "
+# prometheus: a test runs Debian's Prometheus server scraping the daemon. Should installing
+# start Debian's own (a host without policy-rc.d), the test does not mind: it runs its
+# own on a port of its own.
 
 missing=""
 for p in $PACKAGES; do

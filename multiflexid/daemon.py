@@ -40,6 +40,7 @@ from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
+from multiflexid.monitoring import Monitoring
 from multiflexid.operations import Operations
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import output_view
@@ -169,6 +170,7 @@ class Daemon:
         self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
                                          max_sleep=max(1.0, settings.poll_seconds * 5))
         self.tick_listeners.append(lambda e: self._publish_template(e.runtemplate_id))
+        self.monitoring = Monitoring(self)  # Prometheus listener, Zabbix sender
         self.ops = Operations(self.db, self.box, self.tx, self)
         self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
                              max_frame=settings.max_frame_bytes, health=self.health)
@@ -198,6 +200,7 @@ class Daemon:
                 tg.create_task(self.cluster.run_listener(self.stopped), name="listen")
                 tg.create_task(self._shutdown(), name="shutdown")
                 tg.create_task(self.deadlines.run(self.stop_taking), name="deadlines")
+                self.monitoring.start(tg, self.stopped)
             await self.cluster.unregister()
         finally:
             await self.rpc.close()

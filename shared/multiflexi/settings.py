@@ -61,6 +61,8 @@ class Settings:
     poll_seconds: float = 1.0
     # Largest JSON-RPC frame a client may send
     max_frame_bytes: int = 1024 * 1024
+    # Prometheus metrics over HTTP on host:port (e.g. 127.0.0.1:9471); empty: off
+    metrics_listen: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -94,6 +96,7 @@ _ENV = {
     "heartbeat_seconds": "MULTIFLEXI_HEARTBEAT_SECONDS",
     "claim_hold_seconds": "MULTIFLEXI_CLAIM_HOLD_SECONDS",
     "poll_seconds": "MULTIFLEXI_POLL_SECONDS",
+    "metrics_listen": "MULTIFLEXI_METRICS_LISTEN",
 }
 
 

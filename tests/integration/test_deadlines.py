@@ -26,7 +26,7 @@ from multiflexid.domain.deadline import (
 from multiflexid.services import deadlines as views
 from multiflexid.services import lifecycle
 from multiflexid.store.orm import Job, RunTemplate, RunTemplateTick
-from tests.support.factory import make_template, run_to_end, shell_app
+from tests.support.factory import make_template, overdue_template, run_to_end, shell_app
 
 PRAGUE = ZoneInfo("Europe/Prague")
 DAY = datetime(2026, 5, 4, tzinfo=PRAGUE)  # a Monday, CEST (UTC+2)
@@ -313,15 +313,14 @@ def test_cli_sets_shows_and_lists_late_templates(core: Core, mfcli) -> None:  # 
                  "--deadline-after", "2h")
     assert both.code == 1 and "not both" in both.err
     # A template whose ticks came while nothing ran: its current tick is missed.
-    late_id = make_template(core, name="overdue", interv="h", timezone="UTC",
-                            now=datetime.now(UTC) - timedelta(hours=3), deadline_after="5m")
+    late_id = overdue_template(core)
     listed = mfcli("runtemplate", "list", "--late", "--format", "json").json
     assert [t["id"] for t in listed] == [late_id]
     assert listed[0]["tick"]["state"] == "missed" and listed[0]["tick"]["late"] is True
     text = mfcli("runtemplate", "list").out
     assert "MISSED by" in text and "from next tick (07:00)" in text
     shown = mfcli("runtemplate", "show", "--id", str(late_id)).out
-    assert "deadline" in shown and "+5m" in shown
+    assert "deadline" in shown and "+30m" in shown
     cleared = mfcli("runtemplate", "update", "--id", str(late_id), "--no-deadline",
                     "--format", "json").json
     assert (cleared["deadline"], cleared["tick"]) == (None, None)

@@ -3,7 +3,7 @@ and follows the change live; the detail screen says the deadline and the current
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from multiflexi_tui.widgets.resource_view import ResourceView
 from multiflexid.core import Core
 from tests.conftest import Env
 from tests.support.daemon import running_daemon
-from tests.support.factory import make_template
+from tests.support.factory import make_template, overdue_template
 from tests.tui.support import run_app, screen_of, screen_text, wait_for
 
 
@@ -34,8 +34,7 @@ def _cell(app: MultiFlexiApp, name: str) -> str:
 def test_missed_then_late_at_a_glance(tui_core: Core, tui_env: Env, tui_dir: Path) -> None:
     now = datetime.now(UTC)
     # Its ticks came while no daemon ran; the daemon's catch-up run takes a few seconds.
-    make_template(tui_core, name="overdue", interv="h", timezone="UTC", deadline_after="5m",
-                  now=now - timedelta(hours=3), config={"SCRIPT": "sleep 4"})
+    overdue_template(tui_core, config={"SCRIPT": "sleep 4"})
     make_template(tui_core, name="new", interv="d", timezone="UTC", deadline_time="07:00",
                   now=now)
     make_template(tui_core, name="plain", interv="d", timezone="UTC", now=now)
@@ -51,7 +50,7 @@ def test_missed_then_late_at_a_glance(tui_core: Core, tui_env: Env, tui_dir: Pat
         await pilot.press("home", "enter")
         screen = await screen_of(pilot, TemplateScreen)
         await wait_for(pilot, lambda: "current tick" in screen_text(app), "the deadline")
-        assert "+5m after the due time · current tick ⚠ late" in screen_text(app)
+        assert "+30m after the due time · current tick ⚠ late" in screen_text(app)
         assert screen.rt["tick"]["state"] == "fulfilled_late"
 
     with running_daemon(tui_env.vars(), tui_dir) as d:
