@@ -1,5 +1,6 @@
-"""What the daemon offers monitoring, when configured: the Prometheus listener
-(``metrics_listen``, :mod:`multiflexid.metrics`)."""
+"""What the daemon offers monitoring, each part when configured: the Prometheus listener
+(``metrics_listen``, :mod:`multiflexid.metrics`) and the Zabbix sender (``zabbix_server``
+or a company's own, :mod:`multiflexid.zabbix`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from multiflexi.errors import MultiFlexiError
 from multiflexid.metrics import DaemonCollector, ListenError, MetricsServer
+from multiflexid.zabbix import ZabbixReporter
 
 
 class MonitoringError(MultiFlexiError):
@@ -54,8 +56,11 @@ class Monitoring:
                     f"metrics_listen: cannot listen on {settings.metrics_listen}: "
                     f"{exc.strerror or exc}") from None
             daemon.db.on_commit_seconds = self.metrics.write_seconds.observe
+        self.zabbix = ZabbixReporter(settings, daemon.core.db)
+        daemon.ended_listeners.append(self.zabbix.ended)
 
     def start(self, tg: asyncio.TaskGroup, stopped: asyncio.Event) -> None:
+        tg.create_task(self.zabbix.run(stopped), name="zabbix")
         if self.metrics is not None:
             tg.create_task(self._close_metrics(stopped), name="metrics")
 

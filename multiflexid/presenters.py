@@ -69,7 +69,8 @@ def exit_code_dict(e: AppExitCode) -> dict[str, Any]:
 def company_dict(c: Company) -> dict[str, Any]:
     return {
         "id": c.id, "name": c.name, "slug": c.slug, "ic": c.ic, "dic": c.dic,
-        "email": c.email, "enabled": c.enabled, "created_at": iso(c.created_at),
+        "email": c.email, "enabled": c.enabled, "zabbix_host": c.zabbix_host,
+        "zabbix_server": c.zabbix_server, "created_at": iso(c.created_at),
     }
 
 

@@ -92,5 +92,24 @@ def not_done(s: Session, since: datetime, now: datetime, *, company_id: int | No
         query = query.where(RunTemplateTick.company_id == company_id)
     if runtemplate_id is not None:
         query = query.where(RunTemplateTick.runtemplate_id == runtemplate_id)
-    return [{**tick_view(row, now), "runtemplate_id": row.runtemplate_id, "name": name,
-             "company": slug} for row, name, slug in s.execute(query)]
+    found = [{**tick_view(row, now), "runtemplate_id": row.runtemplate_id, "name": name,
+              "company": slug} for row, name, slug in s.execute(query)]
+    # Current ticks past their deadline that no tracker wrote (no daemon ran since).
+    seen = {(t["runtemplate_id"], t["tick"]) for t in found}
+    templates = (select(RunTemplate, Company.slug)
+                 .join(Company, Company.id == RunTemplate.company_id)
+                 .where(RunTemplate.active.is_(True),
+                        (RunTemplate.deadline_time.is_not(None))
+                        | (RunTemplate.deadline_after.is_not(None))))
+    if company_id is not None:
+        templates = templates.where(RunTemplate.company_id == company_id)
+    if runtemplate_id is not None:
+        templates = templates.where(RunTemplate.id == runtemplate_id)
+    rows = s.execute(templates).all()
+    current = current_ticks(s, [rt for rt, _slug in rows], now)
+    for rt, slug in rows:
+        tick = current.get(rt.id)
+        if tick and tick["late"] and (rt.id, tick["tick"]) not in seen \
+                and tick["deadline"] >= iso(since):
+            found.append({**tick, "runtemplate_id": rt.id, "name": rt.name, "company": slug})
+    return sorted(found, key=lambda t: t["deadline"])

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from multiflexi.states import ACTIVE_STATES, FAILURE_STATES, FINAL_STATES, HELD_STATES
 from multiflexid.domain.deadline import FINAL_TICK_STATES
+from multiflexid.presenters import deadline_text
 from multiflexid.store.orm import (
     JOBS,
     TICKS,
@@ -259,3 +260,56 @@ def failed_deliveries(s: Session) -> dict[int, int]:
             and_(ledger.c.state.in_(("failed", "gave_up"))))
         .group_by(ledger.c.company_id))}
 
+
+# --- one template's status, for Zabbix items --------------------------------------------
+
+# The original's value map of a template's last execution: 0 success, 1 failed, 2 running.
+LAST_STATUS = {"succeeded": 0, "running": 2, "claimed": 2, "scheduled": 2, "pending": 2}
+
+
+def _period(rt: RunTemplate, now: datetime) -> float | None:
+    """Seconds between the template's two latest ticks (None: it does not tick)."""
+    from multiflexid.domain.schedule import ScheduleError, last_tick_at_or_before
+    from multiflexid.store.deadlines import recurrence_of
+
+    try:
+        rec = recurrence_of(rt)
+        latest = last_tick_at_or_before(rec, now)
+        before = last_tick_at_or_before(rec, latest - timedelta(microseconds=1)) \
+            if latest else None
+    except (ScheduleError, ValueError):
+        return None
+    if latest is None or before is None:
+        return None
+    return (latest - before).total_seconds()
+
+
+def template_status(s: Session, rt: RunTemplate, now: datetime) -> dict[str, Any]:
+    """Everything a Zabbix item asks about one template, as numbers where it can (0 for
+    "never", -1 for "no exit code"): last state and exit code, last success and its age,
+    the current tick against its deadline, and ``stale``: an active, ticking template
+    without a success in two periods (plus its delay) — or never, that long after it was
+    created."""
+    [fig] = template_figures(s, now, [rt.id], last_jobs=True)
+    last = fig.last_job or {}
+    state = last.get("state")
+    tick = fig.tick or {}
+    period = _period(rt, now) if rt.active else None
+    since = fig.last_success or rt.created_at
+    stale = bool(period and (now - since).total_seconds() > 2 * period + (rt.delay or 0))
+    return {
+        "id": rt.id, "name": rt.name, "active": int(rt.active),
+        "last_state": state or "none",
+        "last_status": LAST_STATUS.get(state or "", 1) if state else -1,
+        "last_exitcode": last.get("exitcode") if last.get("exitcode") is not None else -1,
+        "last_end": int(last["end"].timestamp()) if last.get("end") else 0,
+        "last_success": int(fig.last_success.timestamp()) if fig.last_success else 0,
+        "last_success_age": int((now - fig.last_success).total_seconds())
+        if fig.last_success else -1,
+        "deadline": deadline_text(rt.deadline_time, rt.deadline_after) or "",
+        "tick_state": tick.get("state") or "",
+        "late": int(tick.get("state") == "fulfilled_late"),
+        "missed": int(bool(tick.get("late"))),
+        "stale": int(stale),
+        "next_schedule": int(rt.next_schedule.timestamp()) if rt.next_schedule else 0,
+    }

@@ -63,6 +63,11 @@ class Settings:
     max_frame_bytes: int = 1024 * 1024
     # Prometheus metrics over HTTP on host:port (e.g. 127.0.0.1:9471); empty: off
     metrics_listen: str = ""
+    # Zabbix server or proxy (host[:port], port 10051 by default) that every job's end is
+    # sent to; empty: only companies with their own zabbix_server report
+    zabbix_server: str = ""
+    # The Zabbix host values are sent under when the company names none (default: node)
+    zabbix_host: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -97,6 +102,8 @@ _ENV = {
     "claim_hold_seconds": "MULTIFLEXI_CLAIM_HOLD_SECONDS",
     "poll_seconds": "MULTIFLEXI_POLL_SECONDS",
     "metrics_listen": "MULTIFLEXI_METRICS_LISTEN",
+    "zabbix_server": "MULTIFLEXI_ZABBIX_SERVER",
+    "zabbix_host": "MULTIFLEXI_ZABBIX_HOST",
 }
 
 
