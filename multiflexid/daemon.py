@@ -209,20 +209,19 @@ class Daemon:
             self.notifier.close()
 
     def _committed(self, events: list[Any]) -> None:
-        """Events of committed transactions (every job's end: ``JobEnded``), in the loop."""
+        """Events of committed transactions (every job's end: ``JobEnded``; every change
+        of a tracked tick: ``TickSettled``), in the loop."""
+        groups: dict[type, list[Callable[[Any], None]]] = {
+            JobEnded: self.ended_listeners, TickSettled: self.tick_listeners}
         for event in events:
-            if isinstance(event, JobEnded):
-                for listener in self.ended_listeners:
+            for kind, listeners in groups.items():
+                if not isinstance(event, kind):
+                    continue
+                for listener in listeners:
                     try:
                         listener(event)
                     except Exception as exc:
-                        self.health.report("JobEnded listener", exc)
-            elif isinstance(event, TickSettled):
-                for tick_listener in self.tick_listeners:
-                    try:
-                        tick_listener(event)
-                    except Exception as exc:
-                        self.health.report("TickSettled listener", exc)
+                        self.health.report(f"{kind.__name__} listener", exc)
 
     def _fenced(self, fenced: bool) -> None:
         self.dispatcher.accepting = not fenced and not self.stop_taking.is_set()

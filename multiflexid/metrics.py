@@ -277,6 +277,7 @@ class MetricsServer:
 
     def __init__(self, listen: str, collector: DaemonCollector) -> None:
         self.host, self.port = parse_listen(listen)
+        self.collector = collector
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self.write_seconds = Histogram(

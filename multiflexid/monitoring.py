@@ -63,6 +63,10 @@ class Monitoring:
         tg.create_task(self.zabbix.run(stopped), name="zabbix")
         if self.metrics is not None:
             tg.create_task(self._close_metrics(stopped), name="metrics")
+            # The first read aggregates the whole job history (seconds for millions of
+            # jobs): do it now, so that Prometheus's first scrape does not time out.
+            tg.create_task(asyncio.to_thread(self.metrics.collector.figures),
+                           name="metrics-warm-up")
 
     async def _close_metrics(self, stopped: asyncio.Event) -> None:
         await stopped.wait()

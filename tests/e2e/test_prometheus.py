@@ -4,13 +4,16 @@ then done late, and counters that survive a restart of the daemon."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 from multiflexid.core import Core
 from tests.conftest import Env
-from tests.support.daemon import running_daemon
+from tests.support.daemon import program, running_daemon
 from tests.support.factory import make_template, overdue_template
 from tests.support.prometheus import Prometheus, free_port
 
@@ -80,3 +83,22 @@ def test_prometheus_scrapes_job_counters_and_a_late_template(
                           '{company="acme",state="succeeded"}[5m])') == 0.0
         series = len(prom.query('{__name__=~"multiflexi_.*"}'))
     figures(f"prometheus scraping multiflexid: {series} multiflexi series")
+
+
+def test_a_metrics_listen_it_cannot_use_stops_the_start_naming_it(
+        core: Core, mf_env: Env, tmp_path: Path) -> None:
+    core.ensure_schema()
+    env = {**os.environ, **mf_env.vars(), "MULTIFLEXI_LOG_TARGET": "stderr"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for value, message in ((f"127.0.0.1:{port}", f"metrics_listen: cannot listen on "
+                                f"127.0.0.1:{port}: Address already in use"),
+                               ("9471", "metrics_listen: '9471' is not host:port")):
+            r = subprocess.run([program("multiflexid")], capture_output=True, text=True,
+                               env={**env, "MULTIFLEXI_METRICS_LISTEN": value}, timeout=60,
+                               check=False)
+            assert r.returncode == 1, r.stderr
+            assert f"multiflexid: cannot start: {message}" in r.stderr
+            assert "Traceback" not in r.stderr

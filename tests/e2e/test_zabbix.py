@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zabbix_utils import Getter
 
 from multiflexi.settings import load_settings
 from multiflexid.core import Core
@@ -109,7 +110,7 @@ def test_agent_items_answer_through_the_packaged_config(
         assert "missed the deadline (bank import)" in check["summary"]
         assert json.loads(agent.get("multiflexi.company.check[globex]"))["code"] == 0
         assert json.loads(agent.get("multiflexi.appstatus"))["database"]["up_to_date"]
-        bad = __import__("zabbix_utils").Getter("127.0.0.1", agent.port, timeout=40).get(
+        bad = Getter("127.0.0.1", agent.port, timeout=40).get(
             "multiflexi.runtemplate.status[999]")
         assert bad.value is not None and "no run template" in bad.value.lower()
     finally:
