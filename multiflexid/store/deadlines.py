@@ -21,14 +21,16 @@ line: ``core.deadlines.on_tick.append(hook)`` with ``hook(session, event)``.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from multiflexi.states import FAILURE_STATES
 from multiflexid.domain.deadline import (
@@ -62,6 +64,8 @@ _RT_COLUMNS = (RUNTEMPLATES.c.id, RUNTEMPLATES.c.interv, RUNTEMPLATES.c.cron,
                RUNTEMPLATES.c.deadline_after, RUNTEMPLATES.c.deadline_next_tick,
                RUNTEMPLATES.c.company_id, RUNTEMPLATES.c.app_id)
 _RT_OF_JOB = select(*_RT_COLUMNS).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
+_WITH_DEADLINE = select(RUNTEMPLATES.c.id).where(
+    RUNTEMPLATES.c.deadline_time.is_not(None) | RUNTEMPLATES.c.deadline_after.is_not(None))
 _JOB_TICK = select(JOBS.c.tick, JOBS.c.retry_of_id, JOBS.c.created_at).where(
     JOBS.c.id == bindparam("job_id"))
 _TICK_COLUMNS = (TICKS.c.id, TICKS.c.runtemplate_id, TICKS.c.company_id, TICKS.c.app_id,
@@ -101,8 +105,19 @@ def stop_tracking(s: Session, rt_id: int) -> int:
 class TickBook:
     """The store's tick API. ``on_tick`` hooks run inside the transaction of every change."""
 
-    def __init__(self, on_tick: Iterable[TickHook] = ()) -> None:
+    def __init__(self, on_tick: Iterable[TickHook] = (), cache_seconds: float = 2.0) -> None:
         self.on_tick: list[TickHook] = list(on_tick)
+        # Which templates have a deadline, read at most every cache_seconds: a job's end
+        # costs no query for the many that have none (a round trip each on PostgreSQL).
+        self.cache_seconds = cache_seconds
+        self._with_deadline: frozenset[int] = frozenset()
+        self._read_at = -math.inf
+
+    def _has_deadline(self, s: Session, rt_id: int) -> bool:
+        if time.monotonic() - self._read_at > self.cache_seconds:
+            self._with_deadline = frozenset(s.connection().execute(_WITH_DEADLINE).scalars())
+            self._read_at = time.monotonic()
+        return rt_id in self._with_deadline
 
     # --- a job ended --------------------------------------------------------------------
 
@@ -113,6 +128,8 @@ class TickBook:
         success = event.state == "succeeded"
         if not success and not (event.state in FAILURE_STATES and event.retry_job_id is None):
             return  # a retry is queued, or blocked/cancelled: the deadline decides
+        if not self._has_deadline(s, event.runtemplate_id):
+            return  # (one given a deadline a moment ago: the tracker reconciles, _track)
         conn = s.connection()
         rt = conn.execute(_RT_OF_JOB, {"rt_id": event.runtemplate_id}).first()
         if rt is None:
@@ -215,6 +232,7 @@ class TickBook:
                             start.isoformat(), extra={"MULTIFLEXI_RUNTEMPLATE_ID": rt.id})
         if ticks and deadline is not None:
             self._insert(s, rt, deadline, ticks, now)
+            self._reconcile(s, rt, ticks)
         s.execute(update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == rt.id).values(
             deadline_next_tick=following, updated_at=RUNTEMPLATES.c.updated_at))
 
@@ -229,25 +247,65 @@ class TickBook:
                   rows)
 
     def _expire(self, s: Session, now: datetime) -> list[TickSettled]:
-        rows = s.execute(
-            update(TICKS).where(TICKS.c.state == "open", TICKS.c.deadline <= now)
-            .values(state="missed", missed_at=now, settled_at=now, updated_at=now)
-            .returning(*_TICK_COLUMNS, TICKS.c.job_id)).all()
-        events = [self._event(s, r, "open", "missed", now, r.job_id) for r in rows]
-        if events:
-            s.info.setdefault("events", []).extend(events)
+        """Open ticks whose deadline came: missed — unless a success that this node's end
+        hook did not count is found (the template got its deadline a moment before)."""
+        query = (select(*_TICK_COLUMNS).where(TICKS.c.state == "open", TICKS.c.deadline <= now)
+                 .order_by(TICKS.c.deadline))
+        if s.bind is not None and s.bind.dialect.name == "postgresql":
+            query = query.with_for_update()
+        events = []
+        for row in s.execute(query).all():
+            done = self._success_for(s, row)
+            change = after_success(row.state, done.end, row.deadline) if done else "missed"
+            settled = self._settle(s, row, change or "missed", done.end if done else now,
+                                   done.id if done else None, now)
+            if settled is not None:
+                events.append(settled)
         return events
+
+    def _success_for(self, s: Session, row: Any) -> Any:
+        """The first successful job of the tick's template made for it (its own tick) or
+        after it (a retry, a run now) that no tick counts yet, or None."""
+        counted = aliased(TICKS)
+        return s.execute(select(JOBS.c.id, JOBS.c.end).where(
+            JOBS.c.runtemplate_id == row.runtemplate_id, JOBS.c.state == "succeeded",
+            (JOBS.c.tick == row.tick) | (JOBS.c.tick.is_(None)
+                                         & (JOBS.c.created_at >= row.tick)),
+            ~exists().where(counted.c.job_id == JOBS.c.id))
+            .order_by(JOBS.c.end).limit(1)).first()
+
+    def _reconcile(self, s: Session, rt: Any, ticks: list[datetime]) -> None:
+        """Ticks the tracker starts tracking whose own job already succeeded (it ended
+        before this node's end hook knew the template had a deadline): settled by it."""
+        for row in s.execute(select(*_TICK_COLUMNS).where(
+                TICKS.c.runtemplate_id == rt.id, TICKS.c.tick.in_(ticks),
+                TICKS.c.state == "open")).all():
+            done = s.execute(select(JOBS.c.id, JOBS.c.end).where(
+                JOBS.c.runtemplate_id == rt.id, JOBS.c.tick == row.tick,
+                JOBS.c.state == "succeeded").order_by(JOBS.c.end).limit(1)).first()
+            if done is None:
+                continue
+            change = after_success(row.state, done.end, row.deadline)
+            if change is not None:
+                self._settle(s, row, change, done.end, done.id)
 
     # --- the one path of every change -----------------------------------------------------
 
     def _settle(self, s: Session, row: Any, state: str, at: datetime,
-                job_id: int | None) -> TickSettled:
-        values: dict[str, Any] = {"state": state, "settled_at": at, "updated_at": at,
-                                  "job_id": job_id}
+                job_id: int | None, now: datetime | None = None) -> TickSettled | None:
+        """``row`` becomes ``state`` (at ``at``, written at ``now``): the one guarded
+        statement of every change, and its event. None when another node changed it."""
+        values: dict[str, Any] = {"state": state, "settled_at": at,
+                                  "updated_at": now or at}
+        if job_id is not None:
+            values["job_id"] = job_id
         if state == "missed":
             values["missed_at"] = at
-        s.execute(update(TICKS).where(TICKS.c.id == row.id, TICKS.c.state == row.state)
-                  .values(**values))
+        changed = s.execute(update(TICKS).where(TICKS.c.id == row.id,
+                                                TICKS.c.state == row.state)
+                            .values(**values).returning(TICKS.c.id)).first()
+        if changed is None:
+            return None
         event = self._event(s, row, row.state, state, at, job_id)
         s.info.setdefault("events", []).append(event)
         return event

@@ -46,6 +46,7 @@ class Clock:
         self.core = core
         self.events: list[TickSettled] = []
         core.deadlines.on_tick.append(lambda _s, e: self.events.append(e))
+        core.deadlines.cache_seconds = 0  # templates get deadlines mid-test (see below)
 
     def tick(self, now: datetime) -> list[int]:
         with self.core.db.session() as s:
@@ -324,3 +325,31 @@ def test_cli_sets_shows_and_lists_late_templates(core: Core, mfcli) -> None:  # 
     cleared = mfcli("runtemplate", "update", "--id", str(late_id), "--no-deadline",
                     "--format", "json").json
     assert (cleared["deadline"], cleared["tick"]) == (None, None)
+
+
+def test_a_deadline_given_a_moment_ago_is_not_missed_by_a_stale_cache(core: Core) -> None:
+    """The end hook reads which templates have a deadline at most every few seconds (no
+    query per job end for those without); a job that ended in between is still counted,
+    by the tracker."""
+    clock = Clock(core)
+    core.deadlines.cache_seconds = 3600
+    rt_id = make_template(core, name="bank import", interv="c", cron="0 5 * * *",
+                          timezone="Europe/Prague", now=at(3))
+    from multiflexid.services import runtemplates
+
+    with core.db.session() as s:  # a job ends: the hook learns "no template has one"
+        rerun = runtemplates.run_now(s, core.transitions, core.box, rt_id, {},
+                                     launched_by="alice", schedule_type="adhoc-cli",
+                                     now=at(3)).id
+    clock.claim(at(3))
+    clock.finish(rerun, at(3, 1))
+    with core.db.session() as s:  # then it gets a deadline (the CLI, another process)
+        rt = runtemplates.get_runtemplate(s, rt_id)
+        runtemplates.update_runtemplate(s, rt, at(4), deadline_time="07:00")
+    [job] = clock.tick(at(5, 0))
+    clock.claim(at(5, 0))
+    clock.finish(job, at(5, 30))  # the hook does not know yet: the tick stays open
+    assert _ticks(core, rt_id)[0][2] == "open"
+    clock.sweep(at(7, 0))
+    assert _ticks(core, rt_id) == [("05-04 05:00", "05-04 07:00", "fulfilled")]
+    assert clock.kinds() == [("TickFulfilled", "05-04 05:00")]
