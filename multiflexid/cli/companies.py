@@ -35,8 +35,9 @@ def _zabbix_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _show(d: dict[str, Any]) -> None:
-    fields([(k, d[k]) for k in ("id", "name", "slug", "ic", "dic", "email", "enabled",
-                                "zabbix_host", "zabbix_server")])
+    # The Zabbix settings only when set: most companies have none.
+    fields([(k, d[k]) for k in ("id", "name", "slug", "ic", "dic", "email", "enabled")]
+           + [(k, d[k]) for k in ("zabbix_host", "zabbix_server") if d.get(k)])
 
 
 @company.command("create")

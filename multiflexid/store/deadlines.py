@@ -129,7 +129,7 @@ class TickBook:
         if not success and not (event.state in FAILURE_STATES and event.retry_job_id is None):
             return  # a retry is queued, or blocked/cancelled: the deadline decides
         if not self._has_deadline(s, event.runtemplate_id):
-            return  # (one given a deadline a moment ago: the tracker reconciles, _track)
+            return  # (given one a moment ago: the tracker settles it, _reconcile, _expire)
         conn = s.connection()
         rt = conn.execute(_RT_OF_JOB, {"rt_id": event.runtemplate_id}).first()
         if rt is None:
