@@ -13,7 +13,15 @@ PACKAGES="
   debhelper dpkg-dev build-essential lintian fakeroot adduser
   mmdebstrap systemd-container openssh-client
   python3-pip
+  prometheus
+  zabbix-agent zabbix-server-pgsql zabbix-frontend-php
+  php8.2-cli php8.2-cgi php8.2-pgsql php8.2-bcmath php8.2-gd php8.2-mbstring php8.2-xml
 "
+# prometheus, zabbix-*: the monitoring tests run Debian's Prometheus server, Zabbix agent,
+# Zabbix server (on the tests' own PostgreSQL) and the Zabbix frontend's API (under PHP's
+# built-in web server; php8.2-cgi is listed so that the php metapackage does not pull
+# in Apache). Should installing start Debian's own prometheus or zabbix services (a host
+# without policy-rc.d), the tests do not mind: they run their own on ports of their own.
 
 missing=""
 for p in $PACKAGES; do

@@ -26,13 +26,14 @@ from importlib.metadata import PackageNotFoundError, version
 import compare_queues
 import history_query
 import latency
+import metrics_scrape
 import output_volume
 import scheduler_tick
 from benchlib import Figure, backends_of, print_markdown, print_table
 
 from tests.support.pgcluster import pg_bindir
 
-SECTIONS = ("dispatch", "latency", "scheduler", "output", "history")
+SECTIONS = ("dispatch", "latency", "scheduler", "output", "history", "metrics")
 
 
 def _versions() -> str:
@@ -73,6 +74,8 @@ def plan(args: argparse.Namespace) -> dict[str, Callable[[], list[Figure]]]:
             repeat=50 if q else 200),
         "output": lambda: output_volume.measure(backends, mb=20 if q else 200),
         "history": lambda: history_query.measure(backends, jobs=100_000 if q else 1_000_000),
+        "metrics": lambda: metrics_scrape.measure(backends, jobs=100_000 if q else 1_000_000,
+                                                  reads=10 if q else 30),
     }
 
 

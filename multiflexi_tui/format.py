@@ -184,6 +184,41 @@ def last_job_text(last: dict[str, Any] | None) -> Text:
     return text
 
 
+TICK_STYLES = {
+    "open": ("◷ due", "cyan"),
+    "fulfilled": ("✔ on time", "green"),
+    "fulfilled_late": ("⚠ late", "bold yellow"),
+    "failed": ("✘ failed", "bold red"),
+    "missed": ("✘ MISSED", "bold red reverse"),
+}
+
+
+def tick_text(rt: dict[str, Any]) -> Text:
+    """A template's current tick against its deadline, at a glance: ``◷ due 07:00``,
+    ``✔ on time``, ``⚠ late``, ``✘ failed``, ``✘ MISSED``; its deadline (dim) while no tick
+    is tracked yet; a dash without a deadline."""
+    if not rt.get("deadline"):
+        return Text(DASH)
+    tick = rt.get("tick")
+    if not tick:
+        return Text(str(rt["deadline"]), style="dim")
+    state = tick.get("state") or "?"
+    label, style = TICK_STYLES.get(state, (state, ""))
+    text = Text(label, style=style)
+    if state in ("open", "missed"):
+        moment = local(tick.get("deadline"))
+        if moment is not None:
+            text.append(f" {moment.strftime('%H:%M')}", style="" if state == "open" else style)
+    return text
+
+
+def tick_rank(rt: dict[str, Any]) -> int:
+    """Sort order: the ones to look at first (missed, failed, late) first."""
+    order = ("missed", "failed", "fulfilled_late", "open", "fulfilled")
+    state = (rt.get("tick") or {}).get("state")
+    return order.index(state) if state in order else len(order)
+
+
 def yes_no(value: Any) -> Text:
     return Text("yes", style="green") if value else Text("no", style="dim")
 

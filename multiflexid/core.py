@@ -10,6 +10,7 @@ from multiflexi.settings import Settings, load_settings
 from multiflexid.crypto import SecretBox
 from multiflexid.store.audit import Actor
 from multiflexid.store.db import Database, DatabaseError
+from multiflexid.store.deadlines import TickBook
 from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,19 @@ class Core:
     @cached_property
     def transitions(self) -> JobTransitions:
         """The store's job transitions, with what must happen in the transaction of every
-        job's end (the same in the daemon and the CLI): the actions' outbox rows."""
+        job's end (the same in the daemon and the CLI): the actions' outbox rows, and the
+        settling of the job's tick (deadlines)."""
         from multiflexid.actions.ledger import ActionLedger
 
         return JobTransitions(on_end=[
-            ActionLedger(max_attempts=lambda: self.settings.action_max_attempts)])
+            ActionLedger(max_attempts=lambda: self.settings.action_max_attempts),
+            self.deadlines.job_ended])
+
+    @cached_property
+    def deadlines(self) -> TickBook:
+        """The store's tick API. What must happen in the transaction of a tick's change
+        (a missed deadline, a late success) subscribes here: ``deadlines.on_tick``."""
+        return TickBook()
 
     @cached_property
     def box(self) -> SecretBox:

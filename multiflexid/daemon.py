@@ -33,13 +33,16 @@ from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
 from multiflexid.core import Core
 from multiflexid.dbthread import DbThread
+from multiflexid.deadlines import DeadlineTracker
 from multiflexid.dispatcher import Dispatcher
+from multiflexid.domain.deadline import TickSettled
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
+from multiflexid.monitoring import Monitoring
 from multiflexid.operations import Operations
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.presenters import output_view
@@ -84,6 +87,8 @@ class Daemon:
         self.health = Health()
         # Told of every job's end once it is committed (metrics, notifications...).
         self.ended_listeners: list[Callable[[JobEnded], None]] = []
+        # Told of every change of a tracked tick once committed (missed, late...).
+        self.tick_listeners: list[Callable[[TickSettled], None]] = []
         self._lock_fd: int | None = None
         self._job_rank: dict[int, int] = {}
 
@@ -171,6 +176,10 @@ class Daemon:
                                     on_jobs=self._jobs_created,
                                     on_template=self._template_changed)
         self.ended_listeners.append(lambda _ended: self.actions.wake.set())
+        self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
+                                         max_sleep=max(1.0, settings.poll_seconds * 5))
+        self.tick_listeners.append(lambda e: self._publish_template(e.runtemplate_id))
+        self.monitoring = Monitoring(self)  # Prometheus listener, Zabbix sender
         self.ops = Operations(self.db, self.box, self.tx, self,
                               configured_access=settings.access)
         self.rpc = RpcServer(settings.socket, build_handlers(self.ops),
@@ -202,6 +211,8 @@ class Daemon:
                 tg.create_task(self.cluster.run_heartbeat(self.stopped), name="heartbeat")
                 tg.create_task(self.cluster.run_listener(self.stopped), name="listen")
                 tg.create_task(self._shutdown(), name="shutdown")
+                tg.create_task(self.deadlines.run(self.stop_taking), name="deadlines")
+                self.monitoring.start(tg, self.stopped)
             await self.cluster.unregister()
         finally:
             await self.rpc.close()
@@ -210,14 +221,19 @@ class Daemon:
             self.notifier.close()
 
     def _committed(self, events: list[Any]) -> None:
-        """Events of committed transactions (every job's end: ``JobEnded``), in the loop."""
+        """Events of committed transactions (every job's end: ``JobEnded``; every change
+        of a tracked tick: ``TickSettled``), in the loop."""
+        groups: dict[type, list[Callable[[Any], None]]] = {
+            JobEnded: self.ended_listeners, TickSettled: self.tick_listeners}
         for event in events:
-            if isinstance(event, JobEnded):
-                for listener in self.ended_listeners:
+            for kind, listeners in groups.items():
+                if not isinstance(event, kind):
+                    continue
+                for listener in listeners:
                     try:
                         listener(event)
                     except Exception as exc:
-                        self.health.report("JobEnded listener", exc)
+                        self.health.report(f"{kind.__name__} listener", exc)
 
     def _fenced(self, fenced: bool) -> None:
         self.dispatcher.accepting = not fenced and not self.stop_taking.is_set()
@@ -362,13 +378,19 @@ class Daemon:
     def _template_changed(self, rt_id: int) -> None:
         """A template changed by an action (Stop): its view to subscribers."""
         self.work_arrived()
-        if self.bus.has_listeners:
-            self.dispatcher.background(self._announce_template(rt_id))
+        self._publish_template(rt_id)
 
-    async def _announce_template(self, rt_id: int) -> None:
-        rt = await self.db.read(lambda s: runtemplates.runtemplate_view(
-            s, runtemplates.get_runtemplate(s, rt_id)))
-        self.publish("runtemplate.changed", rt)
+    def _publish_template(self, rt_id: int) -> None:
+        """A template's view to subscribers (an action changed it, its current tick
+        changed)."""
+        if self.bus.has_listeners:
+            self.dispatcher.background(self._announce_template_view(rt_id))
+
+    async def _announce_template_view(self, rt_id: int) -> None:
+        with contextlib.suppress(MultiFlexiError):  # removed meanwhile
+            self.publish("runtemplate.changed", await self.db.read(
+                lambda s: runtemplates.runtemplate_view(s, runtemplates.get_runtemplate(
+                    s, rt_id))))
 
     async def _announce(self, job_ids: list[int]) -> None:
         for job_id in job_ids:

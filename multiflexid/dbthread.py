@@ -17,6 +17,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -42,6 +43,8 @@ class DbThread:
         self.writes = 0
         # Called in the writer thread with the events of each committed transaction.
         self.on_events: Callable[[list[Any]], None] | None = None
+        # Called in the writer thread with how long each committed transaction took (s).
+        self.on_commit_seconds: Callable[[float], None] | None = None
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue ``fn(session, ...)`` for the writer now (writes run in submission order)."""
@@ -91,6 +94,7 @@ class DbThread:
         info = self._session.info
         if len(batch) > 1:
             info["events"] = []
+            started = time.perf_counter()
             try:
                 with self.db.transaction(self._session) as s:
                     results = [fn(s) for fn, _fut in batch]
@@ -99,22 +103,32 @@ class DbThread:
             else:
                 self.batches += 1
                 self.writes += len(batch)
+                self._timed(started)
                 self._committed(info.pop("events"))
                 for (_fn, fut), result in zip(batch, results, strict=True):
                     fut.set_result(result)
                 return
         for fn, fut in batch:
             info["events"] = []
+            started = time.perf_counter()
             try:
                 with self.db.transaction(self._session) as s:
                     result = fn(s)
             except BaseException as exc:
                 fut.set_exception(exc)
             else:
+                self._timed(started)
                 self._committed(info.pop("events"))
                 fut.set_result(result)
             self.batches += 1
             self.writes += 1
+
+    def _timed(self, started: float) -> None:
+        if self.on_commit_seconds is not None:
+            try:
+                self.on_commit_seconds(time.perf_counter() - started)
+            except Exception:  # a listener's bug must not fail the writes
+                log.exception("commit time listener failed")
 
     def _committed(self, events: list[Any]) -> None:
         if events and self.on_events is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from multiflexid.domain.deadline import Deadline
 from multiflexid.store.orm import (
     AppExitCode,
     Application,
@@ -68,7 +69,8 @@ def exit_code_dict(e: AppExitCode) -> dict[str, Any]:
 def company_dict(c: Company) -> dict[str, Any]:
     return {
         "id": c.id, "name": c.name, "slug": c.slug, "ic": c.ic, "dic": c.dic,
-        "email": c.email, "enabled": c.enabled, "created_at": iso(c.created_at),
+        "email": c.email, "enabled": c.enabled, "zabbix_host": c.zabbix_host,
+        "zabbix_server": c.zabbix_server, "created_at": iso(c.created_at),
     }
 
 
@@ -130,11 +132,21 @@ def runtemplate_dict(
         "failed_jobs_count": rt.failed_jobs_count,
         "inherit_actions": rt.inherit_actions,
         "inactive_reason": rt.inactive_reason,
+        "last_success": iso(rt.last_success_at),
+        # Each tick's deadline: "07:00" (a time of day in its zone) or "+2h" (after due)
+        "deadline": deadline_text(rt.deadline_time, rt.deadline_after),
+        "deadline_time": rt.deadline_time,
+        "deadline_after": rt.deadline_after,
     }
     if parts:
         out["config_keys"] = [c.key for c in rt.config]
         out["credentials"] = sorted(c.credential_id for c in rt.credentials)
     return out
+
+
+def deadline_text(at: str | None, after: int | None) -> str | None:
+    deadline = Deadline.of(at, after)
+    return deadline.describe() if deadline else None
 
 
 def next_due(rt: RunTemplate) -> datetime | None:

@@ -6,7 +6,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput, NotFound
@@ -20,7 +20,15 @@ from multiflexid.presenters import (
     job_dict,
     output_view,
 )
-from multiflexid.services import apps, audit, companies, credentials, jobs, runtemplates
+from multiflexid.services import (
+    apps,
+    audit,
+    companies,
+    credentials,
+    deadlines,
+    jobs,
+    runtemplates,
+)
 from multiflexid.store.orm import (
     JOB_STATES,
     Application,
@@ -115,6 +123,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         company_id = p.opt_int("company_id")
         app_id = p.opt_int("app_id")
         active = p.opt_bool("active")
+        late = p.opt_bool("late", False)
         limit, offset = _page(p)
         p.done()
 
@@ -128,6 +137,14 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
                 query = query.where(RunTemplate.app_id == app_id)
             if active is not None:
                 query = query.where(RunTemplate.active.is_(active))
+            if late:  # decided per template by its current tick: page after filtering
+                with_deadline = query.where(or_(RunTemplate.deadline_time.is_not(None),
+                                                RunTemplate.deadline_after.is_not(None)))
+                views = [v for v in runtemplates.runtemplate_views(
+                    s, list(s.scalars(with_deadline.order_by(RunTemplate.id))))
+                    if v["tick"] and (v["tick"]["late"] or v["tick"]["state"] ==
+                                      "fulfilled_late")]
+                return {"items": views[offset:offset + limit], "total": len(views)}
             total = s.scalar(select(func.count()).select_from(query.subquery()))
             rows = list(s.scalars(query.order_by(RunTemplate.id).limit(limit).offset(offset)))
             return {"items": runtemplates.runtemplate_views(s, rows), "total": total}
@@ -142,6 +159,18 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             rt = runtemplates.get_runtemplate(s, rt_id)
             conn.perms.require("viewer", rt.company_id, "runtemplate.get")
             return runtemplates.runtemplate_view(s, rt)
+
+        return await db.read(q)
+
+    async def runtemplate_ticks(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        limit = p.opt_int("limit", 20, min=1, max=1000)
+        p.done()
+
+        def q(s: Session) -> Any:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            conn.perms.require("viewer", rt.company_id, "runtemplate.ticks")
+            return {"id": rt.id, "items": deadlines.history(s, rt.id, datetime.now(UTC), limit)}
 
         return await db.read(q)
 
@@ -208,6 +237,12 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         delay = p.opt_int("delay", min=0)
         if delay is not None:
             values["delay"] = delay
+        deadline = p.opt_str("deadline")
+        deadline_after = p.opt_str("deadline_after")
+        if deadline is not None:
+            values["deadline_time"] = deadline
+        if deadline_after is not None:
+            values["deadline_after"] = deadline_after
         values["active"] = p.opt_bool("active", True)
         config = p.str_map("config") if "config" in p else {}
         secret = p.str_list("secret_keys")
@@ -384,6 +419,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         "runtemplate.list": runtemplate_list,
         "runtemplate.get": runtemplate_get,
         "runtemplate.env": runtemplate_env,
+        "runtemplate.ticks": runtemplate_ticks,
         "runtemplate.preview": runtemplate_preview,
         "schedule.preview": schedule_preview,
         "runtemplate.run": runtemplate_run,

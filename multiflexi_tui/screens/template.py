@@ -127,6 +127,8 @@ class TemplateScreen(DetailScreen):
             ("Next due times", due),
             ("Last run", fmt.full_time(rt.get("last_schedule"))),
             ("Last job", fmt.last_job_text(last) if last else None),
+            ("Last success", fmt.full_time(rt.get("last_success"))),
+            ("Deadline", self._deadline_text(rt)),
             ("Succeeded / failed", f"{rt.get('successful_jobs_count') or 0} / "
                                    f"{rt.get('failed_jobs_count') or 0}"),
             ("Executor", rt.get("executor")),
@@ -137,6 +139,23 @@ class TemplateScreen(DetailScreen):
             ("Credentials", ", ".join(f"#{c}" for c in rt.get("credentials") or []) or None),
         ]
         self.query_one("#info-pairs", KeyValues).set_pairs(pairs)
+
+    @staticmethod
+    def _deadline_text(rt: dict[str, Any]) -> Text | None:
+        """``07:00 · current tick ✘ MISSED 07:00 (by 2024-05-01 07:00:00 +02:00)``."""
+        if not rt.get("deadline"):
+            return None
+        deadline = str(rt["deadline"])
+        text = Text(deadline + (" after the due time" if deadline.startswith("+") else
+                                " in its time zone"))
+        tick = rt.get("tick")
+        if not tick:
+            text.append(" · tracked from its next tick", style="dim")
+            return text
+        text.append(" · current tick ")
+        text.append_text(fmt.tick_text(rt))
+        text.append(f" (by {fmt.full_time(tick.get('deadline'))})", style="dim")
+        return text
 
     def _show_env(self, env: dict[str, Any]) -> None:
         table = self.query_one("#env-table", DataTable)

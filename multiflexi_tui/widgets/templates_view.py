@@ -34,6 +34,7 @@ class TemplatesView(ResourceView):
         Column("active", "On", lambda r: fmt.yes_no(r.get("active")),
                sort=lambda r: not r.get("active")),
         Column("next_schedule", "Next", lambda r: fmt.short_time(r.get("next_schedule"))),
+        Column("tick", "Deadline", fmt.tick_text, sort=fmt.tick_rank),
         Column("last_job", "Last", lambda r: fmt.last_job_text(r.get("last_job")),
                sort=lambda r: (r.get("last_job") or {}).get("state")),
         Column("app", "Application", lambda r: r.get("app") or f"#{r.get('app_id')}"),

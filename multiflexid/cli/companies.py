@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -23,8 +24,20 @@ def _ref(company_id: int | None, slug: str | None) -> str:
     return str(company_id) if company_id is not None else str(slug)
 
 
+def _zabbix_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--zabbix-server", metavar="HOST[:PORT]",
+                      help="Zabbix server or proxy this company's job ends go to (instead "
+                           "of the zabbix_server setting; '' to clear).")(fn)
+    return click.option("--zabbix-host", metavar="NAME",
+                        help="Zabbix host its job ends are reported under (as the "
+                             "original's zabbix_host; default: the zabbix_host setting, "
+                             "else the node; '' to clear).")(fn)
+
+
 def _show(d: dict[str, Any]) -> None:
-    fields([(k, d[k]) for k in ("id", "name", "slug", "ic", "dic", "email", "enabled")])
+    # The Zabbix settings only when set: most companies have none.
+    fields([(k, d[k]) for k in ("id", "name", "slug", "ic", "dic", "email", "enabled")]
+           + [(k, d[k]) for k in ("zabbix_host", "zabbix_server") if d.get(k)])
 
 
 @company.command("create")
@@ -34,12 +47,14 @@ def _show(d: dict[str, Any]) -> None:
 @click.option("--dic", help="VAT number (DIČ).")
 @click.option("--email", help="Contact e-mail.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
+@_zabbix_options
 def create(name: str, slug: str, ic: str | None, dic: str | None, email: str | None,
-           disabled: bool) -> None:
+           disabled: bool, zabbix_host: str | None, zabbix_server: str | None) -> None:
     """Create a company."""
     with state().session() as s:
         d = company_dict(svc.create_company(
-            s, name=name, slug=slug, ic=ic, dic=dic, email=email, enabled=not disabled
+            s, name=name, slug=slug, ic=ic, dic=dic, email=email, enabled=not disabled,
+            zabbix_host=zabbix_host, zabbix_server=zabbix_server,
         ))
     emit(d, f"created company {d['id']} {d['slug']!r}")
 
@@ -74,13 +89,16 @@ def show(company_id: int | None, slug: str | None) -> None:
 @click.option("--dic", help="New DIČ.")
 @click.option("--email", help="New e-mail ('' to clear).")
 @click.option("--enabled/--disabled", default=None, help="Enable or disable.")
+@_zabbix_options
 def update(company_id: int | None, slug: str | None, name: str | None, new_slug: str | None,
-           ic: str | None, dic: str | None, email: str | None, enabled: bool | None) -> None:
+           ic: str | None, dic: str | None, email: str | None, enabled: bool | None,
+           zabbix_host: str | None, zabbix_server: str | None) -> None:
     """Change a company."""
     with state().session() as s:
         c = svc.get_company(s, _ref(company_id, slug))
         d = company_dict(svc.update_company(
-            s, c, name=name, slug=new_slug, ic=ic, dic=dic, email=email, enabled=enabled
+            s, c, name=name, slug=new_slug, ic=ic, dic=dic, email=email, enabled=enabled,
+            zabbix_host=zabbix_host, zabbix_server=zabbix_server,
         ))
     emit(d, lambda: _show(d))
 

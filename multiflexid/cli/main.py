@@ -14,7 +14,18 @@ import click
 import multiflexi
 from multiflexid.privileges import become_data_dir_owner
 
-from . import access, actions, apps, companies, credentials, jobs, runtemplates, system
+from . import (
+    access,
+    actions,
+    apps,
+    check,
+    companies,
+    credentials,
+    jobs,
+    runtemplates,
+    system,
+    zabbix,
+)
 from .base import AliasGroup, CliState, remember_state, run_main
 
 
@@ -45,7 +56,8 @@ def cli(ctx: click.Context, fmt: str, config: str | None) -> None:
     remember_state(obj)
 
 
-for module in (apps, companies, credentials, runtemplates, jobs, system, actions, access):
+for module in (apps, companies, credentials, runtemplates, jobs, system, actions, access, check,
+               zabbix):
     module.register(cli)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput
 from multiflexid.presenters import job_dict, runtemplate_dict
+from multiflexid.services import deadlines
 from multiflexid.services import runtemplates as svc
 from multiflexid.services.apps import get_app, to_definition
 from multiflexid.services.companies import get_company
@@ -55,6 +56,12 @@ def _schedule_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--pids-limit", type=click.IntRange(min=0),
                      help="Podman/Docker: max processes."),
         click.option("--network", help="Podman/Docker: network mode or name (default: none)."),
+        click.option("--deadline", "deadline_time", metavar="HH:MM",
+                     help="Each tick must succeed by this time of day in the template's zone "
+                          "(the first HH:MM after the job is due), else it is missed."),
+        click.option("--deadline-after", "deadline_after", metavar="DURATION",
+                     help="Each tick must succeed this long after its job is due "
+                          "(e.g. 2h, 90m, 1h30m), else it is missed."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -85,20 +92,37 @@ def _names(s: Session, rt: RunTemplate) -> tuple[str | None, str | None]:
     return (app.name if app else None), (company.slug if company else None)
 
 
-def _view(s: Session, rt: RunTemplate) -> dict[str, Any]:
+def _view(s: Session, rt: RunTemplate, now: datetime | None = None) -> dict[str, Any]:
     app_name, slug = _names(s, rt)
     d = runtemplate_dict(rt, app_name, slug, parts=True)
     d["config_keys"] = sorted(d["config_keys"])  # also right after set-config appended some
+    d["tick"] = deadlines.current_ticks(s, [rt], now or datetime.now(UTC))[rt.id]
     return d
+
+
+def tick_text(d: dict[str, Any]) -> str:
+    """The current tick in a few words: ``missed 07:00``, ``late``, ``ok``, ``due 07:00``."""
+    tick = d.get("tick")
+    if not d.get("deadline"):
+        return ""
+    if not tick:
+        return f"from next tick ({d['deadline']})"
+    words = {"open": "due", "fulfilled": "ok", "fulfilled_late": "late", "failed": "FAILED",
+             "missed": "MISSED"}
+    deadline = tick["deadline"]
+    return f"{words.get(tick['state'], tick['state'])} by {deadline}" \
+        if tick["state"] in ("open", "missed", "failed") else words[tick["state"]]
 
 
 def _show(d: dict[str, Any]) -> None:
     fields([(k, d[k]) for k in (
         "id", "name", "app", "company", "interv", "cron", "timezone", "delay", "executor",
         "active", "timeout", "max_attempts", "retry_backoff", "retry_min_gap", "next_schedule",
-        "next_tick", "last_schedule", "successful_jobs_count", "failed_jobs_count", "config_keys",
-        "credentials", "inherit_actions",
-    )] + ([("inactive_reason", d["inactive_reason"])] if d.get("inactive_reason") else []))
+        "next_tick", "last_schedule", "successful_jobs_count", "failed_jobs_count",
+        "last_success", "deadline",
+    )] + [("current tick", tick_text(d))] + [(k, d[k]) for k in (
+        "config_keys", "credentials", "inherit_actions")]
+        + ([("inactive_reason", d["inactive_reason"])] if d.get("inactive_reason") else []))
 
 
 @runtemplate.command("create")
@@ -134,18 +158,25 @@ def create(app_ref: str, company_ref: str, config_items: tuple[str, ...],
 @runtemplate.command("list")
 @click.option("--company", "company_ref", help="Only this company (id or slug).")
 @click.option("--app", "app_ref", help="Only this application (id or uuid).")
-def list_(company_ref: str | None, app_ref: str | None) -> None:
+@click.option("--late", is_flag=True,
+              help="Only templates whose current tick is not done by its deadline (missed, "
+                   "failed, still open) or was done late.")
+def list_(company_ref: str | None, app_ref: str | None, late: bool) -> None:
     """List run templates."""
+    now = datetime.now(UTC)
     with state().read() as s:
         company = get_company(s, company_ref) if company_ref else None
         app = get_app(s, app_ref) if app_ref else None
-        rows = [_view(s, rt) for rt in svc.list_runtemplates(s, company, app)]
+        rows = [_view(s, rt, now) for rt in svc.list_runtemplates(s, company, app)]
+    if late:
+        rows = [r for r in rows if r["tick"] and (
+            r["tick"]["late"] or r["tick"]["state"] == "fulfilled_late")]
     emit(rows, lambda: table(
         [(r["id"], r["name"], r["app"], r["company"], r["interv"] + (
             f" {r['cron']}" if r["interv"] == "c" else ""), r["executor"],
           f"no: {r['inactive_reason']}" if r["inactive_reason"] and not r["active"]
-          else r["active"], r["next_schedule"]) for r in rows],
-        ["id", "name", "app", "company", "interv", "executor", "active", "next"],
+          else r["active"], r["next_schedule"], tick_text(r)) for r in rows],
+        ["id", "name", "app", "company", "interv", "executor", "active", "next", "deadline"],
     ))
 
 
@@ -165,14 +196,35 @@ def show(rt_id: int) -> None:
 @click.option("--active/--inactive", default=None, help="Schedule it or not.")
 @click.option("--company-actions/--no-company-actions", "inherit_actions", default=None,
               help="Whether the company's default actions apply to it (default: yes).")
-def update(rt_id: int, **values: Any) -> None:
-    """Change a run template (schedule, executor, limits, retries, active)."""
+@click.option("--no-deadline", is_flag=True, help="Remove the deadline.")
+def update(rt_id: int, no_deadline: bool, **values: Any) -> None:
+    """Change a run template (schedule, executor, limits, retries, deadline, active)."""
+    if no_deadline:
+        if values.get("deadline_time") or values.get("deadline_after"):
+            raise click.UsageError("--no-deadline with --deadline or --deadline-after")
+        values["deadline_time"] = ""
     with state().session() as s:
         rt = svc.get_runtemplate(s, rt_id)
         svc.update_runtemplate(s, rt, datetime.now(UTC),
                                **{k: v for k, v in values.items() if v is not None})
         d = _view(s, rt)
     emit(d, lambda: _show(d))
+
+
+@runtemplate.command("ticks")
+@click.option("--id", "rt_id", type=int, required=True, help="Run template id.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many of the latest ticks.")
+def ticks(rt_id: int, limit: int) -> None:
+    """The latest tracked ticks of a template with a deadline, and how each went."""
+    now = datetime.now(UTC)
+    with state().read() as s:
+        rt = svc.get_runtemplate(s, rt_id)
+        d = {"id": rt.id, "deadline": _view(s, rt, now)["deadline"],
+             "ticks": deadlines.history(s, rt.id, now, limit)}
+    emit(d, lambda: table([(t["tick"], t["deadline"], t["state"], t["job_id"], t["settled_at"])
+                           for t in d["ticks"]],
+                          ["tick", "deadline", "state", "job", "settled"]))
 
 
 @runtemplate.command("remove")

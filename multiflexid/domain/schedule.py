@@ -84,6 +84,7 @@ __all__ = [
     "upcoming",
     "validate_cron",
     "validate_timezone",
+    "wall_clock_instants",
 ]
 
 
@@ -393,6 +394,16 @@ def _resolve(tz: tzinfo, wall: datetime) -> _Wall:
     gap_end = transition.astimezone(tz).replace(tzinfo=None)
     gap_start = (transition - _ONE_SECOND).astimezone(tz).replace(tzinfo=None) + _ONE_SECOND
     return _Wall(_Kind.GAP, transition, transition, gap_start, gap_end)
+
+
+def wall_clock_instants(tz: tzinfo, wall: datetime) -> tuple[datetime, ...]:
+    """The UTC instants at which the clock of ``tz`` shows the naive ``wall`` time: one
+    normally, two in a repeated period (fall back, earliest first), and in a gap (spring
+    forward) the one instant the clock jumps over it."""
+    resolved = _resolve(tz, wall)
+    if resolved.kind is _Kind.AMBIGUOUS:
+        return resolved.first, resolved.second
+    return (resolved.first,)
 
 
 def _fold_shift(local: datetime) -> timedelta | None:

@@ -66,7 +66,28 @@ def _apply(company: Company, values: dict[str, Any]) -> None:
                 value = normalize("email", str(value), "email")
             except ConfigError as exc:
                 raise InvalidInput(str(exc)) from None
+        elif key in ("zabbix_host", "zabbix_server"):
+            value = _zabbix(key, str(value).strip())
         setattr(company, key, value)
+
+
+_ZABBIX_HOST = re.compile(r"^[0-9A-Za-z_. -]{1,128}$")
+_ZABBIX_SERVER = re.compile(r"^(\[[0-9A-Fa-f:]+\]|[0-9A-Za-z_.-]+)(:\d{1,5})?$")
+
+
+def _zabbix(key: str, value: str) -> str | None:
+    """A Zabbix host name (as Zabbix allows them) or a server as host[:port]; '' clears."""
+    if value == "":
+        return None
+    if key == "zabbix_host" and not _ZABBIX_HOST.match(value):
+        raise InvalidInput(f"zabbix_host: {value!r} is not a Zabbix host name (letters, "
+                           "digits, spaces, '.', '_', '-'; at most 128)")
+    if key == "zabbix_server":
+        match = _ZABBIX_SERVER.match(value)
+        if not match or (match[2] and not 0 < int(match[2][1:]) < 65536):
+            raise InvalidInput(f"zabbix_server: {value!r} is not host[:port] "
+                               "(e.g. zabbix.example:10051)")
+    return value
 
 
 def create_company(s: Session, **values: Any) -> Company:

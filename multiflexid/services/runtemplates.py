@@ -19,9 +19,11 @@ from multiflexid.domain.config import (
     is_secret_key,
     normalize,
 )
+from multiflexid.domain.deadline import DeadlineError, parse_span, parse_time_of_day
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
 from multiflexid.presenters import iso, last_job_dict, runtemplate_dict
 from multiflexid.store.audit import note
+from multiflexid.store.deadlines import first_tracked_tick, stop_tracking
 from multiflexid.store.orm import (
     Application,
     Company,
@@ -34,6 +36,7 @@ from multiflexid.store.orm import (
 from multiflexid.store.transitions import JobTransitions
 from multiflexid.store.types import utcnow
 
+from . import deadlines
 from .apps import get_app, to_definition
 from .credentials import get_credential
 from .environment import (  # noqa: F401 (get_runtemplate, Identity... are used from here)
@@ -115,12 +118,39 @@ def _check_schedule(values: dict[str, Any]) -> None:
 _FIELDS = (
     "name", "interv", "cron", "timezone", "delay", "executor", "active", "timeout",
     "max_attempts", "retry_backoff", "retry_min_gap", "ociimage", "memory_limit", "cpu_limit",
-    "pids_limit", "network", "inherit_actions",
+    "pids_limit", "network", "inherit_actions", "deadline_time", "deadline_after",
 )
+# What the deadline of each tick depends on: a change starts tracking afresh.
+_TRACKING = ("interv", "cron", "timezone", "delay", "active", "deadline_time",
+             "deadline_after")
+
+
+def _apply_deadline(rt: RunTemplate, values: dict[str, Any]) -> None:
+    """``deadline_time`` (HH:MM) or ``deadline_after`` (a duration): one replaces the other;
+    an empty value removes the deadline."""
+    at, after = values.pop("deadline_time", None), values.pop("deadline_after", None)
+    if at not in (None, "") and after not in (None, ""):
+        raise InvalidInput("deadline: give either a time of day (--deadline) or a span "
+                           "(--deadline-after), not both")
+    try:
+        if "" in (at, after):
+            rt.deadline_time = rt.deadline_after = None
+        elif at is not None:
+            rt.deadline_time, rt.deadline_after = parse_time_of_day(str(at)), None
+        elif after is not None:
+            rt.deadline_time, rt.deadline_after = None, parse_span(after)
+    except DeadlineError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _tracking(rt: RunTemplate) -> tuple[Any, ...]:
+    return tuple(getattr(rt, key) for key in _TRACKING)
 
 
 def _apply(rt: RunTemplate, values: dict[str, Any], now: datetime) -> None:
     _check_schedule(values)
+    values = dict(values)
+    _apply_deadline(rt, values)
     for key, value in values.items():
         if key not in _FIELDS:
             raise InvalidInput(f"{key}: not a run-template setting")
@@ -175,6 +205,7 @@ def create_runtemplate(
     rt.config = []
     rt.credentials = []
     _apply(rt, values, now)
+    rt.deadline_next_tick = first_tracked_tick(rt, now)
     credentials = [get_credential(s, cred_id) for cred_id in credential_ids or []]
     for cred in credentials:  # refused before anything is written
         _check_owner(s, cred, company, f"the new run template {rt.name!r}")
@@ -195,7 +226,11 @@ def update_runtemplate(s: Session, rt: RunTemplate, now: datetime, **values: Any
         if app is not None:
             image = values["ociimage"] if "ociimage" in values else rt.ociimage
             _check_image(app, values.get("executor") or rt.executor, image)
+    before = _tracking(rt)
     _apply(rt, values, now)
+    if _tracking(rt) != before:  # its ticks' deadlines are not what they were
+        stop_tracking(s, rt.id)
+        rt.deadline_next_tick = first_tracked_tick(rt, now)
     s.flush()
     return rt
 
@@ -318,14 +353,18 @@ def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: dat
 # --- views -------------------------------------------------------------------------------
 
 
-def runtemplate_views(s: Session, rows: list[RunTemplate]) -> list[dict[str, Any]]:
-    """Templates as the socket lists them (app name, company slug, last job)."""
+def runtemplate_views(s: Session, rows: list[RunTemplate], now: datetime | None = None
+                      ) -> list[dict[str, Any]]:
+    """Templates as the socket lists them (app name, company slug, last job, the state of
+    the current tick when it has a deadline)."""
     app_names = dict(s.execute(select(Application.id, Application.name)).all())
     slugs = dict(s.execute(select(Company.id, Company.slug)).all())
+    ticks = deadlines.current_ticks(s, rows, now or utcnow())
     out = []
     for rt in rows:
         view = runtemplate_dict(rt, app_names.get(rt.app_id), slugs.get(rt.company_id))
         view["last_job"] = _last_job(s, rt.id)
+        view["tick"] = ticks.get(rt.id)
         out.append(view)
     return out
 
@@ -335,11 +374,13 @@ def _last_job(s: Session, rt_id: int) -> dict[str, Any] | None:
                                   .order_by(Job.id.desc()).limit(1)))
 
 
-def runtemplate_view(s: Session, rt: RunTemplate) -> dict[str, Any]:
+def runtemplate_view(s: Session, rt: RunTemplate, now: datetime | None = None
+                     ) -> dict[str, Any]:
     """One template as the socket shows it (with config keys and credentials)."""
     app = s.get(Application, rt.app_id)
     company = s.get(Company, rt.company_id)
     view = runtemplate_dict(rt, app.name if app else None, company.slug if company else None,
                             parts=True)
     view["last_job"] = _last_job(s, rt.id)
+    view["tick"] = deadlines.current_ticks(s, [rt], now or utcnow())[rt.id]
     return view

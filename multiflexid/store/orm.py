@@ -180,6 +180,10 @@ class Company(Timestamped, Base):
     dic: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Zabbix: the host its jobs' ends are reported under (as the original's zabbix_host),
+    # and the server or proxy they go to when not the global zabbix_server
+    zabbix_host: Mapped[str | None] = mapped_column(String(255))
+    zabbix_server: Mapped[str | None] = mapped_column(String(255))
 
 
 # Slugs match regardless of case: --company ACME is acme, and there is never an ACME beside it.
@@ -265,6 +269,8 @@ class RunTemplate(Timestamped, Base):
     __table_args__ = (
         # The scheduler's tick asks "which active templates are due?": keep it an index scan.
         Index("ix_runtemplate_due", "active", "next_schedule"),
+        # The deadline tracker asks "which templates have a tick to start tracking?".
+        Index("ix_runtemplate_deadline_next_tick", "deadline_next_tick"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -304,6 +310,13 @@ class RunTemplate(Timestamped, Base):
     last_schedule: Mapped[datetime | None] = mapped_column()
     successful_jobs_count: Mapped[int] = mapped_column(Integer, default=0)
     failed_jobs_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When its last successful job ended (kept by the end of every job)
+    last_success_at: Mapped[datetime | None] = mapped_column()
+    # Deadline of each tick: a time of day HH:MM in its zone, or seconds after the due time
+    deadline_time: Mapped[str | None] = mapped_column(String(5))
+    deadline_after: Mapped[int | None] = mapped_column(Integer)
+    # The next tick the deadline tracker starts tracking (None: not tracked)
+    deadline_next_tick: Mapped[datetime | None] = mapped_column()
 
     config: Mapped[list[RunTemplateConfig]] = relationship(
         back_populates="runtemplate", cascade="all, delete-orphan", lazy="raise",
@@ -568,6 +581,36 @@ class AuditEntry(Base):
     diff: Mapped[dict[str, Any]] = mapped_column(default=dict)  # field -> [before, after]
 
 
+class RunTemplateTick(Timestamped, Base):
+    """A tick of a template with a deadline, tracked until it is settled (the states are
+    ``domain.deadline``; every write is ``store.deadlines``). Company and application are
+    copied for the aggregates of monitoring."""
+
+    __tablename__ = "runtemplate_tick"
+    __table_args__ = (
+        UniqueConstraint("runtemplate_id", "tick", name="uq_runtemplate_tick_runtemplate_tick"),
+        # Open ticks whose deadline came (the tracker), settled ones in a window (check).
+        Index("ix_runtemplate_tick_state_deadline", "state", "deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    runtemplate_id: Mapped[int] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="CASCADE"))
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("company.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"),
+                                        index=True)
+    tick: Mapped[datetime] = mapped_column()
+    deadline: Mapped[datetime] = mapped_column()
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    # The latest job counted toward it
+    job_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="SET NULL"), index=True)
+    # When it was found missed (kept when a late success follows: misses only add up)
+    missed_at: Mapped[datetime | None] = mapped_column()
+    settled_at: Mapped[datetime | None] = mapped_column()
+
+
 class Node(Base):
     """A running ``multiflexid``: its lease says until when it is believed alive."""
 
@@ -591,3 +634,4 @@ RUNTEMPLATES = cast(Table, RunTemplate.__table__)
 SCHEDULE = cast(Table, Schedule.__table__)
 ACTIONS = cast(Table, Action.__table__)
 ACTION_RUNS = cast(Table, ActionRun.__table__)
+TICKS = cast(Table, RunTemplateTick.__table__)

@@ -99,6 +99,7 @@ _LAUNCHED = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(**_LAUNC
 _COUNT = {
     True: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
            .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count + 1,
+                   last_success_at=bindparam("at", type_=RUNTEMPLATES.c.last_success_at.type),
                    updated_at=RUNTEMPLATES.c.updated_at)),  # counting is no change
     False: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
             .values(failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count + 1,
@@ -116,6 +117,8 @@ def _end_and_count(end: Any) -> Any:
                        + case((ended.c.state == "succeeded", 1), else_=0),
                        failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count
                        + case((ended.c.state == "succeeded", 0), else_=1),
+                       last_success_at=case((ended.c.state == "succeeded", ended.c.end),
+                                            else_=RUNTEMPLATES.c.last_success_at),
                        updated_at=RUNTEMPLATES.c.updated_at)  # counting is no change
                .cte("counted"))
     return select(*ended.c).add_cte(counted)
@@ -427,7 +430,8 @@ class JobTransitions:
             retry_id, reason = None, r.reason
             if r.runtemplate_id is not None:
                 if not counted and (r.state == "succeeded" or r.state in RETRYABLE_STATES):
-                    conn.execute(_COUNT[r.state == "succeeded"], {"rt_id": r.runtemplate_id})
+                    conn.execute(_COUNT[r.state == "succeeded"],
+                                 {"rt_id": r.runtemplate_id, "at": r.end})
                 if r.state in FAILURE_STATES:
                     retry_id, note = self._maybe_retry(s, r, meaning)
                     if note:

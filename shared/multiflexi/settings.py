@@ -74,6 +74,13 @@ class Settings:
     action_workers: int = 4
     action_max_attempts: int = 5
     action_retry_seconds: float = 30.0
+    # Prometheus metrics over HTTP on host:port (e.g. 127.0.0.1:9471); empty: off
+    metrics_listen: str = ""
+    # Zabbix server or proxy (host[:port], port 10051 by default) that every job's end is
+    # sent to; empty: only companies with their own zabbix_server report
+    zabbix_server: str = ""
+    # The Zabbix host values are sent under when the company names none (default: node)
+    zabbix_host: str = ""
 
     @property
     def effective_database_url(self) -> str:
@@ -111,6 +118,9 @@ _ENV = {
     "action_workers": "MULTIFLEXI_ACTION_WORKERS",
     "action_max_attempts": "MULTIFLEXI_ACTION_MAX_ATTEMPTS",
     "action_retry_seconds": "MULTIFLEXI_ACTION_RETRY_SECONDS",
+    "metrics_listen": "MULTIFLEXI_METRICS_LISTEN",
+    "zabbix_server": "MULTIFLEXI_ZABBIX_SERVER",
+    "zabbix_host": "MULTIFLEXI_ZABBIX_HOST",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +78,14 @@ def run_to_end(core: Core, s: Session, job_id: int, now: datetime, *, exitcode: 
     assert job is not None
     app = apps.to_definition(apps.get_app(s, job.app_id, parts=True))
     return tx.end(s, job_id, verdict(outcome, exitcode, reason, app.exit_code(exitcode)), now)
+
+
+def overdue_template(core: Core, *, name: str = "overdue", ago: timedelta = timedelta(hours=2),
+                     deadline_after: str = "30m", **values: Any) -> int:
+    """A daily template (UTC) whose one tick came ``ago`` and whose deadline (``ago`` minus
+    ``deadline_after``) passed while nothing ran: created an hour before that tick, so its
+    tick is tracked. Whenever a test runs, its current tick is missed until it is done."""
+    tick = (datetime.now(UTC) - ago).replace(second=0, microsecond=0)
+    return make_template(core, name=name, interv="c", cron=f"{tick.minute} {tick.hour} * * *",
+                         timezone="UTC", deadline_after=deadline_after,
+                         now=tick - timedelta(hours=1), **values)

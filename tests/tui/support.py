@@ -109,7 +109,8 @@ def seed(core: Core) -> dict[str, int]:
         reporter = apps.get_app(s, ids["reporter"])
         shell = apps.get_app(s, ids["shell"])
         templates = [
-            ("nightly", reporter, acme, {"interv": "d", "timezone": "Europe/Prague"}, {}),
+            ("nightly", reporter, acme, {"interv": "d", "timezone": "Europe/Prague",
+                                        "deadline_time": "07:00"}, {}),
             ("hourly", shell, acme, {"interv": "h", "timezone": "UTC"}, {"SCRIPT": "echo tick"}),
             ("report", reporter, globex, {"interv": "c", "cron": "*/15 * * * *",
                                           "timezone": "UTC"},

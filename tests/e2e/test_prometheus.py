@@ -1,0 +1,104 @@
+"""A real Prometheus server (Debian's package) scrapes the real daemon's metrics_listen;
+its HTTP API tells the job counters by state, a template that missed its deadline and was
+then done late, and counters that survive a restart of the daemon."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from multiflexid.core import Core
+from tests.conftest import Env
+from tests.support.daemon import program, running_daemon
+from tests.support.factory import make_template, overdue_template
+from tests.support.prometheus import Prometheus, free_port
+
+
+def of(metric: str, rt_id: int) -> str:
+    return f'{metric}{{runtemplate_id="{rt_id}"}}'
+
+
+def test_prometheus_scrapes_job_counters_and_a_late_template(
+        core: Core, mf_env: Env, tmp_path: Path, figures) -> None:  # type: ignore[no-untyped-def]
+    # The bank import's ticks came while no daemon ran; its catch-up run takes a while.
+    late = overdue_template(core, name="bank import", config={"SCRIPT": "sleep 6"})
+    ok = make_template(core, name="ok", interv="n", config={"SCRIPT": "true"})
+    bad = make_template(core, company="globex", name="bad", interv="n",
+                        config={"SCRIPT": "exit 3"})
+    port = free_port()
+    extra = {"MULTIFLEXI_METRICS_LISTEN": f"127.0.0.1:{port}"}
+    with running_daemon(mf_env.vars(), tmp_path, extra_env=extra) as daemon, \
+            Prometheus(tmp_path, [f"127.0.0.1:{port}"]) as prom:
+        prom.wait(prom.targets_up, "the daemon's target up")
+        # While the catch-up run runs, its tick is past its deadline: missed.
+        assert prom.wait(lambda: prom.value(
+            of("multiflexi_runtemplate_deadline_missed", late)) == 1.0,
+            "bank import missed")
+        info = prom.query(of("multiflexi_runtemplate_info", late))
+        assert info[0]["metric"]["name"] == "bank import"
+        assert info[0]["metric"]["company"] == "acme"
+        for rt, times in ((ok, 2), (bad, 1)):
+            for _ in range(times):
+                job = daemon.call("runtemplate.run", id=rt)
+                daemon.wait_job(job["id"])
+        succeeded = 'multiflexi_jobs_total{company="acme",app="Shell",state="succeeded"}'
+        failed = 'multiflexi_jobs_total{company="globex",app="Shell",state="failed"}'
+        prom.wait(lambda: prom.value(succeeded) == 3.0 and prom.value(failed) == 1.0,
+                  "3 succeeded (2 ok + the catch-up) and 1 failed")
+        # Then it is done, late: the alert resolves, "late" says so.
+        assert prom.wait(lambda: prom.value(
+            of("multiflexi_runtemplate_deadline_late", late)) == 1.0,
+            "bank import done late")
+        assert prom.value(of("multiflexi_runtemplate_deadline_missed", late)) == 0
+        assert prom.value('sum(multiflexi_deadline_misses_total{company="acme"})') == 1.0
+        success = prom.value(of("multiflexi_runtemplate_last_success_timestamp_seconds", ok))
+        assert success is not None and abs(success - datetime.now(UTC).timestamp()) < 120
+        assert prom.value("multiflexi_job_duration_seconds_count"
+                          '{company="acme",app="Shell"}') == 3.0
+        assert prom.value('multiflexi_daemon_degraded{node="test-node"}') == 0.0
+        assert prom.value("multiflexi_db_write_seconds_count") > 0  # type: ignore[operator]
+        assert prom.value('multiflexi_node_heartbeat_age_seconds{node="test-node"}') < 30  # type: ignore[operator]
+        # The listener speaks OpenMetrics to whoever asks for it (Prometheus does).
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            body = r.read().decode()
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert body.rstrip().endswith("# EOF")
+        assert "job_id" not in body  # labels stay bounded
+        total = "sum(multiflexi_jobs_total)"
+        before = prom.value(total)
+        daemon.stop()
+        daemon.start()  # the counters come from the database: a restart is no reset
+        restarted = datetime.now(UTC).timestamp()
+        prom.wait(lambda: (prom.value("timestamp(multiflexi_jobs_running)") or 0) > restarted,
+                  "a scrape of the restarted daemon")
+        assert prom.value(total) == before == 4.0
+        assert prom.value("resets(multiflexi_jobs_total"
+                          '{company="acme",state="succeeded"}[5m])') == 0.0
+        series = len(prom.query('{__name__=~"multiflexi_.*"}'))
+    figures(f"prometheus scraping multiflexid: {series} multiflexi series")
+
+
+def test_a_metrics_listen_it_cannot_use_stops_the_start_naming_it(
+        core: Core, mf_env: Env, tmp_path: Path) -> None:
+    core.ensure_schema()
+    env = {**os.environ, **mf_env.vars(), "MULTIFLEXI_LOG_TARGET": "stderr"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for value, message in ((f"127.0.0.1:{port}", f"metrics_listen: cannot listen on "
+                                f"127.0.0.1:{port}: Address already in use"),
+                               ("9471", "metrics_listen: '9471' is not host:port")):
+            r = subprocess.run([program("multiflexid")], capture_output=True, text=True,
+                               env={**env, "MULTIFLEXI_METRICS_LISTEN": value}, timeout=60,
+                               check=False)
+            assert r.returncode == 1, r.stderr
+            assert f"multiflexid: cannot start: {message}" in r.stderr
+            assert "Traceback" not in r.stderr
