@@ -118,6 +118,7 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
     ratios: dict[str, list[float]] = {k: [] for k in names}
     rates: dict[str, list[float]] = {k: [] for k in names}
     vs_peer: list[float] = []
+    costs: dict[str, list[dict[str, float]]] = {"postgresql": [], "sqlite": []}
     serials: list[float] = []
     threaded: list[float] = []
     cluster = PgCluster(fsync=True).start()
@@ -127,14 +128,18 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
             two = threaded_true_rate(jobs, parallel)
             serials.append(base)
             threaded.append(two)
+            pg_run = dispatch_run("postgresql", jobs, parallel)
+            costs["postgresql"].append(pg_run)
             got = {
-                "multiflexid": dispatch_run("postgresql", jobs, parallel)["rate"],
+                "multiflexid": pg_run["rate"],
                 "procrastinate": jobs / run_procrastinate(cluster, f"procr{rep}", jobs,
                                                           parallel),
                 "pgqueuer": jobs / run_pgqueuer(cluster, f"pgq{rep}", jobs, parallel),
             }
             if sqlite:
-                got["multiflexid-sqlite"] = dispatch_run("sqlite", jobs, parallel)["rate"]
+                lite_run = dispatch_run("sqlite", jobs, parallel)
+                costs["sqlite"].append(lite_run)
+                got["multiflexid-sqlite"] = lite_run["rate"]
             if verbose:
                 print(f"  rep {rep}: serial loop {base:.0f}/s, {parallel} threads {two:.0f}/s; "
                       + ", ".join(f"{k} {v:.0f}/s = {v / base:.2f}x" for k, v in got.items()),
@@ -167,7 +172,30 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
                               med(ratios["multiflexid-sqlite"]), "x", "≥ 0.9x",
                               med(ratios["multiflexid-sqlite"]) >= 0.9,
                               note=f"{med(rates['multiflexid-sqlite']):.0f} jobs/s"))
+    figures += per_job_costs(costs)
     return figures
+
+
+def per_job_costs(costs: dict[str, list[dict[str, float]]]) -> list[Figure]:
+    """What each dispatched job cost (medians of the repetitions): daemon CPU, and what
+    the daemon asked of the database (bench/dispatch.py's counters)."""
+    out = []
+    for backend, runs in costs.items():
+        if not runs:
+            continue
+
+        def m(key: str, runs: list[dict[str, float]] = runs) -> float:
+            return med([r[key] for r in runs])
+
+        note = f"writer transactions {m('writer_transactions'):.2f}"
+        if backend == "postgresql":
+            note = (f"statements {m('statements'):.1f}, commits {m('transactions'):.2f}, "
+                    f"WAL flushes {m('wal_flushes'):.2f}, " + note)
+        else:
+            note = "commits = " + note
+        out.append(Figure("multiflexid dispatch, per job: daemon CPU", backend, m("cpu_ms"),
+                          "ms", note=note))
+    return out
 
 
 def main() -> None:

@@ -28,12 +28,13 @@ import history_query
 import latency
 import metrics_scrape
 import output_volume
+import queueing
 import scheduler_tick
 from benchlib import Figure, backends_of, print_markdown, print_table
 
 from tests.support.pgcluster import pg_bindir
 
-SECTIONS = ("dispatch", "latency", "scheduler", "output", "history", "metrics")
+SECTIONS = ("dispatch", "latency", "scheduler", "queueing", "output", "history", "metrics")
 
 
 def _versions() -> str:
@@ -72,6 +73,9 @@ def plan(args: argparse.Namespace) -> dict[str, Callable[[], list[Figure]]]:
         "scheduler": lambda: scheduler_tick.measure(
             backends, templates=20_000 if q else 100_000, due=2_000 if q else 10_000,
             repeat=50 if q else 200),
+        "queueing": lambda: queueing.measure(
+            backends, jobs=500 if q else 2000, templates=2000 if q else 10_000,
+            idle=10 if q else 60),
         "output": lambda: output_volume.measure(backends, mb=20 if q else 200),
         "history": lambda: history_query.measure(backends, jobs=100_000 if q else 1_000_000),
         "metrics": lambda: metrics_scrape.measure(backends, jobs=100_000 if q else 1_000_000,
