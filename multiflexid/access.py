@@ -86,13 +86,19 @@ class Permissions:
                 "companies": {str(cid): role for cid, role in sorted(self.companies.items())}}
 
 
+def admin_of_everything(uid: int, groups: Iterable[str]) -> bool:
+    """Root, the daemon's own user and group multiflexi: known without the database (so
+    they keep their access while it is out)."""
+    return uid in (0, os.geteuid()) or ADMIN_GROUP in set(groups)
+
+
 def resolve(user: str, uid: int, groups: Iterable[str],
             grants: Iterable[tuple[str, str, int | None]],
             slugs: Mapping[int, str] | None = None) -> Permissions:
     """``grants``: (group, role, company id or None for all). The daemon's own user, root and
     group multiflexi: admin everywhere."""
     groups = set(groups)
-    if uid in (0, os.geteuid()) or ADMIN_GROUP in groups:
+    if admin_of_everything(uid, groups):
         return Permissions(user, "admin", {}, dict(slugs or {}))
     everywhere: str | None = None
     companies: dict[int, str] = {}

@@ -23,6 +23,7 @@ jobs on SQLite wait for their slot: no other node could take them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
@@ -51,6 +52,10 @@ from multiflexid.store.orm import Job
 from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger("multiflexid.job")
+
+# Stopping: how long the ends of the jobs stopped at the end of the grace may take to be
+# written before multiflexid gives up on an unreachable database (and exits).
+END_WRITE_GRACE = 15.0
 
 # A job still running this long after it started gets its launch details recorded on
 # their own (else they are written with its end: one UPDATE instead of two).
@@ -114,6 +119,7 @@ class Dispatcher:
         self.slots = asyncio.Semaphore(settings.max_parallel)
         self.wake = asyncio.Event()
         self.draining = asyncio.Event()
+        self.abandon_ends = asyncio.Event()  # stopping with the database out: give up
         self.accepting = True
         self.on_change: Callable[[], None] = lambda: None
         self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
@@ -433,7 +439,11 @@ class Dispatcher:
                 return
             except Exception as exc:
                 self.health.failed("job ends", exc)
-                await asyncio.sleep(delay)
+                if self.abandon_ends.is_set():
+                    _log_abandoned_end(job_id, fields, args)
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.abandon_ends.wait(), delay)
                 delay = min(delay * 2, 10.0)
         self.health.ok("job ends")
         log.log(
@@ -496,7 +506,21 @@ class Dispatcher:
             log.warning("stopping %d job(s) still running", len(pending))
             for run in list(self.running.values()):
                 run.cancel.set()
-            await asyncio.wait(pending)
+            _done, pending = await asyncio.wait(pending, timeout=END_WRITE_GRACE)
+        if pending:  # stopped, but their ends cannot be written (the database is out)
+            self.abandon_ends.set()
+            await asyncio.wait(pending, timeout=5.0)
+
+
+def _log_abandoned_end(job_id: int, fields: dict[str, Any] | None, args: tuple[Any, ...]) -> None:
+    """Stopping with the database out: the end goes to the journal, and the next start
+    finds the job still ``running`` on this node and records it lost."""
+    end = next((a for a in args if isinstance(a, Verdict)), None)
+    what = (end.state + (f", exit code {end.exitcode}" if end.exitcode is not None else "")
+            if end is not None else "its end")
+    log.critical("job %s ended (%s) but the database is unreachable while multiflexid "
+                 "stops: not recorded; the next start records the job as lost", job_id, what,
+                 extra=fields or {"MULTIFLEXI_JOB_ID": job_id})
 
 
 def _launch_record(command: list[str], env: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import Conflict
-from multiflexid.access import Permissions, resolve
+from multiflexid.access import Permissions, admin_of_everything, resolve
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
 from multiflexid.presenters import job_dict
@@ -101,6 +101,9 @@ class Operations:
 
     async def permissions(self, peer: Any) -> Permissions:
         """The roles of a socket peer (``rpc_server.Peer``), from its groups and the grants."""
+        if admin_of_everything(peer.uid, peer.groups):
+            return Permissions(peer.user, "admin")
+
         def q(s: Session) -> Permissions:
             grants = access_svc.grant_tuples(s, self.configured_access)
             slugs = dict(s.execute(select(Company.id, Company.slug)).all())

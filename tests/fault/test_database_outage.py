@@ -74,3 +74,34 @@ def test_postgres_down_30s_daemon_survives_and_loses_nothing(
     figures(f"PostgreSQL down {OUTAGE:g} s: status said {status.split('STATUS=')[-1]!r}; "
           f"job {job['id']} {done['state']}, {out.count(chr(10))}/{lines} lines kept in order")
     assert out == expected
+
+
+def test_stopping_while_postgres_is_down_exits_and_the_job_is_found_lost_after(
+    own_cluster: PgCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM with the database out: the daemon still stops (in stop_grace + the end-write
+    grace, not forever as systemd's TimeoutStopSec would have to end it), says in its log
+    which end it could not record, and the next start records that job as lost."""
+    env = Env(tmp_path / "data", own_cluster.url(), tmp_path / "mf.sock")
+    env.data_dir.mkdir()
+    for key, value in env.vars().items():
+        monkeypatch.setenv(key, value)
+    core = Core(load_settings())
+    rt = make_template(core, name="long", config={"SCRIPT": "sleep 300"})
+    core.close()
+    extra = {"MULTIFLEXI_HEARTBEAT_SECONDS": "1", "MULTIFLEXI_STOP_GRACE_SECONDS": "1"}
+    d = DaemonProcess(env.vars(), tmp_path, extra_env=extra).start()
+    job = d.call("runtemplate.run", id=rt)
+    d.wait_job(job["id"], states=("running",))
+    own_cluster.stop_server("fast")
+    time.sleep(1)
+    d.stop(timeout=45)  # raises if it does not stop
+    log = d.log()
+    assert f"job {job['id']} ended (cancelled" in log and "not recorded" in log, log
+    own_cluster.start_server()
+    again = DaemonProcess(env.vars(), tmp_path, extra_env=extra).start()
+    try:
+        after = again.wait_job(job["id"], states=("lost",), timeout=60)
+    finally:
+        again.stop()
+    assert after["state"] == "lost", after
