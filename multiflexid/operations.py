@@ -127,7 +127,7 @@ class Operations:
         def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
             rt = runtemplates.get_runtemplate(s, rt_id)
             caller.perms.require("operator", rt.company_id, "runtemplate.run")
-            job = runtemplates.run_now(s, self.tx, self.box, rt_id, env, secret=secret,
+            job = runtemplates.run_now(s, self.tx, self.box, rt, env, secret=secret,
                                        launched_by=caller.user, schedule_type=f"adhoc-{via}",
                                        now=self.clock())
             return job_dict(job), job_fields(s, job)

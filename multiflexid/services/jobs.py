@@ -86,7 +86,7 @@ def create_job(
 ) -> Job:
     """Queue one job of ``rt``; it runs not before ``after``. Secret one-off values are
     stored encrypted (see :func:`encrypt_overrides`)."""
-    app = s.get(Application, rt.app_id)
+    app = s.get(Application, rt.app_id) if overrides else None
     return tx.create(s, rt, schedule_type=schedule_type, launched_by=launched_by,
                      after=after, tick=tick,
                      overrides=encrypt_overrides(app, s, overrides or {}, box, secret))

@@ -49,6 +49,7 @@ from .environment import (  # noqa: F401 (get_runtemplate, Identity... are used 
     template_config,
 )
 from .jobs import cancel_queued_of_template, create_job
+from .lifecycle import job_fields
 
 EXECUTORS = ("Native", "Podman", "Docker")
 # Executors that run the app's (or the template's) container image.
@@ -316,28 +317,31 @@ def resolve_env(
 
 
 def run_now(
-    s: Session, tx: JobTransitions, box: SecretBox, rt_ref: int | str,
+    s: Session, tx: JobTransitions, box: SecretBox, rt_ref: int | str | RunTemplate,
     overrides: dict[str, str], *, secret: Iterable[str] = (), launched_by: str,
     schedule_type: str, now: datetime, what: str = "",
 ) -> Job:
     """"Run now", whoever asks (the socket, the CLI with or without the daemon): the
     one-off values must fit their fields (an error names each, prefixed by ``what``),
     then the job is queued to run at once (``pending`` while the template's job runs)."""
-    rt = get_runtemplate(s, rt_ref)
-    resolved = resolve_env(s, rt, box, overrides=overrides, secret=secret)
-    bad = [e for e in resolved.errors if e.split(":")[0] in overrides]
-    if bad:
-        raise InvalidInput("; ".join(what + e for e in bad))
+    rt = rt_ref if isinstance(rt_ref, RunTemplate) else get_runtemplate(s, rt_ref)
+    secret_keys: set[str] = set()
+    if overrides:  # only one-off values need the environment resolved (to check them)
+        resolved = resolve_env(s, rt, box, overrides=overrides, secret=secret)
+        bad = [e for e in resolved.errors if e.split(":")[0] in overrides]
+        if bad:
+            raise InvalidInput("; ".join(what + e for e in bad))
+        secret_keys = {k for k in overrides if k in resolved.values and resolved.values[
+            k].secret}
     job = create_job(s, tx, rt, schedule_type=schedule_type, launched_by=launched_by,
                      after=now, box=box, overrides=overrides, secret=secret)
+    fields = job_fields(s, job)
     note(s, "job", job.id, rt.company_id, "run",
          f"job {job.id} of run template {rt.id} {rt.name!r} queued ({schedule_type})",
          {"runtemplate_id": [None, rt.id]} | {
-             f"env.{k}": [None, "(secret)" if k in resolved.values and resolved.values[
-                 k].secret else v] for k, v in overrides.items()},
-         {"MULTIFLEXI_RUNTEMPLATE_ID": rt.id,
-          "MULTIFLEXI_COMPANY": resolved.values["MULTIFLEXI_COMPANY_SLUG"].value,
-          "MULTIFLEXI_APP": resolved.values["MULTIFLEXI_APPLICATION_NAME"].value})
+             f"env.{k}": [None, "(secret)" if k in secret_keys else v]
+             for k, v in overrides.items()},
+         {k: v for k, v in fields.items() if k != "MULTIFLEXI_JOB_ID"})
     return job
 
 
