@@ -18,16 +18,16 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict
+from multiflexi.errors import Conflict, InvalidInput
 from multiflexid.access import Permissions, admin_of_everything, resolve
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
-from multiflexid.presenters import job_dict
+from multiflexid.presenters import app_dict, company_dict, credential_dict, job_dict
 from multiflexid.services import access as access_svc
-from multiflexid.services import apps, companies, jobs, runtemplates
+from multiflexid.services import apps, companies, credentials, jobs, runtemplates
 from multiflexid.services.lifecycle import job_fields
 from multiflexid.store.audit import Actor, note, set_actor
-from multiflexid.store.orm import Company
+from multiflexid.store.orm import Company, Credential, CredentialType
 from multiflexid.store.transitions import JobTransitions
 
 T = TypeVar("T")
@@ -185,3 +185,90 @@ class Operations:
         self.control.publish("runtemplate.changed", view)
         self.control.work_arrived()
         return view
+
+    # --- editing from the TUI: companies, credentials, templates, applications -------------
+    # Each is the service the CLI calls, in one audited write transaction.
+
+    async def create_company(self, caller: Caller, values: dict[str, Any]) -> dict[str, Any]:
+        caller.perms.require("admin", None, "company.create")
+        return await self.write(
+            caller, lambda s: company_dict(companies.create_company(s, **values)))
+
+    async def update_company(self, caller: Caller, company_id: int,
+                             values: dict[str, Any]) -> dict[str, Any]:
+        def q(s: Session) -> dict[str, Any]:
+            company = companies.get_company(s, company_id)
+            caller.perms.require("admin", company.id, "company.update")
+            return company_dict(companies.update_company(s, company, **values))
+
+        return await self.write(caller, q)
+
+    def _credential_view(self, s: Session, cred: Any) -> dict[str, Any]:
+        ctype = s.get(CredentialType, cred.credential_type_id)
+        company = companies.get_company(s, cred.company_id)
+        return credential_dict(cred, ctype.code if ctype else "?", company.slug,
+                               credentials.credential_values(cred, self.box, reveal=False))
+
+    async def create_credential(self, caller: Caller, company_id: int, type_code: str,
+                                name: str, values: dict[str, str]) -> dict[str, Any]:
+        def q(s: Session) -> dict[str, Any]:
+            company = companies.get_company(s, company_id)
+            caller.perms.require("admin", company.id, "credential.create")
+            ctype = credentials.get_credential_type(s, type_code)
+            cred = credentials.create_credential(s, company, ctype, name, values, self.box)
+            return self._credential_view(s, cred)
+
+        return await self.write(caller, q)
+
+    async def update_credential(self, caller: Caller, cred_id: int, name: str | None,
+                                values: dict[str, str]) -> dict[str, Any]:
+        def q(s: Session) -> dict[str, Any]:
+            cred = credentials.get_credential(s, cred_id)
+            caller.perms.require("admin", cred.company_id, "credential.update")
+            ctype = s.get(CredentialType, cred.credential_type_id)
+            assert ctype is not None
+            if name is not None and name.strip() != cred.name:
+                if not name.strip():
+                    raise InvalidInput("name: must not be empty")
+                taken = s.scalar(select(Credential.id).where(
+                    Credential.company_id == cred.company_id, Credential.name == name.strip()))
+                if taken is not None:
+                    raise Conflict(f"name: the company already has a credential named "
+                                   f"{name.strip()!r}")
+                cred.name = name.strip()
+            credentials.set_values(cred, credentials.get_credential_type(s, ctype.code),
+                                   values, self.box)
+            s.flush()
+            return self._credential_view(s, cred)
+
+        return await self.write(caller, q)
+
+    async def update_template(self, caller: Caller, rt_id: int, values: dict[str, Any], *,
+                              config: dict[str, str], unset: list[str], secret: list[str],
+                              credentials_to: list[int] | None) -> dict[str, Any]:
+        def q(s: Session) -> dict[str, Any]:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            caller.perms.require("admin", rt.company_id, "runtemplate.update")
+            runtemplates.update_runtemplate(s, rt, self.clock(), **values)
+            if config or unset:
+                definition = apps.to_definition(apps.get_app(s, rt.app_id, parts=True))
+                runtemplates.set_config(rt, definition, config, unset, self.box, secret)
+            if credentials_to is not None:
+                have = {c.credential_id for c in rt.credentials}
+                for cred_id in sorted(have - set(credentials_to)):
+                    runtemplates.unassign_credential(rt, cred_id)
+                for cred_id in [c for c in credentials_to if c not in have]:
+                    runtemplates.assign_credential(s, rt, credentials.get_credential(s, cred_id))
+            s.flush()
+            return runtemplates.runtemplate_view(s, rt)
+
+        return await self._template_changed(await self.write(caller, q))
+
+    async def import_app(self, caller: Caller, content: str, source: str) -> dict[str, Any]:
+        caller.perms.require("admin", None, "app.import")
+
+        def q(s: Session) -> dict[str, Any]:
+            app, created, warnings = apps.import_text(s, content, source)
+            return {"app": app_dict(app), "created": created, "warnings": warnings}
+
+        return await self.write(caller, q)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import InvalidInput, NotFound
+from multiflexi.errors import Conflict, InvalidInput, NotFound
 from multiflexi.protocol import Params
+from multiflexid.domain.credjson import env_type
 from multiflexid.domain.schedule import Recurrence
 from multiflexid.presenters import (
     app_dict,
     artifact_dict,
     company_dict,
     credential_dict,
+    credential_type_dict,
     job_dict,
     output_view,
 )
@@ -44,6 +47,7 @@ from .rpc_server import Connection, Handler
 # Responses must fit a frame (1 MiB): content and output are paged below that.
 MAX_ARTIFACT_BYTES = 512 * 1024
 MAX_OUTPUT_BYTES = 512 * 1024
+T = TypeVar("T")
 
 
 def _page(p: Params) -> tuple[int, int]:
@@ -268,6 +272,79 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
         return await db.read(q)
 
+
+    # --- editing (the TUI's forms): companies, credentials, templates, applications --------
+
+    async def company_create(conn: Connection, p: Params) -> Any:
+        values = _company_values(p, create=True)
+        p.done()
+        return await _named(ops.create_company(caller(conn), values), _COMPANY_KEYS)
+
+    async def company_update(conn: Connection, p: Params) -> Any:
+        company_id = p.int("id")
+        values = _company_values(p, create=False)
+        p.done()
+        return await _named(ops.update_company(caller(conn), company_id, values),
+                            _COMPANY_KEYS)
+
+    async def credential_type_list(conn: Connection, p: Params) -> Any:
+        p.done()
+        def q(s: Session) -> Any:
+            items = [credential_type_dict(t) for t in credentials.list_credential_types(s)]
+            for item in items:  # the check each field's values get (int, bool, url...)
+                for f in item["fields"]:
+                    f["check"] = env_type(f["type"])
+                    f["secret"] = bool(f["secret"] or f["type"] in ("password", "secret"))
+            return {"items": items}
+
+        return await db.read(q)
+
+    async def credential_create(conn: Connection, p: Params) -> Any:
+        company_id = p.int("company_id")
+        type_code = p.str("type")
+        name = p.str("name")
+        values = p.str_map("values") if "values" in p else {}
+        p.done()
+        return await _named(ops.create_credential(caller(conn), company_id, type_code, name,
+                                                  values), ("name", "type"), "values")
+
+    async def credential_update(conn: Connection, p: Params) -> Any:
+        cred_id = p.int("id")
+        name = p.opt_str("name")
+        values = p.str_map("values") if "values" in p else {}
+        p.done()
+        return await _named(ops.update_credential(caller(conn), cred_id, name, values),
+                            ("name",), "values")
+
+    async def runtemplate_update(conn: Connection, p: Params) -> Any:
+        rt_id = p.int("id")
+        values: dict[str, Any] = {}
+        for key in ("name", "interv", "cron", "timezone", "executor"):
+            if key in p:
+                values[key] = p.str(key) if key in ("name", "interv", "executor") else (
+                    p.opt_str(key, allow_empty=True) or "")  # "" or null: none
+        for key in ("delay", "timeout"):
+            if key in p:
+                values[key] = p.int(key, min=0)  # timeout 0: never stopped
+        if "deadline" in p:
+            values["deadline_time"] = p.opt_str("deadline", allow_empty=True) or ""
+        if "deadline_after" in p:
+            values["deadline_after"] = p.opt_str("deadline_after", allow_empty=True) or ""
+        config = p.str_map("config") if "config" in p else {}
+        unset = p.str_list("unset")
+        secret = p.str_list("secret_keys")
+        creds = p.int_list("credentials") if "credentials" in p else None
+        p.done()
+        return await _named(ops.update_template(
+            caller(conn), rt_id, values, config=config, unset=unset, secret=secret,
+            credentials_to=creds), _TEMPLATE_KEYS, "config")
+
+    async def app_import(conn: Connection, p: Params) -> Any:
+        content = p.str("content")
+        source = p.opt_str("file") or "<input>"
+        p.done()
+        return await ops.import_app(caller(conn), content, source)
+
     # --- jobs -------------------------------------------------------------------------------
 
     async def job_list(conn: Connection, p: Params) -> Any:
@@ -426,6 +503,13 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         "runtemplate.set_active": runtemplate_set_active,
         "runtemplate.create": runtemplate_create,
         "credential.list": credential_list,
+        "company.create": company_create,
+        "company.update": company_update,
+        "credential_type.list": credential_type_list,
+        "credential.create": credential_create,
+        "credential.update": credential_update,
+        "runtemplate.update": runtemplate_update,
+        "app.import": app_import,
         "job.list": job_list,
         "job.get": job_get,
         "job.output": job_output,
@@ -435,3 +519,47 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         "events.subscribe": events_subscribe,
         "events.unsubscribe": events_unsubscribe,
     }
+
+
+# --- the editing methods' helpers --------------------------------------------------------------
+
+_COMPANY_KEYS = ("name", "slug", "ic", "dic", "email", "enabled", "zabbix_host",
+                 "zabbix_server")
+_TEMPLATE_KEYS = ("name", "interv", "cron", "timezone", "delay", "executor", "timeout",
+                  "deadline", "deadline_after", "credentials")
+
+
+def _company_values(p: Params, *, create: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in ("name", "slug"):
+        if create:
+            values[key] = p.str(key)
+        elif key in p:
+            values[key] = p.str(key)
+    for key in ("ic", "dic", "email", "zabbix_host", "zabbix_server"):
+        if key in p:
+            values[key] = p.opt_str(key, allow_empty=True) or ""  # "": cleared
+    if "enabled" in p:
+        values["enabled"] = p.bool("enabled")
+    return values
+
+
+async def _named(call: Awaitable[T], keys: tuple[str, ...], mapped: str | None = None) -> T:
+    """A service's refusal named as the parameter it is about (``data.field``:
+    ``params.slug``, ``params.values.PASSWORD``), so a form can point at the input; the
+    services word their messages "<field>: <what is wrong>"."""
+    try:
+        return await call
+    except (InvalidInput, Conflict) as exc:
+        if exc.data.get("field"):
+            raise
+        head = exc.message.split(":", 1)[0].strip()
+        if head == "deadline_time":
+            head = "deadline"
+        if head in keys:
+            field = f"params.{head}"
+        elif mapped and head and " " not in head:
+            field = f"params.{mapped}.{head}"
+        else:
+            raise
+        raise type(exc)(exc.message, {**exc.data, "field": field}) from None

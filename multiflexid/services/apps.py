@@ -279,3 +279,18 @@ def _located(exc: AppJsonError, path: str) -> list[str]:
     if exc.source != path:  # "path:line:col" for invalid JSON
         return [f"{exc.source}: {p}" for p in exc.problems]
     return list(exc.problems)
+
+
+def import_text(s: Session, text: str, source: str) -> tuple[Application, bool, list[str]]:
+    """One application definition given as text (the socket's ``app.import``: the TUI reads
+    the file, the daemon may not): validated by the same parser as `import-json`; each
+    problem as ``"<json path>: <message>"`` (InvalidInput, all of them in ``data.errors``)."""
+    try:
+        definition, warnings = parse_app(text, source)
+    except AppJsonError as exc:
+        problems = _located(exc, source)
+        raise InvalidInput("; ".join(problems), {
+            "errors": problems, "field": problems[0].split(": ", 1)[0] if problems else None,
+        }) from None
+    app, created = upsert_app(s, definition)
+    return app, created, warnings
