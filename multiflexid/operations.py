@@ -18,16 +18,15 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict, InvalidInput
+from multiflexi.errors import Conflict
 from multiflexid.access import Permissions, admin_of_everything, resolve
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
-from multiflexid.presenters import app_dict, company_dict, credential_dict, job_dict
+from multiflexid.presenters import app_dict, company_dict, job_dict
 from multiflexid.services import access as access_svc
 from multiflexid.services import apps, companies, credentials, jobs, runtemplates
-from multiflexid.services.lifecycle import job_fields
 from multiflexid.store.audit import Actor, note, set_actor
-from multiflexid.store.orm import Company, Credential, CredentialType
+from multiflexid.store.orm import Company, CredentialType
 from multiflexid.store.transitions import JobTransitions
 
 T = TypeVar("T")
@@ -127,10 +126,10 @@ class Operations:
         def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
             rt = runtemplates.get_runtemplate(s, rt_id)
             caller.perms.require("operator", rt.company_id, "runtemplate.run")
-            job = runtemplates.run_now(s, self.tx, self.box, rt, env, secret=secret,
-                                       launched_by=caller.user, schedule_type=f"adhoc-{via}",
-                                       now=self.clock())
-            return job_dict(job), job_fields(s, job)
+            job, fields = runtemplates.run_now(
+                s, self.tx, self.box, rt, env, secret=secret, launched_by=caller.user,
+                schedule_type=f"adhoc-{via}", now=self.clock())
+            return job_dict(job), fields
 
         view, fields = await self.write(caller, q)
         self.control.log(f"job queued by {caller.user} (adhoc-{via})", fields)
@@ -203,12 +202,6 @@ class Operations:
 
         return await self.write(caller, q)
 
-    def _credential_view(self, s: Session, cred: Any) -> dict[str, Any]:
-        ctype = s.get(CredentialType, cred.credential_type_id)
-        company = companies.get_company(s, cred.company_id)
-        return credential_dict(cred, ctype.code if ctype else "?", company.slug,
-                               credentials.credential_values(cred, self.box, reveal=False))
-
     async def create_credential(self, caller: Caller, company_id: int, type_code: str,
                                 name: str, values: dict[str, str]) -> dict[str, Any]:
         def q(s: Session) -> dict[str, Any]:
@@ -216,7 +209,7 @@ class Operations:
             caller.perms.require("admin", company.id, "credential.create")
             ctype = credentials.get_credential_type(s, type_code)
             cred = credentials.create_credential(s, company, ctype, name, values, self.box)
-            return self._credential_view(s, cred)
+            return credentials.credential_view(s, cred, self.box, reveal=False)
 
         return await self.write(caller, q)
 
@@ -227,19 +220,12 @@ class Operations:
             caller.perms.require("admin", cred.company_id, "credential.update")
             ctype = s.get(CredentialType, cred.credential_type_id)
             assert ctype is not None
-            if name is not None and name.strip() != cred.name:
-                if not name.strip():
-                    raise InvalidInput("name: must not be empty")
-                taken = s.scalar(select(Credential.id).where(
-                    Credential.company_id == cred.company_id, Credential.name == name.strip()))
-                if taken is not None:
-                    raise Conflict(f"name: the company already has a credential named "
-                                   f"{name.strip()!r}")
-                cred.name = name.strip()
+            if name is not None:
+                credentials.rename_credential(s, cred, name)
             credentials.set_values(cred, credentials.get_credential_type(s, ctype.code),
                                    values, self.box)
             s.flush()
-            return self._credential_view(s, cred)
+            return credentials.credential_view(s, cred, self.box, reveal=False)
 
         return await self.write(caller, q)
 

@@ -319,10 +319,12 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def runtemplate_update(conn: Connection, p: Params) -> Any:
         rt_id = p.int("id")
         values: dict[str, Any] = {}
-        for key in ("name", "interv", "cron", "timezone", "executor"):
+        for key in ("name", "interv", "executor"):
             if key in p:
-                values[key] = p.str(key) if key in ("name", "interv", "executor") else (
-                    p.opt_str(key, allow_empty=True) or "")  # "" or null: none
+                values[key] = p.str(key)
+        for key in ("cron", "timezone"):
+            if key in p:
+                values[key] = p.opt_str(key, allow_empty=True) or ""  # "" or null: none
         for key in ("delay", "timeout"):
             if key in p:
                 values[key] = p.int(key, min=0)  # timeout 0: never stopped
@@ -532,9 +534,7 @@ _TEMPLATE_KEYS = ("name", "interv", "cron", "timezone", "delay", "executor", "ti
 def _company_values(p: Params, *, create: bool) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in ("name", "slug"):
-        if create:
-            values[key] = p.str(key)
-        elif key in p:
+        if create or key in p:
             values[key] = p.str(key)
     for key in ("ic", "dic", "email", "zabbix_host", "zabbix_server"):
         if key in p:

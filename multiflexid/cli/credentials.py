@@ -6,18 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput
 from multiflexid.domain.appjson import AppJsonError
 from multiflexid.domain.credjson import parse_credential_type
-from multiflexid.presenters import credential_dict, credential_type_dict
+from multiflexid.presenters import credential_type_dict
 from multiflexid.services import credentials as svc
 from multiflexid.services.apps import expand_paths
 from multiflexid.services.companies import get_company
 from multiflexid.services.jobs import parse_assignments
-from multiflexid.store.orm import Company, Credential, CredentialType
+from multiflexid.store.orm import Credential, CredentialType
 
 from .base import AliasGroup, emit, fields, state, table
 
@@ -109,11 +108,7 @@ def credential() -> None:
 
 
 def _view(s: Session, cred: Credential, reveal: bool) -> dict[str, Any]:
-    code = s.scalar(select(CredentialType.code).where(
-        CredentialType.id == cred.credential_type_id)) or "?"
-    slug = s.scalar(select(Company.slug).where(Company.id == cred.company_id)) or "?"
-    return credential_dict(cred, code, slug,
-                           svc.credential_values(cred, state().core.box, reveal))
+    return svc.credential_view(s, cred, state().core.box, reveal)
 
 
 def _show(d: dict[str, Any]) -> None:

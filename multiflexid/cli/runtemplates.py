@@ -369,9 +369,10 @@ def _run(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...],
         raise click.exceptions.Exit(live.exit_status(final))
     st = state()
     with st.session() as s:
-        job = svc.run_now(s, st.core.transitions, st.core.box, rt_id, overrides, secret=secret,
-                          launched_by=live.current_user(), schedule_type="adhoc-cli",
-                          now=datetime.now(UTC), what="--env ")
+        job, _fields = svc.run_now(
+            s, st.core.transitions, st.core.box, rt_id, overrides, secret=secret,
+            launched_by=live.current_user(), schedule_type="adhoc-cli", now=datetime.now(UTC),
+            what="--env ")
         d = job_dict(job)
     emit(d, f"queued job {d['id']} of run template {rt_id} (multiflexid is not running: it "
             "starts the job when it starts)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -10,6 +12,7 @@ from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import CredentialFieldDef, CredentialTypeDef
 from multiflexid.domain.config import MASK, ConfigError, CredentialLayer, normalize, to_text
 from multiflexid.domain.credjson import env_type
+from multiflexid.presenters import credential_dict
 from multiflexid.store.orm import (
     Company,
     Credential,
@@ -167,14 +170,7 @@ def create_credential(
     s: Session, company: Company, ctype: CredentialType, name: str, values: dict[str, str],
     box: SecretBox,
 ) -> Credential:
-    name = name.strip()
-    if not name:
-        raise InvalidInput("name: must not be empty")
-    exists = s.scalar(
-        select(Credential).where(Credential.company_id == company.id, Credential.name == name)
-    )
-    if exists is not None:
-        raise Conflict(f"name: company {company.slug} already has a credential named {name!r}")
+    name = _free_name(s, company, name)
     cred = Credential(company_id=company.id, credential_type_id=ctype.id, name=name)
     cred.values = []
     s.add(cred)
@@ -194,6 +190,35 @@ def create_credential(
         )
     s.flush()
     return cred
+
+
+def _free_name(s: Session, company: Company, name: str, keep: int | None = None) -> str:
+    """``name`` stripped, if no other credential of the company (but ``keep``) has it."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("name: must not be empty")
+    taken = s.scalar(
+        select(Credential.id).where(Credential.company_id == company.id, Credential.name == name)
+    )
+    if taken is not None and taken != keep:
+        raise Conflict(f"name: company {company.slug} already has a credential named {name!r}")
+    return name
+
+
+def rename_credential(s: Session, cred: Credential, name: str) -> None:
+    company = s.get(Company, cred.company_id)
+    assert company is not None
+    cred.name = _free_name(s, company, name, keep=cred.id)
+
+
+def credential_view(s: Session, cred: Credential, box: SecretBox, reveal: bool
+                    ) -> dict[str, Any]:
+    """A credential as the CLI and the socket show it (secret values masked unless
+    ``reveal``)."""
+    code = s.scalar(select(CredentialType.code).where(
+        CredentialType.id == cred.credential_type_id)) or "?"
+    slug = s.scalar(select(Company.slug).where(Company.id == cred.company_id)) or "?"
+    return credential_dict(cred, code, slug, credential_values(cred, box, reveal))
 
 
 def credential_values(cred: Credential, box: SecretBox, reveal: bool) -> dict[str, str]:

@@ -320,10 +320,11 @@ def run_now(
     s: Session, tx: JobTransitions, box: SecretBox, rt_ref: int | str | RunTemplate,
     overrides: dict[str, str], *, secret: Iterable[str] = (), launched_by: str,
     schedule_type: str, now: datetime, what: str = "",
-) -> Job:
+) -> tuple[Job, dict[str, Any]]:
     """"Run now", whoever asks (the socket, the CLI with or without the daemon): the
     one-off values must fit their fields (an error names each, prefixed by ``what``),
-    then the job is queued to run at once (``pending`` while the template's job runs)."""
+    then the job is queued to run at once (``pending`` while the template's job runs).
+    Returns the job and its journal fields."""
     rt = rt_ref if isinstance(rt_ref, RunTemplate) else get_runtemplate(s, rt_ref)
     secret_keys: set[str] = set()
     if overrides:  # only one-off values need the environment resolved (to check them)
@@ -342,7 +343,7 @@ def run_now(
              f"env.{k}": [None, "(secret)" if k in secret_keys else v]
              for k, v in overrides.items()},
          {k: v for k, v in fields.items() if k != "MULTIFLEXI_JOB_ID"})
-    return job
+    return job, fields
 
 
 def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: datetime) -> int:

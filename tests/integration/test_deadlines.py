@@ -178,7 +178,7 @@ def test_a_run_now_after_a_failure_still_fulfills_the_tick(core: Core) -> None:
     with core.db.session() as s:  # the admin fixes the config and runs it again
         rerun = runtemplates.run_now(s, core.transitions, core.box, rt_id, {},
                                      launched_by="alice", schedule_type="adhoc-cli",
-                                     now=at(6, 0)).id
+                                     now=at(6, 0))[0].id
     assert clock.claim(at(6, 0)) == [rerun]
     clock.finish(rerun, at(6, 10))
     assert _ticks(core, rt_id)[0][2] == "fulfilled"
@@ -340,7 +340,7 @@ def test_a_deadline_given_a_moment_ago_is_not_missed_by_a_stale_cache(core: Core
     with core.db.session() as s:  # a job ends: the hook learns "no template has one"
         rerun = runtemplates.run_now(s, core.transitions, core.box, rt_id, {},
                                      launched_by="alice", schedule_type="adhoc-cli",
-                                     now=at(3)).id
+                                     now=at(3))[0].id
     clock.claim(at(3))
     clock.finish(rerun, at(3, 1))
     with core.db.session() as s:  # then it gets a deadline (the CLI, another process)
