@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,11 +175,10 @@ def test_template_discovery_and_job_ends_on_a_real_zabbix_server(
                                             "port": str(agent.port)}])["hostids"][0]
         [rule] = api.discoveryrule.get(hostids=[host], output=["itemid"],
                                        filter={"key_": "multiflexi.runtemplate.lld"})
-        api.task.create(type=6, request={"itemid": rule["itemid"]})  # "check now"
         key = f"job-[acme-Shell-{rt}]"
-        [item] = wait(lambda: api.item.get(hostids=[host], output=["itemid", "key_"],
-                                           filter={"key_": key}),
-                      f"the discovered trapper item {key}", 120, agent.log)
+        [item] = wait(_discovered(api, host, rule["itemid"], key),
+                      f"the discovered trapper item {key}", 120,
+                      lambda: agent.log() + server.log())
         _until_the_server_takes(server, key)
         extra = {"MULTIFLEXI_ZABBIX_SERVER": f"127.0.0.1:{server.port}"}
         with running_daemon(env.vars(), base, extra_env=extra) as daemon:
@@ -225,6 +225,22 @@ def _sandbox(base: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     for name, value in env.vars().items():
         monkeypatch.setenv(name, value)
     return env
+
+
+def _discovered(api: Any, host: str, rule: str, key: str) -> Callable[[], Any]:
+    """A check for the discovered item that asks the server to run the discovery rule now
+    ("check now", a task) every 5 s until the item is there: a task that reaches the
+    server before its configuration cache holds the new host is dropped, and the rule's
+    own interval is an hour."""
+    asked = [0.0]
+
+    def check() -> Any:
+        if time.monotonic() - asked[0] >= 5:
+            asked[0] = time.monotonic()
+            api.task.create(type=6, request={"itemid": rule})  # "check now"
+        return api.item.get(hostids=[host], output=["itemid", "key_"], filter={"key_": key})
+
+    return check
 
 
 def _until_the_server_takes(server: ZabbixServer, key: str) -> None:
