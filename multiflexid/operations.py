@@ -274,10 +274,7 @@ class Operations:
                              name: str | None) -> dict[str, Any]:
         def q(s: Session) -> dict[str, Any]:
             rt = runtemplates.get_runtemplate(s, rt_id)
-            caller.perms.require("admin", rt.company_id, "runtemplate.clone")
-            target = companies.get_company(s, company) if company is not None else None
-            if target is not None:
-                caller.perms.require("admin", target.id, "runtemplate.clone")
+            target = _clone_target(s, caller, rt.company_id, company, "runtemplate.clone")
             made = clone.clone_runtemplate(s, rt, self.clock(), company=target, name=name)
             return runtemplates.runtemplate_view(s, made)
 
@@ -287,10 +284,7 @@ class Operations:
                                name: str | None) -> dict[str, Any]:
         def q(s: Session) -> dict[str, Any]:
             cred = credentials.get_credential(s, cred_id)
-            caller.perms.require("admin", cred.company_id, "credential.clone")
-            target = companies.get_company(s, company) if company is not None else None
-            if target is not None:
-                caller.perms.require("admin", target.id, "credential.clone")
+            target = _clone_target(s, caller, cred.company_id, company, "credential.clone")
             made = clone.clone_credential(s, cred, company=target, name=name)
             return credentials.credential_view(s, made, self.box, reveal=False)
 
@@ -348,3 +342,13 @@ class Operations:
         if change is None:
             return await self.read(q)
         return await self.write(caller, q)
+
+
+def _clone_target(s: Session, caller: Caller, source: int, company: int | str | None,
+                  what: str) -> Company | None:
+    """The company a clone is for (None: its own); the caller must be an admin of both."""
+    caller.perms.require("admin", source, what)
+    target = companies.get_company(s, company) if company is not None else None
+    if target is not None:
+        caller.perms.require("admin", target.id, what)
+    return target

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -37,21 +37,17 @@ async def _params_named(call: Awaitable[T]) -> T:
 
 def manage_handlers(ops: Operations) -> dict[str, Handler]:
 
-    async def runtemplate_clone(conn: Connection, p: Params) -> Any:
-        rt_id = p.int("id")
-        company = p.opt_ref("company")
-        name = p.opt_str("name")
-        p.done()
-        return await field_named(ops.clone_template(caller(conn), rt_id, company, name),
-                            ("company", "name"))
+    def clone(what: str, operation: Callable[..., Awaitable[Any]]) -> Handler:
+        async def handler(conn: Connection, p: Params) -> Any:
+            ref = p.int("id")
+            company = p.opt_ref("company")
+            name = p.opt_str("name")
+            p.done()
+            return await field_named(operation(caller(conn), ref, company, name),
+                                     ("company", "name"))
 
-    async def credential_clone(conn: Connection, p: Params) -> Any:
-        cred_id = p.int("id")
-        company = p.opt_ref("company")
-        name = p.opt_str("name")
-        p.done()
-        return await field_named(ops.clone_credential(caller(conn), cred_id, company, name),
-                            ("company", "name"))
+        handler.__name__ = what
+        return handler
 
     async def runtemplate_bulk(conn: Connection, p: Params) -> Any:
         op = p.enum("op", bulk.OPS)
@@ -102,8 +98,8 @@ def manage_handlers(ops: Operations) -> dict[str, Handler]:
             change=lambda s, target: company_env.unset_env(s, target, key)))
 
     return {
-        "runtemplate.clone": runtemplate_clone,
-        "credential.clone": credential_clone,
+        "runtemplate.clone": clone("runtemplate_clone", ops.clone_template),
+        "credential.clone": clone("credential_clone", ops.clone_credential),
         "runtemplate.bulk": runtemplate_bulk,
         "company.env.list": env_list,
         "company.env.set": env_set,
