@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict
+from multiflexi.errors import Conflict, NotFound
 from multiflexid.access import Permissions, admin_of_everything, resolve
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
@@ -304,9 +304,10 @@ class Operations:
                                 now=self.clock(), launched_by=caller.user,
                                 schedule_type=f"adhoc-{via}", dry_run=dry_run)
             if result["applied"]:
-                result["_views"] = runtemplates.runtemplate_views(
-                    s, [rt for rt, c in zip(rts, result["changes"], strict=True)
-                        if c["diff"] and op != "run"])
+                result["_views"] = [  # as every runtemplate.changed shows a template
+                    runtemplates.runtemplate_view(s, rt)
+                    for rt, c in zip(rts, result["changes"], strict=True)
+                    if c["diff"] and op != "run"]
                 result["_jobs"] = [job_dict(jobs.get_job(s, j)) for j in result.get("jobs", [])]
             return result
 
@@ -331,7 +332,7 @@ class Operations:
         """A company's environment, secret values masked unless ``reveal`` (for its
         admins); after ``change`` (made in an audited write; admins only)."""
         def q(s: Session) -> list[dict[str, Any]]:
-            target = companies.get_company(s, company)
+            target = _company_param(s, company)
             caller.perms.require("viewer" if change is None and not reveal else "admin",
                                  target.id, what + (" with reveal" if reveal else ""))
             if change is not None:
@@ -348,7 +349,15 @@ def _clone_target(s: Session, caller: Caller, source: int, company: int | str | 
                   what: str) -> Company | None:
     """The company a clone is for (None: its own); the caller must be an admin of both."""
     caller.perms.require("admin", source, what)
-    target = companies.get_company(s, company) if company is not None else None
+    target = _company_param(s, company) if company is not None else None
     if target is not None:
         caller.perms.require("admin", target.id, what)
     return target
+
+
+def _company_param(s: Session, ref: int | str) -> Company:
+    """The company a ``company`` parameter names (not found: ``data.field`` says so)."""
+    try:
+        return companies.get_company(s, ref)
+    except NotFound as exc:
+        raise NotFound(exc.message, {"field": "params.company"}) from None

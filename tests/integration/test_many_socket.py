@@ -104,7 +104,7 @@ def test_clones(env: Env, core: Core) -> None:
             assert SECRET not in json.dumps(trail)
             missing = await refused(d.call("runtemplate.clone", id=ids["rt1"],
                                            company="nowhere"), NotFound)
-            assert "nowhere" in missing.message
+            assert "nowhere" in missing.message and missing.data["field"] == "params.company"
 
     run(scenario())
 
@@ -160,12 +160,20 @@ def test_bulk(env: Env, core: Core) -> None:
             assert len(ran["jobs"]) == 1
             job = await d.wait_state(ran["jobs"][0], "succeeded")
             assert (job["runtemplate_id"], job["schedule_type"]) == (ids["rt2"], "adhoc-tui")
+            await d.call("events.subscribe", runtemplates=True)
             off = await d.call("runtemplate.bulk", op="disable",
                                selection={"app": (await d.call("runtemplate.get",
                                                                id=ids["rt3"]))["app_id"]},
                                dry_run=False)
             assert off["changes"][0]["diff"] == [{"field": "active", "old": True, "new": False}]
             assert (await d.call("runtemplate.get", id=ids["rt3"]))["active"] is False
+            async with asyncio.timeout(10):  # subscribers hear of it
+                while True:
+                    method, params = await d.events.get()
+                    pushed = params.get("runtemplate") or {}
+                    if method == "runtemplate.changed" and pushed.get("id") == ids["rt3"]:
+                        break
+            assert (pushed["active"], pushed["tags"]) == (False, ["nightly"])
             trail = await d.call("audit.list", runtemplate_id=ids["rt3"])
             assert [e["action"] for e in trail["items"][:2]] == ["bulk disable",
                                                                  "bulk set-config"]
@@ -237,6 +245,8 @@ def test_company_environment(env: Env, core: Core) -> None:
             bad = await refused(d.call("company.env.set", company="acme", key="1X",
                                        value="y"))
             assert bad.data["field"] == "params.key"
+            nowhere = await refused(d.call("company.env.list", company="nowhere"), NotFound)
+            assert nowhere.data["field"] == "params.company"
             trail = await d.call("audit.list", company_id=ids["acme"])
             assert any(e["diff"].get("environment.PIN") == "set" for e in trail["items"])
             assert "1357" not in json.dumps(trail) and "tk-9" not in json.dumps(trail)
@@ -337,7 +347,7 @@ def test_an_operator_of_one_company(env: Env, core: Core) -> None:
     ]
 
     async def scenario() -> list[tuple[str, str]]:
-        async with daemon_in_process(env) as d:
+        async with daemon_in_process(env):
             return await calls_as_nobody(env.socket, calls)
 
     got = run(scenario())
