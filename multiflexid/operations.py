@@ -18,13 +18,22 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict
+from multiflexi.errors import Conflict, NotFound
 from multiflexid.access import Permissions, admin_of_everything, resolve
 from multiflexid.crypto import SecretBox
 from multiflexid.dbthread import DbThread
 from multiflexid.presenters import app_dict, company_dict, job_dict
 from multiflexid.services import access as access_svc
-from multiflexid.services import apps, companies, credentials, jobs, runtemplates
+from multiflexid.services import (
+    apps,
+    bulk,
+    clone,
+    companies,
+    company_env,
+    credentials,
+    jobs,
+    runtemplates,
+)
 from multiflexid.store.audit import Actor, note, set_actor
 from multiflexid.store.orm import Company, CredentialType
 from multiflexid.store.transitions import JobTransitions
@@ -258,3 +267,97 @@ class Operations:
             return {"app": app_dict(app), "created": created, "warnings": warnings}
 
         return await self.write(caller, q)
+
+    # --- many companies: clones, bulk changes, a company's environment ----------------------
+
+    async def clone_template(self, caller: Caller, rt_id: int, company: int | str | None,
+                             name: str | None) -> dict[str, Any]:
+        def q(s: Session) -> dict[str, Any]:
+            rt = runtemplates.get_runtemplate(s, rt_id)
+            target = _clone_target(s, caller, rt.company_id, company, "runtemplate.clone")
+            made = clone.clone_runtemplate(s, rt, self.clock(), company=target, name=name)
+            return runtemplates.runtemplate_view(s, made)
+
+        return await self._template_changed(await self.write(caller, q))
+
+    async def clone_credential(self, caller: Caller, cred_id: int, company: int | str | None,
+                               name: str | None) -> dict[str, Any]:
+        def q(s: Session) -> dict[str, Any]:
+            cred = credentials.get_credential(s, cred_id)
+            target = _clone_target(s, caller, cred.company_id, company, "credential.clone")
+            made = clone.clone_credential(s, cred, company=target, name=name)
+            return credentials.credential_view(s, made, self.box, reveal=False)
+
+        return await self.write(caller, q)
+
+    async def bulk(self, caller: Caller, op: str, selection: bulk.Selection,
+                   values: bulk.BulkValues, *, dry_run: bool, via: str) -> dict[str, Any]:
+        """A bulk change (see services/bulk.py) over the templates of the selection the
+        caller may see; the caller needs the op's role on every company of them."""
+        visible = caller.perms.visible()
+
+        def q(s: Session) -> dict[str, Any]:
+            rts = bulk.select_templates(s, selection, visible)
+            for company_id in bulk.companies_of(rts):
+                caller.perms.require(bulk.required_role(op), company_id, "runtemplate.bulk")
+            result = bulk.apply(s, rts, op, values, box=self.box, tx=self.tx,
+                                now=self.clock(), launched_by=caller.user,
+                                schedule_type=f"adhoc-{via}", dry_run=dry_run)
+            if result["applied"]:
+                result["_views"] = [  # as every runtemplate.changed shows a template
+                    runtemplates.runtemplate_view(s, rt)
+                    for rt, c in zip(rts, result["changes"], strict=True)
+                    if c["diff"] and op != "run"]
+                result["_jobs"] = [job_dict(jobs.get_job(s, j)) for j in result.get("jobs", [])]
+            return result
+
+        if dry_run:
+            result = await self.read(q)
+        else:
+            if op == "run" and self.control.stopping:
+                raise Conflict("multiflexid is stopping; no job was queued")
+            result = await self.write(caller, q)
+        for view in result.pop("_views", []):
+            self.control.publish("runtemplate.changed", view)
+        for view in result.pop("_jobs", []):
+            self.control.publish("job.changed", view)
+        if result["applied"]:
+            self.control.work_arrived()
+        return result
+
+    async def company_env(self, caller: Caller, what: str, company: int | str, *,
+                          reveal: bool = False,
+                          change: Callable[[Session, Company], None] | None = None
+                          ) -> list[dict[str, Any]]:
+        """A company's environment, secret values masked unless ``reveal`` (for its
+        admins); after ``change`` (made in an audited write; admins only)."""
+        def q(s: Session) -> list[dict[str, Any]]:
+            target = _company_param(s, company)
+            caller.perms.require("viewer" if change is None and not reveal else "admin",
+                                 target.id, what + (" with reveal" if reveal else ""))
+            if change is not None:
+                change(s, target)
+            return company_env.env_view(company_env.env_rows(s, target.id), self.box,
+                                        reveal=reveal)
+
+        if change is None:
+            return await self.read(q)
+        return await self.write(caller, q)
+
+
+def _clone_target(s: Session, caller: Caller, source: int, company: int | str | None,
+                  what: str) -> Company | None:
+    """The company a clone is for (None: its own); the caller must be an admin of both."""
+    caller.perms.require("admin", source, what)
+    target = _company_param(s, company) if company is not None else None
+    if target is not None:
+        caller.perms.require("admin", target.id, what)
+    return target
+
+
+def _company_param(s: Session, ref: int | str) -> Company:
+    """The company a ``company`` parameter names (not found: ``data.field`` says so)."""
+    try:
+        return companies.get_company(s, ref)
+    except NotFound as exc:
+        raise NotFound(exc.message, {"field": "params.company"}) from None

@@ -137,10 +137,12 @@ def runtemplate_dict(
         "deadline": deadline_text(rt.deadline_time, rt.deadline_after),
         "deadline_time": rt.deadline_time,
         "deadline_after": rt.deadline_after,
+        "note": rt.note,
     }
     if parts:
         out["config_keys"] = [c.key for c in rt.config]
         out["credentials"] = sorted(c.credential_id for c in rt.credentials)
+        out["tags"] = sorted(t.tag for t in rt.tags)
     return out
 
 

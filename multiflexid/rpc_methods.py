@@ -128,13 +128,22 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         app_id = p.opt_int("app_id")
         active = p.opt_bool("active")
         late = p.opt_bool("late", False)
+        tag = p.opt_str("tag")
         limit, offset = _page(p)
         p.done()
+        if tag is not None:
+            try:
+                tag = runtemplates.check_tag(tag)
+            except InvalidInput as exc:
+                raise InvalidInput(f"params.tag: {exc.message.removeprefix('tags: ')}",
+                                   {"field": "params.tag"}) from None
 
         visible = conn.perms.visible()
 
         def q(s: Session) -> Any:
             query = _only(select(RunTemplate), RunTemplate.company_id, visible)
+            if tag is not None:
+                query = query.where(runtemplates.tagged(tag))
             if company_id is not None:
                 query = query.where(RunTemplate.company_id == company_id)
             if app_id is not None:
@@ -251,9 +260,14 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         config = p.str_map("config") if "config" in p else {}
         secret = p.str_list("secret_keys")
         creds = p.int_list("credentials") if "credentials" in p else []
+        values["tags"] = p.str_list("tags")
+        note = p.opt_str("note", allow_empty=True)
+        if note is not None:
+            values["note"] = note
         p.done()
-        return await ops.create_template(caller(conn), app_id, company_id, config=config,
-                                         secret=secret, credentials=creds, **values)
+        return await field_named(ops.create_template(
+            caller(conn), app_id, company_id, config=config, secret=secret, credentials=creds,
+            **values), _TEMPLATE_KEYS, "config")
 
     async def credential_list(conn: Connection, p: Params) -> Any:
         company_id = p.int("company_id")
@@ -278,13 +292,13 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def company_create(conn: Connection, p: Params) -> Any:
         values = _company_values(p, create=True)
         p.done()
-        return await _named(ops.create_company(caller(conn), values), _COMPANY_KEYS)
+        return await field_named(ops.create_company(caller(conn), values), _COMPANY_KEYS)
 
     async def company_update(conn: Connection, p: Params) -> Any:
         company_id = p.int("id")
         values = _company_values(p, create=False)
         p.done()
-        return await _named(ops.update_company(caller(conn), company_id, values),
+        return await field_named(ops.update_company(caller(conn), company_id, values),
                             _COMPANY_KEYS)
 
     async def credential_type_list(conn: Connection, p: Params) -> Any:
@@ -305,7 +319,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         name = p.str("name")
         values = p.str_map("values") if "values" in p else {}
         p.done()
-        return await _named(ops.create_credential(caller(conn), company_id, type_code, name,
+        return await field_named(ops.create_credential(caller(conn), company_id, type_code, name,
                                                   values), ("name", "type"), "values")
 
     async def credential_update(conn: Connection, p: Params) -> Any:
@@ -313,7 +327,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         name = p.opt_str("name")
         values = p.str_map("values") if "values" in p else {}
         p.done()
-        return await _named(ops.update_credential(caller(conn), cred_id, name, values),
+        return await field_named(ops.update_credential(caller(conn), cred_id, name, values),
                             ("name",), "values")
 
     async def runtemplate_update(conn: Connection, p: Params) -> Any:
@@ -332,12 +346,16 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             values["deadline_time"] = p.opt_str("deadline", allow_empty=True) or ""
         if "deadline_after" in p:
             values["deadline_after"] = p.opt_str("deadline_after", allow_empty=True) or ""
+        if "tags" in p:
+            values["tags"] = p.str_list("tags")  # the whole new set
+        if "note" in p:
+            values["note"] = p.opt_str("note", allow_empty=True) or ""  # "": none
         config = p.str_map("config") if "config" in p else {}
         unset = p.str_list("unset")
         secret = p.str_list("secret_keys")
         creds = p.int_list("credentials") if "credentials" in p else None
         p.done()
-        return await _named(ops.update_template(
+        return await field_named(ops.update_template(
             caller(conn), rt_id, values, config=config, unset=unset, secret=secret,
             credentials_to=creds), _TEMPLATE_KEYS, "config")
 
@@ -487,9 +505,11 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         return {"subscribed": conn.subscriptions()}
 
     from .rpc_actions import action_handlers
+    from .rpc_manage import manage_handlers
 
     return {
         **action_handlers(ops),
+        **manage_handlers(ops),
         "daemon.status": daemon_status,
         "company.list": company_list,
         "company.get": company_get,
@@ -528,7 +548,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 _COMPANY_KEYS = ("name", "slug", "ic", "dic", "email", "enabled", "zabbix_host",
                  "zabbix_server")
 _TEMPLATE_KEYS = ("name", "interv", "cron", "timezone", "delay", "executor", "timeout",
-                  "deadline", "deadline_after", "credentials")
+                  "deadline", "deadline_after", "credentials", "tags", "note")
 
 
 def _company_values(p: Params, *, create: bool) -> dict[str, Any]:
@@ -544,7 +564,7 @@ def _company_values(p: Params, *, create: bool) -> dict[str, Any]:
     return values
 
 
-async def _named(call: Awaitable[T], keys: tuple[str, ...], mapped: str | None = None) -> T:
+async def field_named(call: Awaitable[T], keys: tuple[str, ...], mapped: str | None = None) -> T:
     """A service's refusal named as the parameter it is about (``data.field``:
     ``params.slug``, ``params.values.PASSWORD``), so a form can point at the input; the
     services word their messages "<field>: <what is wrong>"."""

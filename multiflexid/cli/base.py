@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import MultiFlexiError
+from multiflexi.errors import InvalidInput, MultiFlexiError
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.core import Core
 from multiflexid.crypto import SecretKeyError
@@ -220,6 +221,17 @@ def write_file(out: Path, content: bytes) -> None:
         tmp.replace(out)
     except OSError as exc:
         raise MultiFlexiError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time with a zone, given as ``option`` (an error names it)."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{option}: {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise InvalidInput(f"{option}: {text!r} has no time zone (add Z or +01:00)")
+    return when
 
 
 def fail(message: str) -> MultiFlexiError:

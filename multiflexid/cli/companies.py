@@ -9,6 +9,8 @@ import click
 
 from multiflexid.presenters import company_dict
 from multiflexid.services import companies as svc
+from multiflexid.services import company_env as env_svc
+from multiflexid.services.jobs import parse_assignments
 
 from .base import AliasGroup, emit, fields, state, table
 
@@ -126,6 +128,66 @@ def export(company_ref: str, file: str) -> None:
     from .access import export as do_export
 
     do_export(company_ref, file)
+
+
+# --- a company's environment ----------------------------------------------------------------
+
+
+@company.group("env", cls=AliasGroup)
+def env() -> None:
+    """Variables every job of a company gets (after the application's defaults, before
+    credentials; `runtemplate env --explain` shows them as "company environment")."""
+
+
+def _env_table(rows: list[dict[str, Any]]) -> None:
+    table([(r["key"], r["value"], r["secret"]) for r in rows], ["key", "value", "secret"])
+
+
+@env.command("set")
+@click.option("--company", "company_ref", required=True, help="Company id or slug.")
+@click.option("--secret", is_flag=True,
+              help="Keep the values secret (encrypted at rest, masked everywhere). Keys named "
+                   "like secrets (*PASSWORD*, *TOKEN*, *SECRET*, *APIKEY*, *_KEY) and fields "
+                   "an application declares secret are kept secret anyway.")
+@click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
+def env_set(company_ref: str, secret: bool, items: tuple[str, ...]) -> None:
+    """Set variables of the company's environment."""
+    values = parse_assignments(items, "KEY=VALUE")
+    st = state()
+    with st.session() as s:
+        c = svc.get_company(s, company_ref)
+        for key, value in values.items():
+            env_svc.set_env(s, c, key, value, st.core.box, secret=secret)
+        rows = env_svc.env_view(env_svc.env_rows(s, c.id), st.core.box)
+        slug = c.slug
+    emit(rows, f"company {slug}: set {', '.join(values)}")
+
+
+@env.command("unset")
+@click.option("--company", "company_ref", required=True, help="Company id or slug.")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+def env_unset(company_ref: str, keys: tuple[str, ...]) -> None:
+    """Remove variables from the company's environment."""
+    st = state()
+    with st.session() as s:
+        c = svc.get_company(s, company_ref)
+        for key in keys:
+            env_svc.unset_env(s, c, key)
+        rows = env_svc.env_view(env_svc.env_rows(s, c.id), st.core.box)
+        slug = c.slug
+    emit(rows, f"company {slug}: unset {', '.join(keys)}")
+
+
+@env.command("list")
+@click.option("--company", "company_ref", required=True, help="Company id or slug.")
+@click.option("--reveal", is_flag=True, help="Show secret values in clear.")
+def env_list(company_ref: str, reveal: bool) -> None:
+    """The company's environment (secret values masked unless --reveal)."""
+    st = state()
+    with st.read() as s:
+        c = svc.get_company(s, company_ref)
+        rows = env_svc.env_view(env_svc.env_rows(s, c.id), st.core.box, reveal=reveal)
+    emit(rows, lambda: _env_table(rows))
 
 
 def register(cli: click.Group) -> None:

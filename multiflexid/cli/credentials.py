@@ -14,6 +14,7 @@ from multiflexid.domain.credjson import parse_credential_type
 from multiflexid.presenters import credential_type_dict
 from multiflexid.services import credentials as svc
 from multiflexid.services.apps import expand_paths
+from multiflexid.services.clone import clone_credential
 from multiflexid.services.companies import get_company
 from multiflexid.services.jobs import parse_assignments
 from multiflexid.store.orm import Credential, CredentialType
@@ -175,6 +176,21 @@ def update(cred_id: int, field_items: tuple[str, ...]) -> None:
         s.flush()
         d = _view(s, cred, reveal=False)
     emit(d, lambda: _show(d))
+
+
+@credential.command("clone")
+@click.option("--id", "cred_id", type=int, required=True, help="Credential id.")
+@click.option("--company", "company_ref",
+              help="Company (id or slug) the copy is for (default: the credential's own).")
+@click.option("--name", help="The copy's name (default: the same in another company, "
+                             "'<name> (copy)' in its own).")
+def clone(cred_id: int, company_ref: str | None, name: str | None) -> None:
+    """Copy a credential, its secret values copied encrypted (never shown)."""
+    with state().session() as s:
+        target = get_company(s, company_ref) if company_ref else None
+        made = clone_credential(s, svc.get_credential(s, cred_id), company=target, name=name)
+        d = _view(s, made, reveal=False)
+    emit(d, f"cloned credential {cred_id} as {d['id']} {d['name']!r} for {d['company']}")
 
 
 @credential.command("remove")

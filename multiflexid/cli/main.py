@@ -18,9 +18,11 @@ from . import (
     access,
     actions,
     apps,
+    bulk,
     check,
     companies,
     credentials,
+    history,
     jobs,
     runtemplates,
     system,
@@ -59,6 +61,8 @@ def cli(ctx: click.Context, fmt: str, config: str | None) -> None:
 for module in (apps, companies, credentials, runtemplates, jobs, system, actions, access, check,
                zabbix):
     module.register(cli)
+bulk.register(runtemplates.runtemplate)
+history.register(jobs.job)
 
 
 def main() -> None:

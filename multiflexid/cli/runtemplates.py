@@ -9,7 +9,6 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import InvalidInput
 from multiflexid.presenters import job_dict, runtemplate_dict
 from multiflexid.services import deadlines
 from multiflexid.services import runtemplates as svc
@@ -20,7 +19,7 @@ from multiflexid.services.jobs import parse_assignments
 from multiflexid.store.orm import Application, Company, RunTemplate
 
 from . import live
-from .base import AliasGroup, emit, fields, state, table
+from .base import AliasGroup, emit, fields, parse_time, state, table
 
 
 @click.group(cls=AliasGroup)
@@ -121,8 +120,15 @@ def _show(d: dict[str, Any]) -> None:
         "next_tick", "last_schedule", "successful_jobs_count", "failed_jobs_count",
         "last_success", "deadline",
     )] + [("current tick", tick_text(d))] + [(k, d[k]) for k in (
-        "config_keys", "credentials", "inherit_actions")]
+        "config_keys", "credentials", "inherit_actions", "tags", "note")]
         + ([("inactive_reason", d["inactive_reason"])] if d.get("inactive_reason") else []))
+
+
+def _tag_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--note", help="A note for the next admin (free text; '' removes it).")(fn)
+    return click.option("--tag", "tags", multiple=True, metavar="TAG",
+                        help="A tag (lower case) to select it by in lists and bulk changes. "
+                             "Repeatable; on update the whole new set.")(fn)
 
 
 @runtemplate.command("create")
@@ -136,6 +142,7 @@ def _show(d: dict[str, Any]) -> None:
 @click.option("--credential", "credential_ids", multiple=True, type=int,
               help="Credential id of the same company to assign. Repeatable.")
 @click.option("--inactive", is_flag=True, help="Create it inactive (never scheduled).")
+@_tag_options
 def create(app_ref: str, company_ref: str, config_items: tuple[str, ...],
            secret_items: tuple[str, ...], credential_ids: tuple[int, ...], inactive: bool,
            **values: Any) -> None:
@@ -161,13 +168,14 @@ def create(app_ref: str, company_ref: str, config_items: tuple[str, ...],
 @click.option("--late", is_flag=True,
               help="Only templates whose current tick is not done by its deadline (missed, "
                    "failed, still open) or was done late.")
-def list_(company_ref: str | None, app_ref: str | None, late: bool) -> None:
+@click.option("--tag", help="Only templates with this tag.")
+def list_(company_ref: str | None, app_ref: str | None, late: bool, tag: str | None) -> None:
     """List run templates."""
     now = datetime.now(UTC)
     with state().read() as s:
         company = get_company(s, company_ref) if company_ref else None
         app = get_app(s, app_ref) if app_ref else None
-        rows = [_view(s, rt, now) for rt in svc.list_runtemplates(s, company, app)]
+        rows = [_view(s, rt, now) for rt in svc.list_runtemplates(s, company, app, tag)]
     if late:
         rows = [r for r in rows if r["tick"] and (
             r["tick"]["late"] or r["tick"]["state"] == "fulfilled_late")]
@@ -175,8 +183,9 @@ def list_(company_ref: str | None, app_ref: str | None, late: bool) -> None:
         [(r["id"], r["name"], r["app"], r["company"], r["interv"] + (
             f" {r['cron']}" if r["interv"] == "c" else ""), r["executor"],
           f"no: {r['inactive_reason']}" if r["inactive_reason"] and not r["active"]
-          else r["active"], r["next_schedule"], tick_text(r)) for r in rows],
-        ["id", "name", "app", "company", "interv", "executor", "active", "next", "deadline"],
+          else r["active"], r["next_schedule"], tick_text(r), r["tags"]) for r in rows],
+        ["id", "name", "app", "company", "interv", "executor", "active", "next", "deadline",
+         "tags"],
     ))
 
 
@@ -197,12 +206,18 @@ def show(rt_id: int) -> None:
 @click.option("--company-actions/--no-company-actions", "inherit_actions", default=None,
               help="Whether the company's default actions apply to it (default: yes).")
 @click.option("--no-deadline", is_flag=True, help="Remove the deadline.")
-def update(rt_id: int, no_deadline: bool, **values: Any) -> None:
-    """Change a run template (schedule, executor, limits, retries, deadline, active)."""
+@_tag_options
+@click.option("--no-tags", is_flag=True, help="Remove all its tags.")
+def update(rt_id: int, no_deadline: bool, no_tags: bool, **values: Any) -> None:
+    """Change a run template (schedule, executor, limits, retries, deadline, active, tags,
+    note)."""
     if no_deadline:
         if values.get("deadline_time") or values.get("deadline_after"):
             raise click.UsageError("--no-deadline with --deadline or --deadline-after")
         values["deadline_time"] = ""
+    if no_tags and values["tags"]:
+        raise click.UsageError("--no-tags with --tag")
+    values["tags"] = [] if no_tags else (values["tags"] or None)
     with state().session() as s:
         rt = svc.get_runtemplate(s, rt_id)
         svc.update_runtemplate(s, rt, datetime.now(UTC),
@@ -327,12 +342,7 @@ def preview(rt_id: int, count: int, start: str | None) -> None:
     """The next due times, in the template's zone and in UTC."""
     begin = datetime.now(UTC)
     if start:
-        try:
-            begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput(f"--from: {start!r} is not an ISO 8601 time") from None
-        if begin.tzinfo is None:
-            raise InvalidInput(f"--from: {start!r} has no time zone (add Z or +01:00)")
+        begin = parse_time(start, "--from")
     with state().read() as s:
         rec = svc.recurrence(svc.get_runtemplate(s, rt_id))
     doc = {"id": rt_id, **svc.preview(rec, begin, count)}

@@ -2,8 +2,8 @@
 
 Layers, later wins::
 
-    application defaults < assigned company credentials < run-template overrides
-        < one-off overrides ("run now") < MULTIFLEXI_* variables
+    application defaults < the company's environment < assigned company credentials
+        < run-template overrides < one-off overrides ("run now") < MULTIFLEXI_* variables
 
 Each value remembers where it came from and whether it is secret. Values are checked
 against the application's field types; required fields without a value are reported by
@@ -26,6 +26,7 @@ from .appdef import EnvFieldDef
 MASK = "********"
 
 SOURCE_DEFAULT = "app default"
+SOURCE_COMPANY = "company environment"
 SOURCE_TEMPLATE = "run template"
 SOURCE_OVERRIDE = "one-off override"
 SOURCE_MULTIFLEXI = "multiflexi"
@@ -217,6 +218,8 @@ def is_secret_key(key: str, declared: EnvFieldDef | None, marked: Iterable[str] 
 def resolve_environment(
     fields: Iterable[EnvFieldDef],
     credentials: Iterable[CredentialLayer] = (),
+    company: Mapping[str, str] | None = None,
+    company_secret_keys: Iterable[str] = (),
     template: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
     injected: Mapping[str, str] | None = None,
@@ -227,7 +230,7 @@ def resolve_environment(
     """Resolve a job's environment; see the module docstring for the order."""
     defs = {f.key: f for f in fields}
     secret_keys = ({k for k, f in defs.items() if f.is_secret} | set(template_secret_keys)
-                   | set(override_secret_keys))
+                   | set(override_secret_keys) | set(company_secret_keys))
     layered: dict[str, tuple[str, str, tuple[str, ...]]] = {}
 
     def put(key: str, value: str, source: str) -> None:
@@ -238,6 +241,8 @@ def resolve_environment(
     for key, fdef in defs.items():
         if fdef.defval is not None:
             put(key, to_text(fdef.defval), SOURCE_DEFAULT)
+    for key, value in (company or {}).items():
+        put(key, value, SOURCE_COMPANY)
     for cred in credentials:
         secret_keys |= set(cred.secret_keys)
         for key, value in cred.values.items():

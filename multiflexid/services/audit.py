@@ -32,6 +32,7 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
+from .company_env import env_rows, env_view
 from .credentials import credential_values, list_credentials
 from .runtemplates import list_runtemplates
 
@@ -72,8 +73,8 @@ def list_entries(s: Session, *, company_id: int | None = None, since: datetime |
 def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
                    now: datetime) -> dict[str, int]:
     """Everything stored about ``company`` as one JSON document written to ``out`` as it is
-    read (a long history never sits in memory): the company, its credentials and run
-    templates (secret values redacted), actions, jobs with their output and artifact list,
+    read (a long history never sits in memory): the company, its credentials, environment
+    and run templates (secret values redacted), actions, jobs with their output and artifact list,
     and its audit trail. Returns how many of each were written."""
     counts: dict[str, int] = {}
     codes = dict(s.execute(select(CredentialType.id, CredentialType.code)).all())
@@ -83,6 +84,9 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
         for c in list_credentials(s, company):
             yield credential_dict(c, codes.get(c.credential_type_id, "?"), company.slug,
                                   credential_values(c, box, reveal=False))
+
+    def environment() -> Iterator[dict[str, Any]]:
+        yield from env_view(env_rows(s, company.id), box, reveal=False)
 
     def templates() -> Iterator[dict[str, Any]]:
         for rt in list_runtemplates(s, company):
@@ -127,7 +131,8 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
     out.write(f'"multiflexi_version": {json.dumps(multiflexi.__version__)},\n')
     out.write('"secrets": "redacted",\n')
     out.write(f'"company": {json.dumps(company_dict(company), ensure_ascii=False)}')
-    for name, rows in (("credentials", credentials()), ("runtemplates", templates()),
+    for name, rows in (("credentials", credentials()), ("environment", environment()),
+                       ("runtemplates", templates()),
                        ("actions", actions()), ("jobs", jobs()), ("audit", audit())):
         out.write(f',\n"{name}": [')
         n = 0

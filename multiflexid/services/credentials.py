@@ -170,7 +170,7 @@ def create_credential(
     s: Session, company: Company, ctype: CredentialType, name: str, values: dict[str, str],
     box: SecretBox,
 ) -> Credential:
-    name = _free_name(s, company, name)
+    name = free_name(s, company, name)
     cred = Credential(company_id=company.id, credential_type_id=ctype.id, name=name)
     cred.values = []
     s.add(cred)
@@ -192,7 +192,7 @@ def create_credential(
     return cred
 
 
-def _free_name(s: Session, company: Company, name: str, keep: int | None = None) -> str:
+def free_name(s: Session, company: Company, name: str, keep: int | None = None) -> str:
     """``name`` stripped, if no other credential of the company (but ``keep``) has it."""
     name = name.strip()
     if not name:
@@ -208,7 +208,7 @@ def _free_name(s: Session, company: Company, name: str, keep: int | None = None)
 def rename_credential(s: Session, cred: Credential, name: str) -> None:
     company = s.get(Company, cred.company_id)
     assert company is not None
-    cred.name = _free_name(s, company, name, keep=cred.id)
+    cred.name = free_name(s, company, name, keep=cred.id)
 
 
 def credential_view(s: Session, cred: Credential, box: SecretBox, reveal: bool

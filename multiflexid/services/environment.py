@@ -2,9 +2,10 @@
 ``multiflexid.domain.config`` for the order of the layers).
 
 :func:`load_context` reads a template with everything its jobs resolve to (app
-definition, configuration and credentials, decrypted); :func:`environment` resolves a
-job's environment from it. `runtemplate env`, "run now"'s checks and the dispatcher's
-launch all go through these two, the dispatcher with the context cached between jobs.
+definition, its company's environment, configuration and credentials, decrypted);
+:func:`environment` resolves a job's environment from it. `runtemplate env`, "run now"'s
+checks and the dispatcher's launch all go through these two, the dispatcher with the
+context cached between jobs.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from multiflexid.executors.base import Limits
 from multiflexid.store.orm import Application, Company, CredentialType, RunTemplate
 
 from .apps import get_app, to_definition
+from .company_env import company_layer
 from .credentials import credential_layer, get_credential
 
-_WITH_PARTS = (selectinload(RunTemplate.config), selectinload(RunTemplate.credentials))
+_WITH_PARTS = (selectinload(RunTemplate.config), selectinload(RunTemplate.credentials),
+               selectinload(RunTemplate.tags))
 
 
 def get_runtemplate(s: Session, ref: int | str) -> RunTemplate:
@@ -111,6 +114,8 @@ class TemplateContext:
     config: dict[str, str]
     config_secret: frozenset[str]
     credentials: tuple[CredentialLayer, ...]
+    company_env: dict[str, str]
+    company_secret: frozenset[str]
 
 
 def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...] = ()
@@ -121,6 +126,7 @@ def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...] = 
     company = s.get(Company, rt.company_id)
     assert company is not None
     config, secret = template_config(rt, box)
+    company_env, company_secret = company_layer(s, company.id, box)
     return TemplateContext(
         key=key, who=Identity.of(rt, app_row, company), app=to_definition(app_row),
         app_enabled=app_row.enabled, company_enabled=company.enabled, rt_ociimage=rt.ociimage,
@@ -128,6 +134,7 @@ def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...] = 
                       network=rt.network),
         config=config, config_secret=frozenset(secret),
         credentials=tuple(credential_layers(s, rt, box)),
+        company_env=company_env, company_secret=company_secret,
     )
 
 
@@ -139,6 +146,8 @@ def environment(
     """A job's environment from its template's context and its one-off overrides."""
     return resolve_environment(
         ctx.app.env_fields,
+        company=ctx.company_env,
+        company_secret_keys=ctx.company_secret,
         credentials=ctx.credentials,
         template=ctx.config,
         template_secret_keys=ctx.config_secret,

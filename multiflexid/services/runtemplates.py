@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from multiflexid.store.orm import (
     RunTemplate,
     RunTemplateConfig,
     RunTemplateCredential,
+    RunTemplateTag,
 )
 from multiflexid.store.transitions import JobTransitions
 from multiflexid.store.types import utcnow
@@ -56,15 +58,45 @@ EXECUTORS = ("Native", "Podman", "Docker")
 CONTAINER_EXECUTORS = ("Podman", "Docker")
 BACKOFFS = ("none", "fixed", "linear", "exponential")
 INTERVAL_CODES = ("i", "h", "d", "w", "m", "y", "c", "n")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_.:/+-]{0,63}$")
+MAX_NOTE = 4000
+
+
+def check_tag(tag: str) -> str:
+    """A tag as stored: lower case, 1-64 letters, digits, ``_ . : / + -``."""
+    norm = tag.strip().lower()
+    if not _TAG.match(norm):
+        raise InvalidInput(f"tags: {tag!r} is not a tag (1-64 letters, digits, '_', '.', "
+                           "':', '/', '+' or '-', starting with a letter or digit)")
+    return norm
+
+
+def tagged(tag: str) -> Any:
+    """The condition "the template has this tag" (for a query of run templates)."""
+    return RunTemplate.id.in_(select(RunTemplateTag.runtemplate_id)
+                              .where(RunTemplateTag.tag == check_tag(tag)))
+
+
+def set_tags(rt: RunTemplate, tags: Iterable[str]) -> None:
+    """Replace the template's tags."""
+    wanted = sorted({check_tag(t) for t in tags})
+    for row in [t for t in rt.tags if t.tag not in wanted]:
+        rt.tags.remove(row)
+    have = {t.tag for t in rt.tags}
+    rt.tags.extend(RunTemplateTag(tag=t) for t in wanted if t not in have)
+
 
 def list_runtemplates(
-    s: Session, company: Company | None = None, app: Application | None = None
+    s: Session, company: Company | None = None, app: Application | None = None,
+    tag: str | None = None,
 ) -> list[RunTemplate]:
     query = select(RunTemplate).options(*_WITH_PARTS).order_by(RunTemplate.id)
     if company is not None:
         query = query.where(RunTemplate.company_id == company.id)
     if app is not None:
         query = query.where(RunTemplate.app_id == app.id)
+    if tag is not None:
+        query = query.where(tagged(tag))
     return list(s.scalars(query))
 
 
@@ -119,7 +151,7 @@ def _check_schedule(values: dict[str, Any]) -> None:
 _FIELDS = (
     "name", "interv", "cron", "timezone", "delay", "executor", "active", "timeout",
     "max_attempts", "retry_backoff", "retry_min_gap", "ociimage", "memory_limit", "cpu_limit",
-    "pids_limit", "network", "inherit_actions", "deadline_time", "deadline_after",
+    "pids_limit", "network", "inherit_actions", "deadline_time", "deadline_after", "note",
 )
 # What the deadline of each tick depends on: a change starts tracking afresh.
 _TRACKING = ("interv", "cron", "timezone", "delay", "active", "deadline_time",
@@ -161,6 +193,10 @@ def _apply(rt: RunTemplate, values: dict[str, Any], now: datetime) -> None:
             value = str(value).strip()
             if not value:
                 raise InvalidInput("name: must not be empty")
+        if key == "note":
+            value = str(value).strip() or None
+            if value is not None and len(value) > MAX_NOTE:
+                raise InvalidInput(f"note: at most {MAX_NOTE} characters")
         if key in ("cron", "timezone", "ociimage", "network", "memory_limit") and value == "":
             value = None
         setattr(rt, key, value)
@@ -194,6 +230,7 @@ def create_runtemplate(
     config: dict[str, str] | None = None,
     credential_ids: list[int] | None = None,
     secret: Iterable[str] = (),
+    tags: Iterable[str] = (),
     **values: Any,
 ) -> RunTemplate:
     values.setdefault("interv", "n")
@@ -205,6 +242,8 @@ def create_runtemplate(
     )
     rt.config = []
     rt.credentials = []
+    rt.tags = []
+    set_tags(rt, tags)
     _apply(rt, values, now)
     rt.deadline_next_tick = first_tracked_tick(rt, now)
     credentials = [get_credential(s, cred_id) for cred_id in credential_ids or []]
@@ -221,7 +260,11 @@ def create_runtemplate(
     return rt
 
 
-def update_runtemplate(s: Session, rt: RunTemplate, now: datetime, **values: Any) -> RunTemplate:
+def update_runtemplate(s: Session, rt: RunTemplate, now: datetime, *,
+                       tags: Iterable[str] | None = None, **values: Any) -> RunTemplate:
+    """Change settings given in ``values``; ``tags``: the whole new set (None: kept)."""
+    if tags is not None:
+        set_tags(rt, tags)
     if values.get("executor") is not None or values.get("ociimage") == "":
         app = s.get(Application, rt.app_id)
         if app is not None:
@@ -365,9 +408,15 @@ def runtemplate_views(s: Session, rows: list[RunTemplate], now: datetime | None 
     app_names = dict(s.execute(select(Application.id, Application.name)).all())
     slugs = dict(s.execute(select(Company.id, Company.slug)).all())
     ticks = deadlines.current_ticks(s, rows, now or utcnow())
+    tags: dict[int, list[str]] = {}
+    for rt_id, tag in s.execute(select(RunTemplateTag.runtemplate_id, RunTemplateTag.tag)
+                                .where(RunTemplateTag.runtemplate_id.in_([r.id for r in rows]))
+                                .order_by(RunTemplateTag.tag)):
+        tags.setdefault(rt_id, []).append(tag)
     out = []
     for rt in rows:
         view = runtemplate_dict(rt, app_names.get(rt.app_id), slugs.get(rt.company_id))
+        view["tags"] = tags.get(rt.id, [])
         view["last_job"] = _last_job(s, rt.id)
         view["tick"] = ticks.get(rt.id)
         out.append(view)

@@ -34,11 +34,13 @@ from .orm import (
     Application,
     AuditEntry,
     Company,
+    CompanyEnv,
     Credential,
     CredentialValue,
     RunTemplate,
     RunTemplateConfig,
     RunTemplateCredential,
+    RunTemplateTag,
 )
 
 log = logging.getLogger("multiflexid.audit")
@@ -66,16 +68,19 @@ def set_actor(s: Session, actor: Actor | None) -> None:
 
 def note(s: Session, entity: str, entity_id: int | None, company_id: int | None,
          action: str, summary: str, diff: dict[str, Any] | None = None,
-         fields: dict[str, Any] | None = None) -> None:
+         fields: dict[str, Any] | None = None, *, merge: bool = False) -> None:
     """Record a change that is not a row's (run now, cancel, prune...) — if someone made it.
-    ``fields``: more journal fields for its journal entry (a job's context)."""
+    ``fields``: more journal fields for its journal entry (a job's context). ``merge``: say
+    what the row changes of this entity flushed so far were (a clone, a bulk change): the
+    note gives that one entry its action and summary and adds its diff (standing alone
+    when there was no row change)."""
     actor: Actor | None = s.info.get("actor")
     if actor is None:
         return
     s.info.setdefault("audit_pending", []).append(
         (actor, {"entity": entity, "entity_id": entity_id, "company_id": company_id,
                  "action": action, "summary": summary, "diff": diff or {},
-                 "fields": fields or {}}))
+                 "fields": fields or {}, **({"_merge": True} if merge else {})}))
 
 
 def _merge(pending: list[tuple[Actor, dict[str, Any]]]) -> list[tuple[Actor, dict[str, Any]]]:
@@ -84,6 +89,11 @@ def _merge(pending: list[tuple[Actor, dict[str, Any]]]) -> list[tuple[Actor, dic
     merged: dict[tuple[Actor, str, Any], dict[str, Any]] = {}
     out: list[tuple[Actor, dict[str, Any]]] = []
     for actor, e in pending:
+        if e.pop("_merge", False) and (actor, e["entity"], e["entity_id"]) in merged:
+            first = merged[(actor, e["entity"], e["entity_id"])]
+            first["action"], first["_summary"] = e["action"], e["summary"]
+            first["diff"].update(e["diff"])
+            continue
         if not e.get("_row"):
             out.append((actor, e))
             continue
@@ -114,8 +124,9 @@ def _merge(pending: list[tuple[Actor, dict[str, Any]]]) -> list[tuple[Actor, dic
                 continue  # replaced by the same (an app imported again, unchanged)
             e["diff"] = diff
             names = ", ".join(sorted(diff))[:200]
-            e["summary"] = f"{e['entity']} {e['entity_id']} {e['action']}" + (
-                f": {names}" if names and e["action"] == "changed" else "")
+            e["summary"] = e.pop("_summary", None) or (
+                f"{e['entity']} {e['entity_id']} {e['action']}"
+                + (f": {names}" if names and e["action"] == "changed" else ""))
         shown.append((actor, e))
     return shown
 
@@ -142,6 +153,8 @@ _CHILDREN: dict[type, tuple[type, str, str]] = {
     CredentialValue: (Credential, "credential_id", "values"),
     RunTemplateConfig: (RunTemplate, "runtemplate_id", "config"),
     RunTemplateCredential: (RunTemplate, "runtemplate_id", "credentials"),
+    RunTemplateTag: (RunTemplate, "runtemplate_id", "tags"),
+    CompanyEnv: (Company, "company_id", "environment"),
     AppEnvField: (Application, "app_id", "environment"),
     AppArtifact: (Application, "app_id", "artifacts"),
     AppExitCode: (Application, "app_id", "exit_codes"),
@@ -182,8 +195,10 @@ def _fields(obj: Any, kind: str) -> dict[str, tuple[Any, Any]]:
 
 
 def _child_key(obj: Any) -> str:
-    if isinstance(obj, CredentialValue | RunTemplateConfig | AppEnvField):
+    if isinstance(obj, CredentialValue | RunTemplateConfig | AppEnvField | CompanyEnv):
         return str(obj.key)
+    if isinstance(obj, RunTemplateTag):
+        return str(obj.tag)
     if isinstance(obj, RunTemplateCredential):
         return str(obj.credential_id)
     if isinstance(obj, AppExitCode):
@@ -219,7 +234,7 @@ class _Child:
         return [_plain((self.before or {}).get("value")), _plain((self.after or {}).get("value"))]
 
 
-_SKIP = {"id", "position", "credential_id", "runtemplate_id", "app_id"}
+_SKIP = {"id", "position", "credential_id", "runtemplate_id", "app_id", "company_id"}
 
 
 def _child(obj: Any, kind: str) -> _Child:
@@ -265,7 +280,9 @@ def _company_of(s: Session, cls: type, obj: Any) -> int | None:
     return company_id
 
 
-def _collect(s: Session) -> list[dict[str, Any]]:
+def _collect(s: Session, flush: Any = None) -> list[dict[str, Any]]:
+    """The changes of a flush (``flush``: its unit of work, which knows the orphans a
+    removal from a parent's list deleted)."""
     changes: dict[tuple[str, int], dict[str, Any]] = {}
 
     def entry(cls: type, obj_id: int, action: str) -> dict[str, Any]:
@@ -292,13 +309,17 @@ def _collect(s: Session) -> list[dict[str, Any]]:
                     # only a secret part differs: say no more than that
                     e["diff"][name] = CHANGED if pair[0] == pair[1] else pair
             elif cls in _CHILDREN:
+                if kind == "dirty" and flush is not None and flush.is_deleted(inspect(obj)):
+                    kind_of_child = "deleted"  # taken out of its parent's list: an orphan
+                else:
+                    kind_of_child = kind
                 parent_cls, parent_attr, label = _CHILDREN[cls]
                 parent_id = getattr(obj, parent_attr)
                 if parent_id is None:
                     continue
                 e = entry(parent_cls, int(parent_id), "changed")
                 name = f"{label}.{_child_key(obj)}"
-                change = _child(obj, kind)
+                change = _child(obj, kind_of_child)
                 e["diff"][name] = e["diff"][name].then(change) if isinstance(
                     e["diff"].get(name), _Child) else change
     entries = []
@@ -314,11 +335,11 @@ def _collect(s: Session) -> list[dict[str, Any]]:
 
 
 @event.listens_for(Session, "after_flush")
-def _after_flush(s: Session, _ctx: Any) -> None:
+def _after_flush(s: Session, ctx: Any) -> None:
     actor: Actor | None = s.info.get("actor")
     if actor is None:
         return
-    s.info.setdefault("audit_pending", []).extend((actor, e) for e in _collect(s))
+    s.info.setdefault("audit_pending", []).extend((actor, e) for e in _collect(s, ctx))
 
 
 @event.listens_for(Session, "before_commit")

@@ -190,6 +190,20 @@ class Company(Timestamped, Base):
 Index("uq_company_slug_lower", func.lower(Company.slug), unique=True)
 
 
+class CompanyEnv(Base):
+    """A variable every job of the company gets (after the application's defaults, before
+    credentials); ``encrypted`` ones hold a Fernet token, never clear text."""
+
+    __tablename__ = "company_env"
+    __table_args__ = (UniqueConstraint("company_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text, default="")
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class CredentialType(Timestamped, Base):
     __tablename__ = "credential_type"
 
@@ -317,6 +331,8 @@ class RunTemplate(Timestamped, Base):
     deadline_after: Mapped[int | None] = mapped_column(Integer)
     # The next tick the deadline tracker starts tracking (None: not tracked)
     deadline_next_tick: Mapped[datetime | None] = mapped_column()
+    # What an admin wants the next admin to know about it (free text)
+    note: Mapped[str | None] = mapped_column(Text)
 
     config: Mapped[list[RunTemplateConfig]] = relationship(
         back_populates="runtemplate", cascade="all, delete-orphan", lazy="raise",
@@ -324,6 +340,10 @@ class RunTemplate(Timestamped, Base):
     )
     credentials: Mapped[list[RunTemplateCredential]] = relationship(
         back_populates="runtemplate", cascade="all, delete-orphan", lazy="raise"
+    )
+    tags: Mapped[list[RunTemplateTag]] = relationship(
+        back_populates="runtemplate", cascade="all, delete-orphan", lazy="raise",
+        order_by="RunTemplateTag.tag",
     )
 
 
@@ -355,6 +375,19 @@ class RunTemplateCredential(Base):
     )
 
     runtemplate: Mapped[RunTemplate] = relationship(back_populates="credentials", lazy="raise")
+
+
+class RunTemplateTag(Base):
+    """A tag of a run template (lower case), for selecting templates: lists, bulk changes."""
+
+    __tablename__ = "runtemplate_tag"
+
+    runtemplate_id: Mapped[int] = mapped_column(
+        ForeignKey("runtemplate.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+    runtemplate: Mapped[RunTemplate] = relationship(back_populates="tags", lazy="raise")
 
 
 # --- jobs ----------------------------------------------------------------------------------------

@@ -448,6 +448,28 @@ class Params:
             raise self._error(name, f"must be a list of {of}, not {_show(value)}")
         return value
 
+    # references and nested objects
+
+    def opt_ref(self, name: builtins.str) -> builtins.int | builtins.str | None:
+        """An id (an integer) or a name (a string: a slug, a uuid); None when absent."""
+        value = self._get(name)
+        if value is None:
+            return None
+        if isinstance(value, builtins.str):
+            return self._str(name, value, False, 255)
+        if isinstance(value, builtins.int) and not isinstance(value, builtins.bool):
+            return self._int(name, value, 1, None)
+        raise self._error(name, f"must be an id (an integer) or a name (a string), "
+                                f"not {_show(value)}")
+
+    def opt_object(self, name: builtins.str) -> Params:
+        """The parameters of a nested object (errors name ``params.<name>.<field>``); an
+        empty one when absent. Call its :meth:`done` too."""
+        value = self._get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise self._error(name, f"must be an object, not {_show(value)}")
+        return Params(value, f"{self._prefix}.{name}")
+
     # date-times
 
     def datetime(self, name: builtins.str) -> _datetime:

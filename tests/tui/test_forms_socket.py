@@ -8,12 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import sys
-import tempfile
-import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,18 +22,13 @@ from multiflexid.store.types import utcnow
 from tests.conftest import Env
 from tests.support.factory import make_template, shell_app
 from tests.support.inproc import daemon_in_process
+from tests.support.nobody import calls_as_nobody, public_socket
 
 
 @pytest.fixture
 def public_env(mf_env: Env) -> Iterator[Env]:
-    """The installation with its socket in a directory anyone may enter (a viewer's client
-    runs as uid 65534; the daemon itself decides what it may do)."""
-    public = Path(tempfile.mkdtemp(prefix="mff-"))
-    public.chmod(0o755)
-    try:
-        yield Env(mf_env.data_dir, mf_env.db_url, public / "mf.sock")
-    finally:
-        shutil.rmtree(public, ignore_errors=True)
+    with public_socket(mf_env) as env:
+        yield env
 
 
 def _site(core: Core) -> dict[str, int]:
@@ -179,23 +169,6 @@ def test_app_import_content_errors_name_the_json_path(public_env: Env, core: Cor
     run(scenario())
 
 
-VIEWER = """\
-import json, os, sys
-from multiflexi.client import Client
-from multiflexi.errors import MultiFlexiError
-os.setgroups([]); os.setgid(65534); os.setuid(65534)
-out = {}
-with Client(sys.argv[1], timeout=20) as c:
-    for method, params in json.loads(sys.argv[2]):
-        try:
-            c.call_with(method, params)
-            out[method] = "ok"
-        except MultiFlexiError as exc:
-            out[method] = exc.name + ": " + exc.message
-print(json.dumps(out))
-"""
-
-
 @pytest.mark.root_only
 def test_a_viewer_may_not_edit(public_env: Env, core: Core) -> None:
     if os.geteuid() != 0:
@@ -213,15 +186,8 @@ def test_a_viewer_may_not_edit(public_env: Env, core: Core) -> None:
 
     async def scenario() -> dict[str, str]:
         async with daemon_in_process(public_env) as d:
-            public_env.socket.chmod(0o666)
             await d.call("credential_type.list")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", textwrap.dedent(VIEWER), str(public_env.socket),
-                json.dumps(calls), stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
-            out, err = await proc.communicate()
-            assert proc.returncode == 0, err.decode()
-            return dict(json.loads(out))
+            return dict(await calls_as_nobody(public_env.socket, calls))
 
     got = run(scenario())
     assert got.pop("company.get") == "ok"

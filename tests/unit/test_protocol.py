@@ -271,6 +271,26 @@ def test_params_done_and_exactly_one() -> None:
     Params(None).done()
 
 
+def test_params_references_and_nested_objects() -> None:
+    p = Params({"company": "acme", "id": 7, "flag": True, "zero": 0,
+                "selection": {"ids": [1, "x"], "tag": "bank", "typo": 1}, "bad": [1]})
+    assert (p.opt_ref("company"), p.opt_ref("id"), p.opt_ref("absent")) == ("acme", 7, None)
+    assert invalid(lambda: p.opt_ref("flag")).message == (
+        "params.flag: must be an id (an integer) or a name (a string), not true")
+    assert "at least 1, not 0" in invalid(lambda: p.opt_ref("zero")).message
+    sel = p.opt_object("selection")
+    assert sel.opt_str("tag") == "bank"
+    err = invalid(lambda: sel.int_list("ids"))
+    assert (err.message, err.data) == ("params.selection.ids[1]: must be an integer, not 'x'",
+                                       {"field": "params.selection.ids[1]"})
+    assert invalid(sel.done).data == {"field": "params.selection", "unknown": ["typo"]}
+    assert invalid(lambda: p.opt_object("bad")).message == (
+        "params.bad: must be an object, not a list")
+    empty = p.opt_object("absent")
+    assert empty.opt_str("tag") is None
+    empty.done()
+
+
 # --- a small daemon --------------------------------------------------------------------------
 
 
