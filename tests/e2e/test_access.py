@@ -298,3 +298,101 @@ def test_the_cli_says_who_may_use_the_database_directly(site: dict[str, Any],
     assert "multiflexi-tui" in err and "runtemplate run" in err
     code, out, err = got["run"]
     assert code == 0 and "started by multiflexid" in out, got
+
+
+def _company_ids(core: Core) -> dict[str, int]:
+    from multiflexid.services.companies import get_company
+
+    with core.db.read_session() as s:
+        return {slug: get_company(s, slug).id for slug in ("acme", "globex")}
+
+
+def _job_of_each(site: dict[str, Any]) -> dict[str, int]:
+    d = site["daemon"]
+    return {slug: d.wait_job(d.call("runtemplate.run", id=rt)["id"])["id"]
+            for slug, rt in site["rt"].items()}
+
+
+def _ledger(core: Core, rows: list[tuple[int, int, str]]) -> list[int]:
+    """Action runs (company id, job id, state) in the delivery ledger, in this order."""
+    from multiflexid.store.orm import ActionRun
+
+    with core.db.session() as s:
+        runs = [ActionRun(job_id=job, company_id=company, module="WebHook", trigger="failure",
+                          config={}, state=state, result="HTTP 500")
+                for company, job, state in rows]
+        s.add_all(runs)
+        s.flush()
+        return [r.id for r in runs]
+
+
+def test_a_run_of_a_company_one_may_not_see_is_not_found_and_left_alone(
+        site: dict[str, Any], core: Core) -> None:
+    """carol (operator of globex) asks to retry acme's runs: "not found", word for word as
+    for an id that does not exist, whatever the run's state; the runs are not touched.
+    bob (viewer of every company) is told he needs operator; alice (operator of acme)
+    retries it."""
+    from multiflexid.store.orm import ActionRun
+
+    company, job = _company_ids(core), _job_of_each(site)
+    failed, done = _ledger(core, [(company["acme"], job["acme"], "failed"),
+                                  (company["acme"], job["acme"], "succeeded")])
+    got = as_user("mftcarol", site["socket"], f"""
+        attempt("failed", "action_run.retry", id={failed})
+        attempt("done", "action_run.retry", id={done})
+        attempt("none", "action_run.retry", id=999999)
+    """)
+    assert got["none"] == {"error": "not_found", "message": "no action run with id 999999"}
+    assert got["failed"] == {"error": "not_found", "message": f"no action run with id {failed}"}
+    assert got["done"] == {"error": "not_found", "message": f"no action run with id {done}"}
+    bob = as_user("mftbob", site["socket"], f'attempt("failed", "action_run.retry", id={failed})')
+    assert bob["failed"]["message"] == ("action_run.retry needs role operator on company "
+                                        "acme; mftbob has role viewer there")
+    with core.db.read_session() as s:
+        run = s.get(ActionRun, failed)
+        assert run is not None and (run.state, run.result) == ("failed", "HTTP 500")
+    alice = as_user("mftalice", site["socket"],
+                    f'attempt("failed", "action_run.retry", id={failed})')
+    assert alice["failed"]["ok"]["state"] == "pending"
+    assert alice["failed"]["ok"]["result"].startswith("retry requested by mftalice")
+
+
+def test_lists_of_a_restricted_user_come_in_full_pages(site: dict[str, Any],
+                                                       core: Core) -> None:
+    """carol sees globex only. 100 rows of acme lie between globex's in the ledger and the
+    audit trail: her pages are full and paging reaches the last of globex's rows."""
+    from multiflexid.store.orm import AuditEntry
+    from multiflexid.store.types import utcnow
+
+    company, job = _company_ids(core), _job_of_each(site)
+    order = [("globex" if i % 5 == 0 else "acme") for i in range(125)]  # 25 of globex
+    runs = _ledger(core, [(company[c], job[c], "succeeded") for c in order])
+    with core.db.session() as s:
+        entries = [AuditEntry(at=utcnow(), user="root", via="cli", entity="company",
+                              entity_id=company[c], company_id=company[c], action="changed",
+                              summary=f"row {i}", diff={}) for i, c in enumerate(order)]
+        s.add_all(entries)
+        s.flush()
+        audit_ids = [e.id for e in entries]
+    got = as_user("mftcarol", site["socket"], """
+        for method in ("action_run.list", "audit.list"):
+            pages, before = [], None
+            while len(pages) < 10:
+                page = c.call_with(method, {"limit": 10, **({"before_id": before}
+                                                            if before else {})})
+                pages.append([[i["id"], i["company_id"]] for i in page["items"]])
+                before = page["next_before_id"]
+                if before is None:
+                    break
+            out[method] = pages
+    """)
+    mine = [r for r, c in zip(runs, order, strict=True) if c == "globex"][::-1]
+    pages = got["action_run.list"]
+    assert [len(p) for p in pages][:2] == [10, 10], pages
+    assert [i for p in pages for i, _ in p] == mine  # the other job's runs: none here
+    audit_pages = got["audit.list"]
+    assert [len(p) for p in audit_pages][:2] == [10, 10], audit_pages
+    shown = [i for p in audit_pages for i, _ in p]
+    assert {c for p in audit_pages for _, c in p} == {company["globex"]}
+    mine_audit = [a for a, c in zip(audit_ids, order, strict=True) if c == "globex"][::-1]
+    assert shown[:len(mine_audit)] == mine_audit
