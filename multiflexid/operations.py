@@ -143,7 +143,8 @@ class Operations:
         if self.control.cancel_here(job_id):
             await self.write(caller, lambda s: note(
                 s, "job", job_id, job["company_id"], "cancel",
-                f"job {job_id} cancel requested (it is stopped)"))
+                f"job {job_id} cancel requested (it is stopped)",
+                runtemplate_id=job["runtemplate_id"]))
             self.control.log(f"cancel requested by {caller.user}", {
                 "MULTIFLEXI_JOB_ID": job_id, "MULTIFLEXI_RUNTEMPLATE_ID": job["runtemplate_id"],
                 "MULTIFLEXI_COMPANY": job["company"], "MULTIFLEXI_APP": job["app"]})

@@ -445,12 +445,9 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
                 company = runtemplates.get_runtemplate(s, rt_id).company_id
             if company is not None:
                 conn.perms.require("viewer", company, "audit.list")
-            rows = audit.list_entries(
-                s, company_id=company, entity="runtemplate" if rt_id is not None else None,
-                entity_id=rt_id, limit=limit, before_id=before)
-            items = [audit.entry_dict(e) for e in rows
-                     if visible is None or e.company_id in visible]
-            return {"items": items,
+            rows = audit.list_entries(s, company_id=company, runtemplate_id=rt_id,
+                                      limit=limit, before_id=before, companies=visible)
+            return {"items": [audit.entry_dict(e) for e in rows],
                     "next_before_id": rows[-1].id if len(rows) == limit else None}
 
         return await db.read(q)

@@ -41,15 +41,19 @@ ENTITIES = ("company", "credential", "runtemplate", "application", "action", "ac
 def entry_dict(e: AuditEntry) -> dict[str, Any]:
     return {"id": e.id, "at": iso(e.at), "user": e.user, "login_user": e.login_user,
             "via": e.via, "entity": e.entity, "entity_id": e.entity_id,
-            "company_id": e.company_id, "action": e.action, "summary": e.summary,
+            "company_id": e.company_id, "runtemplate_id": e.runtemplate_id,
+            "action": e.action, "summary": e.summary,
             "diff": e.diff}
 
 
 def list_entries(s: Session, *, company_id: int | None = None, since: datetime | None = None,
                  user: str | None = None, entity: str | None = None,
-                 entity_id: int | None = None, limit: int = 200,
-                 before_id: int | None = None) -> list[AuditEntry]:
-    """Newest first."""
+                 entity_id: int | None = None, runtemplate_id: int | None = None,
+                 limit: int = 200, before_id: int | None = None,
+                 companies: set[int] | None = None) -> list[AuditEntry]:
+    """Newest first. ``runtemplate_id``: what concerns that template (its changes, run now
+    and cancel of its jobs, its actions); ``companies``: only entries of these (those the
+    caller may see), chosen in the query so that a page is full whatever else is there."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(max(1, min(limit, 10000)))
     if company_id is not None:
         query = query.where(AuditEntry.company_id == company_id)
@@ -61,8 +65,12 @@ def list_entries(s: Session, *, company_id: int | None = None, since: datetime |
         query = query.where(AuditEntry.entity == entity)
     if entity_id is not None:
         query = query.where(AuditEntry.entity_id == entity_id)
+    if runtemplate_id is not None:
+        query = query.where(AuditEntry.runtemplate_id == runtemplate_id)
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
+    if companies is not None:
+        query = query.where(AuditEntry.company_id.in_(companies))
     return list(s.scalars(query))
 
 

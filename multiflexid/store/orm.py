@@ -566,6 +566,7 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_company_recent", "company_id", "id"),
         Index("ix_audit_entity", "entity", "entity_id"),
+        Index("ix_audit_runtemplate_recent", "runtemplate_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -576,6 +577,8 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(32))  # company, runtemplate, job...
     entity_id: Mapped[int | None] = mapped_column(BigInteger)
     company_id: Mapped[int | None] = mapped_column(Integer)
+    # the run template it concerns: the template, a job of it, an action on it
+    runtemplate_id: Mapped[int | None] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(32))  # created, changed, removed, run...
     summary: Mapped[str] = mapped_column(Text, default="")
     diff: Mapped[dict[str, Any]] = mapped_column(default=dict)  # field -> [before, after]
