@@ -4,17 +4,21 @@ its filters, its append-only table, and a company's data export."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from multiflexid.core import Core
+from tests.conftest import BACKENDS
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 SECRET = "Audit-Secret-Pw-4711"
@@ -111,10 +115,40 @@ def test_no_secret_reaches_the_trail_in_the_raw_database(
     assert SECRET not in dump and NEW_SECRET not in dump
 
 
+@pytest.fixture
+def statements(mf_env: Any) -> Iterator[list[str]]:
+    """Every SQL statement any engine of this process sends while the test runs (after
+    its database was made and migrated)."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_nothing_multiflexi_does_updates_or_deletes_the_trail(
+        statements: list[str], changes: dict[str, int], mfcli) -> None:
+    """What holds on SQLite, where no trigger stops the database's owner: every change of
+    every kind (and reading the trail) only ever inserts into it."""
+    assert mfcli("audit", "list").code == 0
+    touching = [" ".join(st.split()) for st in statements if re.search(r"\baudit\b", st)]
+    assert any(st.startswith("INSERT INTO audit") for st in touching), touching
+    assert not [st for st in touching if re.match(r"(UPDATE|DELETE|TRUNCATE|DROP|ALTER)\b",
+                                                  st, re.IGNORECASE)], touching
+
+
+# PostgreSQL only: a trigger of the database itself; SQLite has none that stop its owner
+# (what holds there is the test above).
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "postgresql"],
+                         indirect=True)
 def test_postgresql_refuses_to_change_or_delete_the_trail(
         core: Core, backend: str, changes: dict[str, int]) -> None:
-    if backend != "postgresql":
-        return  # SQLite has no triggers that stop its owner: the daemon never does it
+    assert core.db.dialect == "postgresql"
     for statement in ("UPDATE audit SET summary = 'rewritten'", "DELETE FROM audit",
                       "TRUNCATE audit"):
         with pytest.raises(DBAPIError, match="audit trail is append-only"), \
