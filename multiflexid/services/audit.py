@@ -22,6 +22,7 @@ from multiflexid.presenters import (
 )
 from multiflexid.store.orm import (
     Action,
+    ActionRun,
     Application,
     Artifact,
     AuditEntry,
@@ -30,9 +31,12 @@ from multiflexid.store.orm import (
     Job,
     JobOutput,
     RunTemplate,
+    RunTemplateTick,
 )
 
+from .actions import run_view
 from .credentials import credential_values, list_credentials
+from .deadlines import tick_record
 from .runtemplates import list_runtemplates
 
 ENTITIES = ("company", "credential", "runtemplate", "application", "action", "access", "job")
@@ -82,7 +86,8 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
     """Everything stored about ``company`` as one JSON document written to ``out`` as it is
     read (a long history never sits in memory): the company, its credentials and run
     templates (secret values redacted), actions, jobs with their output and artifact list,
-    and its audit trail. Returns how many of each were written."""
+    the deliveries of its actions (action runs, secrets redacted), its templates' tracked
+    deadline ticks, and its audit trail. Returns how many of each were written."""
     counts: dict[str, int] = {}
     codes = dict(s.execute(select(CredentialType.id, CredentialType.code)).all())
     apps = dict(s.execute(select(Application.id, Application.name)).all())
@@ -125,6 +130,18 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
                     select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.id))]
                 yield view
 
+    def action_runs() -> Iterator[dict[str, Any]]:  # the deliveries of its jobs' ends
+        for r in s.scalars(select(ActionRun).where(ActionRun.company_id == company.id)
+                           .order_by(ActionRun.id).execution_options(yield_per=500)):
+            yield {**run_view(r), "config": _redacted(r.config)}
+
+    def ticks() -> Iterator[dict[str, Any]]:  # its templates' deadlines, tick by tick
+        for t in s.scalars(select(RunTemplateTick).where(
+                RunTemplateTick.company_id == company.id)
+                .order_by(RunTemplateTick.runtemplate_id, RunTemplateTick.tick)
+                .execution_options(yield_per=500)):
+            yield {"runtemplate_id": t.runtemplate_id, **tick_record(t, now)}
+
     def audit() -> Iterator[dict[str, Any]]:
         for e in s.scalars(select(AuditEntry).where(AuditEntry.company_id == company.id)
                            .order_by(AuditEntry.id)):
@@ -136,7 +153,9 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
     out.write('"secrets": "redacted",\n')
     out.write(f'"company": {json.dumps(company_dict(company), ensure_ascii=False)}')
     for name, rows in (("credentials", credentials()), ("runtemplates", templates()),
-                       ("actions", actions()), ("jobs", jobs()), ("audit", audit())):
+                       ("actions", actions()), ("jobs", jobs()),
+                       ("action_runs", action_runs()), ("deadline_ticks", ticks()),
+                       ("audit", audit())):
         out.write(f',\n"{name}": [')
         n = 0
         for row in rows:

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from multiflexid.core import Core
@@ -159,7 +158,31 @@ def test_postgresql_refuses_to_change_or_delete_the_trail(
                             ).scalar() == 0
 
 
-def test_a_companys_data_on_request(mfcli, tmp_path: Path, changes: dict[str, int]) -> None:
+def _deliveries_and_ticks(core: Core, changes: dict[str, int]) -> None:
+    """A failed delivery of a WebHook with a secret, of acme's job, and a missed deadline
+    tick of its template."""
+    from datetime import UTC, datetime, timedelta
+
+    from multiflexid.services.actions import encode_config
+    from multiflexid.store.orm import ActionRun, Job, RunTemplateTick
+
+    tick = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    with core.db.session() as s:
+        job = s.get(Job, changes["job"])
+        assert job is not None
+        s.add(ActionRun(job_id=job.id, company_id=job.company_id,
+                        runtemplate_id=job.runtemplate_id, module="WebHook", trigger="failure",
+                        config=encode_config("WebHook", {"uri": "https://hooks.example/x",
+                                                         "secret": SECRET}, core.box),
+                        state="failed", result="HTTP 500"))
+        s.add(RunTemplateTick(runtemplate_id=job.runtemplate_id, company_id=job.company_id,
+                              app_id=job.app_id, tick=tick, deadline=tick + timedelta(hours=1),
+                              state="missed", missed_at=tick + timedelta(hours=1)))
+
+
+def test_a_companys_data_on_request(mfcli, tmp_path: Path, core: Core,
+                                    changes: dict[str, int]) -> None:
+    _deliveries_and_ticks(core, changes)
     out = tmp_path / "acme.json"
     r = mfcli("company", "export", "--company", "acme", "--file", str(out))
     assert r.code == 0, r.err
@@ -172,4 +195,12 @@ def test_a_companys_data_on_request(mfcli, tmp_path: Path, changes: dict[str, in
     assert [j["id"] for j in doc["jobs"]] == [changes["job"]]
     assert doc["audit"] and all(e["company_id"] == changes["acme"] for e in doc["audit"])
     assert SECRET not in out.read_text() and NEW_SECRET not in out.read_text()
+    [run] = doc["action_runs"]
+    assert (run["job_id"], run["module"], run["state"], run["result"]) == (
+        changes["job"], "WebHook", "failed", "HTTP 500")
+    assert run["config"] == {"uri": "https://hooks.example/x", "secret": "(secret)"}
+    [tick] = doc["deadline_ticks"]
+    assert (tick["runtemplate_id"], tick["tick"], tick["state"], tick["missed_at"]) == (
+        changes["rt"], "2026-01-05T06:00:00Z", "missed", "2026-01-05T07:00:00Z")
+    assert "1 action_runs, 1 deadline_ticks" in r.out
     assert "globex" not in json.dumps(doc["runtemplates"] + doc["jobs"])
