@@ -232,6 +232,31 @@ def test_an_admins_change_is_in_the_audit_trail_with_its_diff_and_without_the_se
     assert {(e["user"], e["via"], e["action"]) for e in grants} == {("root", "cli", "created")}
 
 
+def test_an_admins_change_of_a_templates_configuration_is_audited_without_the_secret(
+        site: dict[str, Any]) -> None:
+    """dave (admin of acme) changes acme's template through the socket: a plain value and
+    the secret one root had set. `audit list` shows his change with the plain value's
+    before and after, the secret only as "changed", and neither secret anywhere."""
+    rt = site["rt"]["acme"]
+    site["daemon"].call("runtemplate.update", id=rt, config={"TOKEN": "root-secret-3141"})
+    got = as_user("mftdave", site["socket"], f"""
+        attempt("update", "runtemplate.update", id={rt},
+                config={{"TOKEN": "dave-secret-2718", "SCRIPT": "echo changed"}})
+    """)
+    assert "dave-secret-2718" not in json.dumps(got)
+    assert got["update"]["ok"]["id"] == rt, got
+    args = ("audit", "list", "--entity", "runtemplate", "--id", str(rt), "--user", "mftdave")
+    listed = cli(site["env"], "--format", "json", *args).stdout
+    [entry] = json.loads(listed)
+    assert (entry["user"], entry["via"], entry["action"]) == ("mftdave", "socket", "changed")
+    assert entry["diff"] == {"config.TOKEN": "changed",
+                             "config.SCRIPT": ["echo acme", "echo changed"]}
+    text = cli(site["env"], *args).stdout
+    assert "config.TOKEN: changed" in text and "'echo acme' -> 'echo changed'" in text
+    for secret in ("root-secret-3141", "dave-secret-2718"):
+        assert secret not in listed and secret not in text
+
+
 def test_access_list_shows_both_sources(site: dict[str, Any]) -> None:
     rows = json.loads(cli(site["env"], "--format", "json", "access", "list").stdout)
     assert {(r["group"], r["role"], r["company"], r["source"]) for r in rows} == {
