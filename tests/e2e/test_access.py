@@ -257,6 +257,64 @@ def test_an_admins_change_of_a_templates_configuration_is_audited_without_the_se
         assert secret not in listed and secret not in text
 
 
+SUDOERS = Path("/etc/sudoers.d/multiflexi-test-mftdave")
+
+
+@pytest.fixture
+def dave_may_sudo(unix_users: None) -> Iterator[None]:
+    """mftdave may run anything as root with sudo (for this test only)."""
+    if shutil.which("sudo") is None:
+        pytest.fail("needs sudo (Debian package sudo; .ci/system-packages.sh installs it)")
+    SUDOERS.write_text("mftdave ALL=(root) NOPASSWD: ALL\n")
+    SUDOERS.chmod(0o440)
+    try:
+        yield
+    finally:
+        SUDOERS.unlink(missing_ok=True)
+
+
+def _sudo_as_dave(site: dict[str, Any], *args: str, logged_in: bool) -> None:
+    """mftdave runs ``sudo multiflexi-cli ARGS``, from a login session (pam_loginuid set
+    the kernel's loginuid to his uid, as login and sshd do) or without one."""
+    pw = pwd.getpwnam("mftdave")
+    env = " ".join(f"{k}={v}" for k, v in site["env"].items())
+
+    def become_dave() -> None:
+        if logged_in:
+            Path("/proc/self/loginuid").write_text(str(pw.pw_uid))
+        os.setgroups(os.getgrouplist("mftdave", pw.pw_gid))
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+
+    # sudo resets the environment: the installation's settings are passed with env(1)
+    proc = subprocess.run(["sudo", "-n", "sh", "-c", f"exec env {env} \"$@\"", "sh",
+                           program("multiflexi-cli"), *args],
+                          env={"PATH": os.environ["PATH"], "HOME": "/"}, cwd="/",
+                          preexec_fn=become_dave, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_under_real_sudo_the_invoking_user_is_recorded(site: dict[str, Any],
+                                                       dave_may_sudo: None) -> None:
+    """`sudo multiflexi-cli` by mftdave: the CLI's own change records root and, from
+    SUDO_USER, mftdave. A run now it hands to the daemon records root and, from the
+    kernel's loginuid, mftdave — when his session has one: without pam_loginuid (no login
+    session, as cron jobs or containers without it) the daemon knows only root."""
+    rt = site["rt"]["acme"]
+    _sudo_as_dave(site, "company", "update", "--slug", "acme", "--email", "d@acme.example",
+                  logged_in=True)
+    _sudo_as_dave(site, "runtemplate", "run", "--id", str(rt), logged_in=True)
+    _sudo_as_dave(site, "runtemplate", "run", "--id", str(rt), logged_in=False)
+    entries = json.loads(cli(site["env"], "--format", "json", "audit", "list", "--company",
+                             "acme", "--limit", "3").stdout)
+    got = [(e["entity"], e["action"], e["via"], e["user"], e["login_user"])
+           for e in reversed(entries)]
+    assert got == [("company", "changed", "cli", "root", "mftdave"),
+                   ("job", "run", "socket", "root", "mftdave"),
+                   ("job", "run", "socket", "root", None)]
+
+
 def test_access_list_shows_both_sources(site: dict[str, Any]) -> None:
     rows = json.loads(cli(site["env"], "--format", "json", "access", "list").stdout)
     assert {(r["group"], r["role"], r["company"], r["source"]) for r in rows} == {

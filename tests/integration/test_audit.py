@@ -81,6 +81,23 @@ def test_every_cli_change_is_recorded_with_who_and_the_diff(mfcli,
     assert SECRET not in json.dumps(entries) and NEW_SECRET not in text_out
 
 
+def test_under_sudo_the_invoking_user_is_recorded_too(
+        mfcli, changes: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """sudo sets SUDO_USER to who invoked it (the real sudo: tests/e2e/test_access.py)."""
+    me = _entries(mfcli)[0]["user"]
+    monkeypatch.setenv("SUDO_USER", "alice")
+    r = mfcli("company", "update", "--slug", "acme", "--name", "Acme a.s.")
+    assert r.code == 0, r.err
+    [entry] = _entries(mfcli, "--user", "alice")
+    assert (entry["user"], entry["login_user"], entry["via"], entry["diff"]) == (
+        me, "alice", "cli", {"name": ["Acme", "Acme a.s."]})
+    assert f"{me} (as alice) via cli: company {changes['acme']} changed: name" in mfcli(
+        "audit", "list", "--user", "alice").out
+    monkeypatch.setenv("SUDO_USER", me)  # sudo to oneself: nobody else to name
+    assert mfcli("company", "update", "--slug", "acme", "--name", "Acme").code == 0
+    assert _entries(mfcli)[0]["login_user"] is None
+
+
 def test_filters(mfcli, changes: dict[str, int]) -> None:
     assert {e["entity"] for e in _entries(mfcli, "--entity", "runtemplate")} == {"runtemplate"}
     ids = {e["entity_id"] for e in _entries(mfcli, "--entity", "job", "--id",
