@@ -465,7 +465,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         conn.jobs = conn.jobs or want_jobs
         conn.runtemplates = conn.runtemplates or want_rts
         if output_of is not None:
-            conn.output_of.add(output_of)
+            conn.output_of[output_of] = job.company_id
         return {"subscribed": conn.subscriptions()}
 
     async def events_unsubscribe(conn: Connection, p: Params) -> Any:
@@ -480,7 +480,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         conn.jobs = conn.jobs and not no_jobs
         conn.runtemplates = conn.runtemplates and not no_rts
         if output_of is not None:
-            conn.output_of.discard(output_of)
+            conn.output_of.pop(output_of, None)
         return {"subscribed": conn.subscriptions()}
 
     from .rpc_actions import action_handlers

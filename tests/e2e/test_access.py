@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,90 @@ def test_an_admins_change_of_a_templates_configuration_is_audited_without_the_se
     assert "config.TOKEN: changed" in text and "'echo acme' -> 'echo changed'" in text
     for secret in ("root-secret-3141", "dave-secret-2718"):
         assert secret not in listed and secret not in text
+
+
+LISTEN = """
+    from multiflexi.errors import Forbidden
+    c.call("events.subscribe", jobs=True)
+    print("SUBSCRIBED", flush=True)
+    out["events"] = []
+    try:
+        for method, params in c.notifications(timeout=40):
+            job = params.get("job") or {}
+            out["events"].append([job.get("id"), job.get("company_id"), job.get("state")])
+            if job.get("company_id") == %(until)s and job.get("state") == "succeeded":
+                break
+    except Forbidden as exc:
+        out["refused"] = exc.message
+"""
+
+
+def _wait_log(d: Any, text: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while text not in d.log():
+        assert time.monotonic() < end, f"no {text!r} in the daemon's log:\n{d.log()}"
+        time.sleep(0.1)
+
+
+def _listened(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_a_revoked_grant_stops_the_events_of_a_client_that_only_listens(
+        site: dict[str, Any], core: Core) -> None:
+    """alice (operator of acme) is also given globex to view, and listens without calling
+    anything. Once the grant is revoked with the CLI, the daemon notices by itself: she
+    hears no more of globex's jobs, and still of acme's."""
+    d, rt, company = site["daemon"], site["rt"], _company_ids(core)
+    cli(site["env"], "access", "grant", "--group", "mft-acme-ops", "--role", "viewer",
+        "--company", "globex")
+    listener = _start_as_user("mftalice", site["socket"], LISTEN % {"until": company["acme"]})
+    try:
+        _wait_line(listener, "SUBSCRIBED")
+        before = d.wait_job(d.call("runtemplate.run", id=rt["globex"])["id"])["id"]
+        cli(site["env"], "access", "revoke", "--group", "mft-acme-ops", "--company", "globex")
+        _wait_log(d, "roles of mftalice")
+        after = d.wait_job(d.call("runtemplate.run", id=rt["globex"])["id"])["id"]
+        mine = d.wait_job(d.call("runtemplate.run", id=rt["acme"])["id"])["id"]
+        got = _listened(listener)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+    heard = {job for job, _company, _state in got["events"]}
+    assert before in heard and mine in heard, got
+    assert after not in heard, got
+    assert f"roles of mftalice (pid {listener.pid}) changed: operator of company acme" in d.log()
+
+
+def test_a_client_left_without_any_role_is_told_and_disconnected(
+        site: dict[str, Any], core: Core) -> None:
+    """carol's only grant is revoked with the CLI; alice is taken out of her group (her
+    process still holds it, as a login session does). Both only listen: within seconds
+    the daemon tells each why and hangs up."""
+    d, company = site["daemon"], _company_ids(core)
+    carol = _start_as_user("mftcarol", site["socket"], LISTEN % {"until": company["globex"]})
+    alice = _start_as_user("mftalice", site["socket"], LISTEN % {"until": company["acme"]})
+    try:
+        _wait_line(carol, "SUBSCRIBED")
+        _wait_line(alice, "SUBSCRIBED")
+        cli(site["env"], "access", "revoke", "--group", "mft-globex-ops", "--company",
+            "globex")
+        subprocess.run(["gpasswd", "--delete", "mftalice", "mft-acme-ops"], check=True,
+                       capture_output=True)
+        heard = {"carol": _listened(carol), "alice": _listened(alice)}
+    finally:
+        subprocess.run(["gpasswd", "--add", "mftalice", "mft-acme-ops"], check=True,
+                       capture_output=True)
+        for proc in (carol, alice):
+            if proc.poll() is None:
+                proc.kill()
+    for user, got in heard.items():
+        assert got["events"] == [], got
+        assert got["refused"].startswith(f"user mft{user} (uid ") and \
+            "may not use multiflexid" in got["refused"], got
+        assert f"roles of mft{user} (pid " in d.log()
 
 
 SUDOERS = Path("/etc/sudoers.d/multiflexi-test-mftdave")
