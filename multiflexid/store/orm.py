@@ -158,7 +158,8 @@ class AppExitCode(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
-    code: Mapped[int] = mapped_column(Integer)
+    # upstream allows any non-negative integer (HTTP-like codes...); 64 bits are kept
+    code: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str] = mapped_column(Text, default="")
     severity: Mapped[str] = mapped_column(String(16), default="error")
     retry: Mapped[bool] = mapped_column(Boolean, default=False)
