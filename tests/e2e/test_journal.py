@@ -16,7 +16,7 @@ import pytest
 
 from multiflexid.core import Core
 from tests.conftest import Env
-from tests.support.factory import make_template
+from tests.support.factory import make_template, refuse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,3 +88,30 @@ def test_a_secret_split_by_chunk_cuts_and_pauses_is_masked_everywhere(
     assert "hun" not in journaled
     live = "".join(c["data"] for c in sorted(result["live"], key=lambda c: c["seq"]))
     assert "hun" not in live and live.endswith("x******** end\n")
+
+
+def test_an_internal_errors_id_finds_its_traceback_in_the_journal(
+        mf_env: Env, core: Core, tmp_path: Path) -> None:
+    """A client told of an internal error gets an id; ``journalctl MULTIFLEXI_ERROR_ID=<id>``
+    finds the traceback (once, with the statement the client was not shown), and the same
+    bug again under the same id in one line."""
+    rt_id = make_template(core, name="secret-name-in-params")
+    refuse(core, "UPDATE", "runtemplate")
+    result = _in_private_journal(mf_env, tmp_path, rt_id, failing_call={
+        "method": "runtemplate.set_active", "params": {"id": rt_id, "active": False}})
+    first, again = result["replies"]
+    assert first["name"] == again["name"] == "internal_error", result["replies"]
+    eid = first["data"]["error_id"]
+    assert again["data"]["error_id"] == eid
+    assert f"journalctl MULTIFLEXI_ERROR_ID={eid}" in first["message"]
+    assert "UPDATE" not in first["message"] and "secret-name" not in first["message"]
+    entries = result["entries"]
+    assert len(entries) == 2, result["daemon_log"]
+    traceback, repeat = entries
+    error = "IntegrityError" if core.db.is_sqlite else "RaiseException"  # the driver's
+    assert traceback["MESSAGE"].startswith(
+        f"method runtemplate.set_active: {error}: boom (error id {eid})\nTraceback"
+    ), traceback["MESSAGE"]
+    assert "UPDATE runtemplate" in traceback["MESSAGE"]
+    assert traceback["PRIORITY"] == "3" and traceback["SYSLOG_IDENTIFIER"] == "multiflexid"
+    assert "Traceback" not in repeat["MESSAGE"] and "seen 2 times" in repeat["MESSAGE"]
