@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from multiflexi.errors import MultiFlexiError
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, program
 
 JOURNALD = "/lib/systemd/systemd-journald"
 
@@ -55,7 +55,8 @@ def main() -> int:
         try:
             with d.client() as watcher:
                 job = d.call("runtemplate.run", id=scenario["runtemplate_id"],
-                             env=scenario.get("env_overrides", {}))
+                             env=scenario.get("env_overrides", {}),
+                             secret_keys=scenario.get("secret_keys", []))
                 if scenario.get("watch"):  # what a TUI following the job is sent
                     watcher.call("events.subscribe", job_output=job["id"])
                 job = d.wait_job(job["id"], timeout=scenario.get("timeout", 30))
@@ -66,8 +67,13 @@ def main() -> int:
                 output = d.output(job["id"])
         finally:
             d.stop()
+        cli_output = subprocess.run(  # what `multiflexi-cli job output` prints
+            [program("multiflexi-cli"), "job", "output", "--id", str(job["id"])],
+            env={**os.environ, **scenario["env"]}, capture_output=True, text=True,
+            check=False).stdout
         print(json.dumps({"job": job, "entries": _journal(f"MULTIFLEXI_JOB_ID={job['id']}"),
-                          "live": live, "output": output, "daemon_log": d.log()}))
+                          "live": live, "output": output, "cli_output": cli_output,
+                          "daemon_log": d.log()}))
         return 0
     finally:
         journald.terminate()
