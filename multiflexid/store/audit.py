@@ -69,10 +69,13 @@ def note(s: Session, entity: str, entity_id: int | None, company_id: int | None,
          fields: dict[str, Any] | None = None, runtemplate_id: int | None = None) -> None:
     """Record a change that is not a row's (run now, cancel, prune...) — if someone made it.
     ``fields``: more journal fields for its journal entry (a job's context);
-    ``runtemplate_id``: the template it concerns (a job's), for that template's trail."""
+    ``runtemplate_id``: the template it concerns (a job's; a template's own by default),
+    for that template's trail."""
     actor: Actor | None = s.info.get("actor")
     if actor is None:
         return
+    if runtemplate_id is None and entity == "runtemplate":
+        runtemplate_id = entity_id
     s.info.setdefault("audit_pending", []).append(
         (actor, {"entity": entity, "entity_id": entity_id, "company_id": company_id,
                  "runtemplate_id": runtemplate_id, "action": action, "summary": summary,
