@@ -9,7 +9,7 @@ PACKAGES="
   postgresql
   podman runc uidmap fuse-overlayfs slirp4netns catatonit busybox-static
   docker.io
-  systemd tmux
+  systemd tmux sudo
   debhelper dpkg-dev build-essential lintian fakeroot adduser
   mmdebstrap systemd-container openssh-client
   python3-pip
@@ -17,6 +17,7 @@ PACKAGES="
   zabbix-agent zabbix-server-pgsql zabbix-frontend-php
   php8.2-cli php8.2-cgi php8.2-pgsql php8.2-bcmath php8.2-gd php8.2-mbstring php8.2-xml
 "
+# sudo: the audit test runs `sudo multiflexi-cli` as a test user (tests/e2e/test_access.py).
 # prometheus, zabbix-*: the monitoring tests run Debian's Prometheus server, Zabbix agent,
 # Zabbix server (on the tests' own PostgreSQL) and the Zabbix frontend's API (under PHP's
 # built-in web server; php8.2-cgi is listed so that the php metapackage does not pull

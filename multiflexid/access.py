@@ -35,8 +35,22 @@ def peer_groups(sock: socket.socket, user: str, gid: int) -> list[str]:
             gids = os.getgrouplist(user, gid)
         except (KeyError, OSError):
             gids = []
+    return _names({gid, *gids})
+
+
+def listed_groups(user: str, gid: int) -> set[str]:
+    """The groups the group database lists ``user`` as a member of now (besides ``gid``,
+    the process's own group)."""
+    try:
+        gids = set(os.getgrouplist(user, gid)) - {gid}
+    except (KeyError, OSError):
+        return set()
+    return set(_names(gids))
+
+
+def _names(gids: Iterable[int]) -> list[str]:
     names = []
-    for g in {gid, *gids}:
+    for g in set(gids):
         try:
             names.append(grp.getgrgid(g).gr_name)
         except KeyError:

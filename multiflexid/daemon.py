@@ -212,6 +212,7 @@ class Daemon:
                 tg.create_task(self.cluster.run_listener(self.stopped), name="listen")
                 tg.create_task(self._shutdown(), name="shutdown")
                 tg.create_task(self.deadlines.run(self.stop_taking), name="deadlines")
+                tg.create_task(self.rpc.keep_permissions(self.stopped), name="access")
                 self.monitoring.start(tg, self.stopped)
             await self.cluster.unregister()
         finally:

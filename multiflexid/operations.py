@@ -10,6 +10,7 @@ does about it (wake the dispatcher, push the change to subscribers).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ from multiflexid.store.orm import Company, CredentialType
 from multiflexid.store.transitions import JobTransitions
 
 T = TypeVar("T")
+# The grants are read again when older than this (every connection's roles come from them).
+GRANTS_TTL = 1.0  # seconds
 
 
 class Control(Protocol):
@@ -89,6 +92,8 @@ class Operations:
         self.control = control
         self.clock = clock
         self.configured_access = configured_access
+        self._grants: tuple[float, list[tuple[str, str, int | None]], dict[int, str]] = (
+            -GRANTS_TTL, [], {})
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.db.read(fn, *args)
@@ -108,16 +113,19 @@ class Operations:
         return await self.db.write(audited)
 
     async def permissions(self, peer: Any) -> Permissions:
-        """The roles of a socket peer (``rpc_server.Peer``), from its groups and the grants."""
+        """The roles of a socket peer (``rpc_server.Peer``), from its groups and the grants
+        (read at most once per GRANTS_TTL for all peers)."""
         if admin_of_everything(peer.uid, peer.groups):
             return Permissions(peer.user, "admin")
+        at, grants, slugs = self._grants
+        if time.monotonic() - at > GRANTS_TTL:
+            def q(s: Session) -> tuple[list[tuple[str, str, int | None]], dict[int, str]]:
+                return (access_svc.grant_tuples(s, self.configured_access),
+                        dict(s.execute(select(Company.id, Company.slug)).all()))
 
-        def q(s: Session) -> Permissions:
-            grants = access_svc.grant_tuples(s, self.configured_access)
-            slugs = dict(s.execute(select(Company.id, Company.slug)).all())
-            return resolve(peer.user, peer.uid, peer.groups, grants, slugs)
-
-        return await self.db.read(q)
+            grants, slugs = await self.db.read(q)
+            self._grants = (time.monotonic(), grants, slugs)
+        return resolve(peer.user, peer.uid, peer.groups, grants, slugs)
 
     async def status(self, caller: Caller) -> dict[str, Any]:
         doc = await self.control.status(caller.user)
@@ -152,7 +160,8 @@ class Operations:
         if self.control.cancel_here(job_id):
             await self.write(caller, lambda s: note(
                 s, "job", job_id, job["company_id"], "cancel",
-                f"job {job_id} cancel requested (it is stopped)"))
+                f"job {job_id} cancel requested (it is stopped)",
+                runtemplate_id=job["runtemplate_id"]))
             self.control.log(f"cancel requested by {caller.user}", {
                 "MULTIFLEXI_JOB_ID": job_id, "MULTIFLEXI_RUNTEMPLATE_ID": job["runtemplate_id"],
                 "MULTIFLEXI_COMPANY": job["company"], "MULTIFLEXI_APP": job["app"]})

@@ -133,9 +133,9 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
 
         def q(s: Session) -> Any:
             rows = svc.list_runs(s, job_id=job_id, state=state, runtemplate_id=rt_id,
-                                 company_id=company_id, limit=limit, before_id=before)
-            items = [svc.run_view(r) for r in rows
-                     if visible is None or r.company_id in visible]
+                                 company_id=company_id, limit=limit, before_id=before,
+                                 companies=visible)
+            items = [svc.run_view(r) for r in rows]
             return {"items": items,
                     "next_before_id": items[-1]["id"] if len(items) == limit else None}
 
@@ -144,10 +144,11 @@ def action_handlers(ops: Operations) -> dict[str, Handler]:
     async def run_retry(conn: Connection, p: Params) -> Any:
         run_id = p.int("id")
         p.done()
-        def q(s: Session) -> Any:
-            run = svc.retry_run(s, run_id, datetime.now(UTC), conn.peer.user)
+
+        def q(s: Session) -> Any:  # the role first: nothing changes for a refused caller
+            run = svc.get_run(s, run_id, companies=conn.perms.visible())
             conn.perms.require("operator", run.company_id, "action_run.retry")
-            return svc.run_view(run)
+            return svc.run_view(svc.retry_run(s, run, datetime.now(UTC), conn.peer.user))
 
         view = await ops.write(caller(conn), q)
         ops.control.actions_due()

@@ -463,12 +463,9 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
                 company = runtemplates.get_runtemplate(s, rt_id).company_id
             if company is not None:
                 conn.perms.require("viewer", company, "audit.list")
-            rows = audit.list_entries(
-                s, company_id=company, entity="runtemplate" if rt_id is not None else None,
-                entity_id=rt_id, limit=limit, before_id=before)
-            items = [audit.entry_dict(e) for e in rows
-                     if visible is None or e.company_id in visible]
-            return {"items": items,
+            rows = audit.list_entries(s, company_id=company, runtemplate_id=rt_id,
+                                      limit=limit, before_id=before, companies=visible)
+            return {"items": [audit.entry_dict(e) for e in rows],
                     "next_before_id": rows[-1].id if len(rows) == limit else None}
 
         return await db.read(q)
@@ -486,7 +483,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         conn.jobs = conn.jobs or want_jobs
         conn.runtemplates = conn.runtemplates or want_rts
         if output_of is not None:
-            conn.output_of.add(output_of)
+            conn.output_of[output_of] = job.company_id
         return {"subscribed": conn.subscriptions()}
 
     async def events_unsubscribe(conn: Connection, p: Params) -> Any:
@@ -501,7 +498,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         conn.jobs = conn.jobs and not no_jobs
         conn.runtemplates = conn.runtemplates and not no_rts
         if output_of is not None:
-            conn.output_of.discard(output_of)
+            conn.output_of.pop(output_of, None)
         return {"subscribed": conn.subscriptions()}
 
     from .rpc_actions import action_handlers

@@ -4,9 +4,10 @@ The peer is identified by SO_PEERCRED (and its groups by SO_PEERGROUPS), never b
 it sends. Root, the daemon's own user and members of group ``multiflexi`` are admins of
 everything; a user whose groups have roles (access.py) is served within them; anyone else
 gets a ``forbidden`` error (id null) and the connection is closed. Each connection's roles
-are looked up again at most every PERMISSIONS_TTL seconds, and pushed events carry only
-the companies it may see. A malformed or oversized frame gets an error and closes that
-connection only.
+are looked up again every PERMISSIONS_TTL seconds, whether it calls or only listens (a
+grant revoked, a user taken out of a group), and pushed events carry only the companies
+it may see now; a connection left with no role at all is told so and closed. A malformed
+or oversized frame gets an error and closes that connection only.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from multiflexi.protocol import (
     parse_frame,
     response,
 )
-from multiflexid.access import Permissions, peer_groups, refusal
+from multiflexid.access import Permissions, listed_groups, peer_groups, refusal
 from multiflexid.health import Health
 from multiflexid.store.audit import Actor
 
@@ -51,6 +52,10 @@ class Peer:
     user: str
     groups: list[str] = field(default_factory=list)
     login_user: str | None = None  # who logged in, when not ``user`` (sudo: loginuid)
+    # Of ``groups``, those the group database listed the user in at connect time: one it
+    # no longer lists (the user was taken out of it) stops counting. The others (a
+    # service's SupplementaryGroups=, newgrp) are the process's for as long as it runs.
+    listed: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, sock: socket.socket) -> Peer:
@@ -62,7 +67,19 @@ class Peer:
             login_uid = int(Path(f"/proc/{pid}/loginuid").read_text().strip())
             if login_uid not in (uid, 4294967295):
                 login = _user_name(login_uid)
-        return cls(pid, uid, gid, user, peer_groups(sock, user, gid), login)
+        groups = peer_groups(sock, user, gid)
+        return cls(pid, uid, gid, user, groups, login,
+                   frozenset(listed_groups(user, gid) & set(groups)))
+
+    def regroup(self, listed_now: set[str]) -> bool:
+        """Drop the groups the user was taken out of since (``listed_now``: what the group
+        database lists now, ``listed_groups``); whether any was."""
+        gone = self.listed - listed_now
+        if not gone:
+            return False
+        self.groups = [g for g in self.groups if g not in gone]
+        self.listed = self.listed - gone
+        return True
 
     @property
     def actor(self) -> Actor:
@@ -77,7 +94,7 @@ def _user_name(uid: int) -> str:
 
 
 Authorize = Callable[[Peer], Awaitable[Permissions]]
-# Roles are looked up again when older than this (grants change while clients stay).
+# Roles are looked up again this often (grants and groups change while clients stay).
 PERMISSIONS_TTL = 2.0
 
 
@@ -90,7 +107,7 @@ class Connection:
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue())
     jobs: bool = False
     runtemplates: bool = False
-    output_of: set[int] = field(default_factory=set)
+    output_of: dict[int, int] = field(default_factory=dict)  # job id -> its company's
     closed: bool = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -110,8 +127,9 @@ class Connection:
 
     def wants(self, kind: str, payload: dict[str, Any]) -> bool:
         """Subscribed to it, and allowed to see its company."""
-        if kind == "job.output":  # subscribed to one job, after the check of its company
-            return payload.get("job_id") in self.output_of
+        if kind == "job.output":  # subscribed to one job, still allowed to see its company
+            company_id = self.output_of.get(payload.get("job_id"))  # type: ignore[arg-type]
+            return company_id is not None and self.perms.may("viewer", company_id)
         if kind == "job.changed":
             job = payload.get("job", {})
             return ((self.jobs or job.get("id") in self.output_of)
@@ -261,6 +279,40 @@ class RpcServer:
         conn.perms = await self.authorize(conn.peer)
         conn.perms_at = asyncio.get_running_loop().time()
 
+    async def keep_permissions(self, stop: asyncio.Event) -> None:
+        """Every PERMISSIONS_TTL seconds, the roles of every connection looked up again —
+        of those that only listen too — so that a revoked grant or a group the user was
+        taken out of stops the events of that company within seconds."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PERMISSIONS_TTL)
+            try:
+                await self.refresh_permissions()
+            except Exception as exc:  # the grants cannot be read: the old roles stay
+                self.health.failed("access", exc)
+            else:
+                self.health.ok("access")
+
+    async def refresh_permissions(self) -> None:
+        conns = [c for c in self.connections if not c.closed]
+        if not conns:
+            return
+        # the group database, once per user, off the loop (NSS may ask a server)
+        listed = await asyncio.to_thread(lambda: {
+            key: listed_groups(*key) for key in {(c.peer.user, c.peer.gid) for c in conns}})
+        regrouped = {c for c in conns if c.peer.regroup(listed[c.peer.user, c.peer.gid])}
+        for conn in conns:
+            before = conn.perms
+            await self._authorize(conn)
+            if conn.perms.view() == before.view() and conn not in regrouped:
+                continue
+            peer = conn.peer
+            log.info("roles of %s (pid %d) changed: %s", peer.user, peer.pid,
+                     _roles_text(conn.perms), extra={"MULTIFLEXI_USER": peer.user})
+            if not conn.perms.anything:
+                conn.send(error_response(None, Forbidden(refusal(peer.user, peer.uid))))
+                conn.close()
+
     async def _send_loop(self, conn: Connection) -> None:
         writer = conn.writer
         try:
@@ -278,3 +330,10 @@ class RpcServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def _roles_text(perms: Permissions) -> str:
+    parts = ([f"{perms.everywhere} of every company"] if perms.everywhere else []) + [
+        f"{role} of company {perms.slugs.get(cid, cid)}"
+        for cid, role in sorted(perms.companies.items())]
+    return ", ".join(parts) or "none"

@@ -249,7 +249,8 @@ def run_list(job_id: int | None, run_state: str | None, company_ref: str | None,
 def run_retry(run_id: int) -> None:
     """Deliver a failed or given-up run again (the daemon performs it within a second)."""
     with state().session() as s:
-        d = svc.run_view(svc.retry_run(s, run_id, datetime.now(UTC), live.current_user()))
+        d = svc.run_view(svc.retry_run(s, svc.get_run(s, run_id), datetime.now(UTC),
+                                        live.current_user()))
     emit(d, f"action run {run_id} ({d['module']} for job {d['job_id']}) is due again")
 
 

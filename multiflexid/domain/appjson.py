@@ -52,8 +52,9 @@ _METADATA = {
 # Top-level keys either schema knows; others are kept but reported as warnings.
 _KNOWN = _MAPPED | _METADATA | {"$schema", "schemaVersion"}
 _KEPT_AS_WRITTEN = "kept as written (metadata, not used to run jobs)"
-# The largest exit code the database keeps (a 32-bit integer column).
-MAX_EXIT_CODE = 2**31 - 1
+# The largest exit code the database keeps (a 64-bit integer column). Upstream allows any
+# non-negative integer; those above 255 are kept, with a warning, as meanings only.
+MAX_EXIT_CODE = 2**63 - 1
 _FIELD_KEYS = {"type", "category", "description", "hint", "defval", "required", "options"}
 
 

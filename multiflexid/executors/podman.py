@@ -9,7 +9,13 @@ What every container job gets is in :mod:`multiflexid.executors.container`. Podm
 - network ``spec.limits.network``: a mode (``bridge``, ``slirp4netns``, ``host``,
   ``ns:/path``...) or the name of a Podman network;
 - ``catatonit`` is the init (``init=True``); the log driver is ``k8s-file``, which keeps
-  stdout and stderr apart and the bytes exact;
+  stdout and stderr apart and the bytes exact. Its file is only a transport (the job's
+  output is capped and stored by the daemon), limited to ``log_max_bytes``: by default
+  LOG_FACTOR times the output cap — the most a capped output can take in its format (a
+  timestamp and the stream on every line: 46 bytes for an empty one), so no output under
+  the cap is lost, while a job flooding past it cannot fill Podman's storage (conmon
+  starts the file anew at the limit; what a follower had not read then is lost, which
+  can only be output over the cap). The file goes with the container;
 - the libpod endpoints (``/containers/{id}/wait`` answers the exit code itself; ``stop``
   takes ``timeout``; ``DELETE`` with ``timeout=0`` kills at once).
 """
@@ -19,11 +25,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from typing import Any
+from typing import Any, Self
 
 from podman import PodmanClient
 
-from multiflexi.settings import DEFAULT_PODMAN_URL
+from multiflexi.settings import DEFAULT_PODMAN_URL, Settings
 from multiflexid.executors.container import (
     JOB_LABEL,
     OWNER_LABEL,
@@ -38,6 +44,9 @@ __all__ = ["NETWORK_MODES", "PodmanExecutor", "container_name", "parse_memory"]
 
 # Network modes Podman knows as such; any other value names a Podman network.
 NETWORK_MODES = frozenset({"none", "host", "bridge", "private", "slirp4netns", "pasta"})
+# k8s-file writes "<timestamp> <stream> <F|P> <data>\n" per line or partial read: at most
+# 47 bytes of log per byte of output.
+LOG_FACTOR = 48
 
 
 class PodmanExecutor(ContainerExecutor):
@@ -51,13 +60,22 @@ class PodmanExecutor(ContainerExecutor):
     init_exec_failed = re.compile(rb"^ERROR \(catatonit:\d+\): failed to exec pid1: ([^\n]*)\n")
     init_exec_exit = 1
 
-    def __init__(self, base_url: str = DEFAULT_PODMAN_URL, **kwargs: Any) -> None:
+    def __init__(self, base_url: str = DEFAULT_PODMAN_URL, *,
+                 log_max_bytes: int | None = None, **kwargs: Any) -> None:
+        """``log_max_bytes``: the limit of a container's log file (None: none)."""
         super().__init__(base_url, **kwargs)
+        self.log_max_bytes = log_max_bytes
         try:
             self._client = PodmanClient(base_url=base_url, timeout=self.api_timeout,
                                         max_pool_size=64)
         except Exception as e:  # e.g. an unsupported URL scheme
             self._bad_url(e)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
+        if settings.output_cap_bytes > 0:
+            kwargs.setdefault("log_max_bytes", settings.output_cap_bytes * LOG_FACTOR)
+        return super().from_settings(settings, **kwargs)
 
     @property
     def _api(self) -> Any:
@@ -114,7 +132,8 @@ class PodmanExecutor(ContainerExecutor):
             working_dir=request.workdir,
             mounts=[{"type": "bind", "source": request.workdir, "target": request.workdir}],
             labels=request.labels,
-            log_config={"Type": "k8s-file"},
+            log_config={"Type": "k8s-file", **(
+                {"Config": {"size": self.log_max_bytes}} if self.log_max_bytes else {})},
             init=self.init,
             tty=False,
             stdin_open=False,

@@ -164,8 +164,10 @@ def run_view(r: ActionRun) -> dict[str, Any]:
 
 def list_runs(s: Session, *, job_id: int | None = None, state: str | None = None,
               runtemplate_id: int | None = None, company_id: int | None = None,
-              limit: int = 50, before_id: int | None = None) -> list[ActionRun]:
-    """Newest first."""
+              limit: int = 50, before_id: int | None = None,
+              companies: set[int] | None = None) -> list[ActionRun]:
+    """Newest first; ``companies``: only runs of these (those the caller may see), chosen
+    in the query so that a page is full whatever else the ledger holds."""
     if state is not None and state not in ACTION_RUN_STATES:
         raise InvalidInput(f"state: {state!r} is not one of {' '.join(ACTION_RUN_STATES)}",
                            {"field": "state"})
@@ -177,6 +179,8 @@ def list_runs(s: Session, *, job_id: int | None = None, state: str | None = None
             query = query.where(column == value)
     if before_id is not None:
         query = query.where(ActionRun.id < before_id)
+    if companies is not None:
+        query = query.where(ActionRun.company_id.in_(companies))
     return list(s.scalars(query))
 
 
@@ -186,11 +190,18 @@ def failed_runs_count(s: Session, runtemplate_id: int) -> int:
         ActionRun.state.in_(("failed", "gave_up")))) or 0
 
 
-def retry_run(s: Session, run_id: int, now: datetime, by: str) -> ActionRun:
-    """Deliver a failed or given-up run again (attempts start over, same idempotency key)."""
+def get_run(s: Session, run_id: int, *, companies: set[int] | None = None) -> ActionRun:
+    """The run ``run_id``; ``companies``: only a run of these (those the caller may see) —
+    any other is "not found" as a run that does not exist, so its state tells nothing."""
     run = s.get(ActionRun, run_id)
-    if run is None:
+    if run is None or (companies is not None and run.company_id not in companies):
         raise NotFound(f"no action run with id {run_id}")
+    return run
+
+
+def retry_run(s: Session, run: ActionRun, now: datetime, by: str) -> ActionRun:
+    """Deliver a failed or given-up run again (attempts start over, same idempotency key)."""
+    run_id = run.id
     if run.state not in ("failed", "gave_up"):
         raise Conflict(f"action run {run_id} is {run.state}; only failed and gave_up runs "
                        "are retried")

@@ -22,6 +22,7 @@ from multiflexid.presenters import (
 )
 from multiflexid.store.orm import (
     Action,
+    ActionRun,
     Application,
     Artifact,
     AuditEntry,
@@ -30,10 +31,13 @@ from multiflexid.store.orm import (
     Job,
     JobOutput,
     RunTemplate,
+    RunTemplateTick,
 )
 
+from .actions import run_view
 from .company_env import env_rows, env_view
 from .credentials import credential_values, list_credentials
+from .deadlines import tick_record
 from .runtemplates import list_runtemplates
 
 ENTITIES = ("company", "credential", "runtemplate", "application", "action", "access", "job")
@@ -42,15 +46,19 @@ ENTITIES = ("company", "credential", "runtemplate", "application", "action", "ac
 def entry_dict(e: AuditEntry) -> dict[str, Any]:
     return {"id": e.id, "at": iso(e.at), "user": e.user, "login_user": e.login_user,
             "via": e.via, "entity": e.entity, "entity_id": e.entity_id,
-            "company_id": e.company_id, "action": e.action, "summary": e.summary,
+            "company_id": e.company_id, "runtemplate_id": e.runtemplate_id,
+            "action": e.action, "summary": e.summary,
             "diff": e.diff}
 
 
 def list_entries(s: Session, *, company_id: int | None = None, since: datetime | None = None,
                  user: str | None = None, entity: str | None = None,
-                 entity_id: int | None = None, limit: int = 200,
-                 before_id: int | None = None) -> list[AuditEntry]:
-    """Newest first."""
+                 entity_id: int | None = None, runtemplate_id: int | None = None,
+                 limit: int = 200, before_id: int | None = None,
+                 companies: set[int] | None = None) -> list[AuditEntry]:
+    """Newest first. ``runtemplate_id``: what concerns that template (its changes, run now
+    and cancel of its jobs, its actions); ``companies``: only entries of these (those the
+    caller may see), chosen in the query so that a page is full whatever else is there."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(max(1, min(limit, 10000)))
     if company_id is not None:
         query = query.where(AuditEntry.company_id == company_id)
@@ -62,8 +70,12 @@ def list_entries(s: Session, *, company_id: int | None = None, since: datetime |
         query = query.where(AuditEntry.entity == entity)
     if entity_id is not None:
         query = query.where(AuditEntry.entity_id == entity_id)
+    if runtemplate_id is not None:
+        query = query.where(AuditEntry.runtemplate_id == runtemplate_id)
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
+    if companies is not None:
+        query = query.where(AuditEntry.company_id.in_(companies))
     return list(s.scalars(query))
 
 
@@ -74,8 +86,9 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
                    now: datetime) -> dict[str, int]:
     """Everything stored about ``company`` as one JSON document written to ``out`` as it is
     read (a long history never sits in memory): the company, its credentials, environment
-    and run templates (secret values redacted), actions, jobs with their output and artifact list,
-    and its audit trail. Returns how many of each were written."""
+    and run templates (secret values redacted), actions, jobs with their output and artifact
+    list, the deliveries of its actions (action runs, secrets redacted), its templates'
+    tracked deadline ticks, and its audit trail. Returns how many of each were written."""
     counts: dict[str, int] = {}
     codes = dict(s.execute(select(CredentialType.id, CredentialType.code)).all())
     apps = dict(s.execute(select(Application.id, Application.name)).all())
@@ -121,6 +134,18 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
                     select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.id))]
                 yield view
 
+    def action_runs() -> Iterator[dict[str, Any]]:  # the deliveries of its jobs' ends
+        for r in s.scalars(select(ActionRun).where(ActionRun.company_id == company.id)
+                           .order_by(ActionRun.id).execution_options(yield_per=500)):
+            yield {**run_view(r), "config": _redacted(r.config)}
+
+    def ticks() -> Iterator[dict[str, Any]]:  # its templates' deadlines, tick by tick
+        for t in s.scalars(select(RunTemplateTick).where(
+                RunTemplateTick.company_id == company.id)
+                .order_by(RunTemplateTick.runtemplate_id, RunTemplateTick.tick)
+                .execution_options(yield_per=500)):
+            yield {"runtemplate_id": t.runtemplate_id, **tick_record(t, now)}
+
     def audit() -> Iterator[dict[str, Any]]:
         for e in s.scalars(select(AuditEntry).where(AuditEntry.company_id == company.id)
                            .order_by(AuditEntry.id)):
@@ -133,7 +158,9 @@ def export_company(s: Session, company: Company, box: SecretBox, out: IO[str],
     out.write(f'"company": {json.dumps(company_dict(company), ensure_ascii=False)}')
     for name, rows in (("credentials", credentials()), ("environment", environment()),
                        ("runtemplates", templates()),
-                       ("actions", actions()), ("jobs", jobs()), ("audit", audit())):
+                       ("actions", actions()), ("jobs", jobs()),
+                       ("action_runs", action_runs()), ("deadline_ticks", ticks()),
+                       ("audit", audit())):
         out.write(f',\n"{name}": [')
         n = 0
         for row in rows:

@@ -74,8 +74,13 @@ def history(s: Session, rt_id: int, now: datetime, limit: int = 20) -> list[dict
     """The template's tracked ticks, newest first."""
     rows = s.scalars(select(RunTemplateTick).where(RunTemplateTick.runtemplate_id == rt_id)
                      .order_by(RunTemplateTick.tick.desc()).limit(limit))
-    return [{**tick_view(r, now), "missed_at": iso(r.missed_at),
-             "settled_at": iso(r.settled_at)} for r in rows]
+    return [tick_record(r, now) for r in rows]
+
+
+def tick_record(row: RunTemplateTick, now: datetime) -> dict[str, Any]:
+    """A tracked tick with when it was found missed and settled."""
+    return {**tick_view(row, now), "missed_at": iso(row.missed_at),
+            "settled_at": iso(row.settled_at)}
 
 
 def not_done(s: Session, since: datetime, now: datetime, *, company_id: int | None = None,

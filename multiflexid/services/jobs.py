@@ -174,11 +174,13 @@ def cancel(s: Session, tx: JobTransitions, job_id: int, now: datetime, by: str) 
     if job.state in (*QUEUED_STATES, "claimed"):
         tx.cancel(s, [job_id], now, f"cancelled by {by} before it ran")
         note(s, "job", job_id, job.company_id, "cancel",
-             f"job {job_id} cancelled before it ran", {"state": [job.state, "cancelled"]})
+             f"job {job_id} cancelled before it ran", {"state": [job.state, "cancelled"]},
+             runtemplate_id=job.runtemplate_id)
         return "cancelled"
     if job.state == "running" and tx.request_cancel(s, job_id):
         note(s, "job", job_id, job.company_id, "cancel",
-             f"job {job_id} cancel requested (it is stopped)")
+             f"job {job_id} cancel requested (it is stopped)",
+             runtemplate_id=job.runtemplate_id)
         return "requested"
     raise Conflict(f"job {job_id} is already {job.state}; nothing to cancel")
 

@@ -385,7 +385,7 @@ def run_now(
          {"runtemplate_id": [None, rt.id]} | {
              f"env.{k}": [None, "(secret)" if k in secret_keys else v]
              for k, v in overrides.items()},
-         {k: v for k, v in fields.items() if k != "MULTIFLEXI_JOB_ID"})
+         {k: v for k, v in fields.items() if k != "MULTIFLEXI_JOB_ID"}, runtemplate_id=rt.id)
     return job, fields
 
 

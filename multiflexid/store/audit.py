@@ -68,19 +68,24 @@ def set_actor(s: Session, actor: Actor | None) -> None:
 
 def note(s: Session, entity: str, entity_id: int | None, company_id: int | None,
          action: str, summary: str, diff: dict[str, Any] | None = None,
-         fields: dict[str, Any] | None = None, *, merge: bool = False) -> None:
+         fields: dict[str, Any] | None = None, runtemplate_id: int | None = None, *,
+         merge: bool = False) -> None:
     """Record a change that is not a row's (run now, cancel, prune...) — if someone made it.
-    ``fields``: more journal fields for its journal entry (a job's context). ``merge``: say
-    what the row changes of this entity flushed so far were (a clone, a bulk change): the
-    note gives that one entry its action and summary and adds its diff (standing alone
-    when there was no row change)."""
+    ``fields``: more journal fields for its journal entry (a job's context);
+    ``runtemplate_id``: the template it concerns (a job's; a template's own by default),
+    for that template's trail. ``merge``: say what the row changes of this entity flushed
+    so far were (a clone, a bulk change): the note gives that one entry its action and
+    summary and adds its diff (standing alone when there was no row change)."""
     actor: Actor | None = s.info.get("actor")
     if actor is None:
         return
+    if runtemplate_id is None and entity == "runtemplate":
+        runtemplate_id = entity_id
     s.info.setdefault("audit_pending", []).append(
         (actor, {"entity": entity, "entity_id": entity_id, "company_id": company_id,
-                 "action": action, "summary": summary, "diff": diff or {},
-                 "fields": fields or {}, **({"_merge": True} if merge else {})}))
+                 "runtemplate_id": runtemplate_id, "action": action, "summary": summary,
+                 "diff": diff or {}, "fields": fields or {},
+                 **({"_merge": True} if merge else {})}))
 
 
 def _merge(pending: list[tuple[Actor, dict[str, Any]]]) -> list[tuple[Actor, dict[str, Any]]]:
@@ -112,6 +117,7 @@ def _merge(pending: list[tuple[Actor, dict[str, Any]]]) -> list[tuple[Actor, dic
             first["diff"][name] = (earlier.then(change) if isinstance(earlier, _Child)
                                    and isinstance(change, _Child) else change)
         first["company_id"] = first["company_id"] or e["company_id"]
+        first["runtemplate_id"] = first["runtemplate_id"] or e["runtemplate_id"]
     shown = []
     for actor, e in out:
         if e.pop("_row", False):
@@ -268,6 +274,15 @@ def _secret_values(value: Any) -> Any:
     return value
 
 
+def _runtemplate_of(cls: type, obj: Any) -> int | None:
+    """The run template a change concerns: the template itself, or an action's."""
+    if cls is RunTemplate:
+        return int(obj.id)
+    if cls is Action:
+        return cast(int | None, obj.runtemplate_id)
+    return None
+
+
 def _company_of(s: Session, cls: type, obj: Any) -> int | None:
     if cls is Company:
         return int(obj.id)
@@ -328,6 +343,8 @@ def _collect(s: Session, flush: Any = None) -> list[dict[str, Any]]:
         if obj is None:  # only children changed: the parent's company
             obj = s.identity_map.get((cls, (e["entity_id"],), None)) or s.get(cls, e["entity_id"])
         e["company_id"] = _company_of(s, cls, obj) if obj is not None else None
+        e["runtemplate_id"] = (_runtemplate_of(cls, obj) if obj is not None
+                               else e["entity_id"] if cls is RunTemplate else None)
         e["summary"] = ""
         e["_row"] = True
         entries.append(e)

@@ -158,7 +158,8 @@ class AppExitCode(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
-    code: Mapped[int] = mapped_column(Integer)
+    # upstream allows any non-negative integer (HTTP-like codes...); 64 bits are kept
+    code: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str] = mapped_column(Text, default="")
     severity: Mapped[str] = mapped_column(String(16), default="error")
     retry: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -599,6 +600,7 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_company_recent", "company_id", "id"),
         Index("ix_audit_entity", "entity", "entity_id"),
+        Index("ix_audit_runtemplate_recent", "runtemplate_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -609,6 +611,8 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(32))  # company, runtemplate, job...
     entity_id: Mapped[int | None] = mapped_column(BigInteger)
     company_id: Mapped[int | None] = mapped_column(Integer)
+    # the run template it concerns: the template, a job of it, an action on it
+    runtemplate_id: Mapped[int | None] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(32))  # created, changed, removed, run...
     summary: Mapped[str] = mapped_column(Text, default="")
     diff: Mapped[dict[str, Any]] = mapped_column(default=dict)  # field -> [before, after]

@@ -12,17 +12,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from multiflexi.client import Client
 from multiflexi.errors import Conflict, DaemonUnavailable, InternalError, InvalidInput
 from multiflexid.core import Core
 from tests.conftest import Env
 from tests.support.daemon import DaemonProcess, NotifyListener, running_daemon
-from tests.support.factory import make_template, shell_app
+from tests.support.factory import make_template, refuse, shell_app
 
 
 @pytest.fixture
@@ -397,26 +397,12 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path) -> None:
         assert "Traceback" not in out
 
 
-def _refuse_updates(core: Core, table: str) -> None:
-    """A trigger that fails every UPDATE of ``table``, as a bad migration or a bug in a
-    statement would: the database answers, but with an error that is no outage."""
-    with core.db.engine.begin() as conn:
-        if core.db.is_sqlite:
-            conn.execute(text(f"CREATE TRIGGER boom BEFORE UPDATE ON {table} "
-                              "BEGIN SELECT RAISE(ABORT, 'boom'); END"))
-        else:
-            conn.execute(text("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
-                              "$$ BEGIN RAISE EXCEPTION 'boom'; END $$"))
-            conn.execute(text(f"CREATE TRIGGER boom BEFORE UPDATE ON {table} "
-                              "FOR EACH ROW EXECUTE FUNCTION boom()"))
-
-
 def test_an_internal_error_tells_the_client_an_id_not_the_sql(
         core: Core, daemon: DaemonProcess) -> None:
     """The reply names the error and an id; the SQL and its parameters stay in the
     journal (stderr here), with the traceback, under that id."""
     rt = make_template(core, name="secret-name-in-params")
-    _refuse_updates(core, "runtemplate")
+    refuse(core, "UPDATE", "runtemplate")
     with pytest.raises(InternalError) as caught:
         daemon.call("runtemplate.set_active", id=rt, active=False)
     err = caught.value
@@ -439,7 +425,7 @@ def test_a_failing_dispatcher_logs_its_traceback_once_and_says_degraded(
     """A bug in the dispatch loop is not an endless one-line 'database' error every 2 s:
     its traceback once, and the status says degraded and why."""
     rt = make_template(core)
-    _refuse_updates(core, "job")
+    refuse(core, "UPDATE", "job")
     daemon.call("runtemplate.run", id=rt)
     deadline = time.monotonic() + 20
     status: dict = {}
@@ -455,6 +441,29 @@ def test_a_failing_dispatcher_logs_its_traceback_once_and_says_degraded(
     assert log.count(f"(error id {eid})\nTraceback") == 1, log
     assert log.count(f"error id {eid}") >= 2, log
     assert "boom" in status["status"] and "UPDATE" not in status["status"]
+
+
+def test_a_failing_scheduler_logs_its_traceback_once_and_says_degraded(
+        core: Core, daemon: DaemonProcess) -> None:
+    """A bug in a scheduler tick (here: every new job refused) is not an endless one-line
+    error every 2 s: its traceback once, and the status says degraded and why."""
+    refuse(core, "INSERT", "job")
+    make_template(core, interv="i", now=datetime.now(UTC) - timedelta(hours=1))  # due now
+    deadline = time.monotonic() + 20
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = daemon.call("daemon.status")
+        if "scheduler: " in status["status"] and daemon.log().count("(error id ") >= 2:
+            break
+        time.sleep(0.2)
+    assert status["degraded"] is True, status
+    assert status["status"].startswith("degraded: scheduler: "), status
+    eid = status["status"].split("(error id ", 1)[1][:10]
+    log = daemon.log()
+    assert log.count(f"(error id {eid})\nTraceback") == 1, log
+    assert log.count(f"error id {eid}") >= 2, log  # again, in one line
+    assert 'multiflexid/scheduler.py", line' in log  # the traceback is the tick's
+    assert "boom" in status["status"] and "INSERT" not in status["status"]
 
 
 def test_template_views_show_when_the_next_job_is_due(core: Core,

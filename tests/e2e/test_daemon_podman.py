@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from multiflexid.core import Core
+from multiflexid.domain.config import MASK
+from multiflexid.executors.podman import LOG_FACTOR
 from tests.conftest import Env
 from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.docker import docker_service
@@ -131,3 +133,57 @@ def test_a_container_left_by_a_killed_daemon_is_removed_when_it_starts_again(
     with running_daemon(mf_env.vars(), tmp_path, extra_env=env) as daemon:
         assert daemon.call("job.get", id=job["id"])["state"] == "lost"
         _wait(lambda: not engine.exists(name), 30, f"{name} removed")
+
+
+PODMAN = [p for p in ENGINE_PARAMS if p.id == "podman"]
+
+
+@pytest.mark.parametrize("engine", PODMAN, indirect=True)
+def test_a_secret_split_by_a_pause_is_masked_in_podmans_log_stream(
+        core: Core, daemon: DaemonProcess, engine: Engine) -> None:
+    """Podman's log stream brings the output in its own pieces: a secret printed in two
+    parts with a pause between (longer than the partial-line wait), once after a line of
+    64 KiB less 3 bytes, is masked in the stored output and in the live stream."""
+    script = ("printf 'pass: hun'; sleep 1; printf 'ter22\\n'; printf '%65533s' ''; "
+              "printf hun; sleep 1; printf 'ter22 end\\n'")
+    rt = make_template(core, app_doc={**shell_app("Boxed"), "ociimage": TEST_IMAGE},
+                       name="split",
+                       executor=engine.name, config={"SCRIPT": script})
+    live: list[dict] = []
+    with daemon.client() as watcher:
+        job = daemon.call("runtemplate.run", id=rt, env={"TOKEN": "hunter22"})
+        watcher.call("events.subscribe", job_output=job["id"])
+        done = daemon.wait_job(job["id"], timeout=90)
+        live = [p for kind, p in watcher.notifications(timeout=1.0) if kind == "job.output"]
+    assert done["state"] == "succeeded", daemon.output(job["id"])
+    masked = f"pass: {MASK}\n" + " " * 65533 + f"{MASK} end\n"
+    assert daemon.output(job["id"]) == masked
+    assert "".join(c["data"] for c in sorted(live, key=lambda c: c["seq"])) == masked
+
+
+@pytest.mark.parametrize("engine", PODMAN, indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"])  # about the engine, not the database
+def test_podmans_copy_of_a_big_output_is_bounded_and_goes_with_the_container(
+        core: Core, mf_env: Env, tmp_path: Path, engine: Engine) -> None:
+    """A job prints 1 MB under an output cap of 2,000 bytes: Podman's log file of the
+    running container stays within LOG_FACTOR times the cap, and is gone with the
+    container when the job ends."""
+    core.ensure_schema()
+    env = {**engine_env(engine), "MULTIFLEXI_OUTPUT_CAP_BYTES": "2000"}
+    script = ("i=0; while [ $i -lt 1000 ]; do printf '%999s\\n' ''; i=$((i+1)); done; "
+              "echo flooded; sleep 60")
+    rt = make_template(core, app_doc=_container_app(TEST_IMAGE), name="flood",
+                       executor=engine.name, config={"SCRIPT": script})
+    with running_daemon(mf_env.vars(), tmp_path, extra_env=env) as daemon:
+        job = daemon.call("runtemplate.run", id=rt)
+        name = f"multiflexi-job-{job['id']}"
+        _wait(lambda: engine.exists(name), 60, f"{name} created")
+        log = Path((engine.inspect(name) or {})["HostConfig"]["LogConfig"]["Path"])
+        _wait(lambda: log.exists() and b"flooded" in log.read_bytes(), 60, "the flood")
+        assert log.stat().st_size <= 2000 * LOG_FACTOR, log.stat().st_size
+        daemon.call("job.cancel", id=job["id"])
+        done = daemon.wait_job(job["id"], timeout=60)
+        kept = sum(len(c["data"]) for c in daemon.call("job.output", id=job["id"])["chunks"]
+                   if c["stream"] == "stdout")
+    assert done["state"] == "cancelled" and kept <= 2000 and done["output_dropped"], done
+    assert not engine.exists(name) and not log.exists()

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from multiflexid.core import Core
+from multiflexid.domain.config import MASK
 from tests.conftest import Env
-from tests.support.factory import make_template
+from tests.support.factory import make_template, refuse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,12 +80,75 @@ def test_a_secret_split_by_chunk_cuts_and_pauses_is_masked_everywhere(
     rt_id = make_template(core, company="acme", name="split", config={"SCRIPT": script})
     result = _in_private_journal(mf_env, tmp_path, rt_id, watch=True,
                                  env_overrides={"TOKEN": "hunter22"})
-    job, output = result["job"], result["output"]
-    assert job["state"] == "succeeded", result["daemon_log"]
-    assert output.startswith("pass: ********\n") and output.endswith("x******** end\n")
-    assert "hun" not in output
-    journaled = "".join(e["MESSAGE"] for e in result["entries"] if e.get("MULTIFLEXI_STREAM"))
-    assert journaled.startswith("pass: ********") and journaled.endswith("x******** end")
-    assert "hun" not in journaled
-    live = "".join(c["data"] for c in sorted(result["live"], key=lambda c: c["seq"]))
-    assert "hun" not in live and live.endswith("x******** end\n")
+    assert result["job"]["state"] == "succeeded", result["daemon_log"]
+    masked = f"pass: {MASK}\n" + "x" * 65533 + f"{MASK} end\n"
+    assert result["output"] == masked  # job.output, through the socket
+    assert result["cli_output"] == masked  # multiflexi-cli job output
+    assert _live(result) == masked
+    assert _journaled(result) == masked.replace("\n", "")
+
+
+def _live(result: dict[str, Any]) -> str:
+    """What a TUI following the job was sent, in order."""
+    return "".join(c["data"] for c in sorted(result["live"], key=lambda c: c["seq"]))
+
+
+def _journaled(result: dict[str, Any]) -> str:
+    """The job's output lines in the journal (a line a partial flush cut is two entries)."""
+    return "".join(e["MESSAGE"] for e in result["entries"] if e.get("MULTIFLEXI_STREAM"))
+
+
+def test_secrets_the_app_does_not_declare_are_masked_everywhere(
+        mf_env: Env, core: Core, tmp_path: Path) -> None:
+    """Values of keys the app does not declare are secret when their name says so (in the
+    template's configuration and in a run's overrides) or when marked so (``--secret
+    KEY=VALUE``: ``secret_keys``); none reaches the stored output, `job output`, the
+    journal or the live stream in clear."""
+    script = ('echo "bank=$BANK_PASSWORD shop=$SHOP_API_KEY marked=$PLAIN_LOOKING '
+              'run=$RUN_TOKEN once=$ONE_OFF"')
+    rt_id = make_template(core, company="acme", name="undeclared",
+                          config={"SCRIPT": script, "BANK_PASSWORD": "bankpw-99321",
+                                  "SHOP_API_KEY": "shopkey-71828",
+                                  "PLAIN_LOOKING": "marked-55210"},
+                          secret=["PLAIN_LOOKING"])
+    result = _in_private_journal(mf_env, tmp_path, rt_id, watch=True,
+                                 env_overrides={"RUN_TOKEN": "runtok-88120",
+                                                "ONE_OFF": "oneoff-44321"},
+                                 secret_keys=["ONE_OFF"])
+    assert result["job"]["state"] == "succeeded", result["daemon_log"]
+    masked = f"bank={MASK} shop={MASK} marked={MASK} run={MASK} once={MASK}\n"
+    assert result["output"] == masked
+    assert result["cli_output"] == masked
+    assert _live(result) == masked
+    assert _journaled(result) == masked.rstrip("\n")
+    everything = json.dumps(result["entries"]) + json.dumps(result["job"])
+    for value in ("bankpw-99321", "shopkey-71828", "marked-55210", "runtok-88120",
+                  "oneoff-44321"):
+        assert value not in everything, value
+
+
+def test_an_internal_errors_id_finds_its_traceback_in_the_journal(
+        mf_env: Env, core: Core, tmp_path: Path) -> None:
+    """A client told of an internal error gets an id; ``journalctl MULTIFLEXI_ERROR_ID=<id>``
+    finds the traceback (once, with the statement the client was not shown), and the same
+    bug again under the same id in one line."""
+    rt_id = make_template(core, name="secret-name-in-params")
+    refuse(core, "UPDATE", "runtemplate")
+    result = _in_private_journal(mf_env, tmp_path, rt_id, failing_call={
+        "method": "runtemplate.set_active", "params": {"id": rt_id, "active": False}})
+    first, again = result["replies"]
+    assert first["name"] == again["name"] == "internal_error", result["replies"]
+    eid = first["data"]["error_id"]
+    assert again["data"]["error_id"] == eid
+    assert f"journalctl MULTIFLEXI_ERROR_ID={eid}" in first["message"]
+    assert "UPDATE" not in first["message"] and "secret-name" not in first["message"]
+    entries = result["entries"]
+    assert len(entries) == 2, result["daemon_log"]
+    traceback, repeat = entries
+    error = "IntegrityError" if core.db.is_sqlite else "RaiseException"  # the driver's
+    assert traceback["MESSAGE"].startswith(
+        f"method runtemplate.set_active: {error}: boom (error id {eid})\nTraceback"
+    ), traceback["MESSAGE"]
+    assert "UPDATE runtemplate" in traceback["MESSAGE"]
+    assert traceback["PRIORITY"] == "3" and traceback["SYSLOG_IDENTIFIER"] == "multiflexid"
+    assert "Traceback" not in repeat["MESSAGE"] and "seen 2 times" in repeat["MESSAGE"]

@@ -349,6 +349,7 @@ def test_validate_json_accepts_every_bundled_file(mfcli, mf_env, examples_dir: P
 SHAPES = DATA / "upstream_shapes"
 HTTP_CODES = SHAPES / "http_status_exit_codes.app.json"
 LISTENS = SHAPES / "events_listens.app.json"
+VENDOR_CODES = SHAPES / "vendor_status_exit_codes.app.json"  # beyond 32 bits
 SHAPE_WARNINGS = {
     LISTENS: [
         "$.events.listens: warning: not a key the schema knows (known: emits, consumes); "
@@ -359,6 +360,12 @@ SHAPE_WARNINGS = {
         "0-255): a process that exits with 404 ends with 148",
         '$.exitCodes["503"]: warning: 503 can never be a process exit status (those are '
         "0-255): a process that exits with 503 ends with 247",
+    ],
+    VENDOR_CODES: [
+        '$.exitCodes["4294967297"]: warning: 4294967297 can never be a process exit status '
+        "(those are 0-255): a process that exits with 4294967297 ends with 1",
+        '$.exitCodes["99999999999"]: warning: 99999999999 can never be a process exit status '
+        "(those are 0-255): a process that exits with 99999999999 ends with 255",
     ],
 }
 
@@ -387,7 +394,7 @@ def test_valid_upstream_shapes_our_model_lacks_import_with_warnings(
 
     r = mfcli("application", "import-json", "--file", str(SHAPES))
     assert r.code == 0, r.err
-    assert "2 imported, 0 failed" in r.out
+    assert "3 imported, 0 failed" in r.out
     assert _warning_lines(r.err) == expected
     r = mfcli("--format", "json", "application", "import-json", "--file", str(HTTP_CODES))
     assert r.code == 0
@@ -399,6 +406,10 @@ def test_valid_upstream_shapes_our_model_lacks_import_with_warnings(
     assert [(e["code"], e["severity"], e["retry"]) for e in shown["exit_codes"]] == [
         (0, "success", False), (1, "error", False), (404, "error", False),
         (503, "warning", True)]
+    shown = mfcli("application", "show", "--uuid", json.loads(VENDOR_CODES.read_text())["uuid"],
+                  "--format", "json").json
+    assert [(e["code"], e["severity"], e["retry"]) for e in shown["exit_codes"]] == [
+        (0, "success", False), (4294967297, "error", False), (99999999999, "warning", True)]
     first = _definitions(mf_env.db_url)
     exports = {}
     for file in SHAPE_WARNINGS:

@@ -4,17 +4,20 @@ its filters, its append-only table, and a company's data export."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from multiflexid.core import Core
+from tests.conftest import BACKENDS
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 SECRET = "Audit-Secret-Pw-4711"
@@ -78,6 +81,23 @@ def test_every_cli_change_is_recorded_with_who_and_the_diff(mfcli,
     assert SECRET not in json.dumps(entries) and NEW_SECRET not in text_out
 
 
+def test_under_sudo_the_invoking_user_is_recorded_too(
+        mfcli, changes: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """sudo sets SUDO_USER to who invoked it (the real sudo: tests/e2e/test_access.py)."""
+    me = _entries(mfcli)[0]["user"]
+    monkeypatch.setenv("SUDO_USER", "alice")
+    r = mfcli("company", "update", "--slug", "acme", "--name", "Acme a.s.")
+    assert r.code == 0, r.err
+    [entry] = _entries(mfcli, "--user", "alice")
+    assert (entry["user"], entry["login_user"], entry["via"], entry["diff"]) == (
+        me, "alice", "cli", {"name": ["Acme", "Acme a.s."]})
+    assert f"{me} (as alice) via cli: company {changes['acme']} changed: name" in mfcli(
+        "audit", "list", "--user", "alice").out
+    monkeypatch.setenv("SUDO_USER", me)  # sudo to oneself: nobody else to name
+    assert mfcli("company", "update", "--slug", "acme", "--name", "Acme").code == 0
+    assert _entries(mfcli)[0]["login_user"] is None
+
+
 def test_filters(mfcli, changes: dict[str, int]) -> None:
     assert {e["entity"] for e in _entries(mfcli, "--entity", "runtemplate")} == {"runtemplate"}
     ids = {e["entity_id"] for e in _entries(mfcli, "--entity", "job", "--id",
@@ -111,10 +131,40 @@ def test_no_secret_reaches_the_trail_in_the_raw_database(
     assert SECRET not in dump and NEW_SECRET not in dump
 
 
+@pytest.fixture
+def statements(mf_env: Any) -> Iterator[list[str]]:
+    """Every SQL statement any engine of this process sends while the test runs (after
+    its database was made and migrated)."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_nothing_multiflexi_does_updates_or_deletes_the_trail(
+        statements: list[str], changes: dict[str, int], mfcli) -> None:
+    """What holds on SQLite, where no trigger stops the database's owner: every change of
+    every kind (and reading the trail) only ever inserts into it."""
+    assert mfcli("audit", "list").code == 0
+    touching = [" ".join(st.split()) for st in statements if re.search(r"\baudit\b", st)]
+    assert any(st.startswith("INSERT INTO audit") for st in touching), touching
+    assert not [st for st in touching if re.match(r"(UPDATE|DELETE|TRUNCATE|DROP|ALTER)\b",
+                                                  st, re.IGNORECASE)], touching
+
+
+# PostgreSQL only: a trigger of the database itself; SQLite has none that stop its owner
+# (what holds there is the test above).
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "postgresql"],
+                         indirect=True)
 def test_postgresql_refuses_to_change_or_delete_the_trail(
         core: Core, backend: str, changes: dict[str, int]) -> None:
-    if backend != "postgresql":
-        return  # SQLite has no triggers that stop its owner: the daemon never does it
+    assert core.db.dialect == "postgresql"
     for statement in ("UPDATE audit SET summary = 'rewritten'", "DELETE FROM audit",
                       "TRUNCATE audit"):
         with pytest.raises(DBAPIError, match="audit trail is append-only"), \
@@ -125,7 +175,31 @@ def test_postgresql_refuses_to_change_or_delete_the_trail(
                             ).scalar() == 0
 
 
-def test_a_companys_data_on_request(mfcli, tmp_path: Path, changes: dict[str, int]) -> None:
+def _deliveries_and_ticks(core: Core, changes: dict[str, int]) -> None:
+    """A failed delivery of a WebHook with a secret, of acme's job, and a missed deadline
+    tick of its template."""
+    from datetime import UTC, datetime, timedelta
+
+    from multiflexid.services.actions import encode_config
+    from multiflexid.store.orm import ActionRun, Job, RunTemplateTick
+
+    tick = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    with core.db.session() as s:
+        job = s.get(Job, changes["job"])
+        assert job is not None
+        s.add(ActionRun(job_id=job.id, company_id=job.company_id,
+                        runtemplate_id=job.runtemplate_id, module="WebHook", trigger="failure",
+                        config=encode_config("WebHook", {"uri": "https://hooks.example/x",
+                                                         "secret": SECRET}, core.box),
+                        state="failed", result="HTTP 500"))
+        s.add(RunTemplateTick(runtemplate_id=job.runtemplate_id, company_id=job.company_id,
+                              app_id=job.app_id, tick=tick, deadline=tick + timedelta(hours=1),
+                              state="missed", missed_at=tick + timedelta(hours=1)))
+
+
+def test_a_companys_data_on_request(mfcli, tmp_path: Path, core: Core,
+                                    changes: dict[str, int]) -> None:
+    _deliveries_and_ticks(core, changes)
     out = tmp_path / "acme.json"
     r = mfcli("company", "export", "--company", "acme", "--file", str(out))
     assert r.code == 0, r.err
@@ -138,4 +212,12 @@ def test_a_companys_data_on_request(mfcli, tmp_path: Path, changes: dict[str, in
     assert [j["id"] for j in doc["jobs"]] == [changes["job"]]
     assert doc["audit"] and all(e["company_id"] == changes["acme"] for e in doc["audit"])
     assert SECRET not in out.read_text() and NEW_SECRET not in out.read_text()
+    [run] = doc["action_runs"]
+    assert (run["job_id"], run["module"], run["state"], run["result"]) == (
+        changes["job"], "WebHook", "failed", "HTTP 500")
+    assert run["config"] == {"uri": "https://hooks.example/x", "secret": "(secret)"}
+    [tick] = doc["deadline_ticks"]
+    assert (tick["runtemplate_id"], tick["tick"], tick["state"], tick["missed_at"]) == (
+        changes["rt"], "2026-01-05T06:00:00Z", "missed", "2026-01-05T07:00:00Z")
+    assert "1 action_runs, 1 deadline_ticks" in r.out
     assert "globex" not in json.dumps(doc["runtemplates"] + doc["jobs"])

@@ -47,7 +47,8 @@ EXPECTED: dict[str, list[str]] = {
         "$.exitCodes.fail: exit codes must be non-negative whole numbers"
     ],
     "exit_code_too_large.app.json": [
-        '$.exitCodes["99999999999"]: too large to keep (at most 2147483647)'
+        '$.exitCodes["99999999999999999999"]: too large to keep (at most '
+        "9223372036854775807)"
     ],
     "exit_code_twice.app.json": ['$.exitCodes["007"]: the same exit code as "7"'],
     "cmdparams_not_a_string.app.json": ["$.cmdparams: must be a string, not an array"],

@@ -180,6 +180,26 @@ def test_bytes_arrive_exactly_and_completely(executor: ContainerExecutor, jobs: 
     assert r.out("stderr") == b"".join(b"e%d\n" % i for i in range(2000))
 
 
+@pytest.mark.parametrize("engine", [p for p in ENGINE_PARAMS if p.id == "podman"],
+                         indirect=True)
+def test_podmans_limited_log_loses_nothing_under_the_cap(engine: Engine, jobs: Jobs) -> None:
+    """The daemon limits Podman's log file to LOG_FACTOR times the output cap. Output of
+    exactly the cap in the costliest shape (empty lines, on both streams, in bursts the
+    follower must keep up with) arrives whole: the file never starts anew under it."""
+    from multiflexid.executors.podman import LOG_FACTOR
+
+    cap = 4000
+    ex = engine.executor(log_max_bytes=cap * LOG_FACTOR)
+    try:
+        script = ('i=0; while [ $i -lt 2000 ]; do echo; echo >&2; i=$((i+1)); '
+                  'if [ $((i % 200)) = 0 ]; then sleep 0.05; fi; done')
+        r = run_job(ex, jobs.spec(["sh", "-c", script]))
+    finally:
+        ex.close()
+    assert r.result.exitcode == 0
+    assert (r.out("stdout"), r.out("stderr")) == (b"\n" * (cap // 2), b"\n" * (cap // 2))
+
+
 def test_the_last_bytes_are_never_lost(executor: ContainerExecutor, jobs: Jobs) -> None:
     # The engine's follow stream may end with the container before it sent the last
     # bytes (Docker often does with a last line that has no newline): what it missed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from multiflexid.store.db import Database
 from multiflexid.store.orm import Base
@@ -200,3 +201,50 @@ def test_upgrade_resolves_case_twins_made_before_and_says_so(
         f"application 2: uuid {uuid.upper()} removed (application 1 has it in other case; "
         "uuids now match regardless of case); it stays usable by its id",
     ]
+
+
+def test_upgrade_tells_the_trail_which_template_each_entry_concerns(
+        fresh_db_url: Callable[..., str], tmp_path: Any) -> None:
+    """Entries recorded before audit.runtemplate_id existed get it: the template's own, its
+    jobs' and its actions'. On PostgreSQL the trail is append-only again afterwards."""
+    from datetime import UTC, datetime
+
+    from multiflexid.crypto import SecretBox
+    from multiflexid.domain.appjson import parse_app
+    from multiflexid.services import actions, apps, companies, jobs, runtemplates
+    from multiflexid.store.transitions import JobTransitions
+    from tests.support.factory import shell_app
+
+    url = fresh_db_url(migrated=False)
+    db = Database(url)
+    box = SecretBox(tmp_path / "key")
+    now = datetime.now(UTC)
+    try:
+        db.upgrade("0008")  # the revision before the one under test
+        with db.session() as s:  # no actor: nothing is recorded by the (newer) code
+            app, _ = apps.upsert_app(s, parse_app(json.dumps(shell_app()))[0])
+            company = companies.create_company(s, name="Acme", slug="acme")
+            rt = runtemplates.create_runtemplate(s, app, company, box, now, name="t")
+            job = jobs.create_job(s, JobTransitions(), rt, schedule_type="adhoc-cli",
+                                  launched_by="root", after=now, box=box)
+            action = actions.add_action(s, box, module="WebHook", trigger="failure",
+                                        values={"uri": "http://x.example/"}, runtemplate=rt)
+            ids = {"runtemplate": rt.id, "job": job.id, "action": action.id,
+                   "company": company.id}
+        with db.engine.begin() as conn:
+            for entity in ("runtemplate", "job", "action", "company"):
+                conn.execute(text(
+                    "INSERT INTO audit (at, \"user\", via, entity, entity_id, company_id, "
+                    "action, summary, diff) VALUES (:t, 'root', 'cli', :e, :i, :c, 'changed', "
+                    "'', '{}')"), {"t": _NOW, "e": entity, "i": ids[entity],
+                                   "c": ids["company"]})
+        db.upgrade()
+        with db.engine.connect() as conn:
+            got = dict(conn.execute(text("SELECT entity, runtemplate_id FROM audit")).all())
+        assert got == {"runtemplate": ids["runtemplate"], "job": ids["runtemplate"],
+                       "action": ids["runtemplate"], "company": None}
+        if db.dialect == "postgresql":
+            with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+                conn.execute(text("UPDATE audit SET summary = 'x'"))
+    finally:
+        db.dispose()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from multiflexid.core import Core
@@ -89,3 +90,18 @@ def overdue_template(core: Core, *, name: str = "overdue", ago: timedelta = time
     return make_template(core, name=name, interv="c", cron=f"{tick.minute} {tick.hour} * * *",
                          timezone="UTC", deadline_after=deadline_after,
                          now=tick - timedelta(hours=1), **values)
+
+
+def refuse(core: Core, statement: str, table: str) -> None:
+    """A trigger that fails every ``statement`` (INSERT, UPDATE) of ``table`` with "boom",
+    as a bad migration or a bug in a statement would: the database answers, but with an
+    error that is no outage."""
+    with core.db.engine.begin() as conn:
+        if core.db.is_sqlite:
+            conn.execute(text(f"CREATE TRIGGER boom BEFORE {statement} ON {table} "
+                              "BEGIN SELECT RAISE(ABORT, 'boom'); END"))
+        else:
+            conn.execute(text("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                              "$$ BEGIN RAISE EXCEPTION 'boom'; END $$"))
+            conn.execute(text(f"CREATE TRIGGER boom BEFORE {statement} ON {table} "
+                              "FOR EACH ROW EXECUTE FUNCTION boom()"))

@@ -5,7 +5,9 @@ Usage (as root): ``unshare --mount python -m tests.support.journal_ns SCENARIO.j
 Inside the namespace /run/systemd, /run/log and /var/log/journal are fresh tmpfs mounts,
 so the machine's own journal and /run are untouched. The scenario starts the real
 multiflexid logging to this journald, runs one job through the socket, and then prints
-what ``journalctl -o json MULTIFLEXI_JOB_ID=<id>`` finds, as one JSON document.
+what ``journalctl -o json MULTIFLEXI_JOB_ID=<id>`` finds, as one JSON document; or (with
+``failing_call``) calls a method that fails inside the daemon and prints what the client
+was told and what ``journalctl MULTIFLEXI_ERROR_ID=<the id it was told>`` finds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.daemon import DaemonProcess
+from multiflexi.errors import MultiFlexiError
+from tests.support.daemon import DaemonProcess, program
 
 JOURNALD = "/lib/systemd/systemd-journald"
 
@@ -46,11 +49,14 @@ def main() -> int:
         workdir = Path(scenario["workdir"])
         d = DaemonProcess(scenario["env"], workdir,
                           extra_env={"MULTIFLEXI_LOG_TARGET": "journal"}).start()
+        if "failing_call" in scenario:
+            return _internal_error(d, scenario["failing_call"])
         live: list[dict] = []
         try:
             with d.client() as watcher:
                 job = d.call("runtemplate.run", id=scenario["runtemplate_id"],
-                             env=scenario.get("env_overrides", {}))
+                             env=scenario.get("env_overrides", {}),
+                             secret_keys=scenario.get("secret_keys", []))
                 if scenario.get("watch"):  # what a TUI following the job is sent
                     watcher.call("events.subscribe", job_output=job["id"])
                 job = d.wait_job(job["id"], timeout=scenario.get("timeout", 30))
@@ -61,19 +67,45 @@ def main() -> int:
                 output = d.output(job["id"])
         finally:
             d.stop()
-        subprocess.run(["journalctl", "--sync"], check=False)
-        proc = subprocess.run(
-            ["journalctl", "--no-pager", "--all", "-o", "json", f"MULTIFLEXI_JOB_ID={job['id']}"],
-            capture_output=True, text=True, check=False,
-        )
-        entries = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        print(json.dumps({"job": job, "entries": entries, "live": live,
-                          "output": output,
+        cli_output = subprocess.run(  # what `multiflexi-cli job output` prints
+            [program("multiflexi-cli"), "job", "output", "--id", str(job["id"])],
+            env={**os.environ, **scenario["env"]}, capture_output=True, text=True,
+            check=False).stdout
+        print(json.dumps({"job": job, "entries": _journal(f"MULTIFLEXI_JOB_ID={job['id']}"),
+                          "live": live, "output": output, "cli_output": cli_output,
                           "daemon_log": d.log()}))
         return 0
     finally:
         journald.terminate()
         journald.wait(10)
+
+
+def _journal(match: str) -> list[dict]:
+    """What ``journalctl -o json MATCH`` finds."""
+    subprocess.run(["journalctl", "--sync"], check=False)
+    proc = subprocess.run(["journalctl", "--no-pager", "--all", "-o", "json", match],
+                          capture_output=True, text=True, check=False)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def _internal_error(d: DaemonProcess, call: dict) -> int:
+    """Call a method that fails inside the daemon, twice; what the client was told and
+    what the journal holds under the error id it was given."""
+    replies = []
+    try:
+        for _ in range(2):
+            try:
+                d.call(call["method"], **call.get("params", {}))
+                replies.append({"ok": True})
+            except MultiFlexiError as exc:
+                replies.append({"name": exc.name, "message": exc.message, "data": exc.data})
+    finally:
+        d.stop()
+    eid = (replies[0].get("data") or {}).get("error_id")
+    print(json.dumps({"replies": replies,
+                      "entries": _journal(f"MULTIFLEXI_ERROR_ID={eid}") if eid else [],
+                      "daemon_log": d.log()}))
+    return 0
 
 
 if __name__ == "__main__":
