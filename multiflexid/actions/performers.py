@@ -241,11 +241,17 @@ EX_TEMPFAIL = 75
 
 
 def command_env(summary: dict[str, Any]) -> dict[str, str]:
-    """The summary as MULTIFLEXI_* variables (besides the JSON on stdin)."""
-    job = summary["job"]
+    """The summary as MULTIFLEXI_* variables (besides the JSON on stdin); a tick's adds
+    MULTIFLEXI_TICK* and MULTIFLEXI_DEADLINE, its job's are empty when it has none."""
+    job = summary["job"] or {}
+    tick = summary.get("tick") or {}
     meaning = job.get("exit_meaning") or {}
     values = {
-        "MULTIFLEXI_JOB_ID": job["id"], "MULTIFLEXI_JOB_STATE": job["state"],
+        "MULTIFLEXI_EVENT": summary["event"],
+        "MULTIFLEXI_TICK_ID": tick.get("id"), "MULTIFLEXI_TICK": tick.get("tick"),
+        "MULTIFLEXI_DEADLINE": tick.get("deadline"),
+        "MULTIFLEXI_TICK_OUTCOME": tick.get("outcome"),
+        "MULTIFLEXI_JOB_ID": job.get("id"), "MULTIFLEXI_JOB_STATE": job.get("state"),
         "MULTIFLEXI_EXIT_CODE": job.get("exitcode"),
         "MULTIFLEXI_EXIT_MEANING": meaning.get("description"),
         "MULTIFLEXI_JOB_REASON": job.get("reason"),
