@@ -17,7 +17,7 @@ import pytest
 from multiflexid.core import Core
 from tests.conftest import Env
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.factory import make_template, shell_app
+from tests.support.factory import make_template, overdue_template, shell_app
 from tests.support.servers import HttpRecorder, Received, Reply, smtp_server
 
 FAST = {"MULTIFLEXI_ACTION_RETRY_SECONDS": "0.2", "MULTIFLEXI_ACTION_MAX_ATTEMPTS": "3"}
@@ -208,6 +208,33 @@ def test_kill9_between_the_end_and_the_delivery(mf_env: Env, core: Core, tmp_pat
     assert len(server.received) == 2
     r = mfcli("action-run", "list", "--job", str(job["id"]), "--format", "json")
     assert [x["state"] for x in r.json] == ["succeeded"]
+
+
+def test_a_deadline_missed_while_no_daemon_ran_is_told_once_when_it_starts(
+        mf_env: Env, core: Core, tmp_path: Path, mfcli: Any) -> None:
+    """A tick came and its deadline passed while no daemon ran: the daemon that starts
+    records the miss and delivers the ``missed`` webhook; the next start does not again."""
+    core.ensure_schema()
+    rt = overdue_template(core, config={"SCRIPT": "exit 1"})  # its catch-up run fails too
+    with HttpRecorder([Reply(200)]) as server:
+        action = add(mfcli, rt, "--on", "missed", "--module", "WebHook", "--set",
+                     f"uri={server.url()}")
+        with running_daemon(mf_env.vars(), tmp_path, extra_env=FAST) as d:
+            (post,) = server.wait_for(1)
+            end = time.monotonic() + 30
+            while d.call("action_run.list", runtemplate_id=rt)["items"][0]["state"] \
+                    != "succeeded" and time.monotonic() < end:
+                time.sleep(0.1)
+        with running_daemon(mf_env.vars(), tmp_path, extra_env=FAST) as d:
+            time.sleep(3)  # its tracker sweeps and its worker claims at once
+            runs = d.call("action_run.list", runtemplate_id=rt)["items"]
+        received = len(server.received)
+    assert received == 1
+    assert [(r["action_id"], r["trigger"], r["state"], r["job_id"]) for r in runs] == [
+        (action, "missed", "succeeded", None)]
+    assert post.headers["idempotency-key"] == f"tick-{runs[0]['tick_id']}-{action}"
+    assert post.json["event"] == "tick.missed" and post.json["runtemplate"]["id"] == rt
+    assert post.json["tick"]["outcome"] == "missed"
 
 
 def test_a_chain_hands_the_artifact_to_the_next_template(core: Core, daemon: DaemonProcess,
