@@ -36,7 +36,9 @@ def deliver(core: Core) -> None:
         task = asyncio.create_task(worker.run(stopping))
         try:
             async with asyncio.timeout(30):
-                while _open_runs(core):
+                while True:
+                    if not _open_runs(core):
+                        return
                     await asyncio.sleep(0.05)
         finally:
             stopping.set()
