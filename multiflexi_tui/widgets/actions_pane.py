@@ -63,7 +63,7 @@ class ActionsPane(Vertical):
         yield Static("Actions (a add · x remove · T test)", classes="title")
         yield ListTable(id="action-table")
         yield Static("Recent deliveries (R retry a failed one)", classes="title")
-        yield ListTable(id="delivery-table")
+        yield ListTable(id="delivery-table", cell_colours_under_cursor=True)
         yield Static("", id="action-note")
 
     def on_mount(self) -> None:
