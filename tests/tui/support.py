@@ -18,6 +18,7 @@ from sqlalchemy import insert, select, update
 from textual.pilot import Pilot
 
 from multiflexi_tui.app import MultiFlexiApp
+from multiflexid.actions.chain import stop_template
 from multiflexid.artifacts import CollectedFile, Collection
 from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
@@ -122,6 +123,8 @@ def seed(core: Core) -> dict[str, int]:
             rt = runtemplates.create_runtemplate(s, app, company, box, FUTURE, name=name,
                                                  config=config, **sched)
             ids[name] = rt.id
+        # Switched off by a Stop action with a reason (shown wherever the template is).
+        stop_template(s, ids["manual"], "bank login refused", FUTURE)
     history = [
         ("nightly", 0, "succeeded", [("stdout", "starting\n"), ("stdout", "42 rows\n")]),
         ("hourly", 0, "succeeded", [("stdout", "tick\n")]),
