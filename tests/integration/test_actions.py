@@ -301,3 +301,29 @@ def test_company_action_list_remove_and_test(core: Core, mfcli) -> None:  # type
     assert [a["id"] for a in mfcli("runtemplate", "action", "list", "--id", str(rt),
                                    "--format", "json").json] == [own, stop]
     assert _audit(mfcli)[-1] == ("action", "removed", hook)
+
+
+def test_a_notify_url_apprise_no_longer_loads_fails_at_once(core: Core) -> None:
+    """Its URL was checked when the action was added; an Apprise upgraded since may no
+    longer load its scheme. Retrying cannot help: failed at the first attempt, saying so
+    (and not the URL's secret part). Stand-in for the upgrade: the ledger row's URL is
+    made one that this Apprise does not know."""
+    from sqlalchemy import update
+
+    from multiflexid.store.orm import ACTION_RUNS
+    from tests.support.actions import deliver
+
+    rt = make_template(core)
+    _add(core, rt, "Notify", "failure",
+         url="mailto://127.0.0.1:9?from=mf@example.com&to=a@example.com")
+    _run_job(core, rt, 1, T0)
+    retired = svc.encode_config("Notify", {"url": ["retired://Sec-Token-5@host/x"]}, core.box)
+    with core.db.session() as s:
+        s.execute(update(ACTION_RUNS).values(config=retired))
+    deliver(core)
+    with core.db.read_session() as s:
+        (run,) = s.scalars(select(ActionRun)).all()
+    assert (run.state, run.attempts) == ("failed", 1)
+    assert run.result == ("not sent: this Apprise does not load 1 of the URLs (retired://...): "
+                          "fix the action's url (`action modules`, "
+                          "https://github.com/caronc/apprise/wiki)")

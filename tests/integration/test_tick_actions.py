@@ -5,7 +5,6 @@ HTTP server, an SMTP server, a command)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,43 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from multiflexid.actions.worker import ActionWorker
 from multiflexid.core import Core
-from multiflexid.dbthread import DbThread
-from multiflexid.health import Health
 from multiflexid.presenters import iso
 from multiflexid.store.orm import ActionRun, RunTemplateTick
+from tests.support.actions import deliver
 from tests.support.servers import HttpRecorder, Reply, smtp_server
 from tests.support.ticks import DAY, Clock, at, daily
-
-
-def deliver(core: Core) -> None:
-    """Run the daemon's action worker until the ledger has nothing due or under way."""
-
-    async def work() -> None:
-        db = DbThread(core.db)
-        worker = ActionWorker(core.settings, db, core.box, core.transitions, Health(),
-                              one_node=core.db.is_sqlite)
-        stopping = asyncio.Event()
-        task = asyncio.create_task(worker.run(stopping))
-        try:
-            async with asyncio.timeout(30):
-                while True:
-                    if not _open_runs(core):
-                        return
-                    await asyncio.sleep(0.05)
-        finally:
-            stopping.set()
-            await task
-            db.close()
-
-    asyncio.run(work())
-
-
-def _open_runs(core: Core) -> int:
-    with core.db.read_session() as s:
-        return len(s.scalars(select(ActionRun.id).where(
-            ActionRun.state.in_(("pending", "running")))).all())
 
 
 def _runs(core: Core) -> list[tuple[int | None, int | None, str, str]]:
