@@ -223,6 +223,21 @@ def yes_no(value: Any) -> Text:
     return Text("yes", style="green") if value else Text("no", style="dim")
 
 
+REASON_WIDTH = 32
+
+
+def active_text(rt: dict[str, Any]) -> Text:
+    """A template's On column: ``yes``, ``no``, or — switched off by an action (Stop) —
+    ``no: <the reason>`` in yellow (cut to REASON_WIDTH; the template screen shows all)."""
+    reason = (rt.get("inactive_reason") or "").strip()
+    if rt.get("active") or not reason:
+        return yes_no(rt.get("active"))
+    text = f"no: {reason}"
+    if len(text) > REASON_WIDTH:
+        text = text[:REASON_WIDTH - 1] + "…"
+    return Text(text, style="bold yellow")
+
+
 def size_text(size: int | None) -> str:
     if size is None:
         return DASH

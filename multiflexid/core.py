@@ -47,8 +47,13 @@ class Core:
     @cached_property
     def deadlines(self) -> TickBook:
         """The store's tick API. What must happen in the transaction of a tick's change
-        (a missed deadline, a late success) subscribes here: ``deadlines.on_tick``."""
-        return TickBook()
+        (a missed deadline, a late success) subscribes here: ``deadlines.on_tick`` — the
+        outbox rows of the ``missed`` and ``late`` actions (the same in the daemon and the
+        CLI)."""
+        from multiflexid.actions.ledger import TickActionLedger
+
+        return TickBook(on_tick=[
+            TickActionLedger(max_attempts=lambda: self.settings.action_max_attempts)])
 
     @cached_property
     def box(self) -> SecretBox:

@@ -179,6 +179,7 @@ class Daemon:
         self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
                                          max_sleep=max(1.0, settings.poll_seconds * 5))
         self.tick_listeners.append(lambda e: self._publish_template(e.runtemplate_id))
+        self.tick_listeners.append(lambda _tick: self.actions.wake.set())  # missed, late
         self.monitoring = Monitoring(self)  # Prometheus listener, Zabbix sender
         self.ops = Operations(self.db, self.box, self.tx, self,
                               configured_access=settings.access)

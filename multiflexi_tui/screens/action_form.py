@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
 from multiflexi.errors import InvalidInput, MultiFlexiError
-from multiflexi.states import ACTION_THROTTLES, ACTION_TRIGGERS
+from multiflexi.states import ACTION_STREAK_TRIGGERS, ACTION_THROTTLES, ACTION_TRIGGERS
 from multiflexi_tui.connection import link_of
 
 
@@ -145,7 +145,7 @@ class ActionFormScreen(ModalScreen[dict[str, Any] | None]):
         throttle = str(self.query_one("#throttle", Select).value)
         params: dict[str, Any] = {"runtemplate_id": self.rt_id, "module": module,
                                   "trigger": trigger, "config": self._values()}
-        if trigger in ("failure", "recovery"):
+        if trigger in ACTION_STREAK_TRIGGERS:
             params["throttle"] = throttle
         try:
             action = await link_of(self).call_with("action.add", params)

@@ -20,6 +20,13 @@ def run_state(run: dict[str, Any]) -> Text:
     return Text(label, style=RUN_STYLES.get(state, ""))
 
 
+def run_for(run: dict[str, Any]) -> str:
+    """What a run is for: ``job 42``, or ``tick 7`` (a missed or late deadline)."""
+    if run.get("job_id") is None:
+        return f"tick {run.get('tick_id')}"
+    return f"job {run['job_id']}"
+
+
 def runs_text(runs: list[dict[str, Any]] | None) -> Text | None:
     """One line per run: module, trigger, state, what the last attempt said."""
     if not runs:

@@ -15,8 +15,9 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from multiflexi.errors import MultiFlexiError
+from multiflexi.states import ACTION_STREAK_TRIGGERS
 from multiflexi_tui.connection import link_of
-from multiflexi_tui.widgets.action_runs import RUN_STYLES, run_state
+from multiflexi_tui.widgets.action_runs import RUN_STYLES, run_for, run_state
 from multiflexi_tui.widgets.list_table import ListTable
 
 
@@ -62,7 +63,7 @@ class ActionsPane(Vertical):
         yield Static("Actions (a add · x remove · T test)", classes="title")
         yield ListTable(id="action-table")
         yield Static("Recent deliveries (R retry a failed one)", classes="title")
-        yield ListTable(id="delivery-table")
+        yield ListTable(id="delivery-table", cell_colours_under_cursor=True)
         yield Static("", id="action-note")
 
     def on_mount(self) -> None:
@@ -71,7 +72,7 @@ class ActionsPane(Vertical):
                            ("config", "Config")):
             actions.add_column(label, key=key)
         runs = self.query_one("#delivery-table", ListTable)
-        for key, label in (("id", "Run"), ("job", "Job"), ("module", "Module"),
+        for key, label in (("id", "Run"), ("for", "For"), ("module", "Module"),
                            ("state", "State"), ("result", "Result")):
             runs.add_column(label, key=key)
 
@@ -95,7 +96,7 @@ class ActionsPane(Vertical):
         table.clear()
         for a in self.actions:
             on = a["trigger"] + (f" ({a['throttle']})" if a["trigger"] in
-                                 ("failure", "recovery") else "")
+                                 ACTION_STREAK_TRIGGERS else "")
             table.add_row(a["id"], "company" if a["scope"] == "company" else "template", on,
                           a["module"], config_text(a.get("config") or {}), key=str(a["id"]))
         if not self.actions:
@@ -105,7 +106,7 @@ class ActionsPane(Vertical):
         for r in self.runs:
             style = RUN_STYLES.get(r["state"], "") if r["state"] in ("failed", "gave_up") \
                 else ""
-            runs.add_row(r["id"], r["job_id"], r["module"], run_state(r),
+            runs.add_row(r["id"], run_for(r), r["module"], run_state(r),
                          Text(r.get("result") or "", style=style), key=str(r["id"]))
         failed = sum(1 for r in self.runs if r["state"] in ("failed", "gave_up"))
         parts = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
@@ -19,5 +20,22 @@ class ListTable(DataTable[object]):
         Binding("G", "scroll_bottom", "Bottom", show=False),
     ]
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+    def __init__(self, *, id: str | None = None, cell_colours_under_cursor: bool = False
+                 ) -> None:
+        """``cell_colours_under_cursor``: the row under the cursor keeps its cells' own
+        colours (a red failure stays red when the cursor is on it)."""
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True,
+                         cursor_foreground_priority=("renderable" if cell_colours_under_cursor
+                                                     else "css"))
+
+    def _on_idle(self, _event: events.Idle) -> None:
+        """Runs before DataTable's own idle handler (Textual calls each class's), which
+        measures the rows added since: redraw after it. DataTable caches a drawn cell
+        without its width, so a cell drawn before that measuring would stay cut to the
+        old width (a column as wide as its header) until the next change."""
+        if self._require_update_dimensions or self._updated_cells:
+            self.call_later(self._redraw)
+
+    def _redraw(self) -> None:
+        self._clear_caches()
+        self.refresh()

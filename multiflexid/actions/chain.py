@@ -47,7 +47,9 @@ def chain_target(s: Session, company_id: int, rtid: int) -> RunTemplate:
     return target
 
 
-def _depth(s: Session, job_id: int) -> int:
+def _depth(s: Session, job_id: int | None) -> int:
+    if job_id is None:
+        return 0
     overrides = s.scalar(select(Job.overrides).where(Job.id == job_id)) or {}
     try:
         return int(overrides.get(CHAIN_DEPTH, 0))
@@ -55,17 +57,21 @@ def _depth(s: Session, job_id: int) -> int:
         return 0
 
 
-def queue_chained(s: Session, tx: JobTransitions, box: SecretBox, *, previous_job: int,
-                  company_id: int, rtid: int, now: datetime) -> tuple[int | None, str]:
-    """Queue a job of ``rtid`` after ``previous_job``: (its id or None, what was done)."""
+def queue_chained(s: Session, tx: JobTransitions, box: SecretBox, *,
+                  previous_job: int | None, company_id: int, rtid: int, now: datetime
+                  ) -> tuple[int | None, str]:
+    """Queue a job of ``rtid`` after ``previous_job`` (None: after a tick's event with no
+    job): (its id or None, what was done)."""
     target = chain_target(s, company_id, rtid)
     depth = _depth(s, previous_job) + 1
     if depth > MAX_CHAIN_DEPTH:
         return None, (f"not queued: chain depth limit {MAX_CHAIN_DEPTH} reached (job "
                       f"{previous_job} is link {depth - 1} of a chain; is it a cycle?)")
+    overrides = {CHAIN_DEPTH: str(depth)}
+    if previous_job is not None:
+        overrides[PREVIOUS_JOB] = str(previous_job)
     job = create_job(s, tx, target, schedule_type="chained", launched_by="chain",
-                     after=now, box=box,
-                     overrides={PREVIOUS_JOB: str(previous_job), CHAIN_DEPTH: str(depth)})
+                     after=now, box=box, overrides=overrides)
     return job.id, f"queued job {job.id} of run template {rtid} {target.name!r}"
 
 
@@ -95,9 +101,20 @@ def stop_template(s: Session, rt_id: int, reason: str, now: datetime) -> str:
     return f"run template {rt_id} disabled: {reason}"
 
 
-def _summary_ids(ctx: Context) -> tuple[int, int, int]:
-    return (int(ctx.summary["job"]["id"]), int(ctx.summary["company"]["id"]),
+def _summary_ids(ctx: Context) -> tuple[int | None, int, int]:
+    """(the job — a tick's last job, or None —, the company, the template)."""
+    job = ctx.summary["job"]
+    return (int(job["id"]) if job else None, int(ctx.summary["company"]["id"]),
             int(ctx.summary["runtemplate"]["id"] or 0))
+
+
+def _after(summary: dict[str, Any]) -> str:
+    """``job 42 failed`` or ``tick 2026-05-04T03:00:00Z missed its deadline``."""
+    tick = summary.get("tick")
+    if tick is not None:
+        return (f"tick {tick['tick']} " + ("missed its deadline" if tick["outcome"] == "missed"
+                                           else "was done after its deadline"))
+    return f"job {summary['job']['id']} {summary['job']['state']}"
 
 
 async def chain(ctx: Context, tx: JobTransitions, box: SecretBox) -> Result:
@@ -130,9 +147,8 @@ async def reschedule(ctx: Context, tx: JobTransitions, box: SecretBox) -> Result
 
 
 async def stop(ctx: Context, tx: JobTransitions, box: SecretBox) -> Result:
-    job_id, _co, rt_id = _summary_ids(ctx)
-    state = ctx.summary["job"]["state"]
-    reason = ctx.config.get("reason") or f"stopped by a Stop action after job {job_id} {state}"
+    _job, _co, rt_id = _summary_ids(ctx)
+    reason = ctx.config.get("reason") or f"stopped by a Stop action after {_after(ctx.summary)}"
     assert ctx.write is not None
     if ctx.dry_run:
         return Result(True, f"would disable run template {rt_id}: {reason}")

@@ -1,12 +1,14 @@
-"""The delivery ledger: action runs written with a job's end, claimed and recorded by the
-daemons' workers.
+"""The delivery ledger: action runs written with a job's end or a tick's missed or late
+deadline, claimed and recorded by the daemons' workers.
 
 :class:`ActionLedger` is a ``JobTransitions`` end hook: inside the transaction that
 records a job's end it finds the actions of the job's template (and of its company, if
 the template inherits them) whose trigger fires, and adds one ``action_run`` row each —
-committed with the end or not at all (an outbox). Workers then claim due rows (``FOR
-UPDATE SKIP LOCKED`` on PostgreSQL, a lease everywhere: a run whose node died is taken
-again when its lease ends) and record each attempt's result with a guarded statement.
+committed with the end or not at all (an outbox). :class:`TickActionLedger` does the same
+as a ``TickBook`` tick hook for the ``missed`` and ``late`` triggers (one row per tick and
+action). Workers then claim due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a lease
+everywhere: a run whose node died is taken again when its lease ends) and record each
+attempt's result with a guarded statement.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from multiflexi.states import FAILURE_STATES
+from multiflexi.states import FAILURE_STATES, TICK_TRIGGERS
+from multiflexid.domain.deadline import TickSettled
 from multiflexid.domain.jobstate import JobEnded
-from multiflexid.store.orm import ACTION_RUNS, ACTIONS, JOBS, RUNTEMPLATES
+from multiflexid.store.orm import ACTION_RUNS, ACTIONS, JOBS, RUNTEMPLATES, TICKS
 
-from .triggers import backoff, fires, needs_previous, outcome_of
+from .triggers import TICK_TRIGGER_OF, backoff, fires, fires_on_tick, needs_previous, outcome_of
 
 _ACTIONS_OF = (
     select(ACTIONS.c.id, ACTIONS.c.runtemplate_id, ACTIONS.c.company_id, ACTIONS.c.trigger,
@@ -39,6 +45,10 @@ _EARLIER = (select(JOBS.c.id, JOBS.c.state)
                    JOBS.c.state.in_(("succeeded", *FAILURE_STATES)))
             .order_by(JOBS.c.id.desc()).limit(50))
 _RETRIED = select(JOBS.c.id).where(JOBS.c.retry_of_id == bindparam("job")).limit(1)
+_TICK_BEFORE = (select(TICKS.c.state)
+                .where(TICKS.c.runtemplate_id == bindparam("rt"),
+                       TICKS.c.tick < bindparam("tick"))
+                .order_by(TICKS.c.tick.desc()).limit(1))
 
 
 def previous_outcome(s: Session, rt_id: int, job_id: int) -> str | None:
@@ -53,6 +63,29 @@ def previous_outcome(s: Session, rt_id: int, job_id: int) -> str | None:
     return None
 
 
+def actions_for(conn: Connection, rt_id: int, company_id: int | None, *, ticks: bool
+                ) -> list[Any]:
+    """The enabled actions of the template and (when it inherits them) of its company,
+    those of a tick's triggers (``ticks``) or of a job's end."""
+    actions = [a for a in conn.execute(_ACTIONS_OF, {"rt": rt_id, "co": company_id})
+               if (a.trigger in TICK_TRIGGERS) == ticks]
+    if any(a.runtemplate_id is None for a in actions) and not conn.execute(
+            _INHERITS, {"rt": rt_id}).scalar():
+        actions = [a for a in actions if a.runtemplate_id is not None]
+    return actions
+
+
+def _row(a: Any, *, at: datetime, max_attempts: int, runtemplate_id: int,
+         company_id: int | None, job_id: int | None = None, tick_id: int | None = None
+         ) -> dict[str, Any]:
+    return {
+        "action_id": a.id, "job_id": job_id, "tick_id": tick_id,
+        "runtemplate_id": runtemplate_id, "company_id": company_id, "module": a.module,
+        "trigger": a.trigger, "config": a.config, "state": "pending", "attempts": 0,
+        "max_attempts": max_attempts, "next_at": at, "created_at": at, "updated_at": at,
+    }
+
+
 class ActionLedger:
     """The end hook that writes the outbox rows (registered in ``Core.transitions``)."""
 
@@ -63,28 +96,48 @@ class ActionLedger:
         if event.runtemplate_id is None:
             return
         conn = s.connection()
-        actions = conn.execute(_ACTIONS_OF, {"rt": event.runtemplate_id,
-                                             "co": event.company_id}).all()
-        if not actions:
-            return
-        if any(a.runtemplate_id is None for a in actions) and not conn.execute(
-                _INHERITS, {"rt": event.runtemplate_id}).scalar():
-            actions = [a for a in actions if a.runtemplate_id is not None]
+        actions = actions_for(conn, event.runtemplate_id, event.company_id, ticks=False)
         outcome = outcome_of(event.state, event.retry_job_id is not None)
         if outcome is None or not actions:
             return
         previous = None
         if any(needs_previous(a.trigger, a.throttle) for a in actions):
             previous = previous_outcome(s, event.runtemplate_id, event.job_id)
-        rows = [{
-            "action_id": a.id, "job_id": event.job_id, "runtemplate_id": event.runtemplate_id,
-            "company_id": event.company_id, "module": a.module, "trigger": a.trigger,
-            "config": a.config, "state": "pending", "attempts": 0,
-            "max_attempts": self.max_attempts(), "next_at": event.at,
-            "created_at": event.at, "updated_at": event.at,
-        } for a in actions if fires(a.trigger, a.throttle, outcome, previous)]
+        rows = [_row(a, at=event.at, max_attempts=self.max_attempts(),
+                     runtemplate_id=event.runtemplate_id, company_id=event.company_id,
+                     job_id=event.job_id)
+                for a in actions if fires(a.trigger, a.throttle, outcome, previous)]
         if rows:
             conn.execute(insert(ACTION_RUNS), rows)
+
+
+class TickActionLedger:
+    """The tick hook that writes the outbox rows of ``missed`` and ``late`` actions
+    (registered in ``Core.deadlines``): in the transaction that records the tick's state,
+    at most one row per tick and action."""
+
+    def __init__(self, max_attempts: Callable[[], int]) -> None:
+        self.max_attempts = max_attempts
+
+    def __call__(self, s: Session, event: TickSettled) -> None:
+        if event.state not in TICK_TRIGGER_OF or event.tick_id is None:
+            return
+        conn = s.connection()
+        actions = actions_for(conn, event.runtemplate_id, event.company_id, ticks=True)
+        if not actions:
+            return
+        previous = conn.execute(_TICK_BEFORE, {"rt": event.runtemplate_id,
+                                               "tick": event.tick}).scalar()
+        rows = [_row(a, at=event.at, max_attempts=self.max_attempts(),
+                     runtemplate_id=event.runtemplate_id, company_id=event.company_id,
+                     tick_id=event.tick_id)
+                for a in actions if fires_on_tick(a.trigger, a.throttle, event.state, previous)]
+        if not rows:
+            return
+        postgresql = s.bind is not None and s.bind.dialect.name == "postgresql"
+        statement = pg_insert(ACTION_RUNS) if postgresql else sqlite_insert(ACTION_RUNS)
+        conn.execute(statement.on_conflict_do_nothing(
+            index_elements=["tick_id", "action_id"]), rows)
 
 
 # --- what the workers do -------------------------------------------------------------------
@@ -94,7 +147,8 @@ class ActionLedger:
 class Claimed:
     id: int
     action_id: int | None
-    job_id: int
+    job_id: int | None
+    tick_id: int | None
     runtemplate_id: int | None
     company_id: int
     module: str
@@ -104,10 +158,24 @@ class Claimed:
     max_attempts: int
 
     @property
+    def for_tick(self) -> bool:
+        return self.trigger in TICK_TRIGGERS
+
+    @property
     def idempotency_key(self) -> str:
-        """``<job>-<action>``: the same for every attempt (and a retry by hand)."""
+        """``<job>-<action>`` (a tick's: ``tick-<tick>-<action>``): the same for every
+        attempt (and a retry by hand)."""
         action = self.action_id if self.action_id is not None else f"r{self.id}"
+        if self.for_tick:
+            return f"tick-{self.tick_id if self.tick_id is not None else 'gone'}-{action}"
         return f"{self.job_id}-{action}"
+
+    @property
+    def subject(self) -> str:
+        """What it is for, in a log line: ``job 42`` or ``tick 7 (missed)``."""
+        if self.for_tick:
+            return f"tick {self.tick_id} ({self.trigger})"
+        return f"job {self.job_id}"
 
 
 _CLAIMABLE = or_(
@@ -137,7 +205,7 @@ def claim(s: Session, now: datetime, node: str, limit: int,
                     started_at=now, updated_at=now)
             .returning(ACTION_RUNS.c.attempts), {"now": now}).first()
         if done is not None:
-            taken.append(Claimed(r.id, r.action_id, r.job_id, r.runtemplate_id,
+            taken.append(Claimed(r.id, r.action_id, r.job_id, r.tick_id, r.runtemplate_id,
                                  r.company_id, r.module, r.trigger, dict(r.config or {}),
                                  done.attempts, r.max_attempts))
     return taken

@@ -3,8 +3,9 @@ configuration to a :class:`Result`. Nothing here changes a job: a failing action
 fails its own run.
 
 What counts as temporary (retried with backoff): connection refused or reset, a timeout,
-HTTP 5xx and 429, a failed Notify delivery (Apprise does not tell an SMTP 4xx from a 5xx),
-a command's exit code 75 (EX_TEMPFAIL) or its timeout. Anything else is a failure for good.
+HTTP 5xx and 429, a failed Notify delivery (Apprise does not tell an SMTP 4xx from a 5xx:
+only a URL it does not load fails for good), a command's exit code 75 (EX_TEMPFAIL) or its
+timeout. Anything else is a failure for good.
 The state-changing modules (ChainRuntemplate, Reschedule, Stop) are in ``chain.py``.
 """
 
@@ -211,25 +212,40 @@ _apprise_log = logging.getLogger("apprise")
 _apprise_log.propagate = False  # its lines may name services; what matters is kept below
 
 
-def _notify(urls: list[str], title: str, body: str) -> tuple[bool, str]:
+def _schemes(urls: list[str]) -> str:
+    return ", ".join(sorted({u.split("://", 1)[0] for u in urls}))
+
+
+def _notify(urls: list[str], title: str, body: str) -> tuple[bool, str, list[str]]:
+    """(sent, what Apprise logged, the URLs it does not load — nothing is sent then)."""
     import apprise
 
     ap = apprise.Apprise()
-    for url in urls:
-        ap.add(url)
+    unloaded = [url for url in urls if not ap.add(url)]
+    if unloaded:
+        return False, "", unloaded
     with apprise.LogCapture(level=logging.WARNING) as captured:
         result = ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT)
-    return bool(result), captured.getvalue()
+    return bool(result), captured.getvalue(), []
 
 
 async def notify(ctx: Context) -> Result:
+    """A URL Apprise does not load (checked when the action was added: its scheme went
+    away since, say, with an Apprise upgrade) fails at once — trying again cannot help.
+    Any other failure is tried again: Apprise tells only "failed" (and, since 2.x, "timed
+    out"), never an SMTP reply code or an HTTP status, so a refused mailbox cannot be told
+    from a full one."""
     urls = list(ctx.config["url"])
     summary = ctx.summary
     title = "[MultiFlexi] " + headline(summary)
-    ok, log = await asyncio.to_thread(_notify, urls, title, text_body(summary))
-    schemes = ", ".join(sorted({u.split("://", 1)[0] for u in urls}))
+    ok, log, unloaded = await asyncio.to_thread(_notify, urls, title, text_body(summary))
+    schemes = _schemes(urls)
     if ok:
         return Result(True, f"sent to {len(urls)} service(s) ({schemes})")
+    if unloaded:
+        return Result(False, f"not sent: this Apprise does not load {len(unloaded)} of the "
+                             f"URLs ({_schemes(unloaded)}://...): fix the action's url "
+                             "(`action modules`, https://github.com/caronc/apprise/wiki)")
     lines = [line.split(" - ", 2)[-1] for line in log.strip().splitlines() if line.strip()]
     reason = "; ".join(dict.fromkeys(lines)) or "Apprise reported a failure"
     return Result(False, ctx.mask(f"not sent ({schemes}): {reason}"), transient=True)
@@ -241,11 +257,17 @@ EX_TEMPFAIL = 75
 
 
 def command_env(summary: dict[str, Any]) -> dict[str, str]:
-    """The summary as MULTIFLEXI_* variables (besides the JSON on stdin)."""
-    job = summary["job"]
+    """The summary as MULTIFLEXI_* variables (besides the JSON on stdin); a tick's adds
+    MULTIFLEXI_TICK* and MULTIFLEXI_DEADLINE, its job's are empty when it has none."""
+    job = summary["job"] or {}
+    tick = summary.get("tick") or {}
     meaning = job.get("exit_meaning") or {}
     values = {
-        "MULTIFLEXI_JOB_ID": job["id"], "MULTIFLEXI_JOB_STATE": job["state"],
+        "MULTIFLEXI_EVENT": summary["event"],
+        "MULTIFLEXI_TICK_ID": tick.get("id"), "MULTIFLEXI_TICK": tick.get("tick"),
+        "MULTIFLEXI_DEADLINE": tick.get("deadline"),
+        "MULTIFLEXI_TICK_OUTCOME": tick.get("outcome"),
+        "MULTIFLEXI_JOB_ID": job.get("id"), "MULTIFLEXI_JOB_STATE": job.get("state"),
         "MULTIFLEXI_EXIT_CODE": job.get("exitcode"),
         "MULTIFLEXI_EXIT_MEANING": meaning.get("description"),
         "MULTIFLEXI_JOB_REASON": job.get("reason"),

@@ -34,7 +34,7 @@ def _sample(s: Session, action_id: int, box: SecretBox) -> tuple[str, dict[str, 
     if rt is None:  # a company's default: show it on one of its templates
         rt = s.scalar(select(RunTemplate).where(RunTemplate.company_id == company.id)
                       .order_by(RunTemplate.id).limit(1))
-    trigger = "failure" if action.trigger in ("failure", "any") else "success"
+    trigger = {"any": "failure", "recovery": "success"}.get(action.trigger, action.trigger)
     summary = sample_summary(s, company, rt, trigger=trigger,
                              action={"id": action.id, "module": action.module})
     return action.module, decode_config(action.config or {}, box), summary

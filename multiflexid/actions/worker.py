@@ -4,7 +4,8 @@ It claims only as many runs as it has slots (``action_workers``), each with a le
 are performed in tasks of their own (HTTP and Apprise in threads, commands as child
 processes), so a slow webhook delays nothing but itself. Each attempt's result is written
 back (retried until the database takes it), logged to the journal with
-``MULTIFLEXI_JOB_ID`` and ``MULTIFLEXI_ACTION``, and a temporary failure is due again
+``MULTIFLEXI_JOB_ID`` (a tick's run: ``MULTIFLEXI_TICK_ID``) and ``MULTIFLEXI_ACTION``,
+and a temporary failure is due again
 after a backoff. On start, the runs a previous life of this node was performing are due
 again at once (same idempotency key: a receiver that saw the first attempt can tell).
 """
@@ -29,7 +30,7 @@ from . import ledger, spec
 from .ledger import Claimed, Result
 from .perform import lease_seconds, perform
 from .performers import Context
-from .summary import job_summary
+from .summary import job_summary, tick_summary
 
 log = logging.getLogger("multiflexid.actions")
 
@@ -110,21 +111,26 @@ class ActionWorker:
                 await task
 
     def _fields(self, run: Claimed, summary: dict[str, Any] | None) -> dict[str, Any]:
+        """The journal fields of a run's lines: a job's has ``MULTIFLEXI_JOB_ID``, a
+        tick's ``MULTIFLEXI_TICK_ID``; none is sent empty."""
         fields: dict[str, Any] = {
-            "MULTIFLEXI_JOB_ID": run.job_id, "MULTIFLEXI_ACTION": run.module,
+            "MULTIFLEXI_JOB_ID": run.job_id, "MULTIFLEXI_TICK_ID": run.tick_id,
+            "MULTIFLEXI_ACTION": run.module, "MULTIFLEXI_ACTION_TRIGGER": run.trigger,
             "MULTIFLEXI_ACTION_ID": run.action_id, "MULTIFLEXI_ACTION_RUN_ID": run.id,
             "MULTIFLEXI_RUNTEMPLATE_ID": run.runtemplate_id,
         }
         if summary is not None:
             fields["MULTIFLEXI_COMPANY"] = summary["company"]["slug"]
-        return fields
+        return {k: v for k, v in fields.items() if v is not None}
 
     async def _perform(self, run: Claimed) -> None:
         summary = None
         try:
             config = ledger_config(run, self.box)
             secrets = spec.secret_values(run.module, config)
-            summary = await self.db.read(job_summary, run.job_id, trigger=run.trigger,
+            what = tick_summary if run.for_tick else job_summary
+            summary = await self.db.read(what, run.tick_id if run.for_tick else run.job_id,
+                                         trigger=run.trigger,
                                          action={"id": run.action_id, "module": run.module,
                                                  "run_id": run.id, "attempt": run.attempts},
                                          secrets=secrets)
@@ -143,15 +149,15 @@ class ActionWorker:
         self.performed += 1
         fields = self._fields(run, summary)
         if state is None:
-            log.warning("action %s (run %d) for job %d: another node took it over; its "
-                        "result is not recorded here", run.module, run.id, run.job_id,
+            log.warning("action %s (run %d) for %s: another node took it over; its "
+                        "result is not recorded here", run.module, run.id, run.subject,
                         extra=fields)
             return
         more = ""
         if state == "pending":
             more = f"; attempt {run.attempts} of {run.max_attempts}, trying again later"
         log.log(logging.INFO if result.ok else logging.WARNING,
-                "action %s (run %d) for job %d: %s: %s%s", run.module, run.id, run.job_id,
+                "action %s (run %d) for %s: %s: %s%s", run.module, run.id, run.subject,
                 state, result.message, more,
                 extra={**fields, "MULTIFLEXI_ACTION_STATE": state})
 

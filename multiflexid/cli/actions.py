@@ -10,7 +10,12 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from multiflexi.states import ACTION_RUN_STATES, ACTION_THROTTLES, ACTION_TRIGGERS
+from multiflexi.states import (
+    ACTION_RUN_STATES,
+    ACTION_STREAK_TRIGGERS,
+    ACTION_THROTTLES,
+    ACTION_TRIGGERS,
+)
 from multiflexid.actions import spec
 from multiflexid.actions.trial import try_action
 from multiflexid.services import actions as svc
@@ -28,11 +33,13 @@ SET_HELP = ("A key of the module, KEY=VALUE; repeat a repeatable key (header, ur
 def _add_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--on", "trigger", required=True, type=click.Choice(ACTION_TRIGGERS),
-                     help="success, failure (failed, timed_out, lost), any, or recovery "
-                          "(the first success after failures)."),
+                     help="A job's end: success, failure (failed, timed_out, lost), any, or "
+                          "recovery (the first success after failures). A tick of a "
+                          "template with a deadline: missed (not done by the deadline) or "
+                          "late (done after it)."),
         click.option("--throttle", type=click.Choice(ACTION_THROTTLES),
-                     help="failure/recovery: only the first of a streak (default) or "
-                          "every time."),
+                     help="failure/recovery/missed: only the first of a streak (default) "
+                          "or every time."),
         click.option("--module", required=True, help=MODULE_HELP),
         click.option("--set", "items", multiple=True, metavar="KEY=VALUE", help=SET_HELP),
         click.option("--note", help="A note shown with the action."),
@@ -45,7 +52,7 @@ def _add_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _text_of(d: dict[str, Any]) -> str:
     keys = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
                     for k, v in d["config"].items())
-    throttle = f" ({d['throttle']})" if d["trigger"] in ("failure", "recovery") else ""
+    throttle = f" ({d['throttle']})" if d["trigger"] in ACTION_STREAK_TRIGGERS else ""
     return f"{d['module']} on {d['trigger']}{throttle}" + (f": {keys}" if keys else "")
 
 
@@ -106,7 +113,8 @@ def _test(action_id: int) -> None:
 
 @click.group("action", cls=AliasGroup)
 def rt_action() -> None:
-    """What happens when a job of the template ends (webhooks, notifications, chains)."""
+    """What happens when a job of the template ends, or a tick misses its deadline
+    (webhooks, notifications, chains)."""
 
 
 @rt_action.command("add")
@@ -215,14 +223,20 @@ def co_test(company_ref: str, action_id: int) -> None:
 
 @click.group("action-run", cls=AliasGroup)
 def action_run() -> None:
-    """The delivery ledger: every action a job's end called for, and how it went."""
+    """The delivery ledger: every action a job's end (or a tick's missed or late deadline)
+    called for, and how it went."""
+
+
+def run_for(r: dict[str, Any]) -> str:
+    """What a run is for: ``job 42`` or ``tick 7``."""
+    return f"job {r['job_id']}" if r["job_id"] is not None else f"tick {r['tick_id']}"
 
 
 def run_rows(rows: list[dict[str, Any]]) -> None:
-    table([(r["id"], r["job_id"], r["action_id"], r["module"], r["trigger"], r["state"],
+    table([(r["id"], run_for(r), r["action_id"], r["module"], r["trigger"], r["state"],
             f"{r['attempts']}/{r['max_attempts']}", r["status_code"], r["result"],
             r["finished_at"] or r["next_at"]) for r in rows],
-          ["id", "job", "action", "module", "on", "state", "tries", "code", "result",
+          ["id", "for", "action", "module", "on", "state", "tries", "code", "result",
            "done/next"])
 
 
@@ -251,7 +265,7 @@ def run_retry(run_id: int) -> None:
     with state().session() as s:
         d = svc.run_view(svc.retry_run(s, svc.get_run(s, run_id), datetime.now(UTC),
                                         live.current_user()))
-    emit(d, f"action run {run_id} ({d['module']} for job {d['job_id']}) is due again")
+    emit(d, f"action run {run_id} ({d['module']} for {run_for(d)}) is due again")
 
 
 @click.group("action", cls=AliasGroup)

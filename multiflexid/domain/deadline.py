@@ -189,6 +189,7 @@ class TickSettled:
     previous: str
     at: datetime
     job_id: int | None = None
+    tick_id: int | None = None  # its row (``runtemplate_tick.id``)
 
     def fields(self) -> dict[str, object]:
         return {"MULTIFLEXI_RUNTEMPLATE_ID": self.runtemplate_id,

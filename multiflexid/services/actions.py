@@ -16,7 +16,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import Conflict, InvalidInput, NotFound
-from multiflexi.states import ACTION_RUN_STATES, ACTION_THROTTLES, ACTION_TRIGGERS
+from multiflexi.states import (
+    ACTION_RUN_STATES,
+    ACTION_STREAK_TRIGGERS,
+    ACTION_THROTTLES,
+    ACTION_TRIGGERS,
+)
 from multiflexid.actions import spec
 from multiflexid.actions.chain import chain_target
 from multiflexid.crypto import SecretBox
@@ -66,15 +71,15 @@ def _trigger_and_throttle(trigger: str, throttle: str | None) -> tuple[str, str]
     if trigger not in ACTION_TRIGGERS:
         raise InvalidInput(f"trigger: {trigger!r} is not one of {', '.join(ACTION_TRIGGERS)}",
                            {"field": "trigger"})
-    streaky = trigger in ("failure", "recovery")
+    streaky = trigger in ACTION_STREAK_TRIGGERS
     if throttle is None:
         return trigger, "first" if streaky else "every"
     if throttle not in ACTION_THROTTLES:
         raise InvalidInput(f"throttle: {throttle!r} is not one of "
                            f"{', '.join(ACTION_THROTTLES)}", {"field": "throttle"})
     if throttle == "first" and not streaky:
-        raise InvalidInput(f"throttle: 'first' is for failure and recovery; {trigger} "
-                           "actions run every time", {"field": "throttle"})
+        raise InvalidInput(f"throttle: 'first' is for {', '.join(ACTION_STREAK_TRIGGERS)}; "
+                           f"{trigger} actions run every time", {"field": "throttle"})
     return trigger, throttle
 
 
@@ -152,7 +157,7 @@ def action_view(a: Action, box: SecretBox) -> dict[str, Any]:
 
 def run_view(r: ActionRun) -> dict[str, Any]:
     return {
-        "id": r.id, "action_id": r.action_id, "job_id": r.job_id,
+        "id": r.id, "action_id": r.action_id, "job_id": r.job_id, "tick_id": r.tick_id,
         "runtemplate_id": r.runtemplate_id, "company_id": r.company_id, "module": r.module,
         "trigger": r.trigger, "state": r.state, "attempts": r.attempts,
         "max_attempts": r.max_attempts, "next_at": iso(r.next_at) if r.state == "pending"

@@ -250,7 +250,7 @@ class TickBook:
         """Open ticks whose deadline came: missed — unless a success that this node's end
         hook did not count is found (the template got its deadline a moment before)."""
         query = (select(*_TICK_COLUMNS).where(TICKS.c.state == "open", TICKS.c.deadline <= now)
-                 .order_by(TICKS.c.deadline))
+                 .order_by(TICKS.c.deadline, TICKS.c.tick))  # ticks in order: streaks
         if s.bind is not None and s.bind.dialect.name == "postgresql":
             query = query.with_for_update()
         events = []
@@ -315,7 +315,7 @@ class TickBook:
         event = EVENT_OF_STATE[state](
             runtemplate_id=row.runtemplate_id, company_id=row.company_id, app_id=row.app_id,
             tick=row.tick, deadline=row.deadline, state=state, previous=previous, at=at,
-            job_id=job_id)
+            job_id=job_id, tick_id=row.id)
         for hook in self.on_tick:
             hook(s, event)
         return event

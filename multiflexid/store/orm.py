@@ -538,21 +538,27 @@ class Action(Timestamped, Base):
 
 
 class ActionRun(Base):
-    """The delivery ledger (an outbox): one row per action a job's end calls for, written
-    in the transaction that records the end, performed afterwards by a daemon's worker.
+    """The delivery ledger (an outbox): one row per action a job's end (``job_id``) or a
+    tick's missed or late deadline (``tick_id``; triggers missed, late) calls for, written
+    in the transaction that records it, performed afterwards by a daemon's worker.
     ``config`` is the action's configuration as it was then (secrets still encrypted)."""
 
     __tablename__ = "action_run"
     __table_args__ = (
         UniqueConstraint("job_id", "action_id"),
+        UniqueConstraint("tick_id", "action_id"),
         Index("ix_action_run_due", "state", "next_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     action_id: Mapped[int | None] = mapped_column(
         ForeignKey("action.id", ondelete="SET NULL"), index=True)
-    job_id: Mapped[int] = mapped_column(BigId, ForeignKey("job.id", ondelete="CASCADE"),
-                                        index=True)
+    job_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    # A tick's run: kept when its template (and so the tick) is removed — performing it
+    # then fails saying so, instead of vanishing.
+    tick_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("runtemplate_tick.id", ondelete="SET NULL"), index=True)
     runtemplate_id: Mapped[int | None] = mapped_column(
         ForeignKey("runtemplate.id", ondelete="SET NULL"), index=True)
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"),

@@ -48,11 +48,15 @@ def is_final(state: str) -> bool:
 
 # --- actions after a job ------------------------------------------------------------------
 
-# When an action runs. ``failure`` is failed, timed_out or lost (a failed attempt whose
-# retry was queued is not a failure yet); ``recovery`` the first success after a failure;
-# ``any`` every end. More can be added (a missed deadline) without changing the others.
-ACTION_TRIGGERS = ("success", "failure", "any", "recovery")
-# For failure (and recovery): every time, or only the first of a streak.
+# When an action runs. A job's end: ``failure`` is failed, timed_out or lost (a failed
+# attempt whose retry was queued is not a failure yet); ``recovery`` the first success
+# after a failure; ``any`` every end. A tick of a template with a deadline: ``missed`` (not
+# done by its deadline), ``late`` (done, after its deadline: fulfilled_late).
+ACTION_TRIGGERS = ("success", "failure", "any", "recovery", "missed", "late")
+# The triggers of a tick's event (the others are a job's end).
+TICK_TRIGGERS = ("missed", "late")
+# For these: every time, or only the first of a streak (the default).
+ACTION_STREAK_TRIGGERS = ("failure", "recovery", "missed")
 ACTION_THROTTLES = ("first", "every")
 # A delivery's life in the ledger.
 ACTION_RUN_STATES = (

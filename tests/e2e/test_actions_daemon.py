@@ -5,8 +5,11 @@ HTTP servers, not the real services: those cannot be reached from here)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 from multiflexid.core import Core
 from tests.conftest import Env
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.factory import make_template, shell_app
+from tests.support.factory import make_template, overdue_template, shell_app
 from tests.support.servers import HttpRecorder, Received, Reply, smtp_server
 
 FAST = {"MULTIFLEXI_ACTION_RETRY_SECONDS": "0.2", "MULTIFLEXI_ACTION_MAX_ATTEMPTS": "3"}
@@ -178,6 +181,55 @@ def test_an_smtp_4xx_is_retried_then_given_up(core: Core, daemon: DaemonProcess,
     assert done["result"].startswith("not sent (mailto):")
 
 
+def test_a_timed_out_job_fires_failure_actions(core: Core, daemon: DaemonProcess,
+                                              mfcli: Any) -> None:
+    rt = make_template(core, timeout=1, config={"SCRIPT": "echo started; sleep 30"})
+    with HttpRecorder([Reply(200)]) as server:
+        failure = add(mfcli, rt, "--on", "failure", "--module", "WebHook", "--set",
+                      f"uri={server.url('/failure')}")
+        add(mfcli, rt, "--on", "success", "--module", "WebHook", "--set",
+            f"uri={server.url('/success')}")
+        job = daemon.wait_job(daemon.call("runtemplate.run", id=rt)["id"], timeout=40)
+        assert job["state"] == "timed_out"
+        (done,) = wait_runs(daemon, job["id"])
+        (post,) = server.received
+    assert (done["action_id"], done["trigger"], done["state"]) == (failure, "failure",
+                                                                   "succeeded")
+    assert post.path == "/failure"
+    assert (post.json["job"]["state"], post.json["job"]["id"]) == ("timed_out", job["id"])
+    assert "timed out after 1 s" in post.json["job"]["reason"]
+    assert "started" in post.json["output_tail"]
+
+
+def test_a_job_lost_with_its_daemon_fires_failure_actions_after_the_restart(
+        mf_env: Env, core: Core, tmp_path: Path, mfcli: Any) -> None:
+    """kill -9 of the daemon while the job runs: the next daemon finds it ``lost`` (its
+    result is unknown) — a failure — and delivers the failure action."""
+    core.ensure_schema()
+    rt = make_template(core, config={"SCRIPT": "echo working; sleep 60"})
+    with HttpRecorder([Reply(200)]) as server:
+        failure = add(mfcli, rt, "--on", "failure", "--module", "WebHook", "--set",
+                      f"uri={server.url()}")
+        d = DaemonProcess(mf_env.vars(), tmp_path, extra_env=FAST).start()
+        job = d.call("runtemplate.run", id=rt)
+        pid = d.wait_job(job["id"], states=("running",))["pid"]
+        d.kill9()
+        try:
+            with running_daemon(mf_env.vars(), tmp_path, extra_env=FAST) as d2:
+                (done,) = wait_runs(d2, job["id"])
+                lost = d2.call("job.get", id=job["id"])
+        finally:  # the orphaned job: its own process group (not a pkill by name)
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        (post,) = server.received
+    assert lost["state"] == "lost"
+    assert (done["action_id"], done["trigger"], done["state"]) == (failure, "failure",
+                                                                   "succeeded")
+    assert post.json["job"]["state"] == "lost" and post.json["job"]["id"] == job["id"]
+    assert "stopped while the job ran" in post.json["job"]["reason"]
+
+
 def test_kill9_between_the_end_and_the_delivery(mf_env: Env, core: Core, tmp_path: Path,
                                                 mfcli: Any) -> None:
     """The daemon dies while the webhook is under way: after the restart it is delivered,
@@ -208,6 +260,33 @@ def test_kill9_between_the_end_and_the_delivery(mf_env: Env, core: Core, tmp_pat
     assert len(server.received) == 2
     r = mfcli("action-run", "list", "--job", str(job["id"]), "--format", "json")
     assert [x["state"] for x in r.json] == ["succeeded"]
+
+
+def test_a_deadline_missed_while_no_daemon_ran_is_told_once_when_it_starts(
+        mf_env: Env, core: Core, tmp_path: Path, mfcli: Any) -> None:
+    """A tick came and its deadline passed while no daemon ran: the daemon that starts
+    records the miss and delivers the ``missed`` webhook; the next start does not again."""
+    core.ensure_schema()
+    rt = overdue_template(core, config={"SCRIPT": "exit 1"})  # its catch-up run fails too
+    with HttpRecorder([Reply(200)]) as server:
+        action = add(mfcli, rt, "--on", "missed", "--module", "WebHook", "--set",
+                     f"uri={server.url()}")
+        with running_daemon(mf_env.vars(), tmp_path, extra_env=FAST) as d:
+            (post,) = server.wait_for(1)
+            end = time.monotonic() + 30
+            while d.call("action_run.list", runtemplate_id=rt)["items"][0]["state"] \
+                    != "succeeded" and time.monotonic() < end:
+                time.sleep(0.1)
+        with running_daemon(mf_env.vars(), tmp_path, extra_env=FAST) as d:
+            time.sleep(3)  # its tracker sweeps and its worker claims at once
+            runs = d.call("action_run.list", runtemplate_id=rt)["items"]
+        received = len(server.received)
+    assert received == 1
+    assert [(r["action_id"], r["trigger"], r["state"], r["job_id"]) for r in runs] == [
+        (action, "missed", "succeeded", None)]
+    assert post.headers["idempotency-key"] == f"tick-{runs[0]['tick_id']}-{action}"
+    assert post.json["event"] == "tick.missed" and post.json["runtemplate"]["id"] == rt
+    assert post.json["tick"]["outcome"] == "missed"
 
 
 def test_a_chain_hands_the_artifact_to_the_next_template(core: Core, daemon: DaemonProcess,

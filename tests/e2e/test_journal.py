@@ -17,7 +17,7 @@ import pytest
 from multiflexid.core import Core
 from multiflexid.domain.config import MASK
 from tests.conftest import Env
-from tests.support.factory import make_template, refuse
+from tests.support.factory import make_template, overdue_template, refuse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,3 +152,43 @@ def test_an_internal_errors_id_finds_its_traceback_in_the_journal(
     assert "UPDATE runtemplate" in traceback["MESSAGE"]
     assert traceback["PRIORITY"] == "3" and traceback["SYSLOG_IDENTIFIER"] == "multiflexid"
     assert "Traceback" not in repeat["MESSAGE"] and "seen 2 times" in repeat["MESSAGE"]
+
+
+def test_action_runs_are_in_the_journal_with_their_job_and_module(
+        mf_env: Env, core: Core, tmp_path: Path, mfcli: Any) -> None:
+    """``journalctl MULTIFLEXI_ACTION=CustomCommand MULTIFLEXI_JOB_ID=N`` finds the action
+    run a job's end called for; a tick's missed deadline has ``MULTIFLEXI_TICK_ID``."""
+    rt_id = make_template(core, company="acme", name="told",
+                          config={"SCRIPT": "echo working; exit 2"})
+    overdue = overdue_template(core, company="acme", config={"SCRIPT": "exit 1"})
+    for rt, trigger in ((rt_id, "failure"), (overdue, "missed")):
+        r = mfcli("runtemplate", "action", "add", "--id", str(rt), "--on", trigger,
+                  "--module", "CustomCommand", "--set", "command=sh -c 'echo told'")
+        assert r.code == 0, r.err
+    result = _in_private_journal(
+        mf_env, tmp_path, rt_id, action_runs={str(rt_id): 1, str(overdue): 1},
+        queries={"action": ["MULTIFLEXI_ACTION=CustomCommand", "MULTIFLEXI_JOB_ID={job}"],
+                 "tick": ["MULTIFLEXI_ACTION=CustomCommand",
+                          f"MULTIFLEXI_RUNTEMPLATE_ID={overdue}"]})
+    job = result["job"]
+    assert job["state"] == "failed", result["daemon_log"]
+    (run,) = result["action_runs"][str(rt_id)]
+    assert run["state"] == "succeeded", run
+    (entry,) = result["queries"]["action"]
+    assert entry["MESSAGE"] == (f"action CustomCommand (run {run['id']}) for job {job['id']}: "
+                                "succeeded: sh exited 0: told")
+    assert (entry["MULTIFLEXI_JOB_ID"], entry["MULTIFLEXI_ACTION"]) == (
+        str(job["id"]), "CustomCommand")
+    assert (entry["MULTIFLEXI_ACTION_ID"], entry["MULTIFLEXI_ACTION_RUN_ID"],
+            entry["MULTIFLEXI_ACTION_STATE"], entry["MULTIFLEXI_ACTION_TRIGGER"],
+            entry["MULTIFLEXI_RUNTEMPLATE_ID"], entry["MULTIFLEXI_COMPANY"]) == (
+        str(run["action_id"]), str(run["id"]), "succeeded", "failure", str(rt_id), "acme")
+    assert "MULTIFLEXI_TICK_ID" not in entry
+    # ...and it is part of the job's story.
+    assert entry["MESSAGE"] in [e["MESSAGE"] for e in result["entries"]]
+    (tick_run,) = result["action_runs"][str(overdue)]
+    (told,) = result["queries"]["tick"]
+    assert told["MULTIFLEXI_TICK_ID"] == str(tick_run["tick_id"])
+    assert told["MULTIFLEXI_ACTION_TRIGGER"] == "missed" and "MULTIFLEXI_JOB_ID" not in told
+    assert told["MESSAGE"].startswith(
+        f"action CustomCommand (run {tick_run['id']}) for tick {tick_run['tick_id']} (missed):")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from multiflexid.core import Core
 from tests.conftest import Env
-from tests.support.daemon import program, running_daemon
+from tests.support.daemon import DaemonProcess, program, running_daemon
 from tests.support.factory import make_template, overdue_template
 from tests.support.prometheus import Prometheus, free_port
+from tests.support.servers import HttpRecorder, Reply
 
 
 def of(metric: str, rt_id: int) -> str:
@@ -83,6 +84,58 @@ def test_prometheus_scrapes_job_counters_and_a_late_template(
                           '{company="acme",state="succeeded"}[5m])') == 0.0
         series = len(prom.query('{__name__=~"multiflexi_.*"}'))
     figures(f"prometheus scraping multiflexid: {series} multiflexi series")
+
+
+def test_prometheus_sees_the_queue_its_lag_and_failed_deliveries(
+        core: Core, mf_env: Env, tmp_path: Path, mfcli) -> None:  # type: ignore[no-untyped-def]
+    """One job at a time: while a long one runs, three more wait — queued, and the oldest
+    that could start waits longer and longer (the lag). A failure's webhook that its
+    server refuses (HTTP 404: for good) counts as a failed delivery of its company."""
+    long = make_template(core, name="long", interv="n", config={"SCRIPT": "sleep 25"})
+    waiting = [make_template(core, name=f"waiting {i}", interv="n",
+                             config={"SCRIPT": "true"}) for i in range(3)]
+    broken = make_template(core, company="globex", name="broken", interv="n",
+                           config={"SCRIPT": "exit 1"})
+    port = free_port()
+    extra = {"MULTIFLEXI_METRICS_LISTEN": f"127.0.0.1:{port}", "MULTIFLEXI_MAX_PARALLEL": "1"}
+    with HttpRecorder([Reply(404, {"error": "no such hook"})]) as hook:
+        r = mfcli("runtemplate", "action", "add", "--id", str(broken), "--on", "failure",
+                  "--module", "WebHook", "--set", f"uri={hook.url()}")
+        assert r.code == 0, r.err
+        with running_daemon(mf_env.vars(), tmp_path, extra_env=extra) as daemon, \
+                Prometheus(tmp_path, [f"127.0.0.1:{port}"]) as prom:
+            prom.wait(prom.targets_up, "the daemon's target up")
+            failed = 'multiflexi_action_deliveries_failed_total{company="globex"}'
+            assert prom.value(failed) in (None, 0.0)
+            job = daemon.wait_job(daemon.call("runtemplate.run", id=broken)["id"])
+            assert job["state"] == "failed"
+            assert prom.wait(lambda: prom.value(failed) == 1.0, "one failed delivery")
+            assert prom.value("sum(multiflexi_action_deliveries_failed_total)") == 1.0
+            assert prom.value("multiflexi_jobs_queued") == 0.0
+            assert prom.value("multiflexi_queue_lag_seconds") == 0.0
+            first = daemon.call("runtemplate.run", id=long)
+            daemon.wait_job(first["id"], states=("running",))
+            for rt in waiting:
+                daemon.call("runtemplate.run", id=rt)
+            # (On SQLite the daemon claims the next job ahead: it waits claimed, not queued.)
+            queued = prom.wait(lambda: _count(daemon, "scheduled") >= 2
+                               and _count(daemon, "scheduled"), "jobs waiting")
+            assert prom.wait(lambda: prom.value("multiflexi_jobs_queued") == queued,
+                             f"{queued} jobs queued")
+            assert prom.wait(lambda: (prom.value("multiflexi_queue_lag_seconds") or 0) > 3,
+                             "the lag growing")
+            lag = prom.query("max_over_time(multiflexi_queue_lag_seconds[1m])")
+            grew = float(lag[0]["value"][1])
+            # Once the long job ends the queue drains: nothing waits, no lag.
+            assert prom.wait(lambda: prom.value("multiflexi_jobs_queued") == 0.0
+                             and prom.value("multiflexi_queue_lag_seconds") == 0.0,
+                             "the queue drained", 90)
+    assert grew > 3
+    assert len(hook.received) == 1  # a 404 is not retried
+
+
+def _count(daemon: DaemonProcess, state: str) -> int:
+    return sum(1 for j in daemon.call("job.list", state=state)["items"])
 
 
 def test_a_metrics_listen_it_cannot_use_stops_the_start_naming_it(

@@ -202,3 +202,128 @@ def test_action_secrets_are_absent_from_the_raw_database(
     for what, value in SECRETS.items():
         assert value.encode() not in raw, f"{what} in the raw database"
         assert value not in dump, f"{what} in the dump"
+
+
+def _audit(mfcli) -> list[tuple[str, str, int | None]]:  # type: ignore[no-untyped-def]
+    """(entity, action, entity id) of the audit trail's action entries, oldest first."""
+    r = mfcli("audit", "list", "--format", "json")
+    assert r.code == 0, r.err
+    return [(e["entity"], e["action"], e["entity_id"]) for e in reversed(r.json)
+            if e["entity"] == "action"]
+
+
+def test_runtemplate_action_remove(core: Core, mfcli) -> None:  # type: ignore[no-untyped-def]
+    rt = make_template(core, name="one")
+    other = make_template(core, name="two")
+    hook = _add(core, rt, "WebHook", "any", uri="http://127.0.0.1:9/hook")
+    stop = _add(core, rt, "Stop", "failure")
+    r = mfcli("company", "action", "add", "--company", "acme", "--on", "failure", "--module",
+              "WebHook", "--set", "uri=http://127.0.0.1:9/company")
+    company_action = int(r.out.strip())
+    job = _run_job(core, rt, 1, T0)  # a run of each, pending in the ledger
+    assert {r[2] for r in _runs(core)} == {hook, stop, company_action}
+    r = mfcli("runtemplate", "action", "remove", "--id", str(rt), "--action", str(hook))
+    assert (r.code, r.out) == (0, f"removed action {hook} of run template {rt}\n")
+    listed = mfcli("runtemplate", "action", "list", "--id", str(rt), "--format", "json").json
+    assert [a["id"] for a in listed] == [stop, company_action]
+    # Its run stays in the ledger (and is still delivered: it holds its configuration).
+    with core.db.read_session() as s:
+        kept = s.scalars(select(ActionRun).where(ActionRun.job_id == job,
+                                                 ActionRun.module == "WebHook",
+                                                 ActionRun.trigger == "any")).all()
+    assert [(k.action_id, k.state, k.config["uri"]) for k in kept] == [
+        (None, "pending", "http://127.0.0.1:9/hook")]
+    # Not one of this template's: refused, naming where it is.
+    r = mfcli("runtemplate", "action", "remove", "--id", str(rt), "--action",
+              str(company_action))
+    assert r.code == 1 and (f"action {company_action} is not an action of run template {rt}; "
+                            "it is of company") in r.err
+    r = mfcli("runtemplate", "action", "remove", "--id", str(other), "--action", str(stop))
+    assert r.code == 1 and f"it is of run template {rt}" in r.err
+    r = mfcli("runtemplate", "action", "remove", "--id", str(rt), "--action", str(hook))
+    assert r.code == 1 and f"no action with id {hook}" in r.err
+    r = mfcli("runtemplate", "action", "remove", "--id", "999", "--action", str(stop))
+    assert r.code == 1 and "999" in r.err
+    assert _audit(mfcli)[-1] == ("action", "removed", hook)
+    # A later failure no longer calls the removed one.
+    _run_job(core, rt, 1, T0 + timedelta(minutes=1))
+    assert hook not in {r[2] for r in _runs(core)}
+
+
+def test_company_action_list_remove_and_test(core: Core, mfcli) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.servers import HttpRecorder, Reply
+
+    rt = make_template(core)
+    make_template(core, company="globex", name="theirs")
+    own = _add(core, rt, "WebHook", "failure", uri="http://127.0.0.1:9/own")
+    with HttpRecorder([Reply(200), Reply(503, {"error": "busy"})]) as server:
+        r = mfcli("company", "action", "add", "--company", "acme", "--on", "failure",
+                  "--module", "WebHook", "--set", f"uri={server.url()}", "--set",
+                  "secret=co-Secret-77")
+        hook = int(r.out.strip())
+        r = mfcli("company", "action", "add", "--company", "acme", "--on", "recovery",
+                  "--throttle", "every", "--module", "Stop")
+        stop = int(r.out.strip())
+        listed = mfcli("company", "action", "list", "--company", "acme", "--format", "json")
+        assert [(a["id"], a["scope"], a["trigger"], a["throttle"], a["module"]) for a in
+                listed.json] == [(hook, "company", "failure", "first", "WebHook"),
+                                 (stop, "company", "recovery", "every", "Stop")]
+        assert listed.json[0]["config"]["secret"] == "********"
+        text = mfcli("company", "action", "list", "--company", "acme").out
+        assert "WebHook" in text and "Stop" in text and "co-Secret-77" not in text
+        assert [line.split()[0] for line in text.splitlines()[1:]] == [str(hook), str(stop)]
+        assert mfcli("company", "action", "list", "--company", "globex",
+                     "--format", "json").json == []
+        # test: performs it once with a sample job, against the company's first template.
+        r = mfcli("company", "action", "test", "--company", "acme", "--action", str(hook))
+        assert r.code == 0, r.err
+        assert r.out == (f"action {hook} (WebHook) tested with a sample job: ok: POST "
+                         f"{server.url()}: HTTP 200\n")
+        (post,) = server.received
+        assert post.json["sample"] is True and post.json["runtemplate"]["id"] == rt
+        assert post.json["company"]["slug"] == "acme"
+        r = mfcli("company", "action", "test", "--company", "acme", "--action", str(hook))
+        assert r.code == 1 and "HTTP 503" in r.out
+        assert "(temporary: it would be retried)" in r.err
+        r = mfcli("company", "action", "test", "--company", "acme", "--action", str(stop))
+        assert r.code == 0 and "checked (not performed: it changes state)" in r.out
+        assert "would disable run template" in r.out
+        r = mfcli("company", "action", "test", "--company", "globex", "--action", str(hook))
+        assert r.code == 1 and f"action {hook} is not a default action of company globex" \
+            in r.err
+        assert len(server.received) == 2
+    r = mfcli("company", "action", "remove", "--company", "acme", "--action", str(own))
+    assert r.code == 1 and f"action {own} is not a default action of company acme" in r.err
+    r = mfcli("company", "action", "remove", "--company", "acme", "--action", str(hook))
+    assert (r.code, r.out) == (0, f"removed action {hook} of acme\n")
+    assert [a["id"] for a in mfcli("company", "action", "list", "--company", "acme",
+                                   "--format", "json").json] == [stop]
+    assert [a["id"] for a in mfcli("runtemplate", "action", "list", "--id", str(rt),
+                                   "--format", "json").json] == [own, stop]
+    assert _audit(mfcli)[-1] == ("action", "removed", hook)
+
+
+def test_a_notify_url_apprise_no_longer_loads_fails_at_once(core: Core) -> None:
+    """Its URL was checked when the action was added; an Apprise upgraded since may no
+    longer load its scheme. Retrying cannot help: failed at the first attempt, saying so
+    (and not the URL's secret part). Stand-in for the upgrade: the ledger row's URL is
+    made one that this Apprise does not know."""
+    from sqlalchemy import update
+
+    from multiflexid.store.orm import ACTION_RUNS
+    from tests.support.actions import deliver
+
+    rt = make_template(core)
+    _add(core, rt, "Notify", "failure",
+         url="mailto://127.0.0.1:9?from=mf@example.com&to=a@example.com")
+    _run_job(core, rt, 1, T0)
+    retired = svc.encode_config("Notify", {"url": ["retired://Sec-Token-5@host/x"]}, core.box)
+    with core.db.session() as s:
+        s.execute(update(ACTION_RUNS).values(config=retired))
+    deliver(core)
+    with core.db.read_session() as s:
+        (run,) = s.scalars(select(ActionRun)).all()
+    assert (run.state, run.attempts) == ("failed", 1)
+    assert run.result == ("not sent: this Apprise does not load 1 of the URLs (retired://...): "
+                          "fix the action's url (`action modules`, "
+                          "https://github.com/caronc/apprise/wiki)")

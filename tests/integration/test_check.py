@@ -3,17 +3,23 @@ status line and its perfdata, over the real daemon (or its absence) and the data
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from multiflexid.core import Core
 from multiflexid.services import jobs
 from multiflexid.store.orm import RunTemplate
 from tests.conftest import Env
-from tests.support.daemon import running_daemon
+from tests.support.daemon import DaemonProcess, running_daemon
 from tests.support.factory import make_template, overdue_template, run_to_end
 
 PERF = re.compile(r"^MULTIFLEXI (OK|WARNING|CRITICAL|UNKNOWN) - [^|\n]+ \| (\S+=\S+ ?)+$")
@@ -104,3 +110,61 @@ def test_unknown_when_it_cannot_look(core: Core, mfcli, monkeypatch: pytest.Monk
                        "postgresql+psycopg://nobody@/nothing?host=" + str(tmp_path / "none"))
     r = mfcli("check", "--no-daemon")
     assert r.code == 3 and r.out.startswith("MULTIFLEXI UNKNOWN - "), r.out
+
+
+@contextlib.contextmanager
+def _writes_refused(mf_env: Env, backend: str, request: pytest.FixtureRequest
+                    ) -> Iterator[None]:
+    """The database still answers reads but refuses the daemon's writes: on SQLite another
+    process holds its write lock (the daemon's writes give up after its busy timeout, 30
+    s); on PostgreSQL the database turns read-only (as a standby is) and the daemon's
+    sessions are ended, so the new ones are read-only."""
+    url = make_url(mf_env.db_url)
+    if backend == "sqlite":
+        conn = sqlite3.connect(str(url.database), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.close()
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    kick = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{url.database}' AND pid <> pg_backend_pid()")
+    cluster.psql(f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = on')
+    cluster.psql(kick)
+    try:
+        yield
+    finally:
+        cluster.psql(f'ALTER DATABASE "{url.database}" RESET default_transaction_read_only')
+        cluster.psql(kick)
+
+
+def _wait_degraded(d: DaemonProcess, degraded: bool, timeout: float = 90) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status: dict[str, Any] = d.call("daemon.status")
+        if status["degraded"] is degraded:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"daemon degraded is not {degraded}:\n{d.log()}")
+
+
+def test_warning_while_the_daemon_is_degraded(core: Core, mfcli, mf_env: Env,  # type: ignore[no-untyped-def]
+                                             backend: str, request: pytest.FixtureRequest,
+                                             tmp_path: Path) -> None:
+    make_template(core, interv="n")
+    with running_daemon(mf_env.vars(), tmp_path) as d:
+        assert mfcli("check").code == 0
+        with _writes_refused(mf_env, backend, request):
+            _wait_degraded(d, True)
+            r = mfcli("check")
+        assert r.code == 1, r.out
+        assert r.out.startswith("MULTIFLEXI WARNING - multiflexid degraded: "), r.out
+        why = r.out.split(" | ")[0]  # what the daemon says is wrong: its database
+        assert any(w in why for w in ("database is locked", "read-only transaction")), why
+        assert PERF.match(r.out.strip()), r.out
+        _wait_degraded(d, False)
+        again = mfcli("check")
+    assert again.code == 0, again.out

@@ -9,7 +9,6 @@ sweep are called with the instants the daemon would use.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -20,55 +19,13 @@ from multiflexid.domain.deadline import (
     DeadlineError,
     TickLate,
     TickMissed,
-    TickSettled,
     parse_span,
 )
 from multiflexid.services import deadlines as views
 from multiflexid.services import lifecycle
 from multiflexid.store.orm import Job, RunTemplate, RunTemplateTick
-from tests.support.factory import make_template, overdue_template, run_to_end, shell_app
-
-PRAGUE = ZoneInfo("Europe/Prague")
-DAY = datetime(2026, 5, 4, tzinfo=PRAGUE)  # a Monday, CEST (UTC+2)
-
-
-def at(hh: int, mm: int = 0, day: datetime = DAY) -> datetime:
-    """``hh:mm`` on the template's clock (Prague), as the UTC instant the daemon sees."""
-    return day.replace(hour=hh, minute=mm).astimezone(UTC)
-
-
-class Clock:
-    """Drives the scheduler and the deadline tracker the way the daemon does, with a
-    recorder of the tick events every transaction emits (as the daemon's listeners get
-    them after the commit)."""
-
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.events: list[TickSettled] = []
-        core.deadlines.on_tick.append(lambda _s, e: self.events.append(e))
-        core.deadlines.cache_seconds = 0  # templates get deadlines mid-test (see below)
-
-    def tick(self, now: datetime) -> list[int]:
-        with self.core.db.session() as s:
-            created = lifecycle.tick(s, self.core.transitions, now).created
-        self.sweep(now)
-        return created
-
-    def sweep(self, now: datetime) -> None:
-        with self.core.db.session() as s:
-            self.core.deadlines.sweep(s, now)
-
-    def claim(self, now: datetime) -> list[int]:
-        with self.core.db.session() as s:
-            return self.core.transitions.claim(s, now, "n1", 10)
-
-    def finish(self, job_id: int, now: datetime, exitcode: int = 0) -> None:
-        with self.core.db.session() as s:
-            run_to_end(self.core, s, job_id, now, exitcode=exitcode)
-
-    def kinds(self) -> list[tuple[str, str]]:
-        return [(type(e).__name__, e.tick.astimezone(PRAGUE).strftime("%m-%d %H:%M"))
-                for e in self.events]
+from tests.support.factory import make_template, overdue_template, shell_app
+from tests.support.ticks import DAY, PRAGUE, Clock, at, daily
 
 
 def _ticks(core: Core, rt_id: int) -> list[tuple[str, str, str]]:
@@ -80,13 +37,6 @@ def _ticks(core: Core, rt_id: int) -> list[tuple[str, str, str]]:
                  r.deadline.astimezone(PRAGUE).strftime("%m-%d %H:%M"), r.state) for r in rows]
 
 
-def _daily(core: Core, now: datetime, **values: object) -> int:
-    """The accountant's daily bank import: 05:00 Prague time, done by 07:00."""
-    values.setdefault("deadline_time", "07:00")
-    return make_template(core, name="bank import", interv="c", cron="0 5 * * *",
-                         timezone="Europe/Prague", now=now, **values)
-
-
 def _current(core: Core, rt_id: int, now: datetime) -> dict | None:
     with core.db.read_session() as s:
         rt = s.get(RunTemplate, rt_id)
@@ -96,7 +46,7 @@ def _current(core: Core, rt_id: int, now: datetime) -> dict | None:
 
 def test_done_before_the_deadline_is_fulfilled(core: Core) -> None:
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     [job] = clock.tick(at(5, 0))
     assert _current(core, rt_id, at(5, 1))["state"] == "open"
     assert clock.claim(at(5, 0)) == [job]
@@ -111,7 +61,7 @@ def test_done_before_the_deadline_is_fulfilled(core: Core) -> None:
 
 def test_not_done_by_the_deadline_is_missed_then_fulfilled_late(core: Core) -> None:
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     [job] = clock.tick(at(5, 0))
     assert clock.claim(at(5, 0)) == [job]  # it runs... and runs
     clock.sweep(at(6, 59))
@@ -132,7 +82,7 @@ def test_not_done_by_the_deadline_is_missed_then_fulfilled_late(core: Core) -> N
 
 def test_a_success_after_the_deadline_before_any_sweep_is_late(core: Core) -> None:
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     with core.db.session() as s:  # the scheduler ticks; no tracker runs until later
         [job] = lifecycle.tick(s, core.transitions, at(5, 0)).created
     assert clock.claim(at(5, 0)) == [job]
@@ -144,7 +94,7 @@ def test_a_success_after_the_deadline_before_any_sweep_is_late(core: Core) -> No
 
 def test_a_failure_is_failed_and_a_retry_counts_toward_the_same_tick(core: Core) -> None:
     clock = Clock(core)
-    no_retry = _daily(core, at(4))
+    no_retry = daily(core, at(4))
     retried = make_template(core, name="with retries", interv="c", cron="0 5 * * *",
                             timezone="Europe/Prague", now=at(4), deadline_time="07:00",
                             max_attempts=2, retry_min_gap=600)
@@ -168,7 +118,7 @@ def test_a_failure_is_failed_and_a_retry_counts_toward_the_same_tick(core: Core)
 
 def test_a_run_now_after_a_failure_still_fulfills_the_tick(core: Core) -> None:
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     [job] = clock.tick(at(5, 0))
     clock.claim(at(5, 0))
     clock.finish(job, at(5, 5), exitcode=1)
@@ -187,7 +137,7 @@ def test_a_run_now_after_a_failure_still_fulfills_the_tick(core: Core) -> None:
 
 def test_missed_while_no_daemon_ran_is_recorded_when_it_comes_back(core: Core) -> None:
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     back = at(9, 0, DAY + timedelta(days=3))  # down from Monday 04:00 until Thursday 09:00
     [job] = clock.tick(back)  # the scheduler catches up once; the tracker sees 4 ticks
     assert _ticks(core, rt_id) == [
@@ -205,7 +155,7 @@ def test_missed_while_no_daemon_ran_is_recorded_when_it_comes_back(core: Core) -
 
 def test_blocked_is_missed_at_the_deadline(core: Core) -> None:
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     [job] = clock.tick(at(5, 0))
     clock.claim(at(5, 0))
     with core.db.session() as s:  # required configuration missing: nothing launched
@@ -267,7 +217,7 @@ def test_dst_days_in_prague(core: Core, day: datetime, deadline: str,
 
 def test_changing_the_deadline_starts_tracking_afresh(core: Core, mfcli) -> None:  # type: ignore[no-untyped-def]
     clock = Clock(core)
-    rt_id = _daily(core, at(4))
+    rt_id = daily(core, at(4))
     clock.tick(at(5, 0))
     from multiflexid.services import runtemplates
 

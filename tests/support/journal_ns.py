@@ -4,10 +4,12 @@ Usage (as root): ``unshare --mount python -m tests.support.journal_ns SCENARIO.j
 
 Inside the namespace /run/systemd, /run/log and /var/log/journal are fresh tmpfs mounts,
 so the machine's own journal and /run are untouched. The scenario starts the real
-multiflexid logging to this journald, runs one job through the socket, and then prints
-what ``journalctl -o json MULTIFLEXI_JOB_ID=<id>`` finds, as one JSON document; or (with
-``failing_call``) calls a method that fails inside the daemon and prints what the client
-was told and what ``journalctl MULTIFLEXI_ERROR_ID=<the id it was told>`` finds.
+multiflexid logging to this journald, runs one job through the socket (and waits for the
+action runs it names: ``{"action_runs": {"<runtemplate id>": count}}``), and then prints
+what ``journalctl -o json MULTIFLEXI_JOB_ID=<id>`` finds — and each of its ``queries``
+(``{"name": ["FIELD=value", ...]}``; ``{job}`` is the job's id) — as one JSON document;
+or (with ``failing_call``) calls a method that fails inside the daemon and prints what
+the client was told and what ``journalctl MULTIFLEXI_ERROR_ID=<the id it was told>`` finds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def _mount_private() -> None:
     for target in ("/run/systemd", "/run/log", "/var/log/journal"):
         os.makedirs(target, exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "tmpfs", target], check=True)
+
+
+def _wait_runs(d: DaemonProcess, rt_id: int, count: int, timeout: float = 30) -> list[dict]:
+    """The template's action runs once ``count`` of them are done (succeeded, failed...)."""
+    end = time.monotonic() + timeout
+    runs: list[dict] = []
+    while time.monotonic() < end:
+        runs = d.call("action_run.list", runtemplate_id=rt_id)["items"]
+        if len(runs) >= count and all(r["state"] not in ("pending", "running") for r in runs):
+            return runs
+        time.sleep(0.1)
+    raise AssertionError(f"action runs of run template {rt_id}: {runs}\n{d.log()}")
 
 
 def main() -> int:
@@ -65,14 +79,20 @@ def main() -> int:
                         if kind == "job.output":
                             live.append(payload)
                 output = d.output(job["id"])
+                runs = {rt: _wait_runs(d, int(rt), count)
+                        for rt, count in scenario.get("action_runs", {}).items()}
         finally:
             d.stop()
         cli_output = subprocess.run(  # what `multiflexi-cli job output` prints
             [program("multiflexi-cli"), "job", "output", "--id", str(job["id"])],
             env={**os.environ, **scenario["env"]}, capture_output=True, text=True,
             check=False).stdout
-        print(json.dumps({"job": job, "entries": _journal(f"MULTIFLEXI_JOB_ID={job['id']}"),
-                          "live": live, "output": output, "cli_output": cli_output,
+        entries = _journal(f"MULTIFLEXI_JOB_ID={job['id']}")
+        queries = {name: _journal(*(m.replace("{job}", str(job["id"])) for m in matches))
+                   for name, matches in scenario.get("queries", {}).items()}
+        print(json.dumps({"job": job, "entries": entries, "live": live,
+                          "output": output, "cli_output": cli_output,
+                          "action_runs": runs, "queries": queries,
                           "daemon_log": d.log()}))
         return 0
     finally:
@@ -80,10 +100,10 @@ def main() -> int:
         journald.wait(10)
 
 
-def _journal(match: str) -> list[dict]:
-    """What ``journalctl -o json MATCH`` finds."""
+def _journal(*matches: str) -> list[dict]:
+    """What ``journalctl -o json MATCH...`` finds."""
     subprocess.run(["journalctl", "--sync"], check=False)
-    proc = subprocess.run(["journalctl", "--no-pager", "--all", "-o", "json", match],
+    proc = subprocess.run(["journalctl", "--no-pager", "--all", "-o", "json", *matches],
                           capture_output=True, text=True, check=False)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.style import Style
 from sqlalchemy import insert, select, update
 from textual.pilot import Pilot
 
 from multiflexi_tui.app import MultiFlexiApp
+from multiflexid.actions.chain import stop_template
 from multiflexid.artifacts import CollectedFile, Collection
 from multiflexid.core import Core
 from multiflexid.domain.appjson import parse_app
@@ -121,6 +123,8 @@ def seed(core: Core) -> dict[str, int]:
             rt = runtemplates.create_runtemplate(s, app, company, box, FUTURE, name=name,
                                                  config=config, **sched)
             ids[name] = rt.id
+        # Switched off by a Stop action with a reason (shown wherever the template is).
+        stop_template(s, ids["manual"], "bank login refused", FUTURE)
     history = [
         ("nightly", 0, "succeeded", [("stdout", "starting\n"), ("stdout", "42 rows\n")]),
         ("hourly", 0, "succeeded", [("stdout", "tick\n")]),
@@ -210,6 +214,31 @@ def screen_text(app: MultiFlexiApp) -> str:
     console.print(app.screen._compositor.render_update(
         full=True, screen_stack=app._background_screens))
     return console.export_text()
+
+
+def drawn_style(app: MultiFlexiApp, needle: str) -> Style:
+    """The style the terminal draws ``needle`` in now (its colours as they reach the
+    screen, after the theme and the table's own styles)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", legacy_windows=False)
+    update = app.screen._compositor.render_update(full=True,
+                                                  screen_stack=app._background_screens)
+    for segment in console.render(update):
+        if needle in segment.text and segment.style is not None:
+            return segment.style
+    raise AssertionError(f"{needle!r} is not drawn in one piece; the screen:\n"
+                         f"{screen_text(app)}")
+
+
+def reddish(style: Style) -> bool:
+    """Whether text in ``style`` reads as red: its foreground (or, reversed, its
+    background) is clearly more red than green and blue."""
+    color = style.bgcolor if style.reverse else style.color
+    if color is None:
+        return False
+    r, g, b = color.get_truecolor()
+    return r > 150 and r > 2 * max(g, b)
 
 
 async def wait_for(pilot: Pilot[Any], check: Callable[[], object], what: str,

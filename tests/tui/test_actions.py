@@ -207,6 +207,24 @@ def test_enable_and_disable_a_template(daemon: DaemonProcess, seeded: dict[str, 
     run_app(daemon.socket, scenario)
 
 
+def test_a_template_a_stop_action_switched_off_says_why_in_the_list(
+        daemon: DaemonProcess, seeded: dict[str, int]) -> None:
+    rt_id = seeded["hourly"]
+    daemon.call("action.add", runtemplate_id=rt_id, module="Stop", trigger="any",
+                config={"reason": "statement import broke"})
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        templates = await on_template(pilot, rt_id)
+        assert row_of(templates, rt_id)[4] == "yes"
+        assert row_of(templates, seeded["manual"])[4] == "no: bank login refused"
+        daemon.call("runtemplate.run", id=rt_id)  # the Stop action switches it off
+        await wait_for(pilot, lambda: row_of(templates, rt_id)[4]
+                       == "no: statement import broke", "the reason in the row")
+        assert "no: statement import broke" in screen_text(app)
+
+    run_app(daemon.socket, scenario, size=(120, 30))
+
+
 def test_job_rows_follow_state_changes_pushed_by_the_daemon(
         daemon: DaemonProcess, seeded: dict[str, int]) -> None:
     async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:

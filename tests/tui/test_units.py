@@ -74,6 +74,17 @@ def test_daemon_values_as_text() -> None:
     assert fmt.text_of({"cs": "Ahoj", "en": "Hello"}) == "Hello"
 
 
+def test_a_template_switched_off_by_an_action_says_why() -> None:
+    assert fmt.active_text({"active": True, "inactive_reason": None}).plain == "yes"
+    assert fmt.active_text({"active": False, "inactive_reason": None}).plain == "no"
+    stopped = fmt.active_text({"active": False, "inactive_reason": "bank login refused"})
+    assert stopped.plain == "no: bank login refused" and "yellow" in str(stopped.style)
+    long = fmt.active_text({"active": False, "inactive_reason":
+                            "stopped by a Stop action after job 12345 failed"})
+    assert long.plain == "no: stopped by a Stop action af…"
+    assert len(long.plain) == fmt.REASON_WIDTH
+
+
 def test_artifact_text_or_binary() -> None:
     assert as_text(b"line\n", "text/plain") == "line\n"
     assert as_text(b"\x89PNG\x00\x00", "image/png") is None
