@@ -30,7 +30,7 @@ from multiflexi_tui import format as fmt
 from multiflexi_tui import validation
 from multiflexi_tui.connection import DaemonLink, LinkState, link_of
 from multiflexi_tui.widgets.connection_bar import ConnectionBar
-from multiflexi_tui.widgets.field_input import FieldInput
+from multiflexi_tui.widgets.field_input import FieldInput, LabeledRow
 from multiflexi_tui.widgets.schedule_fields import ScheduleFields
 
 STEPS = ("app", "company", "schedule", "config", "credentials", "review")
@@ -42,16 +42,6 @@ TITLES = {
     "credentials": "credentials",
     "review": "review and create",
 }
-
-
-async def _all_pages(link: DaemonLink, method: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while True:
-        reply = await link.call(method, limit=1000, offset=len(items), **params)
-        page = reply.get("items") or []
-        items.extend(page)
-        if not page or len(items) >= int(reply.get("total") or 0):
-            return items
 
 
 class WizardScreen(Screen[dict[str, Any] | None]):
@@ -71,9 +61,6 @@ class WizardScreen(Screen[dict[str, Any] | None]):
     WizardScreen OptionList, WizardScreen SelectionList { height: 1fr; }
     WizardScreen #step-schedule, WizardScreen #step-config, WizardScreen #step-review {
         padding: 0 1; }
-    WizardScreen #step-schedule .name-row { height: 1; margin-top: 1; }
-    WizardScreen #step-schedule .name-row .label { width: 14; height: 1; }
-    WizardScreen #step-schedule .name-row Input { width: 1fr; }
     WizardScreen #wizard-error { color: $error; height: auto; padding: 0 1; }
     WizardScreen #wizard-buttons { height: 1; align-horizontal: right; }
     WizardScreen #wizard-buttons Button { margin-left: 2; }
@@ -106,9 +93,8 @@ class WizardScreen(Screen[dict[str, Any] | None]):
                 yield Static("For which company? (enter chooses)", classes="hint")
                 yield OptionList(id="company-list")
             with VerticalScroll(id="step-schedule"):
-                with Horizontal(classes="name-row"):
-                    yield Static("Name", classes="label")
-                    yield Input(id="name", compact=True, placeholder="name of the template")
+                yield LabeledRow("Name", Input(id="name", compact=True,
+                                               placeholder="name of the template"), "name")
                 yield ScheduleFields(id="schedule")
             yield VerticalScroll(id="step-config")
             with Vertical(id="step-credentials"):
@@ -220,7 +206,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
     @work(exclusive=True, group="load-apps", exit_on_error=False)
     async def _load_apps(self) -> None:
         try:
-            self.apps = await _all_pages(self.link, "app.list")
+            self.apps = await self.link.all_pages("app.list")
         except MultiFlexiError as exc:
             self._error(exc.message)
             return
@@ -256,7 +242,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             self.schedule.set_executors(self.app_doc)
             self.query_one("#name", Input).value = fmt.text_of(self.app_doc.get("name"))
         if not self.companies:
-            self.companies = await _all_pages(self.link, "company.list")
+            self.companies = await self.link.all_pages("company.list")
             self._fill(self.query_one("#company-list", OptionList), [
                 (c["id"], Text.assemble((c.get("slug") or "", "bold"), f"  {c.get('name')}"))
                 for c in self.companies], self.company_id)

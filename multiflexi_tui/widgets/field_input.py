@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input, Select, Static
 
@@ -146,3 +146,39 @@ class FieldInput(Refusable, Vertical):
 
     def focus_control(self) -> None:
         self.query_one("#control").focus()
+
+
+class LabeledRow(Refusable, Vertical):
+    """A one-line input with its label on the left (the wizard's schedule rows), and the
+    line under it for the daemon's refusal of ``path``."""
+
+    DEFAULT_CSS = """
+    LabeledRow { height: auto; }
+    LabeledRow > Horizontal { height: 1; margin-top: 1; }
+    LabeledRow > Horizontal > .label { width: 14; height: 1; }
+    LabeledRow > Horizontal > Input, LabeledRow > Horizontal > Select { width: 1fr; }
+    LabeledRow > .error { display: none; color: $error; height: auto; padding-left: 14; }
+    LabeledRow.-invalid > .error { display: block; }
+    """
+
+    def __init__(self, label: str, control: Widget, path: str) -> None:
+        super().__init__(id=f"row-{path}")
+        self.label = label
+        self.control = control
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static(self.label, classes="label")
+            yield self.control
+        yield Static("", classes="error")
+
+    def point_at(self, path: str, message: str) -> Widget | None:
+        if path != self.path:
+            return None
+        self.query_one(".error", Static).update(Text(about(message, self.path)))
+        self.add_class("-invalid")
+        return self.control
+
+    def clear_refusal(self) -> None:
+        self.remove_class("-invalid")

@@ -12,15 +12,14 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.timer import Timer
-from textual.widget import Widget
 from textual.widgets import Input, Select, Static
 
 from multiflexi.errors import MultiFlexiError
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import link_of
-from multiflexi_tui.widgets.field_input import Refusable, about
+from multiflexi_tui.widgets.field_input import LabeledRow
 
 INTERVAL_CHOICES = [
     ("i — every minute", "i"), ("h — hourly", "h"), ("d — daily", "d"), ("w — weekly", "w"),
@@ -39,29 +38,14 @@ def executor_choices(app: dict[str, Any]) -> list[tuple[str, str]]:
             (f"Docker — container {image}", "Docker")]
 
 
-def row(label: str, control: Widget, path: str | None = None) -> list[Widget]:
-    """A labelled one-line input, and the line under it for the daemon's refusal."""
-    out: list[Widget] = [Horizontal(Static(label, classes="label"), control, classes="row")]
-    if path:
-        out.append(Static("", classes="row-error", id=f"error-{path}"))
-    return out
-
-
-class ScheduleFields(Refusable, Vertical):
+class ScheduleFields(Vertical):
     """The inputs keep the wizard's ids (``#interv #cron #timezone #delay #executor``, and
     ``#timeout`` with ``timeout=True``); :meth:`schedule` is what they say."""
 
     DEFAULT_CSS = """
     ScheduleFields { height: auto; }
-    ScheduleFields .row { height: 1; margin-top: 1; }
-    ScheduleFields .label { width: 14; height: 1; }
-    ScheduleFields Input, ScheduleFields Select { width: 1fr; }
-    ScheduleFields .row-error { display: none; color: $error; height: auto; padding-left: 14; }
-    ScheduleFields .row-error.-shown { display: block; }
     ScheduleFields #preview { margin-top: 1; height: auto; color: $text; }
     """
-
-    PATHS = ("interv", "cron", "timezone", "delay", "executor", "timeout")
 
     def __init__(self, *, timeout: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -71,20 +55,20 @@ class ScheduleFields(Refusable, Vertical):
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield from row("Interval", Select(INTERVAL_CHOICES, value="d", allow_blank=False,
-                                          id="interv", compact=True), "interv")
-        yield from row("Cron (for c)", Input(
+        yield LabeledRow("Interval", Select(INTERVAL_CHOICES, value="d", allow_blank=False,
+                                            id="interv", compact=True), "interv")
+        yield LabeledRow("Cron (for c)", Input(
             id="cron", compact=True, disabled=True,
             placeholder="minute hour day month weekday: */15 * * * *"), "cron")
-        yield from row("Time zone", Input(
+        yield LabeledRow("Time zone", Input(
             id="timezone", compact=True,
             placeholder="IANA name, e.g. Europe/Prague (empty: the daemon's)"), "timezone")
-        yield from row("Delay (s)", Input("0", id="delay", compact=True, type="integer"),
-                       "delay")
-        yield from row("Executor", Select([NATIVE], value="Native", allow_blank=False,
-                                          id="executor", compact=True), "executor")
+        yield LabeledRow("Delay (s)", Input("0", id="delay", compact=True, type="integer"),
+                         "delay")
+        yield LabeledRow("Executor", Select([NATIVE], value="Native", allow_blank=False,
+                                            id="executor", compact=True), "executor")
         if self.with_timeout:
-            yield from row("Timeout (s)", Input(
+            yield LabeledRow("Timeout (s)", Input(
                 "0", id="timeout", compact=True, type="integer",
                 placeholder="seconds a job may run; 0: no limit"), "timeout")
         yield Static("", id="preview")
@@ -177,20 +161,6 @@ class ScheduleFields(Refusable, Vertical):
                 text.append(f"\n  {fmt.due_text(due)}", style="")
             target.update(text)
         return self.preview_error is None
-
-    # --- refusals ---------------------------------------------------------------------------
-
-    def point_at(self, path: str, message: str) -> Widget | None:
-        if path not in self.PATHS or (path == "timeout" and not self.with_timeout):
-            return None
-        error = self.query_one(f"#error-{path}", Static)
-        error.update(Text(about(message, path)))
-        error.add_class("-shown")
-        return self.query_one(f"#{path}")
-
-    def clear_refusal(self) -> None:
-        for error in self.query(".row-error"):
-            error.remove_class("-shown")
 
 
 def _number(text: str) -> int | str:

@@ -44,6 +44,8 @@ class TemplatesView(ResourceView):
         Binding("r", "run", "Run now", id="run"),
         Binding("t", "toggle_active", "On/off", id="toggle"),
         Binding("n", "new", "New", id="new"),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("c", "clone", "Clone", id="clone"),
         Binding("l", "logs", "Last log", id="logs"),
     ]
 
@@ -74,6 +76,9 @@ class TemplatesView(ResourceView):
             return rec is not None and link_of(self).may("operator", rec.get("company_id"))
         if action == "new":
             return link_of(self).may("admin")
+        if action in ("edit", "clone"):
+            rec = self.current()
+            return rec is not None and link_of(self).may("admin", rec.get("company_id"))
         return super().check_action(action, parameters)
 
     def open(self, rec: Record) -> None:
@@ -102,6 +107,21 @@ class TemplatesView(ResourceView):
 
         self.app.push_screen(WizardScreen(**{
             k: v for k, v in self.fixed.items() if k in ("app_id", "company_id")}), created)
+
+    def _show(self, rt: Record | None) -> None:
+        if rt:
+            self.upsert(rt)
+            self.call_after_refresh(self.select_key, self.key_of(rt))
+
+    def action_edit(self) -> None:
+        rec = self.current()
+        if rec is not None:
+            actions.edit_template(self, rec, self._show)
+
+    def action_clone(self) -> None:
+        rec = self.current()
+        if rec is not None:
+            actions.clone(self, "runtemplate", rec, self._show)
 
     def action_logs(self) -> None:
         rec = self.current()
