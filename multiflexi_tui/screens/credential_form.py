@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.containers import Vertical
+from textual.containers import VerticalGroup
 from textual.widget import Widget
 from textual.widgets import Select, Static
 
@@ -54,7 +54,7 @@ class CredentialFormScreen(FormScreen):
         yield FieldInput({"key": "name", "label": "Name", "type": "string", "required": True},
                          value=(self.cred or {}).get("name") or "")
         yield Static("loading the credential types…", classes="hint", id="values-hint")
-        yield Vertical(id="values")
+        yield VerticalGroup(id="values")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -85,7 +85,7 @@ class CredentialFormScreen(FormScreen):
             await self._show_values("" if event.value is Select.NULL else str(event.value))
 
     async def _show_values(self, code: str) -> None:
-        box = self.query_one("#values", Vertical)
+        box = self.query_one("#values", VerticalGroup)
         await box.remove_children()
         ctype = self.types.get(code)
         if ctype is None:
@@ -109,7 +109,7 @@ class CredentialFormScreen(FormScreen):
         await box.mount_all(inputs)
 
     def _values(self) -> list[FieldInput]:
-        return list(self.query_one("#values", Vertical).query(FieldInput))
+        return list(self.query_one("#values", VerticalGroup).query(FieldInput))
 
     async def submit(self) -> Any:
         name = self.query_one("#field-name", FieldInput)
