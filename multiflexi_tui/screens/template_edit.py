@@ -244,9 +244,10 @@ class TemplateEditScreen(Form, Screen[dict[str, Any] | None]):
         tabs = self.query_one(TabbedContent)
         tabs.active = TABS[(TABS.index(tabs.active or TABS[0]) + step) % len(TABS)]
         pane = tabs.get_pane(tabs.active)
-        focusable = [w for w in pane.query("*") if w.focusable and w.display]
-        if focusable:
-            focusable[0].focus()
+        inputs = [w for w in pane.query("Input, Select, SelectionList")
+                  if w.focusable and w.display]
+        if inputs:
+            inputs[0].focus()
 
     def action_next_tab(self) -> None:
         self._step_tab(1)

@@ -341,3 +341,60 @@ def test_import_an_application_file(daemon: DaemonProcess, seeded: dict[str, int
         assert notified(app, "application Imported imported")
 
     run_app(daemon.socket, scenario)
+
+
+def test_edit_keys_are_hidden_from_who_may_not(daemon: DaemonProcess,
+                                               seeded: dict[str, int]) -> None:
+    """As the views do for run and cancel (daemon.status's access; the daemon refuses the
+    rest anyway): new/edit/clone/import/mark keys are offered to whom they are allowed."""
+    import dataclasses
+
+    def as_roles(app: MultiFlexiApp, access: dict[str, Any]) -> None:
+        link = app.link
+        link.state = dataclasses.replace(link.state, status={**link.state.status,
+                                                             "access": access})
+        app.screen.refresh_bindings()
+
+    def keys(app: MultiFlexiApp) -> set[str]:
+        return {b.binding.key for b in app.screen.active_bindings.values() if b.enabled}
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        acme, globex = str(seeded["acme"]), str(seeded["globex"])
+        await pilot.press("1")
+        companies = await loaded(pilot, "companies", 2)
+        assert {"n", "e"} <= keys(app)  # root: an admin of everything
+        as_roles(app, {"everywhere": "viewer", "companies": {acme: "admin"}})
+        await pilot.pause()
+        assert "n" not in keys(app)  # a new company needs admin on every company
+        for rec, may in ((acme, True), (globex, False)):
+            companies.select_key(rec)
+            await pilot.pause()
+            assert ("e" in keys(app)) is may, rec
+        await pilot.press("n")  # a hidden key does nothing
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("2")
+        await loaded(pilot, "apps", 3)
+        assert "i" not in keys(app)
+        await pilot.press("3")
+        templates = await loaded(pilot, "templates", 4)
+        for rec in templates.records.values():
+            templates.select_key(templates.key_of(rec))
+            await pilot.pause()
+            mine = str(rec["company_id"]) == acme
+            assert ("e" in keys(app), "c" in keys(app)) == (mine, mine), rec["name"]
+        assert "space" in keys(app)  # an operator (or more) somewhere may mark rows
+        as_roles(app, {"everywhere": "viewer", "companies": {}})
+        await pilot.pause()
+        assert not {"e", "c", "space", "b"} & keys(app)
+        await pilot.press("1")
+        await loaded(pilot, "companies", 2)
+        await pilot.press("enter")
+        await screen_of(pilot, CompanyScreen)
+        await wait_text(pilot, "Created")
+        assert "e" not in keys(app)
+        await pilot.press("4")
+        await wait_text(pilot, "shown to the company's admins")
+        assert not {"n", "e", "c"} & keys(app)
+
+    run_app(daemon.socket, scenario)
