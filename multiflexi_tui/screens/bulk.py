@@ -88,12 +88,14 @@ class BulkScreen(FormScreen):
             self.query_one(f"#field-{key}", FieldInput).display = self.op == "set-config"
 
     def request(self, dry_run: bool) -> dict[str, Any]:
-        params: dict[str, Any] = {"op": self.op, "dry_run": dry_run, "values": {},
+        params: dict[str, Any] = {"op": self.op, "dry_run": dry_run, "via": "tui",
                                   "selection": {"ids": [t["id"] for t in self.targets]}}
         if self.op == "set-config":
             key = self.query_one("#field-key", FieldInput).value.strip()
             params["values"] = {"config": {key: self.query_one("#field-value",
                                                                FieldInput).value}}
+        else:
+            params["values"] = {}
         return params
 
     @on(Select.Changed)

@@ -38,9 +38,9 @@ class CloneScreen(FormScreen):
         yield FieldInput({"key": "company", "label": "To company", "type": "set",
                           "required": True, "options": {slug: slug} if slug else {}},
                          value=slug)
-        yield FieldInput({"key": "name", "label": "Name", "type": "string", "required": True,
-                          "description": "the copy's name"},
-                         value=str(self.rec.get("name") or ""))
+        yield FieldInput({"key": "name", "label": "Name", "type": "string",
+                          "description": "empty: the same name in another company, "
+                                         f"'{self.rec.get('name')} (copy)' in its own"})
         if self.kind == "runtemplate":
             yield Static("The copy is created disabled: review it, then enable it (t). "
                          "Its credentials become the target company's of the same type.",
@@ -69,7 +69,9 @@ class CloneScreen(FormScreen):
 
     async def submit(self) -> Any:
         values = {f.key: f.value.strip() for f in self.fields()}
-        params: dict[str, Any] = {"id": self.rec["id"], "name": values["name"]}
+        params: dict[str, Any] = {"id": self.rec["id"]}
+        if values["name"]:
+            params["name"] = values["name"]
         if values["company"] != self.rec.get("company"):
             params["company"] = values["company"]
         return await self.link.call_with(f"{self.kind}.clone", params)

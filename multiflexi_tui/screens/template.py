@@ -142,6 +142,8 @@ class TemplateScreen(DetailScreen):
                         f"{rt.get('retry_backoff') or 'none'}"),
             ("Configured keys", ", ".join(rt.get("config_keys") or []) or None),
             ("Credentials", ", ".join(f"#{c}" for c in rt.get("credentials") or []) or None),
+            ("Tags", ", ".join(rt.get("tags") or []) or None),
+            ("Note", rt.get("note")),
         ]
         self.query_one("#info-pairs", KeyValues).set_pairs(pairs)
 

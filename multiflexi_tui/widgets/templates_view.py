@@ -97,6 +97,9 @@ class TemplatesView(ResourceView):
             return rec is not None and link_of(self).may("admin", rec.get("company_id"))
         return super().check_action(action, parameters)
 
+    def search_extra(self, rec: Record) -> str:
+        return " ".join([*(rec.get("tags") or []), rec.get("note") or ""])
+
     def cell(self, col: Column, rec: Record) -> Any:
         if col.key == "mark":
             return "✓" if self.key_of(rec) in self.marked else ""
