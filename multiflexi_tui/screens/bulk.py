@@ -15,6 +15,7 @@ from textual import on
 from textual.widget import Widget
 from textual.widgets import Button, Input, Select, Static
 
+from multiflexi.secrecy import looks_secret
 from multiflexi_tui.screens.form import FormScreen
 from multiflexi_tui.widgets.field_input import FieldInput
 
@@ -26,23 +27,38 @@ OPERATIONS = {
 }
 
 
+def changed(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """The templates the operation changes (the daemon lists every selected one)."""
+    return [c for c in reply.get("changes") or [] if c.get("diff")]
+
+
 def diff_text(reply: dict[str, Any]) -> Text:
     """The daemon's dry run as the admin reads it: one block per template."""
     changes = reply.get("changes") or []
-    if not changes:
+    moved = changed(reply)
+    if not moved:
         return Text("Nothing would change.", style="yellow")
-    text = Text(f"{len(changes)} run template(s) would change:", style="bold")
+    of = f" of {len(changes)}" if len(moved) < len(changes) else ""
+    text = Text(f"{len(moved)}{of} run template(s) would change:", style="bold")
     for change in changes:
         text.append(f"\n#{change.get('id')} {change.get('name')} ({change.get('company')})",
                     style="bold")
+        if not change.get("diff"):
+            text.append(" unchanged", style="dim")
         for d in change.get("diff") or []:
-            old = "—" if d.get("old") in (None, "") else str(d.get("old"))
-            new = "—" if d.get("new") in (None, "") else str(d.get("new"))
             text.append(f"\n  {d.get('field')}: ")
-            text.append(old, style="red")
+            text.append(_shown(d.get("old")), style="red")
             text.append(" → ")
-            text.append(new, style="green")
+            text.append(_shown(d.get("new")), style="green")
     return text
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class BulkScreen(FormScreen):
@@ -104,6 +120,8 @@ class BulkScreen(FormScreen):
         """Another operation or value: the diff shown no longer says what would happen."""
         self._show_inputs()
         self._forget_diff()
+        key = self.query_one("#field-key", FieldInput).value.strip()
+        self.query_one("#field-value #control", Input).password = looks_secret(key)
 
     def _forget_diff(self) -> None:
         self.dry_run = None
@@ -113,8 +131,11 @@ class BulkScreen(FormScreen):
     async def submit(self) -> Any:
         if self.dry_run is None:
             reply = await self.link.call_with("runtemplate.bulk", self.request(True))
-            self.dry_run = reply
             self.query_one("#diff", Static).update(diff_text(reply))
+            if not changed(reply):
+                self.form_error("Nothing to apply.")
+                return None
+            self.dry_run = reply
             self.query_one("#save", Button).label = "Apply (^s)"
             self.form_error(Text("This is the daemon's dry run: ctrl+s applies it to all of "
                                  "them, or to none.", style="bold"))

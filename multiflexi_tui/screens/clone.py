@@ -34,10 +34,9 @@ class CloneScreen(FormScreen):
         return f"Clone {NOUNS[self.kind]} #{self.rec['id']} {self.rec.get('name') or ''}"
 
     def inputs(self) -> Iterable[Widget]:
-        slug = str(self.rec.get("company") or "")
+        # the companies come from the daemon (those this user is an admin of)
         yield FieldInput({"key": "company", "label": "To company", "type": "set",
-                          "required": True, "options": {slug: slug} if slug else {}},
-                         value=slug)
+                          "required": True, "options": {}})
         yield FieldInput({"key": "name", "label": "Name", "type": "string",
                           "description": "empty: the same name in another company, "
                                          f"'{self.rec.get('name')} (copy)' in its own"})
@@ -62,10 +61,9 @@ class CloneScreen(FormScreen):
         field = self.query_one("#field-company", FieldInput)
         field.field["options"] = options
         select = field.query_one("#control", Select)
-        chosen = select.value
         select.set_options([(label, slug) for slug, label in options.items()])
-        if chosen in options:
-            select.value = chosen
+        if self.rec.get("company") in options:
+            select.value = self.rec["company"]
 
     async def submit(self) -> Any:
         values = {f.key: f.value.strip() for f in self.fields()}

@@ -141,9 +141,9 @@ class TemplatesView(ResourceView):
         def done(result: dict[str, Any] | None) -> None:
             if not result or not result.get("applied"):
                 return
-            changed = len(result.get("changes") or [])
+            moved = len([c for c in result.get("changes") or [] if c.get("diff")])
             jobs = result.get("jobs") or []
-            self.notify(f"{result.get('op')}: {changed} run template(s) changed"
+            self.notify(f"{result.get('op')}: {moved} run template(s) changed"
                         + (f", {len(jobs)} job(s) started" if jobs else ""))
             self.action_unmark()
 

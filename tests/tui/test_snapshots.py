@@ -20,13 +20,17 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Select
 
 from multiflexi.settings import load_settings
 from multiflexi_tui import connection
 from multiflexi_tui import format as fmt
 from multiflexi_tui.app import MultiFlexiApp
+from multiflexi_tui.screens.bulk import BulkScreen
+from multiflexi_tui.screens.clone import CloneScreen
 from multiflexi_tui.screens.company_form import CompanyFormScreen
 from multiflexi_tui.screens.credential_form import CredentialFormScreen
+from multiflexi_tui.screens.env_form import EnvVarScreen
 from multiflexi_tui.screens.import_app import ImportScreen
 from multiflexi_tui.screens.job import JobScreen
 from multiflexi_tui.screens.run_now import RunNowScreen
@@ -320,3 +324,68 @@ def test_import_errors(snap_compare: Snap, snapshot_daemon: Any, frozen: None,
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(socket, "apps"), terminal_size=SIZE, run_before=run_before)
+
+
+def test_templates_marked(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("templates", 4)(pilot)
+        await pilot.press("space", "down", "space")  # nightly and report
+        await wait_text(pilot, "2 marked")
+
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def test_bulk_dry_run(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    """The daemon's diff before anything changes."""
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("templates", 4)(pilot)
+        await pilot.press("space", "space", "b")  # nightly, hourly
+        form = await screen_of(pilot, BulkScreen)
+        await pilot.press("enter", "down", "down", "down", "enter")  # set-config
+        await wait_for(pilot, lambda: form.query_one("#field-key").display, "its inputs")
+        await pilot.press("tab", *"SCRIPT", "tab", *"echo bulk", "ctrl+s")
+        await wait_text(pilot, "would change")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def test_clone_dialog(snap_compare: Snap, snapshot_daemon: Any, frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("templates", 4)(pilot)
+        await pilot.press("c")  # nightly
+        form = await screen_of(pilot, CloneScreen)
+        await wait_for(pilot, lambda: form.query_one(
+            "#field-company #control", Select).value == "acme", "the companies")
+        await pilot.press("tab", *"nightly for globex")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(socket, "templates"), terminal_size=SIZE,
+                        run_before=run_before)
+
+
+def test_company_environment_form(snap_compare: Snap, snapshot_daemon: Any,
+                                  frozen: None) -> None:
+    socket, _ids = snapshot_daemon
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await rows("companies", 2)(pilot)
+        await pilot.press("enter")
+        await wait_text(pilot, "office@acme.example")
+        await pilot.press("5")
+        await wait_text(pilot, "no variables: n sets one")
+        await pilot.press("n")
+        await screen_of(pilot, EnvVarScreen)
+        await pilot.press(*"ERP_PASSPHRASE", "tab", *"typed-secret", "tab", "space")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(socket, "companies"), terminal_size=SIZE,
+                        run_before=run_before)
