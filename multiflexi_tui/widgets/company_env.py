@@ -53,8 +53,7 @@ class CompanyEnvPane(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("set", "edit", "unset"):  # hidden from those who may not
-            return (link_of(self).may("admin", self.company["id"])
-                    and (action == "set" or self.current() is not None))
+            return link_of(self).may("admin", self.company["id"])
         return True
 
     @work(exclusive=True, group="env-load", exit_on_error=False)
@@ -76,7 +75,6 @@ class CompanyEnvPane(Vertical):
                           "yes" if secret else "", key=str(entry["key"]))
         if not self.items:
             table.add_row(Text("no variables: n sets one", style="dim"), "", "")
-        self.screen.refresh_bindings()
 
     def current(self) -> dict[str, Any] | None:
         table = self.query_one(ListTable)
@@ -95,17 +93,23 @@ class CompanyEnvPane(Vertical):
 
         self.app.push_screen(EnvVarScreen(self.company), self._done)
 
+    def _chosen(self) -> dict[str, Any] | None:
+        entry = self.current()
+        if entry is None:
+            self.notify("no variable here: n sets one", severity="warning")
+        return entry
+
     def action_edit(self) -> None:
         from multiflexi_tui.screens.env_form import EnvVarScreen
 
-        entry = self.current()
+        entry = self._chosen()
         if entry is not None:
             self.app.push_screen(EnvVarScreen(self.company, entry), self._done)
 
     def action_unset(self) -> None:
         from multiflexi_tui.screens.confirm import ConfirmScreen
 
-        entry = self.current()
+        entry = self._chosen()
         if entry is None:
             return
         where = company_ref(self.company)
@@ -128,10 +132,6 @@ class CompanyEnvPane(Vertical):
             f"Unset {entry['key']} for {where}?",
             "Its jobs get the application's default (or a credential's value) again."),
             confirmed)
-
-    @on(DataTable.RowHighlighted)
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.screen.refresh_bindings()
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:

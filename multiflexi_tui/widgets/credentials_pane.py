@@ -51,7 +51,7 @@ class CredentialsPane(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("new", "edit", "clone"):  # hidden from those who may not
-            return self.admin and (action == "new" or self.current() is not None)
+            return self.admin
         return True
 
     @work(exclusive=True, group="credentials-load", exit_on_error=False)
@@ -78,7 +78,6 @@ class CredentialsPane(Vertical):
                 table.move_cursor(row=table.get_row_index(str(select)), animate=False)
             except Exception:  # gone meanwhile
                 pass
-        self.screen.refresh_bindings()
 
     def current(self) -> dict[str, Any] | None:
         table = self.query_one(ListTable)
@@ -95,19 +94,21 @@ class CredentialsPane(Vertical):
     def action_new(self) -> None:
         actions.edit_credential(self, self.company, None, self._reload)
 
-    def action_edit(self) -> None:
+    def _chosen(self) -> dict[str, Any] | None:
         cred = self.current()
+        if cred is None:
+            self.notify("no credential here: n adds one", severity="warning")
+        return cred
+
+    def action_edit(self) -> None:
+        cred = self._chosen()
         if cred is not None:
             actions.edit_credential(self, self.company, cred, self._reload)
 
     def action_clone(self) -> None:
-        cred = self.current()
+        cred = self._chosen()
         if cred is not None:
             actions.clone(self, "credential", cred, self._reload)
-
-    @on(DataTable.RowHighlighted)
-    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.screen.refresh_bindings()
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
