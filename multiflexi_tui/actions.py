@@ -1,9 +1,11 @@
 """What the admin does to the daemon's objects, shared by the lists and the detail screens:
-run now, cancel, enable/disable, open a job. Each asks first where it must, calls the
-daemon in a worker (the UI never waits on the socket) and reports the outcome."""
+run now, cancel, enable/disable, open a job, edit and clone. Each asks first where it
+must, calls the daemon in a worker (the UI never waits on the socket) and reports the
+outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.widget import Widget
@@ -77,3 +79,57 @@ def toggle_active(node: Widget, rt: dict[str, Any]) -> None:
         node.notify(f"{view.get('name')} {word}" + (f"; next run {nxt}" if active else ""))
 
     node.run_worker(toggle(), group="toggle", exit_on_error=False)
+
+
+Done = Callable[[dict[str, Any] | None], None]
+
+
+def _saved(node: Widget, what: Callable[[dict[str, Any]], str], then: Done | None) -> Done:
+    def done(record: dict[str, Any] | None) -> None:
+        if record:
+            node.notify(what(record))
+        if then is not None:
+            then(record)
+    return done
+
+
+def edit_company(node: Widget, company: dict[str, Any] | None, then: Done | None = None) -> None:
+    """The company form: a new company (``company`` None) or changes to one."""
+    from multiflexi_tui.screens.company_form import CompanyFormScreen
+
+    verb = "created" if company is None else "saved"
+    node.app.push_screen(CompanyFormScreen(company), _saved(
+        node, lambda c: f"company {c['slug']} {verb}", then))
+
+
+def edit_credential(node: Widget, company: dict[str, Any], cred: dict[str, Any] | None,
+                    then: Done | None = None) -> None:
+    """The credential form: a new credential of ``company`` or changes to ``cred``."""
+    from multiflexi_tui.screens.credential_form import CredentialFormScreen
+
+    verb = "created" if cred is None else "saved"
+    node.app.push_screen(CredentialFormScreen(company, cred), _saved(
+        node, lambda c: f"credential #{c['id']} {c.get('name')} {verb}", then))
+
+
+def edit_template(node: Widget, rt: dict[str, Any], then: Done | None = None) -> None:
+    """The template editor: schedule, executor, timeout, configuration, credentials, tags
+    and note."""
+    from multiflexi_tui.screens.template_edit import TemplateEditScreen
+
+    node.app.push_screen(TemplateEditScreen(rt), _saved(
+        node, lambda r: f"run template #{r['id']} {r.get('name')} saved", then))
+
+
+def clone(node: Widget, kind: str, rec: dict[str, Any], then: Done | None = None) -> None:
+    """Copy a run template (``kind`` "runtemplate", created disabled) or a credential, to
+    the same or another company."""
+    from multiflexi_tui.screens.clone import CloneScreen
+
+    def said(new: dict[str, Any]) -> str:
+        if kind == "runtemplate":
+            return (f"run template #{new['id']} {new.get('name')} created for "
+                    f"{new.get('company')}, disabled: review it, then enable it (t)")
+        return f"credential #{new['id']} {new.get('name')} created for {new.get('company')}"
+
+    node.app.push_screen(CloneScreen(kind, rec), _saved(node, said, then))

@@ -94,6 +94,14 @@ class DaemonLink:
             have = [everywhere, companies.get(str(company_id))]
         return any(at_least(r, role) for r in have if r)
 
+    def may_everywhere(self, role: str) -> bool:
+        """Whether this user has ``role`` on every company (what creating a company or
+        importing an application needs)."""
+        access = self.state.status.get("access")
+        if not isinstance(access, dict):
+            return True
+        return at_least(access.get("everywhere"), role)
+
     async def call(self, method: str, /, **params: Any) -> Any:
         """Call a method; :class:`DaemonUnavailable` when not connected (views show it)."""
         return await self.call_with(method, params)
@@ -104,6 +112,16 @@ class DaemonLink:
             raise DaemonUnavailable(self.state.message if not self.state.connected
                                     else "not connected to multiflexid")
         return await client.call_with(method, params)
+
+    async def all_pages(self, method: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paged list (``limit``/``offset``/``total``)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            reply = await self.call(method, limit=1000, offset=len(items), **params)
+            page = reply.get("items") or []
+            items.extend(page)
+            if not page or len(items) >= int(reply.get("total") or 0):
+                return items
 
     def add_listener(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """A raw notification listener (tests use it to wait for events)."""

@@ -50,6 +50,11 @@ def default_text(field: dict[str, Any]) -> str:
     return str(value)
 
 
+def as_text(field: dict[str, Any], value: Any) -> str:
+    """A stored value as its input shows it (booleans as true/false; None as empty)."""
+    return default_text({**field, "default": value})
+
+
 def check(field: dict[str, Any], value: str) -> str | None:
     """What is wrong with ``value`` for ``field`` (None when fine). Emptiness is checked by
     :func:`missing`, not here."""
@@ -93,3 +98,13 @@ def config_to_send(fields: list[dict[str, Any]], values: dict[str, str]) -> dict
             continue
         out[key] = value
     return out
+
+
+def config_change(field: dict[str, Any] | None, value: str, stored: bool) -> str | None:
+    """What saving an edited configuration value does: ``"set"`` (store it on the
+    template), ``"unset"`` (remove the stored value: the template follows the application's
+    default again) or None (nothing). As in :func:`config_to_send`, a value equal to the
+    default is not stored; ``field`` None: a key the application does not declare."""
+    if value != (default_text(field) if field is not None else ""):
+        return "set"
+    return "unset" if stored else None

@@ -1,4 +1,5 @@
-"""A company: its details, run templates, jobs and credentials."""
+"""A company: its details, run templates, jobs, credentials, environment and audit trail;
+`e` changes the company."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from rich.text import Text
 from textual import work
 from textual.binding import Binding, BindingType
 from textual.widget import Widget
-from textual.widgets import DataTable
 
 from multiflexi.errors import MultiFlexiError
+from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
 from multiflexi_tui.screens.detail import DetailScreen
 from multiflexi_tui.widgets.audit_log import AuditLog
+from multiflexi_tui.widgets.company_env import CompanyEnvPane
+from multiflexi_tui.widgets.credentials_pane import CredentialsPane
 from multiflexi_tui.widgets.jobs_view import JobsView
 from multiflexi_tui.widgets.key_values import KeyValues
 from multiflexi_tui.widgets.templates_view import TemplatesView
@@ -22,7 +25,8 @@ from multiflexi_tui.widgets.templates_view import TemplatesView
 
 class CompanyScreen(DetailScreen):
     TABS = (("info", "1 Info"), ("templates", "2 Templates"), ("jobs", "3 Jobs"),
-            ("credentials", "4 Credentials"), ("audit", "5 Audit"))
+            ("credentials", "4 Credentials"), ("environment", "5 Environment"),
+            ("audit", "6 Audit"))
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back"),
@@ -30,25 +34,29 @@ class CompanyScreen(DetailScreen):
         Binding("2", "tab('templates')", "Templates", show=False),
         Binding("3", "tab('jobs')", "Jobs", show=False),
         Binding("4", "tab('credentials')", "Credentials", show=False),
-        Binding("5", "tab('audit')", "Audit", show=False),
+        Binding("5", "tab('environment')", "Environment", show=False),
+        Binding("6", "tab('audit')", "Audit", show=False),
+        Binding("e", "edit", "Edit company", id="company-edit"),
     ]
 
     def __init__(self, company: dict[str, Any], tab: str | None = None) -> None:
         super().__init__(tab)
         self.company = company
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "edit":  # hidden from those who may not
+            return self.link.may("admin", self.company["id"])
+        return True
+
     def panes(self) -> Iterable[Widget]:
         yield KeyValues(id="info-pairs")
         yield TemplatesView(fixed={"company_id": self.company["id"]}, id="company-templates")
         yield JobsView(fixed={"company_id": self.company["id"]}, id="company-jobs")
-        yield DataTable[object](id="credential-table", cursor_type="row", zebra_stripes=True)
+        yield CredentialsPane(self.company, id="company-credentials")
+        yield CompanyEnvPane(self.company, id="company-env")
         yield AuditLog(company_id=self.company["id"], id="company-audit")
 
     def on_mount(self) -> None:
-        table = self.query_one("#credential-table", DataTable)
-        for key, label in (("id", "ID"), ("name", "Name"), ("type", "Type"),
-                           ("values", "Values")):
-            table.add_column(label, key=key)
         self._show()
         super().on_mount()
 
@@ -60,23 +68,12 @@ class CompanyScreen(DetailScreen):
         self.query_one(AuditLog).load()
         try:
             self.company = await self.link.call("company.get", id=self.company["id"])
-            self._show()
-            table = self.query_one("#credential-table", DataTable)
-            if not self.link.may("admin", self.company["id"]):
-                table.clear()
-                table.add_row("", Text("(credentials are shown to the company's admins)",
-                                       style="dim"), "", "")
-                return
-            creds = await self.link.call("credential.list", company_id=self.company["id"])
         except MultiFlexiError as exc:
             self.notify(exc.message, severity="error")
             return
-        table = self.query_one("#credential-table", DataTable)
-        table.clear()
-        for cred in creds.get("items") or []:
-            values = ", ".join(f"{k}={v}" for k, v in (cred.get("values") or {}).items())
-            table.add_row(cred["id"], cred.get("name") or "", cred.get("type") or "",
-                          values, key=str(cred["id"]))
+        self._show()
+        self.query_one(CredentialsPane).load()
+        self.query_one(CompanyEnvPane).load()
 
     def _show(self) -> None:
         c = self.company
@@ -90,3 +87,12 @@ class CompanyScreen(DetailScreen):
             ("Enabled", fmt.yes_no(c.get("enabled"))),
             ("Created", fmt.full_time(c.get("created_at"))),
         ])
+
+    def _saved(self, company: dict[str, Any] | None) -> None:
+        if company:
+            self.company = company
+            self._show()
+            self.query_one(AuditLog).load()
+
+    def action_edit(self) -> None:
+        actions.edit_company(self, self.company, self._saved)

@@ -18,12 +18,18 @@ def _groups() -> list[tuple[str, list[Any]]]:
     from multiflexi_tui.screens.artifact import ArtifactScreen
     from multiflexi_tui.screens.company import CompanyScreen
     from multiflexi_tui.screens.confirm import ConfirmScreen
+    from multiflexi_tui.screens.form import FormScreen
     from multiflexi_tui.screens.job import JobScreen
     from multiflexi_tui.screens.main import MainScreen
     from multiflexi_tui.screens.run_now import RunNowScreen
     from multiflexi_tui.screens.template import TemplateScreen
+    from multiflexi_tui.screens.template_edit import TemplateEditScreen
     from multiflexi_tui.screens.wizard import WizardScreen
     from multiflexi_tui.widgets.actions_pane import ActionsPane
+    from multiflexi_tui.widgets.apps_view import AppsView
+    from multiflexi_tui.widgets.companies_view import CompaniesView
+    from multiflexi_tui.widgets.company_env import CompanyEnvPane
+    from multiflexi_tui.widgets.credentials_pane import CredentialsPane
     from multiflexi_tui.widgets.filter_input import FilterInput
     from multiflexi_tui.widgets.jobs_view import JobsView
     from multiflexi_tui.widgets.list_table import ListTable
@@ -34,16 +40,22 @@ def _groups() -> list[tuple[str, list[Any]]]:
         ("Everywhere", [*MultiFlexiApp.BINDINGS, *MainScreen.BINDINGS]),
         ("Every list", [*ListTable.BINDINGS, *ResourceView.BINDINGS]),
         ("Filter line", FilterInput.BINDINGS),
+        ("Companies (1)", CompaniesView.BINDINGS),
+        ("Applications (2)", AppsView.BINDINGS),
         ("Run templates (3)", TemplatesView.BINDINGS),
         ("Jobs (4)", JobsView.BINDINGS),
         ("Job detail", JobScreen.BINDINGS),
         ("Template detail", TemplateScreen.BINDINGS),
         ("Template actions (4)", ActionsPane.BINDINGS),
+        ("Template editor (e)", TemplateEditScreen.BINDINGS),
         ("Company detail", CompanyScreen.BINDINGS),
+        ("Company credentials (4)", CredentialsPane.BINDINGS),
+        ("Company environment (5)", CompanyEnvPane.BINDINGS),
         ("Application detail", AppScreen.BINDINGS),
         ("Artifact", ArtifactScreen.BINDINGS),
         ("Activation wizard (n)", WizardScreen.BINDINGS),
         ("Run now", RunNowScreen.BINDINGS),
+        ("Forms (company, credential, clone, import, bulk...)", FormScreen.BINDINGS),
         ("Confirmation", ConfirmScreen.BINDINGS),
     ]
 

@@ -15,6 +15,7 @@ from multiflexi.errors import InvalidInput, MultiFlexiError
 from multiflexi_tui import actions
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import link_of
+from multiflexi_tui.messages import Open
 from multiflexi_tui.screens.detail import DetailScreen
 from multiflexi_tui.widgets.actions_pane import ActionsPane
 from multiflexi_tui.widgets.audit_log import AuditLog
@@ -35,11 +36,15 @@ class TemplateScreen(DetailScreen):
         Binding("5", "tab('audit')", "Audit", show=False),
         Binding("r", "run", "Run now", id="run"),
         Binding("t", "toggle_active", "On/off", id="toggle"),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("c", "clone", "Clone", id="clone"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("run", "toggle_active"):  # hidden from those who may not
             return link_of(self).may("operator", self.rt.get("company_id"))
+        if action in ("edit", "clone"):
+            return link_of(self).may("admin", self.rt.get("company_id"))
         return True
 
     def __init__(self, rt: dict[str, Any], tab: str | None = None) -> None:
@@ -137,6 +142,8 @@ class TemplateScreen(DetailScreen):
                         f"{rt.get('retry_backoff') or 'none'}"),
             ("Configured keys", ", ".join(rt.get("config_keys") or []) or None),
             ("Credentials", ", ".join(f"#{c}" for c in rt.get("credentials") or []) or None),
+            ("Tags", ", ".join(rt.get("tags") or []) or None),
+            ("Note", rt.get("note")),
         ]
         self.query_one("#info-pairs", KeyValues).set_pairs(pairs)
 
@@ -175,3 +182,18 @@ class TemplateScreen(DetailScreen):
 
     def action_toggle_active(self) -> None:
         actions.toggle_active(self, self.rt)
+
+    def action_edit(self) -> None:
+        def saved(rt: dict[str, Any] | None) -> None:
+            if rt:
+                self.rt = {**self.rt, **rt}
+                self.load()  # the environment, the next due times, the audit trail
+
+        actions.edit_template(self, self.rt, saved)
+
+    def action_clone(self) -> None:
+        def made(rt: dict[str, Any] | None) -> None:
+            if rt:  # the copy, to review before enabling it
+                self.app.post_message(Open("template", rt))
+
+        actions.clone(self, "runtemplate", self.rt, made)

@@ -14,14 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import (
     Button,
     ContentSwitcher,
     Footer,
     Input,
     OptionList,
-    Select,
     SelectionList,
     Static,
 )
@@ -32,7 +30,8 @@ from multiflexi_tui import format as fmt
 from multiflexi_tui import validation
 from multiflexi_tui.connection import DaemonLink, LinkState, link_of
 from multiflexi_tui.widgets.connection_bar import ConnectionBar
-from multiflexi_tui.widgets.field_input import FieldInput
+from multiflexi_tui.widgets.field_input import FieldInput, LabeledRow
+from multiflexi_tui.widgets.schedule_fields import ScheduleFields
 
 STEPS = ("app", "company", "schedule", "config", "credentials", "review")
 TITLES = {
@@ -43,31 +42,6 @@ TITLES = {
     "credentials": "credentials",
     "review": "review and create",
 }
-INTERVAL_CHOICES = [
-    ("i — every minute", "i"), ("h — hourly", "h"), ("d — daily", "d"), ("w — weekly", "w"),
-    ("m — monthly", "m"), ("y — yearly", "y"), ("c — cron expression", "c"),
-    ("n — never (run by hand only)", "n"),
-]
-NATIVE = ("Native — a process on the daemon's host", "Native")
-
-
-def executor_choices(app: dict[str, Any]) -> list[tuple[str, str]]:
-    """The executors an application can run with: containers only when it has an image."""
-    image = app.get("ociimage")
-    if not image:
-        return [NATIVE]
-    return [NATIVE, (f"Podman — container {image}", "Podman"),
-            (f"Docker — container {image}", "Docker")]
-
-
-async def _all_pages(link: DaemonLink, method: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while True:
-        reply = await link.call(method, limit=1000, offset=len(items), **params)
-        page = reply.get("items") or []
-        items.extend(page)
-        if not page or len(items) >= int(reply.get("total") or 0):
-            return items
 
 
 class WizardScreen(Screen[dict[str, Any] | None]):
@@ -87,10 +61,6 @@ class WizardScreen(Screen[dict[str, Any] | None]):
     WizardScreen OptionList, WizardScreen SelectionList { height: 1fr; }
     WizardScreen #step-schedule, WizardScreen #step-config, WizardScreen #step-review {
         padding: 0 1; }
-    WizardScreen #step-schedule .row { height: 1; margin-top: 1; }
-    WizardScreen #step-schedule .label { width: 14; height: 1; }
-    WizardScreen #step-schedule Input, WizardScreen #step-schedule Select { width: 1fr; }
-    WizardScreen #preview { margin-top: 1; height: auto; color: $text; }
     WizardScreen #wizard-error { color: $error; height: auto; padding: 0 1; }
     WizardScreen #wizard-buttons { height: 1; align-horizontal: right; }
     WizardScreen #wizard-buttons Button { margin-left: 2; }
@@ -106,11 +76,8 @@ class WizardScreen(Screen[dict[str, Any] | None]):
         self.apps: list[dict[str, Any]] = []
         self.companies: list[dict[str, Any]] = []
         self.credentials: list[dict[str, Any]] = []
-        self.preview: list[dict[str, Any]] = []
-        self.preview_error: str | None = None
         self.config: dict[str, str] = {}
         self.from_credentials: set[str] = set()
-        self._preview_timer: Timer | None = None
         self._busy = False
 
     # --- layout -----------------------------------------------------------------------------
@@ -126,29 +93,9 @@ class WizardScreen(Screen[dict[str, Any] | None]):
                 yield Static("For which company? (enter chooses)", classes="hint")
                 yield OptionList(id="company-list")
             with VerticalScroll(id="step-schedule"):
-                with Horizontal(classes="row"):
-                    yield Static("Name", classes="label")
-                    yield Input(id="name", compact=True, placeholder="name of the template")
-                with Horizontal(classes="row"):
-                    yield Static("Interval", classes="label")
-                    yield Select(INTERVAL_CHOICES, value="d", allow_blank=False, id="interv",
-                                 compact=True)
-                with Horizontal(classes="row"):
-                    yield Static("Cron (for c)", classes="label")
-                    yield Input(id="cron", compact=True, disabled=True,
-                                placeholder="minute hour day month weekday: */15 * * * *")
-                with Horizontal(classes="row"):
-                    yield Static("Time zone", classes="label")
-                    yield Input(id="timezone", compact=True,
-                                placeholder="IANA name, e.g. Europe/Prague (empty: the daemon's)")
-                with Horizontal(classes="row"):
-                    yield Static("Delay (s)", classes="label")
-                    yield Input("0", id="delay", compact=True, type="integer")
-                with Horizontal(classes="row"):
-                    yield Static("Executor", classes="label")
-                    yield Select([NATIVE], value="Native", allow_blank=False, id="executor",
-                                 compact=True)
-                yield Static("", id="preview")
+                yield LabeledRow("Name", Input(id="name", compact=True,
+                                               placeholder="name of the template"), "name")
+                yield ScheduleFields(id="schedule")
             yield VerticalScroll(id="step-config")
             with Vertical(id="step-credentials"):
                 yield Static("", classes="hint", id="credential-hint")
@@ -165,6 +112,10 @@ class WizardScreen(Screen[dict[str, Any] | None]):
     @property
     def link(self) -> DaemonLink:
         return link_of(self)
+
+    @property
+    def schedule(self) -> ScheduleFields:
+        return self.query_one(ScheduleFields)
 
     def on_mount(self) -> None:
         self._goto("app")
@@ -255,7 +206,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
     @work(exclusive=True, group="load-apps", exit_on_error=False)
     async def _load_apps(self) -> None:
         try:
-            self.apps = await _all_pages(self.link, "app.list")
+            self.apps = await self.link.all_pages("app.list")
         except MultiFlexiError as exc:
             self._error(exc.message)
             return
@@ -288,11 +239,10 @@ class WizardScreen(Screen[dict[str, Any] | None]):
         if app_id != self.app_doc.get("id"):
             self.app_doc = await self.link.call("app.get", id=app_id)
             self._build_fields()
-            self.query_one("#executor", Select).set_options(executor_choices(self.app_doc))
-            self.query_one("#executor", Select).value = "Native"
+            self.schedule.set_executors(self.app_doc)
             self.query_one("#name", Input).value = fmt.text_of(self.app_doc.get("name"))
         if not self.companies:
-            self.companies = await _all_pages(self.link, "company.list")
+            self.companies = await self.link.all_pages("company.list")
             self._fill(self.query_one("#company-list", OptionList), [
                 (c["id"], Text.assemble((c.get("slug") or "", "bold"), f"  {c.get('name')}"))
                 for c in self.companies], self.company_id)
@@ -310,79 +260,18 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             reply = await self.link.call("credential.list", company_id=company_id)
             self.credentials = list(reply.get("items") or [])
             self._fill_credentials()
-        self._schedule_preview()
+        self.schedule.schedule_preview()
         return "schedule"
 
     # --- step 3: name and schedule ----------------------------------------------------------
-
-    def _schedule(self) -> dict[str, Any]:
-        interv = self.query_one("#interv", Select).value
-        delay_text = self.query_one("#delay", Input).value.strip() or "0"
-        out: dict[str, Any] = {
-            "interv": str(interv) if interv is not Select.NULL else "n",
-            "delay": int(delay_text) if delay_text.lstrip("+").isdigit() else delay_text,
-        }
-        cron = self.query_one("#cron", Input).value.strip()
-        if out["interv"] == "c":
-            out["cron"] = cron
-        zone = self.query_one("#timezone", Input).value.strip()
-        if zone:
-            out["timezone"] = zone
-        return out
-
-    @on(Select.Changed, "#interv")
-    def _interval_changed(self, event: Select.Changed) -> None:
-        self.query_one("#cron", Input).disabled = event.value != "c"
-        self._schedule_preview()
-
-    @on(Input.Changed, "#cron, #timezone, #delay")
-    def _schedule_changed(self, event: Input.Changed) -> None:
-        self._schedule_preview()
-
-    def _schedule_preview(self) -> None:
-        if self._preview_timer is not None:
-            self._preview_timer.stop()
-        self._preview_timer = self.set_timer(0.3, self._preview)
-
-    @work(exclusive=True, group="preview", exit_on_error=False)
-    async def _preview(self) -> None:
-        await self._fetch_preview()
-
-    async def _fetch_preview(self) -> bool:
-        schedule = self._schedule()
-        target = self.query_one("#preview", Static)
-        if not isinstance(schedule["delay"], int):
-            self.preview, self.preview_error = [], "delay: a whole number of seconds"
-        elif schedule["interv"] == "c" and not schedule.get("cron"):
-            self.preview, self.preview_error = [], "cron: write a cron expression"
-        else:
-            try:
-                reply = await self.link.call_with("schedule.preview", {
-                    **schedule, "count": 5, "from": fmt.CLOCK().isoformat()})
-                self.preview, self.preview_error = reply.get("due") or [], None
-            except MultiFlexiError as exc:
-                self.preview, self.preview_error = [], exc.message
-        if self.preview_error:
-            target.update(Text(self.preview_error, style="bold red"))
-        elif not self.preview:
-            target.update(Text("Never runs by itself: only by hand (r).", style="yellow"))
-        else:
-            zone = schedule.get("timezone") or "the daemon's zone"
-            text = Text(f"Next due times ({zone}):", style="bold")
-            for due in self.preview:
-                text.append(f"\n  {fmt.due_text(due)}", style="")
-            target.update(text)
-        return self.preview_error is None
 
     async def _leave_schedule(self) -> str | None:
         if not self.query_one("#name", Input).value.strip():
             self._error("the template needs a name")
             self.query_one("#name", Input).focus()
             return None
-        if self._preview_timer is not None:
-            self._preview_timer.stop()
-        if not await self._fetch_preview():
-            self._error(f"schedule: {self.preview_error}")
+        if not await self.schedule.fetch_preview():
+            self._error(f"schedule: {self.schedule.preview_error}")
             return None
         return "config"
 
@@ -472,8 +361,8 @@ class WizardScreen(Screen[dict[str, Any] | None]):
             "app_id": self.app_doc["id"],
             "company_id": self.company["id"],
             "name": self.query_one("#name", Input).value.strip(),
-            **self._schedule(),
-            "executor": str(self.query_one("#executor", Select).value),
+            **self.schedule.schedule(),
+            "executor": self.schedule.executor,
             "config": dict(self.config),
             "credentials": chosen,
         }
@@ -493,7 +382,7 @@ class WizardScreen(Screen[dict[str, Any] | None]):
         row("Schedule", fmt.schedule_text(req) + (f", {req['timezone']}"
                                                   if req.get("timezone") else "")
             + (f", +{req['delay']} s" if req.get("delay") else ""))
-        row("Next due", ", ".join(fmt.due_text(d) for d in self.preview[:3])
+        row("Next due", ", ".join(fmt.due_text(d) for d in self.schedule.preview[:3])
             or "never (by hand only)")
         image = self.app_doc.get("ociimage")
         row("Executor", req["executor"] + (f" ({image})" if req["executor"] != "Native"

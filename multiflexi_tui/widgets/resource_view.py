@@ -148,6 +148,14 @@ class ResourceView(Vertical):
     def key_of(self, rec: Record) -> str:
         return str(rec["id"])
 
+    def cell(self, col: Column, rec: Record) -> Any:
+        """What ``rec`` shows in ``col`` (a view may show its own state, e.g. marks)."""
+        return col.cell(rec)
+
+    def summary_extra(self) -> list[str]:
+        """More for the line under the list (e.g. how many rows are marked)."""
+        return []
+
     # --- composition ----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -272,7 +280,7 @@ class ResourceView(Vertical):
             self._schedule_rebuild()
             return
         for col in self.COLUMNS:
-            value = col.cell(merged)
+            value = self.cell(col, merged)
             if cell_len(fmt.plain(value)) > self._widths.get(col.key, 0):
                 self._schedule_rebuild()  # wider than its column: measure again
                 return
@@ -419,7 +427,7 @@ class ResourceView(Vertical):
         column = self.COLUMNS[self.sort_index]
         rows = [r for r in self.records.values() if self._matches(r)]
         rows.sort(key=column.sort_key, reverse=self.sort_reverse)
-        cells = [[col.cell(rec) for col in self.COLUMNS] for rec in rows]
+        cells = [[self.cell(col, rec) for col in self.COLUMNS] for rec in rows]
         widths = {col.key: max((cell_len(fmt.plain(row[i])) for row in cells), default=0)
                   for i, col in enumerate(self.COLUMNS)}
         self._build_columns(widths)
@@ -463,6 +471,7 @@ class ResourceView(Vertical):
         parts.append(f"sort: {column.label} {'▼' if self.sort_reverse else '▲'}")
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
+        parts += self.summary_extra()
         summary.update(Text(" · ".join(parts)))
 
     @on(DataTable.RowHighlighted)

@@ -1,4 +1,7 @@
-"""View 3: run templates (app × company × schedule), updated live from the daemon."""
+"""View 3: run templates (app × company × schedule), updated live from the daemon.
+
+`space` marks rows (the ✓ column); `b` changes all marked at once (run, enable, disable,
+set a configuration value), after showing the daemon's dry-run diff."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def _last_id(r: Record) -> int:
 class TemplatesView(ResourceView):
     NOUN = "run templates"
     COLUMNS = (
+        Column("mark", "✓", lambda r: "", sort=lambda r: 0, width=1),
         Column("id", "ID", lambda r: r["id"], width=4),
         Column("name", "Name", lambda r: r.get("name") or ""),
         Column("company", "Company", lambda r: r.get("company") or f"#{r.get('company_id')}"),
@@ -43,8 +47,18 @@ class TemplatesView(ResourceView):
         Binding("r", "run", "Run now", id="run"),
         Binding("t", "toggle_active", "On/off", id="toggle"),
         Binding("n", "new", "New", id="new"),
-        Binding("l", "logs", "Last log", id="logs"),
+        Binding("e", "edit", "Edit", id="edit"),
+        # in the help (?), not the footer: an 80-column footer has no room for them
+        Binding("c", "clone", "Clone", id="clone", show=False),
+        Binding("l", "logs", "Last log", id="logs", show=False),
+        Binding("space", "mark", "Mark", id="mark"),
+        Binding("b", "bulk", "Bulk change", id="bulk"),
+        Binding("u", "unmark", "Unmark all", id="unmark", show=False),
     ]
+
+    def __init__(self, *, fixed: dict[str, Any] | None = None, id: str | None = None) -> None:
+        super().__init__(fixed=fixed, id=id)
+        self.marked: dict[str, Record] = {}  # by key, in the order marked
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -73,7 +87,67 @@ class TemplatesView(ResourceView):
             return rec is not None and link_of(self).may("operator", rec.get("company_id"))
         if action == "new":
             return link_of(self).may("admin")
+        if action == "mark":
+            return self.current() is not None and link_of(self).may("operator")
+        if action in ("bulk", "unmark"):
+            return bool(self.marked) and link_of(self).may("operator")
+        if action in ("edit", "clone"):
+            rec = self.current()
+            return rec is not None and link_of(self).may("admin", rec.get("company_id"))
         return super().check_action(action, parameters)
+
+    def search_extra(self, rec: Record) -> str:
+        return " ".join([*(rec.get("tags") or []), rec.get("note") or ""])
+
+    def cell(self, col: Column, rec: Record) -> Any:
+        if col.key == "mark":
+            return "✓" if self.key_of(rec) in self.marked else ""
+        return col.cell(rec)
+
+    def summary_extra(self) -> list[str]:
+        return [f"{len(self.marked)} marked (b: bulk change)"] if self.marked else []
+
+    def _show_marks(self, *keys: str) -> None:
+        for key in keys:
+            rec = self.records.get(key)
+            if rec is not None:
+                try:
+                    self.table.update_cell(key, "mark", self.cell(self.COLUMNS[0], rec))
+                except Exception:  # not shown (filtered out)
+                    pass
+        self._summarize()
+        self.refresh_bindings()
+
+    def action_mark(self) -> None:
+        """Mark or unmark the row, and go to the next one (space, space... marks several)."""
+        rec = self.current()
+        if rec is None:
+            return
+        key = self.key_of(rec)
+        if self.marked.pop(key, None) is None:
+            self.marked[key] = rec
+        self._show_marks(key)
+        self.table.action_cursor_down()
+
+    def action_unmark(self) -> None:
+        keys = list(self.marked)
+        self.marked.clear()
+        self._show_marks(*keys)
+
+    def action_bulk(self) -> None:
+        from multiflexi_tui.screens.bulk import BulkScreen
+
+        def done(result: dict[str, Any] | None) -> None:
+            if not result or not result.get("applied"):
+                return
+            moved = len([c for c in result.get("changes") or [] if c.get("diff")])
+            jobs = result.get("jobs") or []
+            self.notify(f"{result.get('op')}: {moved} run template(s) changed"
+                        + (f", {len(jobs)} job(s) started" if jobs else ""))
+            self.action_unmark()
+
+        targets = [{**self.records.get(k, {}), **rec} for k, rec in self.marked.items()]
+        self.app.push_screen(BulkScreen(targets), done)
 
     def open(self, rec: Record) -> None:
         self.post_message(Open("template", rec))
@@ -101,6 +175,21 @@ class TemplatesView(ResourceView):
 
         self.app.push_screen(WizardScreen(**{
             k: v for k, v in self.fixed.items() if k in ("app_id", "company_id")}), created)
+
+    def _show(self, rt: Record | None) -> None:
+        if rt:
+            self.upsert(rt)
+            self.call_after_refresh(self.select_key, self.key_of(rt))
+
+    def action_edit(self) -> None:
+        rec = self.current()
+        if rec is not None:
+            actions.edit_template(self, rec, self._show)
+
+    def action_clone(self) -> None:
+        rec = self.current()
+        if rec is not None:
+            actions.clone(self, "runtemplate", rec, self._show)
 
     def action_logs(self) -> None:
         rec = self.current()

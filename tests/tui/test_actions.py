@@ -195,13 +195,15 @@ def test_enable_and_disable_a_template(daemon: DaemonProcess, seeded: dict[str, 
 
     async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
         templates = await on_template(pilot, rt_id)
-        assert row_of(templates, rt_id)[4] == "yes"
+        on, nxt = ([c.key for c in templates.COLUMNS].index(k)
+                   for k in ("active", "next_schedule"))
+        assert row_of(templates, rt_id)[on] == "yes"
         await pilot.press("t")
-        await wait_for(pilot, lambda: row_of(templates, rt_id)[4] == "no", "off")
+        await wait_for(pilot, lambda: row_of(templates, rt_id)[on] == "no", "off")
         assert daemon.call("runtemplate.get", id=rt_id)["active"] is False
-        assert row_of(templates, rt_id)[5] == "—"  # no next run while off
+        assert row_of(templates, rt_id)[nxt] == "—"  # no next run while off
         await pilot.press("t")
-        await wait_for(pilot, lambda: row_of(templates, rt_id)[4] == "yes", "on again")
+        await wait_for(pilot, lambda: row_of(templates, rt_id)[on] == "yes", "on again")
         assert daemon.call("runtemplate.get", id=rt_id)["active"] is True
 
     run_app(daemon.socket, scenario)

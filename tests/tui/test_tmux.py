@@ -121,3 +121,41 @@ def test_a_refused_user_sees_the_daemons_reason(tmux: Tmux, tui_core: object,
             assert "EXITED=0" in tmux.wait_for(lambda t: "EXITED=" in t, "the program to quit")
     finally:
         shutil.rmtree(public, ignore_errors=True)
+
+
+def test_edit_a_templates_configuration_and_run_it_in_the_real_program(
+        daemon: DaemonProcess, seeded: dict[str, int], tmux: Tmux) -> None:
+    """`e` on a template, a new configuration value, `ctrl+s`; then `r`: the job runs with
+    the new value (its environment and its output say so)."""
+    marker = f"edited-{uuid.uuid4().hex[:8]}"
+    tmux.start(f"{shlex.quote(program('multiflexi-tui'))} --socket "
+               f"{shlex.quote(str(daemon.socket))} --view templates")
+    tmux.wait_for(lambda t: "manual" in t and "● MultiFlexi · multiflexid" in t,
+                  "the templates view")
+    tmux.keys("G")  # the last template: "manual" (SCRIPT: echo by hand)
+    tmux.keys("e")
+    tmux.wait_for(lambda t: "Edit run template #4 manual" in t
+                  and "Never runs by itself" in t, "the editor, loaded (its next due times)")
+    tmux.keys("C-n")  # the Configuration tab; the first input (SCRIPT) has the focus
+    tmux.wait_text("echo by hand")
+    tmux.keys("C-u")
+    # Textual may run C-u's action (a binding) after printable keys that arrive in the same
+    # read, emptying what they typed: wait for the field to be empty first.
+    tmux.wait_for(lambda t: "echo by hand" not in t, "the value cleared")
+    tmux.keys(f"echo {marker}", literal=True)
+    tmux.wait_text(f"echo {marker}")
+    tmux.keys("C-s")
+    tmux.wait_for(lambda t: "3 Templates" in t and "saved" in t, "back on the list, saved")
+    assert daemon.call("runtemplate.get", id=4)["config_keys"] == ["SCRIPT"]
+    tmux.keys("r")
+    tmux.wait_text("Run template #4 manual")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda t: "Job #6" in t and "succeeded" in t
+                  and marker in [x.strip() for x in t.splitlines()],
+                  "the job's output with the new value")
+    job = daemon.call("job.get", id=6)
+    assert job["state"] == "succeeded"
+    assert job["environment"]["SCRIPT"] == f"echo {marker}"
+    tmux.keys("q")
+    screen = tmux.wait_for(lambda t: "EXITED=" in t, "the program to quit")
+    assert "EXITED=0" in screen and "Traceback" not in screen

@@ -38,6 +38,30 @@ def test_required_and_defaults() -> None:
     assert not validation.missing({"key": "X", "type": "string"}, "")
     assert validation.default_text({"type": "bool", "default": "False"}) == "false"
     assert validation.default_text({"type": "bool", "default": True}) == "true"
+
+
+def test_an_edited_value_is_stored_only_where_it_differs_from_the_default() -> None:
+    """The template editor: a value back at the application's default is unset (the
+    template follows the application again); a key the app does not declare is unset
+    when emptied."""
+    field = {"key": "MODE", "type": "string", "default": "fast"}
+    assert validation.config_change(field, "slow", stored=False) == "set"
+    assert validation.config_change(field, "slow", stored=True) == "set"
+    assert validation.config_change(field, "fast", stored=True) == "unset"
+    assert validation.config_change(field, "fast", stored=False) is None
+    assert validation.config_change(field, "", stored=True) == "set"  # empty on purpose
+    assert validation.config_change(None, "", stored=True) == "unset"
+    assert validation.config_change(None, "x", stored=True) == "set"
+    flag = {"key": "DEBUG", "type": "bool", "default": False}
+    assert validation.config_change(flag, "false", stored=True) == "unset"
+    assert validation.as_text(flag, "True") == "true" and validation.as_text(flag, None) == ""
+
+
+def test_tags_are_comma_separated() -> None:
+    from multiflexi_tui.screens.template_edit import tags_of
+
+    assert tags_of(" bank, nightly ,,acme ") == ["bank", "nightly", "acme"]
+    assert tags_of("") == []
     assert validation.default_text({"type": "integer", "default": 5}) == "5"
 
 
