@@ -217,10 +217,11 @@ def test_a_template_a_stop_action_switched_off_says_why_in_the_list(
 
     async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
         templates = await on_template(pilot, rt_id)
-        assert row_of(templates, rt_id)[4] == "yes"
-        assert row_of(templates, seeded["manual"])[4] == "no: bank login refused"
+        on = [c.key for c in templates.COLUMNS].index("active")
+        assert row_of(templates, rt_id)[on] == "yes"
+        assert row_of(templates, seeded["manual"])[on] == "no: bank login refused"
         daemon.call("runtemplate.run", id=rt_id)  # the Stop action switches it off
-        await wait_for(pilot, lambda: row_of(templates, rt_id)[4]
+        await wait_for(pilot, lambda: row_of(templates, rt_id)[on]
                        == "no: statement import broke", "the reason in the row")
         assert "no: statement import broke" in screen_text(app)
 

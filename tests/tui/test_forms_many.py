@@ -145,8 +145,8 @@ def test_bulk_change_of_marked_templates(daemon: DaemonProcess, seeded: dict[str
         await wait_for(pilot, lambda: not templates.marked, "the marks cleared")
 
         # enable two enabled ones: nothing to apply; disable them: after a new dry run
-        templates.select_key(str(seeded["report"]))
-        await pilot.press("space", "space", "b")  # report, manual
+        templates.select_key(str(seeded["nightly"]))
+        await pilot.press("space", "space", "b")  # nightly, hourly
         form = await screen_of(pilot, BulkScreen)
         await choose(pilot, field(form, "op").query_one(Select), "enable")
         await pilot.press("ctrl+s")
@@ -163,9 +163,9 @@ def test_bulk_change_of_marked_templates(daemon: DaemonProcess, seeded: dict[str
         await wait_text(pilot, "active: true → false")
         await pilot.press("ctrl+s")
         await screen_of(pilot, MainScreen)
-        await wait_for(pilot, lambda: not templates.records[str(seeded["manual"])]["active"],
+        await wait_for(pilot, lambda: not templates.records[str(seeded["hourly"])]["active"],
                        "the rows updated")
-        assert daemon.call("runtemplate.get", id=seeded["report"])["active"] is False
+        assert daemon.call("runtemplate.get", id=seeded["nightly"])["active"] is False
 
     run_app(daemon.socket, scenario)
 
@@ -257,19 +257,19 @@ def test_tags_and_note_in_the_template_editor(daemon: DaemonProcess,
         editor = await edit_template(pilot, seeded["nightly"])
         for _ in range(3):
             await pilot.press("ctrl+n")
-        await type_into(pilot, editor.query_one("#rt-tags Input"), "bank, bad tag!")
+        await type_into(pilot, editor.query_one("#rt-tags Input"), "payroll, bad tag!")
         await type_into(pilot, editor.query_one("#rt-note Input"), "ask Jana before changing it")
         await pilot.press("ctrl+s")
         tags = editor.query_one("#rt-tags")
         await wait_for(pilot, lambda: error_of(tags), "the refusal")
         assert "bad tag!" in error_of(tags)
-        assert tags.value == "bank, bad tag!"  # type: ignore[attr-defined]
-        await type_into(pilot, editor.query_one("#rt-tags Input"), "bank, Nightly")
+        assert tags.value == "payroll, bad tag!"  # type: ignore[attr-defined]
+        await type_into(pilot, editor.query_one("#rt-tags Input"), "payroll, Nightly")
         await pilot.press("ctrl+s")
         await screen_of(pilot, MainScreen)
         rt = daemon.call("runtemplate.get", id=seeded["nightly"])
-        assert (rt["tags"], rt["note"]) == (["bank", "nightly"], "ask Jana before changing it")
-        await pilot.press("slash", *"bank", "enter")  # the filter finds tags
+        assert (rt["tags"], rt["note"]) == (["nightly", "payroll"], "ask Jana before changing it")
+        await pilot.press("slash", *"payroll", "enter")  # the filter finds tags
         templates = await loaded(pilot, "templates", 1)
         assert templates.current()["id"] == seeded["nightly"]  # type: ignore[index]
 
