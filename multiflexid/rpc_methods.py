@@ -20,7 +20,6 @@ from multiflexid.presenters import (
     company_dict,
     credential_dict,
     credential_type_dict,
-    job_dict,
     output_view,
 )
 from multiflexid.services import (
@@ -29,6 +28,7 @@ from multiflexid.services import (
     companies,
     credentials,
     deadlines,
+    joblist,
     jobs,
     runtemplates,
 )
@@ -350,24 +350,35 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     # --- jobs -------------------------------------------------------------------------------
 
     async def job_list(conn: Connection, p: Params) -> Any:
-        company_id = p.opt_int("company_id")
-        rt_id = p.opt_int("runtemplate_id")
-        app_id = p.opt_int("app_id")
-        state = p.opt_enum("state", JOB_STATES)
-        before = p.opt_int("before_id")
+        f = joblist.JobFilter(
+            states=tuple(p.enum_list("state", JOB_STATES)),
+            company_id=p.opt_int("company_id"), app_id=p.opt_int("app_id"),
+            runtemplate_id=p.opt_int("runtemplate_id"),
+            since=p.opt_datetime("since"), until=p.opt_datetime("until"),
+            time_field=p.opt_enum("time_field", joblist.TIME_FIELDS) or "created",
+            text=p.opt_str("text", max_len=joblist.MAX_TEXT),
+            visible=conn.perms.visible())
+        sort = p.opt_enum("sort", joblist.SORTS) or "id"
+        desc = (p.opt_enum("order", ("desc", "asc")) or "desc") == "desc"
+        before = p.opt_int("before_id", min=1)
+        cursor = p.opt_str("cursor")
         limit = p.opt_int("limit", 50, min=1, max=1000)
         p.done()
-
-        visible = conn.perms.visible()
+        if before is not None:
+            if cursor is not None or (sort, desc) != ("id", True):
+                raise InvalidInput("params.before_id: only for pages by id, newest first "
+                                   "(give cursor instead)", {"field": "params.before_id"})
+            cursor = f"id~desc~~{before}"
+        joblist.check(f, sort)
+        if f.text is not None:
+            await ops.flush_output()  # what was printed a moment ago is found too
 
         def q(s: Session) -> Any:
-            company = companies.get_company(s, company_id) if company_id is not None else None
-            rows = jobs.list_jobs(s, company=company, runtemplate_id=rt_id, app_id=app_id,
-                                  state=state, limit=limit, before_id=before,
-                                  companies=visible)
-            items = [job_dict(j) for j in rows]
-            return {"items": items,
-                    "next_before_id": items[-1]["id"] if len(items) == limit else None}
+            page = joblist.list_jobs(s, f, sort=sort, desc=desc, cursor=cursor, limit=limit)
+            items = page.items()
+            more_by_id = page.next_cursor is not None and (sort, desc) == ("id", True)
+            return {"items": items, "next_cursor": page.next_cursor,
+                    "next_before_id": items[-1]["id"] if more_by_id else None}
 
         return await db.read(q)
 
@@ -380,30 +391,50 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
     async def job_output(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
-        after = p.opt_int("after_seq", -1, min=-1)
+        after = p.opt_int("after_seq", min=-1)
+        before = p.opt_int("before_seq", min=0)
+        tail = p.opt_bool("tail", False)
         limit = p.opt_int("limit", 1000, min=1, max=10000)
+        max_bytes = p.opt_int("max_bytes", MAX_OUTPUT_BYTES, min=1, max=MAX_OUTPUT_BYTES)
         stream = p.opt_enum("stream", ("stdout", "stderr"))
         p.done()
+        if sum((after is not None, before is not None, tail)) > 1:
+            raise InvalidInput("params: give at most one of after_seq, before_seq, tail",
+                               {"field": "params"})
+        backwards = tail or before is not None
         await ops.flush_output()
 
         def q(s: Session) -> Any:
             job = jobs.get_job(s, job_id)
             conn.perms.require("viewer", job.company_id, "job.output")
-            chunks = jobs.read_output(s, job_id, after_seq=after, stream=stream, limit=limit)
+            chunks = jobs.read_output(
+                s, job_id, after_seq=-1 if after is None else after, stream=stream,
+                limit=limit, from_end=backwards, before_seq=before)
+            if backwards:  # the newest first, as many as fit
+                chunks = chunks[::-1]
             views: list[dict[str, Any]] = []
             size = 0
             for c in chunks:  # stay well inside one frame; the client asks for the rest
-                if views and size + len(c.data) > MAX_OUTPUT_BYTES:
+                if views and size + len(c.data) > max_bytes:
                     break
                 views.append(output_view(c.job_id, c.seq, c.stream, c.at, c.data))
                 size += len(c.data)
-            last = views[-1]["seq"] if views else after
-            return {
+            if backwards:
+                views.reverse()
+            first = views[0]["seq"] if views else before
+            last = views[-1]["seq"] if views else (-1 if after is None else after)
+            result = {
                 "chunks": views,
                 "last_seq": last,
-                "done": jobs.is_final(job.state) and len(views) == len(chunks) < limit,
+                "done": jobs.is_final(job.state) and (
+                    len(views) == len(chunks) < limit if not backwards else bool(tail)),
                 "state": job.state,
             }
+            if backwards:
+                result["first_seq"] = first
+                result["more_before"] = bool(views) and jobs.output_before(
+                    s, job_id, views[0]["seq"], stream)
+            return result
 
         return await db.read(q)
 
@@ -460,6 +491,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def events_subscribe(conn: Connection, p: Params) -> Any:
         want_jobs = p.opt_bool("jobs", False)
         want_rts = p.opt_bool("runtemplates", False)
+        want_status = p.opt_bool("status", False)
         output_of = p.opt_int("job_output")
         p.done()
         if output_of is not None:  # only of a job of a company the caller may see
@@ -467,6 +499,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             conn.perms.require("viewer", job.company_id, "events.subscribe job_output")
         conn.jobs = conn.jobs or want_jobs
         conn.runtemplates = conn.runtemplates or want_rts
+        conn.status = conn.status or want_status
         if output_of is not None:
             conn.output_of.add(output_of)
         return {"subscribed": conn.subscriptions()}
@@ -475,13 +508,15 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         output_of = p.opt_int("job_output")
         no_jobs = p.opt_bool("jobs", False)
         no_rts = p.opt_bool("runtemplates", False)
+        no_status = p.opt_bool("status", False)
         everything = p.opt_bool("all", False)
         p.done()
         if everything:
-            conn.jobs = conn.runtemplates = False
+            conn.jobs = conn.runtemplates = conn.status = False
             conn.output_of.clear()
         conn.jobs = conn.jobs and not no_jobs
         conn.runtemplates = conn.runtemplates and not no_rts
+        conn.status = conn.status and not no_status
         if output_of is not None:
             conn.output_of.discard(output_of)
         return {"subscribed": conn.subscriptions()}

@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import MultiFlexiError
+from multiflexi.errors import InvalidInput, MultiFlexiError
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexid.core import Core
 from multiflexid.crypto import SecretKeyError
@@ -220,6 +221,18 @@ def write_file(out: Path, content: bytes) -> None:
         tmp.replace(out)
     except OSError as exc:
         raise MultiFlexiError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 date or date-time option (UTC when it names no zone)."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{option}: {value!r} is not an ISO 8601 time "
+                           "(e.g. 2026-12-01 or 2026-12-01T08:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def fail(message: str) -> MultiFlexiError:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from multiflexi.errors import StorageError
 
-from . import audit
+from . import audit, search
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number; used as a PostgreSQL advisory lock id so only one node migrates at a time.
@@ -48,6 +48,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+    search.register_sqlite_functions(dbapi_connection)
 
 
 class Database:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from multiflexid.core import Core
+from tests.support import sqlitedump
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 SECRET = "Audit-Secret-Pw-4711"
@@ -98,7 +99,7 @@ def test_no_secret_reaches_the_trail_in_the_raw_database(
     if backend == "sqlite":
         conn = sqlite3.connect(str(url.database))
         try:
-            dump = "\n".join(conn.iterdump())
+            dump = sqlitedump.dump(conn)
         finally:
             conn.close()
     else:

@@ -1,0 +1,47 @@
+"""Text search in job output: a trigram index on each backend
+
+Revision ID: 0009
+Revises: 0007
+Create Date: 2026-12-10
+
+- SQLite: job_output_search, an FTS5 trigram table (contentless, detail=none) keyed by
+  job_id << 32 | seq, and job_output_search_mark, how far the daemon's indexer has come
+  (0: the output already stored is indexed in the background after this upgrade; until
+  then searches scan it). Triggers index a row inserted below the mark and remove
+  deleted output from the index.
+- PostgreSQL: multiflexi_output_text(bytea), the output as text, and a GIN pg_trgm index
+  on it. When the pg_trgm extension cannot be created (no privilege, contrib files
+  missing) the upgrade goes on without the index and says so; `multiflexi-cli db
+  upgrade` tries again.
+
+See multiflexid/store/search.py for what a match is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from alembic import op
+
+from multiflexid.store import search
+
+revision = "0009"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+log = logging.getLogger("multiflexid.migrations")
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name == "sqlite":
+        search.create_sqlite(conn)
+        return
+    problem = search.ensure_postgres(conn)
+    if problem:
+        log.warning("%s", problem)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("MultiFlexi does not downgrade")

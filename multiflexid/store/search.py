@@ -1,0 +1,394 @@
+"""Text search in job output, indexed by trigrams on both backends.
+
+What a search means (the same on SQLite and PostgreSQL): the jobs with an output chunk
+that contains the text — a substring, compared case-insensitively (Unicode lower case),
+at least :data:`MIN_LENGTH` characters, on one line. A chunk is read as UTF-8, or as
+Latin-1 when it is not valid UTF-8 (so its ASCII text is still found). Output is stored
+with secrets masked, so no secret is in the index or found by a search.
+
+How it is found fast:
+
+- PostgreSQL: a GIN index of ``pg_trgm`` trigrams on ``multiflexi_output_text(data)``,
+  kept by the database with every output row; ``ILIKE`` finds candidates through it and
+  rechecks them. Without ``pg_trgm`` (it could not be created) the same query scans all
+  output: correct, slow, and said in ``status``.
+- SQLite: an FTS5 table with the ``trigram`` tokenizer, contentless and ``detail=none``
+  (the smallest index FTS5 makes; 3.40 has no faster substring index). Its rowid is
+  ``job_id << 32 | seq``, so it is ordered by job. Candidates are the chunks holding every
+  trigram of the text; each is rechecked with :func:`contains`. Indexing costs about
+  1 µs per byte, so it is kept off the writer's hot path: the daemon's indexer
+  (:func:`index_some`) adds rows in small transactions when the writer is idle; rows not
+  indexed yet (above the mark) are scanned by every search, so results never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+    tuple_,
+)
+from sqlalchemy.orm import Session
+
+from .orm import Job, JobOutput
+
+log = logging.getLogger(__name__)
+
+MIN_LENGTH = 3
+MAX_LENGTH = 200
+
+# --- what a match is (both backends) -------------------------------------------------------
+
+
+def output_text(data: bytes) -> str:
+    """A chunk as text, as ``multiflexi_output_text`` reads it on PostgreSQL: UTF-8, else
+    Latin-1; a NUL byte (which no PostgreSQL text holds) makes it backslash escapes."""
+    if b"\x00" not in data:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else
+                   "\\\\" if b == 92 else f"\\{b:03o}" for b in data)
+
+
+def needle(text_: str) -> str:
+    """What chunks are compared with (the caller checked :func:`problem`)."""
+    return text_.lower()
+
+
+def problem(text_: str) -> str | None:
+    """Why ``text_`` cannot be searched for, or None."""
+    if len(text_) < MIN_LENGTH:
+        return f"at least {MIN_LENGTH} characters are needed (the index holds trigrams)"
+    if len(text_) > MAX_LENGTH:
+        return f"at most {MAX_LENGTH} characters"
+    if "\n" in text_ or "\r" in text_:
+        return "one line only (a match is within a line)"
+    if "\x00" in text_:
+        return "must not contain a NUL character"
+    return None
+
+
+def contains(data: bytes | None, folded: str | None) -> bool:
+    """Whether a chunk holds the (lower-cased) text: the recheck of every candidate."""
+    if data is None or folded is None:
+        return False
+    return folded in output_text(bytes(data)).lower()
+
+
+def matching_line(data: bytes, folded: str, limit: int = 200) -> str:
+    """The first line of a chunk that holds the text (cut to ``limit`` characters around
+    it)."""
+    for line in output_text(data).splitlines():
+        at = line.lower().find(folded)
+        if at >= 0:
+            if len(line) <= limit:
+                return line
+            start = max(0, min(at - limit // 4, len(line) - limit))
+            return line[start:start + limit]
+    return ""
+
+
+def register_sqlite_functions(dbapi_connection: Any) -> None:
+    """``multiflexi_contains(data, folded)`` on a SQLite connection (the recheck)."""
+    dbapi_connection.create_function("multiflexi_contains", 2, contains, deterministic=True)
+
+
+# --- schema (migration 0009; `db upgrade` repairs what was left out) ------------------------
+
+SQLITE_TABLE = "job_output_search"
+SQLITE_MARK = "job_output_search_mark"
+PG_FUNCTION = "multiflexi_output_text"
+PG_INDEX = "ix_job_output_text"
+# What the ORM does not describe (a virtual table and its shadow tables, the mark, an index
+# that exists only where pg_trgm does): autogenerate leaves them alone.
+NOT_MODELLED_PREFIXES = (SQLITE_TABLE, PG_INDEX)
+
+SQLITE_DDL = (
+    f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(data, content='', "
+    "tokenize='trigram', detail='none', columnsize=0)",
+    f"CREATE TABLE {SQLITE_MARK} (mark INTEGER NOT NULL)",
+    f"INSERT INTO {SQLITE_MARK} (mark) VALUES (0)",
+    # A row below the mark (a rowid used again after the newest rows were deleted) is
+    # indexed at once; the indexer only goes up.
+    f"""CREATE TRIGGER job_output_search_late AFTER INSERT ON job_output
+        WHEN new.rowid <= (SELECT mark FROM {SQLITE_MARK})
+        BEGIN
+            INSERT INTO {SQLITE_TABLE} (rowid, data) VALUES ((new.job_id << 32) | new.seq,
+                                                            new.data);
+        END""",
+    # Deleted output leaves the index (a contentless table needs the indexed values).
+    f"""CREATE TRIGGER job_output_search_forget AFTER DELETE ON job_output
+        WHEN old.rowid <= (SELECT mark FROM {SQLITE_MARK})
+        BEGIN
+            INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}, rowid, data)
+            VALUES ('delete', (old.job_id << 32) | old.seq, old.data);
+        END""",
+)
+
+PG_FUNCTION_DDL = f"""
+CREATE OR REPLACE FUNCTION {PG_FUNCTION}(data bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN convert_from(data, 'UTF8');
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+    BEGIN
+        RETURN convert_from(data, 'LATIN1');
+    EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+        RETURN encode(data, 'escape');
+    END;
+END $$"""
+PG_INDEX_DDL = (f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON job_output USING gin "
+                f"({PG_FUNCTION}(data) gin_trgm_ops)")
+
+
+def create_sqlite(conn: Connection) -> None:
+    for statement in SQLITE_DDL:
+        conn.exec_driver_sql(statement)
+
+
+def ensure_postgres(conn: Connection) -> str | None:
+    """The text function, the pg_trgm extension and the index; None when all are there,
+    else why the index could not be made (the search then scans: slower, still right)."""
+    conn.exec_driver_sql(PG_FUNCTION_DDL)
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except Exception as exc:  # no privilege, or the contrib files are not installed
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return (f"the pg_trgm extension could not be created ({reason}); text search scans "
+                "all output. Fix: as the database owner or a superuser run CREATE EXTENSION "
+                "pg_trgm (Debian: it comes with the postgresql package), then "
+                "multiflexi-cli db upgrade")
+    conn.exec_driver_sql(PG_INDEX_DDL)
+    return None
+
+
+def not_modelled(name: str | None) -> bool:
+    """For autogenerate: the search objects the ORM leaves to the migration."""
+    return bool(name) and str(name).startswith(NOT_MODELLED_PREFIXES)
+
+
+# --- the searches ---------------------------------------------------------------------------
+
+_SEQ_BITS = 32
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
+_FTS = table(SQLITE_TABLE, column("rowid", Integer))
+_MARK = table(SQLITE_MARK, column("mark", Integer))
+_OUTPUT_ROWID = literal_column("job_output.rowid", Integer)
+CANDIDATES = 2000  # FTS rowids read per round of a streamed search
+
+
+@dataclass
+class Order:
+    """How a page is ordered and where it starts: ``by_id`` pages are streamed from the
+    index in id order (``after_id``: the last id of the previous page)."""
+
+    by_id: bool
+    desc: bool
+    after_id: int | None = None
+    order_by: list[Any] = field(default_factory=list)
+    keyset: ColumnElement[bool] | None = None
+
+
+def fts_query(text_: str) -> str:
+    """The FTS5 query of every distinct trigram of ``text_`` (candidates for the recheck)."""
+    grams = dict.fromkeys(text_[i:i + 3] for i in range(len(text_) - 2))
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+def like_pattern(text_: str) -> str:
+    escaped = text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class OutputSearch:
+    """The search of one backend (see the module docstring)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    # pages of jobs
+
+    def page(self, s: Session, jobs: Select[Any], text_: str, order: Order,
+             limit: int) -> list[Job]:
+        """Up to ``limit`` jobs of ``jobs`` (a filtered select of Job) whose output holds
+        ``text_``, in ``order``."""
+        folded = needle(text_)
+        if not self.sqlite:
+            matching = select(JobOutput.job_id).where(
+                func.multiflexi_output_text(JobOutput.data).ilike(like_pattern(text_),
+                                                                   escape="\\"))
+            return list(s.scalars(_ordered(jobs.where(Job.id.in_(matching)), order, limit)))
+        backlog = self._unindexed_jobs(s, jobs, folded, order, limit)
+        if order.by_id:
+            ids = self._streamed(s, jobs, text_, folded, order, limit)
+            ids = sorted(set(ids) | set(backlog), reverse=order.desc)[:limit]
+            rows = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))}
+            return [rows[i] for i in ids if i in rows]
+        found = set(self._all_indexed(s, text_, folded)) | set(backlog)
+        each = func.json_each(json.dumps(sorted(found))).table_valued("value")
+        return list(s.scalars(_ordered(jobs.where(Job.id.in_(select(each.c.value))), order,
+                                       limit)))
+
+    def _streamed(self, s: Session, jobs: Select[Any], text_: str, folded: str,
+                  order: Order, limit: int) -> list[int]:
+        """Indexed matches in id order, read from the index a round at a time until
+        ``limit`` jobs passed the filters and the recheck."""
+        found: dict[int, None] = {}  # in order, once each
+        bound = None
+        if order.after_id is not None:
+            bound = order.after_id << _SEQ_BITS if order.desc else (
+                (order.after_id + 1) << _SEQ_BITS) - 1
+        query = fts_query(text_)
+        while len(found) < limit:
+            cand = select(_FTS.c.rowid).where(text(f"{SQLITE_TABLE} MATCH :q"))
+            if bound is not None:
+                cand = cand.where(_FTS.c.rowid < bound if order.desc else _FTS.c.rowid > bound)
+            cand = cand.order_by(_FTS.c.rowid.desc() if order.desc else _FTS.c.rowid)
+            rowids = list(s.scalars(cand.limit(CANDIDATES), {"q": query}))
+            if not rowids:
+                break
+            bound = rowids[-1]
+            found.update(dict.fromkeys(self._passing(s, jobs, folded, rowids, order.desc)))
+        return list(found)[:limit]
+
+    def _passing(self, s: Session, jobs: Select[Any], folded: str, rowids: list[int],
+                 desc: bool) -> list[int]:
+        """The jobs of these candidates that pass the filters and hold the text."""
+        pairs = [(r >> _SEQ_BITS, r & _SEQ_MASK) for r in rowids]
+        allowed = set(s.scalars(jobs.with_only_columns(Job.id).where(
+            Job.id.in_({job for job, _seq in pairs}))))
+        pairs = [p for p in pairs if p[0] in allowed]
+        if not pairs:
+            return []
+        hits = set(s.scalars(select(JobOutput.job_id).distinct().where(
+            tuple_(JobOutput.job_id, JobOutput.seq).in_(pairs),
+            func.multiflexi_contains(JobOutput.data, folded))))
+        return sorted(hits, reverse=desc)
+
+    def _all_indexed(self, s: Session, text_: str, folded: str) -> Iterator[int]:
+        """Every indexed job whose output holds the text (for orders other than id)."""
+        rows = s.execute(
+            select(JobOutput.job_id).distinct()
+            .select_from(_FTS)
+            .join(JobOutput, and_(JobOutput.job_id == _FTS.c.rowid.op(">>")(_SEQ_BITS),
+                                  JobOutput.seq == _FTS.c.rowid.op("&")(_SEQ_MASK)))
+            .where(text(f"{SQLITE_TABLE} MATCH :q"),
+                   func.multiflexi_contains(JobOutput.data, folded)),
+            {"q": fts_query(text_)})
+        return (r[0] for r in rows)
+
+    def _unindexed_jobs(self, s: Session, jobs: Select[Any], folded: str, order: Order,
+                        limit: int) -> list[int]:
+        """Matching jobs among the output the indexer has not reached (scanned)."""
+        mark = select(_MARK.c.mark).scalar_subquery()
+        matching = select(JobOutput.job_id).where(
+            _OUTPUT_ROWID > mark, func.multiflexi_contains(JobOutput.data, folded))
+        return list(s.scalars(_ordered(jobs.with_only_columns(Job.id)
+                                       .where(Job.id.in_(matching)), order, limit)))
+
+    # what matched
+
+    def first_lines(self, s: Session, job_ids: Iterable[int], text_: str
+                    ) -> dict[int, tuple[int, str]]:
+        """The first chunk (seq) and line of each job that holds the text."""
+        folded = needle(text_)
+        out: dict[int, tuple[int, str]] = {}
+        for job_id in job_ids:
+            first = s.execute(
+                select(JobOutput.seq, JobOutput.data)
+                .where(JobOutput.job_id == job_id, self._chunk_matches(job_id, text_, folded))
+                .order_by(JobOutput.seq).limit(1), {"q": fts_query(text_)}).first()
+            if first is not None:
+                out[job_id] = (first.seq, matching_line(first.data, folded))
+        return out
+
+    def _chunk_matches(self, job_id: int, text_: str, folded: str) -> ColumnElement[bool]:
+        """A chunk of ``job_id`` holds the text (SQLite: through the index where it has
+        reached, scanned above the mark)."""
+        if not self.sqlite:
+            return func.multiflexi_output_text(JobOutput.data).ilike(
+                like_pattern(text_), escape="\\")
+        indexed = select(_FTS.c.rowid.op("&")(_SEQ_MASK)).where(
+            text(f"{SQLITE_TABLE} MATCH :q"),
+            _FTS.c.rowid.between(job_id << _SEQ_BITS, (job_id << _SEQ_BITS) | _SEQ_MASK))
+        unindexed = _OUTPUT_ROWID > select(_MARK.c.mark).scalar_subquery()
+        return and_(JobOutput.seq.in_(indexed) | unindexed,
+                    func.multiflexi_contains(JobOutput.data, folded).is_(True))
+
+    # the index itself
+
+    def status(self, s: Session) -> dict[str, Any]:
+        """What `status` says about the index: how it works and what it has not reached."""
+        if not self.sqlite:
+            indexed = s.scalar(text("SELECT to_regclass(:name) IS NOT NULL"),
+                               {"name": PG_INDEX})
+            doc: dict[str, Any] = {"index": "pg_trgm" if indexed else None, "behind": 0}
+            if not indexed:
+                doc["warning"] = ("text search is not indexed (the pg_trgm extension is "
+                                  "missing): every search scans all output; as the "
+                                  "database owner run CREATE EXTENSION pg_trgm, then "
+                                  "multiflexi-cli db upgrade")
+            return doc
+        mark = s.scalar(select(_MARK.c.mark)) or 0
+        behind = s.scalar(select(func.count()).select_from(JobOutput)
+                          .where(_OUTPUT_ROWID > mark)) or 0
+        return {"index": "fts5 trigram", "behind": behind}
+
+
+def _ordered(query: Select[Any], order: Order, limit: int) -> Select[Any]:
+    if order.keyset is not None:
+        query = query.where(order.keyset)
+    return query.order_by(*order.order_by).limit(limit)
+
+
+# --- the SQLite indexer's step ----------------------------------------------------------------
+
+_BATCH_ROWS = 500
+_PENDING = (select(_OUTPUT_ROWID, func.length(JobOutput.data))
+            .where(_OUTPUT_ROWID > bindparam("mark")).order_by(_OUTPUT_ROWID)
+            .limit(_BATCH_ROWS))
+
+
+def behind(s: Session) -> bool:
+    """Whether output past the mark waits for the indexer (a cheap look)."""
+    mark = select(_MARK.c.mark).scalar_subquery()
+    return s.scalar(select(_OUTPUT_ROWID).select_from(JobOutput)
+                    .where(_OUTPUT_ROWID > mark).limit(1)) is not None
+
+
+def index_some(s: Session, max_bytes: int) -> tuple[int, int]:
+    """Index the next output rows past the mark, about ``max_bytes`` of them (at least
+    one row), in the caller's write transaction; (rows, bytes) indexed."""
+    conn = s.connection()
+    mark = conn.execute(select(_MARK.c.mark)).scalar() or 0
+    upto, rows, size = mark, 0, 0
+    for rowid, length in conn.execute(_PENDING, {"mark": mark}):
+        if rows and size + (length or 0) > max_bytes:
+            break
+        upto, rows, size = rowid, rows + 1, size + (length or 0)
+    if not rows:
+        return 0, 0
+    conn.exec_driver_sql(
+        f"INSERT INTO {SQLITE_TABLE} (rowid, data) SELECT (job_id << 32) | seq, data "
+        "FROM job_output WHERE rowid > ? AND rowid <= ?", (mark, upto))
+    conn.exec_driver_sql(f"UPDATE {SQLITE_MARK} SET mark = ?", (upto,))
+    return rows, size
