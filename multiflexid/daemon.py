@@ -235,6 +235,9 @@ class Daemon:
             self.db.close()
             self.core.close()
             self.notifier.close()
+            if self._lock_fd is not None:  # the next daemon of this database may start
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def _committed(self, events: list[Any]) -> None:
         """Events of committed transactions (every job's end: ``JobEnded``; every change

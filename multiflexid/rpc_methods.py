@@ -369,7 +369,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
                 raise InvalidInput("params.before_id: only for pages by id, newest first "
                                    "(give cursor instead)", {"field": "params.before_id"})
             cursor = f"id~desc~~{before}"
-        joblist.check(f, sort)
+        joblist.check(f, sort, desc, cursor)
         if f.text is not None:
             await ops.flush_output()  # what was printed a moment ago is found too
 

@@ -44,7 +44,8 @@ class StatusWatch:
         self.publish = publish
         self.wanted = wanted
         self._checkers = {name: ex for name, ex in engines.items() if hasattr(ex, "check")}
-        self.engines: dict[str, dict[str, Any]] = {}
+        self.engines: dict[str, dict[str, Any]] = {
+            name: {"reachable": None, "problem": "not checked yet"} for name in self._checkers}
         self.min_interval = min_interval
         self.engine_interval = engine_interval
         self.engine_timeout = engine_timeout
@@ -76,17 +77,17 @@ class StatusWatch:
 
     async def run(self, stopping: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        next_check = loop.time()
+        checked = float("-inf")
         while not stopping.is_set():
-            if loop.time() >= next_check:
+            if loop.time() - checked >= self.engine_interval:
                 await self.check_engines()
-                next_check = loop.time() + self.engine_interval
+                checked = loop.time()
             if self._dirty and self.wanted():
                 self._dirty = False
                 with contextlib.suppress(Exception):  # the database out: next time
                     await self.push()
                 await nap(asyncio.Event(), stopping, self.min_interval)  # at most this often
-            await nap(self.wake, stopping, next_check - loop.time())
+            await nap(self.wake, stopping, checked + self.engine_interval - loop.time())
 
     async def push(self) -> None:
         doc = await self.build()

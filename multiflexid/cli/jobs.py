@@ -84,11 +84,11 @@ def list_(company_ref: str | None, rt_id: int | None, app_ref: str | None,
     f = joblist.JobFilter(states=job_states, runtemplate_id=rt_id,
                           since=parse_time(since, "--since"), until=parse_time(until, "--until"),
                           time_field=time_field, text=text)
-    joblist.check(f, sort, lambda field: _OPTIONS.get(field, field))
     if before_id is not None:
         if cursor is not None or (sort, order) != ("id", "desc"):
             raise InvalidInput("--before: only with --sort id --order desc (use --cursor)")
         cursor = f"id~desc~~{before_id}"
+    joblist.check(f, sort, order == "desc", cursor, lambda field: _OPTIONS.get(field, field))
     client = live.connect()
     if client is not None:
         with client:

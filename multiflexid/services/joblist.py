@@ -68,8 +68,12 @@ class JobPage:
         return out
 
 
-def check(f: JobFilter, sort: str = "id",
-          named: Callable[[str], str] = lambda field: f"params.{field}") -> None:
+def _params(field: str) -> str:
+    return f"params.{field}"
+
+
+def check(f: JobFilter, sort: str = "id", desc: bool = True, cursor: str | None = None,
+          named: Callable[[str], str] = _params) -> None:
     """Refuse what cannot be listed, naming the field as the caller knows it
     (``params.text`` on the socket, ``--grep`` in the CLI)."""
     def bad(name: str, message: str) -> InvalidInput:
@@ -86,12 +90,13 @@ def check(f: JobFilter, sort: str = "id",
         raise bad("until", f"must be later than since ({iso(f.since)})")
     if f.text is not None and (why := problem(f.text)):
         raise bad("text", why)
+    parse_cursor(cursor, sort, desc, named)
 
 
 def list_jobs(s: Session, f: JobFilter, *, sort: str = "id", desc: bool = True,
               cursor: str | None = None, limit: int = 50) -> JobPage:
     """One page of the jobs ``f`` selects, in ``sort`` order, after ``cursor``."""
-    check(f, sort)
+    check(f, sort, desc, cursor)
     limit = max(1, min(limit, MAX_LIMIT))
     key = sort_key(s, sort)
     after = parse_cursor(cursor, sort, desc)
@@ -185,14 +190,15 @@ def iso_micro(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds")
 
 
-def parse_cursor(cursor: str | None, sort: str, desc: bool) -> tuple[Any, int] | None:
+def parse_cursor(cursor: str | None, sort: str, desc: bool,
+                 named: Callable[[str], str] = _params) -> tuple[Any, int] | None:
     """(sort value, id) of a cursor from :func:`make_cursor`; it must be of this order."""
     if cursor is None:
         return None
     parts = cursor.split("~")
     order = "desc" if desc else "asc"
-    bad = InvalidInput(f"params.cursor: {cursor!r} is not a cursor of a job.list page "
-                       f"sorted by {sort} {order}", {"field": "params.cursor"})
+    bad = InvalidInput(f"{named('cursor')}: {cursor!r} is not a cursor of a job.list page "
+                       f"sorted by {sort} {order}", {"field": named("cursor")})
     if len(parts) != 4 or parts[0] != sort or parts[1] != order or not parts[3].isdigit():
         raise bad
     raw, last_id = parts[2], int(parts[3])

@@ -210,6 +210,18 @@ class Database:
                     conn.commit()
         return before, after
 
+    def ensure_search_index(self) -> tuple[bool, str | None]:
+        """PostgreSQL: make the output's trigram index if it is missing (pg_trgm could not
+        be created when the schema was migrated); (made now, why it still cannot be)."""
+        if self.is_sqlite:
+            return False, None
+        with self._translate_errors(), self.engine.begin() as conn:
+            if conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"),
+                            {"n": search.PG_INDEX}).scalar():
+                return False, None
+            problem = search.ensure_postgres(conn)
+        return problem is None, problem
+
     def require_current(self, current: str | None = None) -> None:
         """Refuse to work on a schema that is not migrated (clear message, no crash later)."""
         current = current or self.current_revision()
