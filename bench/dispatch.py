@@ -86,10 +86,29 @@ _DONE = text("SELECT count(*) FROM job WHERE state IN "
              "('succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'blocked')")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (not its children)."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of a process, all its threads (and, with ``children``, of its
+    children that ended)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU of a PostgreSQL server so far: the postmaster, its live processes (backends,
+    writers) and those that ended."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == postmaster:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 _DAEMONS = (f"userid <> '{OBSERVER}'::regrole AND dbid = "
@@ -149,6 +168,7 @@ def run(backend: str, n: int, parallel: int, statements: bool = False,
             with looker.begin() as conn:
                 conn.execute(text("SELECT pg_stat_statements_reset()"))
         before_pg = pg_counters(looker) if backend == "postgresql" else {}
+        server0 = server_cpu_seconds(inst.cluster.data) if inst.cluster else 0.0
         done = 0
         while done < n:
             time.sleep(0.05)
@@ -161,6 +181,9 @@ def run(backend: str, n: int, parallel: int, statements: bool = False,
         costs = {"cpu_ms": 1000 * cpu / n,
                  "writer_transactions": (after_db["transactions"]
                                          - before_db["transactions"]) / n}
+        if inst.cluster is not None:
+            costs["server_cpu_ms"] = 1000 * (server_cpu_seconds(inst.cluster.data)
+                                             - server0) / n
         if backend == "postgresql":
             after_pg = pg_counters(looker)
             if statements:
@@ -182,6 +205,8 @@ def cost_line(r: dict[str, float]) -> str:
     """Per job: what the daemon spent and what it asked of the database."""
     parts = [f"daemon CPU {r['cpu_ms']:.2f} ms", f"writer transactions "
              f"{r['writer_transactions']:.2f}"]
+    if "server_cpu_ms" in r:
+        parts.append(f"PostgreSQL CPU {r['server_cpu_ms']:.2f} ms")
     if "statements" in r:
         parts += [f"statements {r['statements']:.1f}", f"PG commits "
                   f"{r['transactions']:.2f}", f"WAL flushes {r['wal_flushes']:.2f}"]

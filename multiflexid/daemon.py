@@ -42,7 +42,7 @@ from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
-from multiflexid.indexer import OutputIndexer
+from multiflexid.indexer import OutputIndexer, share_of
 from multiflexid.monitoring import Monitoring
 from multiflexid.operations import Operations
 from multiflexid.output import JobOutput, OutputHub
@@ -196,7 +196,8 @@ class Daemon:
             lambda: self.status(None), lambda doc: self.bus.publish("daemon.status", doc),
             lambda: self.bus.wants("daemon.status"), executors)
         self.indexer = OutputIndexer(
-            self.db, busy=lambda: bool(self.dispatcher.executing or self.queued),
+            self.db, share=lambda: share_of(len(self.dispatcher.executing),
+                                            settings.max_parallel),
             health=self.health) if self.core.db.is_sqlite else None
         self._search_reader = OutputSearch(self.core.db.dialect)
         try:

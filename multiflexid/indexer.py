@@ -3,11 +3,11 @@ background, so indexing (about 1 µs per byte in FTS5) never lengthens a job's s
 end.
 
 It indexes a small batch at a time through the writer (one short transaction, a few
-milliseconds) and, while jobs run or wait, rests four times as long as the batch took:
-at most a fifth of the writer's time goes to the index while the daemon is busy, all of
-it while idle. Output it has not reached yet is scanned by every search (store/search.py),
-so a search never misses what it has not indexed. PostgreSQL keeps its trigram index
-itself and needs no indexer.
+milliseconds) and then rests so that it takes at most its *share* of the time: all of it
+while no job runs, a fifth while some run, a twentieth while every slot is taken (jobs
+come first: the index catches up when they are done). Output it has not reached yet is
+scanned by every search (store/search.py), so a search never misses what it has not
+indexed. PostgreSQL keeps its trigram index itself and needs no indexer.
 """
 
 from __future__ import annotations
@@ -25,14 +25,20 @@ log = logging.getLogger(__name__)
 
 BATCH_BYTES = 16 * 1024
 IDLE_CHECK = 0.5  # seconds between looks for new output when all is indexed
-BUSY_SHARE = 0.2
+
+
+def share_of(running: int, slots: int) -> float:
+    """The indexer's share of time with ``running`` of ``slots`` jobs running."""
+    if running == 0:
+        return 1.0
+    return 0.05 if running >= slots else 0.2
 
 
 class OutputIndexer:
-    def __init__(self, db: DbThread, *, busy: Callable[[], bool], health: Health | None = None,
-                 batch_bytes: int = BATCH_BYTES) -> None:
+    def __init__(self, db: DbThread, *, share: Callable[[], float],
+                 health: Health | None = None, batch_bytes: int = BATCH_BYTES) -> None:
         self.db = db
-        self.busy = busy
+        self.share = share
         self.health = health or Health()
         self.batch_bytes = batch_bytes
         self.wake = asyncio.Event()  # output was written: look now
@@ -56,5 +62,5 @@ class OutputIndexer:
             self.health.ok("search index")
             self.rows += rows
             self.bytes += size
-            rest = took * (1 - BUSY_SHARE) / BUSY_SHARE if self.busy() else 0.0
-            await nap(asyncio.Event(), stopping, rest)
+            share = self.share()
+            await nap(asyncio.Event(), stopping, took * (1 - share) / share)

@@ -43,6 +43,7 @@ from multiflexid.store.orm import (
 
 from .operations import Caller, Operations
 from .rpc_server import Connection, Handler
+from .status import signature
 
 # Responses must fit a frame (1 MiB): content and output are paged below that.
 MAX_ARTIFACT_BYTES = 512 * 1024
@@ -499,10 +500,14 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             conn.perms.require("viewer", job.company_id, "events.subscribe job_output")
         conn.jobs = conn.jobs or want_jobs
         conn.runtemplates = conn.runtemplates or want_rts
-        conn.status = conn.status or want_status
         if output_of is not None:
             conn.output_of.add(output_of)
-        return {"subscribed": conn.subscriptions()}
+        if not want_status:
+            return {"subscribed": conn.subscriptions()}
+        # the status now, which later pushes are changes of
+        doc = await ops.status(caller(conn))
+        conn.status, conn.status_seen = True, signature(doc)
+        return {"subscribed": conn.subscriptions(), "status": doc}
 
     async def events_unsubscribe(conn: Connection, p: Params) -> Any:
         output_of = p.opt_int("job_output")

@@ -35,6 +35,7 @@ from multiflexi.protocol import (
 )
 from multiflexid.access import Permissions, peer_groups, refusal
 from multiflexid.health import Health
+from multiflexid.status import signature
 from multiflexid.store.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Connection:
     jobs: bool = False
     runtemplates: bool = False
     status: bool = False  # daemon.status pushed when it changes
+    status_seen: tuple[Any, ...] | None = None  # what it was last told of (a signature)
     output_of: set[int] = field(default_factory=set)
     closed: bool = False
 
@@ -195,9 +197,15 @@ class RpcServer:
                    for c in self.connections)
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
+        seen = signature(payload) if kind == "daemon.status" else None
         for conn in list(self.connections):
-            if conn.wants(kind, payload):
-                conn.send(notification(kind, conn.shaped(kind, payload)))
+            if not conn.wants(kind, payload):
+                continue
+            if seen is not None:  # a status only when it says something new to this peer
+                if seen == conn.status_seen:
+                    continue
+                conn.status_seen = seen
+            conn.send(notification(kind, conn.shaped(kind, payload)))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

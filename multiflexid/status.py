@@ -3,10 +3,11 @@
 The daemon calls :meth:`StatusWatch.changed` whenever something the status shows may have
 changed (a job started or ended, the periodic count of the queue, a component failing or
 recovering). While anyone subscribed (``events.subscribe {status: true}``), the watch
-builds the status at most every ``min_interval`` seconds and pushes it when its
-*signature* differs from the last one pushed: degraded or not and why, running and queued
-counts, stopping, the database reachable, each container engine reachable, the text
-search index. The writer's ever-growing counters are not part of it.
+builds the status at most every ``min_interval`` seconds and hands it to the socket,
+which sends it to each subscriber whose last status (the one ``events.subscribe``
+returned, or the last pushed) had another *signature*: degraded or not and why, running
+and queued counts, stopping, the database reachable, each container engine reachable,
+the text search index. The writer's ever-growing counters are not part of it.
 
 It also checks the container engines (their API's ping) every ``engine_interval``
 seconds, so ``daemon.status`` says whether each is reachable and a change is pushed.
@@ -52,7 +53,6 @@ class StatusWatch:
         self.wake = asyncio.Event()
         self.pushed = 0
         self._dirty = False
-        self._last: tuple[Any, ...] | None = None
 
     def changed(self) -> None:
         """Something the status shows may have changed: push it soon if it did."""
@@ -90,9 +90,5 @@ class StatusWatch:
             await nap(self.wake, stopping, checked + self.engine_interval - loop.time())
 
     async def push(self) -> None:
-        doc = await self.build()
-        sig = signature(doc)
-        if sig != self._last:
-            self._last = sig
-            self.pushed += 1
-            self.publish(doc)
+        self.pushed += 1
+        self.publish(await self.build())

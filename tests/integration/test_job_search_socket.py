@@ -213,7 +213,8 @@ def test_status_is_pushed_when_it_changes(mf_env: Env, core: Core,
             d.daemon.status_watch.engine_interval = 0.2  # (30 s in a daemon)
             d.daemon.status_watch.wake.set()
             reply = await d.call("events.subscribe", status=True)
-            assert reply["subscribed"] == ["status"]
+            assert reply["subscribed"] == ["status"]  # with the status now (the baseline)
+            assert reply["status"]["running"] == 0 and "access" in reply["status"]
             first = await d.call("daemon.status")
             while first["engines"]["Podman"]["reachable"] is None:  # (checked at start)
                 await asyncio.sleep(0.05)
