@@ -14,7 +14,7 @@ How it is found fast:
   output: correct, slow, and said in ``status``.
 - SQLite: an FTS5 table with the ``trigram`` tokenizer, contentless and ``detail=none``
   (the smallest index FTS5 makes; 3.40 has no faster substring index). Its rowid is
-  ``job_id << 32 | seq``, so it is ordered by job. Candidates are the chunks holding every
+  ``job_id << 24 | seq``, so it is ordered by job. Candidates are the chunks holding every
   trigram of the text; each is rechecked with :func:`contains`. Indexing costs about
   1 µs per byte, so it is kept off the writer's hot path: the daemon's indexer
   (:func:`index_some`) adds rows in small transactions when the writer is idle; rows not
@@ -42,8 +42,8 @@ from sqlalchemy import (
     select,
     table,
     text,
-    tuple_,
 )
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from .orm import Job, JobOutput
@@ -113,6 +113,15 @@ def register_sqlite_functions(dbapi_connection: Any) -> None:
 
 # --- schema (migration 0009; `db upgrade` repairs what was left out) ------------------------
 
+# An FTS row's rowid: job_id << SEQ_BITS | seq. A posting of the index is the delta to the
+# previous rowid (a varint): 24 bits make it 4 bytes between neighbouring jobs (32 would
+# make it 5, an index a fifth bigger); a job's chunks past 2**24 are not indexed (its
+# output would need 16 million separate writes; the default cap is 16 MiB). Changing it
+# needs a migration that rebuilds the index and its triggers.
+SEQ_BITS = 24
+_SEQ_BITS = SEQ_BITS
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
+
 SQLITE_TABLE = "job_output_search"
 SQLITE_MARK = "job_output_search_mark"
 PG_FUNCTION = "multiflexi_output_text"
@@ -129,17 +138,17 @@ SQLITE_DDL = (
     # A row below the mark (a rowid used again after the newest rows were deleted) is
     # indexed at once; the indexer only goes up.
     f"""CREATE TRIGGER job_output_search_late AFTER INSERT ON job_output
-        WHEN new.rowid <= (SELECT mark FROM {SQLITE_MARK})
+        WHEN new.rowid <= (SELECT mark FROM {SQLITE_MARK}) AND new.seq < {1 << SEQ_BITS}
         BEGIN
-            INSERT INTO {SQLITE_TABLE} (rowid, data) VALUES ((new.job_id << 32) | new.seq,
-                                                            new.data);
+            INSERT INTO {SQLITE_TABLE} (rowid, data)
+            VALUES ((new.job_id << {SEQ_BITS}) | new.seq, new.data);
         END""",
     # Deleted output leaves the index (a contentless table needs the indexed values).
     f"""CREATE TRIGGER job_output_search_forget AFTER DELETE ON job_output
-        WHEN old.rowid <= (SELECT mark FROM {SQLITE_MARK})
+        WHEN old.rowid <= (SELECT mark FROM {SQLITE_MARK}) AND old.seq < {1 << SEQ_BITS}
         BEGIN
             INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}, rowid, data)
-            VALUES ('delete', (old.job_id << 32) | old.seq, old.data);
+            VALUES ('delete', (old.job_id << {SEQ_BITS}) | old.seq, old.data);
         END""",
 )
 
@@ -188,12 +197,11 @@ def not_modelled(name: str | None) -> bool:
 
 # --- the searches ---------------------------------------------------------------------------
 
-_SEQ_BITS = 32
-_SEQ_MASK = (1 << _SEQ_BITS) - 1
 _FTS = table(SQLITE_TABLE, column("rowid", Integer))
 _MARK = table(SQLITE_MARK, column("mark", Integer))
 _OUTPUT_ROWID = literal_column("job_output.rowid", Integer)
-CANDIDATES = 2000  # FTS rowids read per round of a streamed search
+FIRST_ROUND = 256  # FTS rowids read in the first round of a streamed search
+CANDIDATES = 16384  # at most this many in a later round
 
 
 @dataclass
@@ -208,10 +216,18 @@ class Order:
     keyset: ColumnElement[bool] | None = None
 
 
+MAX_GRAMS = 6
+
+
 def fts_query(text_: str) -> str:
-    """The FTS5 query of every distinct trigram of ``text_`` (candidates for the recheck)."""
-    grams = dict.fromkeys(text_[i:i + 3] for i in range(len(text_) - 2))
-    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+    """The FTS5 query of trigrams of ``text_``: candidates for the recheck. A chunk holding
+    the text holds all of them; a few that do not overlap (and the last) narrow as well
+    as all would, and each more costs a posting list to read."""
+    grams = [text_[i:i + 3] for i in range(0, len(text_) - 2, 3)] + [text_[-3:]]
+    if len(grams) > MAX_GRAMS:
+        step = len(grams) / MAX_GRAMS
+        grams = [grams[int(k * step)] for k in range(MAX_GRAMS - 1)] + [grams[-1]]
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in dict.fromkeys(grams))
 
 
 def like_pattern(text_: str) -> str:
@@ -250,39 +266,28 @@ class OutputSearch:
 
     def _streamed(self, s: Session, jobs: Select[Any], text_: str, folded: str,
                   order: Order, limit: int) -> list[int]:
-        """Indexed matches in id order, read from the index a round at a time until
-        ``limit`` jobs passed the filters and the recheck."""
+        """Indexed matches in id order, read from the index a round at a time (more each
+        round) until ``limit`` jobs passed the filters and the recheck."""
         found: dict[int, None] = {}  # in order, once each
         bound = None
         if order.after_id is not None:
             bound = order.after_id << _SEQ_BITS if order.desc else (
                 (order.after_id + 1) << _SEQ_BITS) - 1
         query = fts_query(text_)
+        batch = max(FIRST_ROUND, 4 * limit)
         while len(found) < limit:
             cand = select(_FTS.c.rowid).where(text(f"{SQLITE_TABLE} MATCH :q"))
             if bound is not None:
                 cand = cand.where(_FTS.c.rowid < bound if order.desc else _FTS.c.rowid > bound)
             cand = cand.order_by(_FTS.c.rowid.desc() if order.desc else _FTS.c.rowid)
-            rowids = list(s.scalars(cand.limit(CANDIDATES), {"q": query}))
+            rowids = list(s.scalars(cand.limit(batch), {"q": query}))
             if not rowids:
                 break
             bound = rowids[-1]
-            found.update(dict.fromkeys(self._passing(s, jobs, folded, rowids, order.desc)))
+            hits = s.execute(_rechecked(jobs, rowids, folded)).all()
+            found.update(dict.fromkeys(sorted({h.job_id for h in hits}, reverse=order.desc)))
+            batch = min(batch * 4, CANDIDATES)
         return list(found)[:limit]
-
-    def _passing(self, s: Session, jobs: Select[Any], folded: str, rowids: list[int],
-                 desc: bool) -> list[int]:
-        """The jobs of these candidates that pass the filters and hold the text."""
-        pairs = [(r >> _SEQ_BITS, r & _SEQ_MASK) for r in rowids]
-        allowed = set(s.scalars(jobs.with_only_columns(Job.id).where(
-            Job.id.in_({job for job, _seq in pairs}))))
-        pairs = [p for p in pairs if p[0] in allowed]
-        if not pairs:
-            return []
-        hits = set(s.scalars(select(JobOutput.job_id).distinct().where(
-            tuple_(JobOutput.job_id, JobOutput.seq).in_(pairs),
-            func.multiflexi_contains(JobOutput.data, folded))))
-        return sorted(hits, reverse=desc)
 
     def _all_indexed(self, s: Session, text_: str, folded: str) -> Iterator[int]:
         """Every indexed job whose output holds the text (for orders other than id)."""
@@ -311,28 +316,34 @@ class OutputSearch:
                     ) -> dict[int, tuple[int, str]]:
         """The first chunk (seq) and line of each job that holds the text."""
         folded = needle(text_)
-        out: dict[int, tuple[int, str]] = {}
-        for job_id in job_ids:
-            first = s.execute(
-                select(JobOutput.seq, JobOutput.data)
-                .where(JobOutput.job_id == job_id, self._chunk_matches(job_id, text_, folded))
-                .order_by(JobOutput.seq).limit(1), {"q": fts_query(text_)}).first()
-            if first is not None:
-                out[job_id] = (first.seq, matching_line(first.data, folded))
-        return out
-
-    def _chunk_matches(self, job_id: int, text_: str, folded: str) -> ColumnElement[bool]:
-        """A chunk of ``job_id`` holds the text (SQLite: through the index where it has
-        reached, scanned above the mark)."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return {}
         if not self.sqlite:
-            return func.multiflexi_output_text(JobOutput.data).ilike(
-                like_pattern(text_), escape="\\")
-        indexed = select(_FTS.c.rowid.op("&")(_SEQ_MASK)).where(
-            text(f"{SQLITE_TABLE} MATCH :q"),
-            _FTS.c.rowid.between(job_id << _SEQ_BITS, (job_id << _SEQ_BITS) | _SEQ_MASK))
-        unindexed = _OUTPUT_ROWID > select(_MARK.c.mark).scalar_subquery()
-        return and_(JobOutput.seq.in_(indexed) | unindexed,
-                    func.multiflexi_contains(JobOutput.data, folded).is_(True))
+            rows = s.execute(
+                select(JobOutput.job_id, JobOutput.seq, JobOutput.data)
+                .where(JobOutput.job_id.in_(ids),
+                       func.multiflexi_output_text(JobOutput.data).ilike(
+                           like_pattern(text_), escape="\\"))
+                .order_by(JobOutput.job_id, JobOutput.seq)
+                .ext(distinct_on(JobOutput.job_id))).all()
+        else:  # candidates of these jobs from the index, and what it has not reached
+            rowids = s.scalars(select(_FTS.c.rowid).where(
+                text(f"{SQLITE_TABLE} MATCH :q"),
+                _FTS.c.rowid.between(ids[0] << _SEQ_BITS, (ids[-1] << _SEQ_BITS) | _SEQ_MASK)),
+                {"q": fts_query(text_)})
+            wanted = set(ids)
+            rows = list(s.execute(_rechecked(
+                None, [r for r in rowids if r >> _SEQ_BITS in wanted], folded)).all())
+            mark = select(_MARK.c.mark).scalar_subquery()
+            rows += s.execute(select(JobOutput.job_id, JobOutput.seq, JobOutput.data).where(
+                JobOutput.job_id.in_(ids), _OUTPUT_ROWID > mark,
+                func.multiflexi_contains(JobOutput.data, folded))).all()
+        out: dict[int, tuple[int, str]] = {}
+        for job_id, seq, data in sorted(rows, key=lambda r: (r[0], r[1])):
+            if job_id not in out:
+                out[job_id] = (seq, matching_line(data, folded))
+        return out
 
     # the index itself
 
@@ -352,6 +363,20 @@ class OutputSearch:
         behind = s.scalar(select(func.count()).select_from(JobOutput)
                           .where(_OUTPUT_ROWID > mark)) or 0
         return {"index": "fts5 trigram", "behind": behind}
+
+
+def _rechecked(jobs: Select[Any] | None, rowids: list[int], folded: str) -> Select[Any]:
+    """(job_id, seq, data) of the candidates (index rowids) that hold the text, of the jobs
+    ``jobs`` selects (None: any)."""
+    each = func.json_each(json.dumps(rowids)).table_valued("value")
+    job_id, seq = each.c.value.op(">>")(_SEQ_BITS), each.c.value.op("&")(_SEQ_MASK)
+    query: Select[Any] = select(  # type: ignore[assignment]
+        JobOutput.job_id, JobOutput.seq, JobOutput.data).select_from(each)
+    if jobs is not None and jobs.whereclause is not None:
+        # the filters first, on each candidate's job: the recheck only for those passing
+        query = query.join(Job, Job.id == job_id).where(jobs.whereclause)
+    return (query.join(JobOutput, and_(JobOutput.job_id == job_id, JobOutput.seq == seq))
+            .where(func.multiflexi_contains(JobOutput.data, folded)))
 
 
 def _ordered(query: Select[Any], order: Order, limit: int) -> Select[Any]:
@@ -388,7 +413,8 @@ def index_some(s: Session, max_bytes: int) -> tuple[int, int]:
     if not rows:
         return 0, 0
     conn.exec_driver_sql(
-        f"INSERT INTO {SQLITE_TABLE} (rowid, data) SELECT (job_id << 32) | seq, data "
-        "FROM job_output WHERE rowid > ? AND rowid <= ?", (mark, upto))
+        f"INSERT INTO {SQLITE_TABLE} (rowid, data) SELECT (job_id << {SEQ_BITS}) | seq, data "
+        f"FROM job_output WHERE rowid > ? AND rowid <= ? AND seq < {1 << SEQ_BITS}",
+        (mark, upto))
     conn.exec_driver_sql(f"UPDATE {SQLITE_MARK} SET mark = ?", (upto,))
     return rows, size

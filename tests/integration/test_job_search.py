@@ -183,7 +183,7 @@ def test_deleted_output_leaves_the_index(core: Core, history: History) -> None:
         return  # PostgreSQL's index is the database's own
     _reindex(core)
     j1 = history.ran[0]
-    match = text(f"SELECT rowid >> 32 FROM {search.SQLITE_TABLE} "
+    match = text(f"SELECT rowid >> {search.SEQ_BITS} FROM {search.SQLITE_TABLE} "
                  f"WHERE {search.SQLITE_TABLE} MATCH :q")
     with core.db.session() as s:
         assert set(s.scalars(match, {"q": search.fts_query("FV-0001")})) == {j1}
