@@ -13,7 +13,7 @@ for words that look like tokens.
 
 from __future__ import annotations
 
-import shlex
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -57,15 +57,17 @@ def _when(value: str) -> str:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
 
 
+_WORDS = re.compile(r'"([^"]*)"?|(\S+)')  # a quoted phrase (its end quote may be missing)
+
+
 def parse(typed: str) -> JobSearch:
-    try:
-        words = shlex.split(typed)
-    except ValueError:  # an open quote while typing
-        words = typed.replace('"', " ").split()
     out = JobSearch()
     states: list[str] = []
     text: list[str] = []
-    for word in words:
+    for quoted, word in _WORDS.findall(typed):
+        if not word:  # quoted: text, whatever it looks like
+            text.append(quoted)
+            continue
         name, sep, value = word.partition(":")
         key = name.lower() if sep and value else ""
         if key == "state":

@@ -92,7 +92,7 @@ class CliState:
             f"{cli_actor().user} may not use the database directly: only root and "
             f"{owner_name} may ({data_dir} is theirs). Run it with sudo, or use the "
             "terminal UI (multiflexi-tui) and the commands that go through multiflexid: "
-            "runtemplate run, job output --follow, job cancel, status")
+            "runtemplate run, job list, job output --follow, job cancel, status")
 
     @property
     def json(self) -> bool:
