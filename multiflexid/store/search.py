@@ -14,8 +14,8 @@ How it is found fast:
   output: correct, slow, and said in ``status``.
 - SQLite: an FTS5 table with the ``trigram`` tokenizer, contentless and ``detail=none``
   (the smallest index FTS5 makes; 3.40 has no faster substring index). Its rowid is
-  ``job_id << 24 | seq``, so it is ordered by job. Candidates are the chunks holding every
-  trigram of the text; each is rechecked with :func:`contains`. Indexing costs about
+  ``job_id << 24 | seq``, so it is ordered by job. Candidates are the chunks holding a few
+  trigrams spread over the text; each is rechecked with :func:`contains`. Indexing costs about
   1 µs per byte, so it is kept off the writer's hot path: the daemon's indexer
   (:func:`index_some`) adds rows in small transactions when the writer is idle; rows not
   indexed yet (above the mark) are scanned by every search, so results never wait for it.
@@ -119,8 +119,7 @@ def register_sqlite_functions(dbapi_connection: Any) -> None:
 # output would need 16 million separate writes; the default cap is 16 MiB). Changing it
 # needs a migration that rebuilds the index and its triggers.
 SEQ_BITS = 24
-_SEQ_BITS = SEQ_BITS
-_SEQ_MASK = (1 << _SEQ_BITS) - 1
+_SEQ_MASK = (1 << SEQ_BITS) - 1
 
 SQLITE_TABLE = "job_output_search"
 SQLITE_MARK = "job_output_search_mark"
@@ -271,8 +270,8 @@ class OutputSearch:
         found: dict[int, None] = {}  # in order, once each
         bound = None
         if order.after_id is not None:
-            bound = order.after_id << _SEQ_BITS if order.desc else (
-                (order.after_id + 1) << _SEQ_BITS) - 1
+            bound = order.after_id << SEQ_BITS if order.desc else (
+                (order.after_id + 1) << SEQ_BITS) - 1
         query = fts_query(text_)
         batch = max(FIRST_ROUND, 4 * limit)
         while len(found) < limit:
@@ -294,7 +293,7 @@ class OutputSearch:
         rows = s.execute(
             select(JobOutput.job_id).distinct()
             .select_from(_FTS)
-            .join(JobOutput, and_(JobOutput.job_id == _FTS.c.rowid.op(">>")(_SEQ_BITS),
+            .join(JobOutput, and_(JobOutput.job_id == _FTS.c.rowid.op(">>")(SEQ_BITS),
                                   JobOutput.seq == _FTS.c.rowid.op("&")(_SEQ_MASK)))
             .where(text(f"{SQLITE_TABLE} MATCH :q"),
                    func.multiflexi_contains(JobOutput.data, folded)),
@@ -330,11 +329,11 @@ class OutputSearch:
         else:  # candidates of these jobs from the index, and what it has not reached
             rowids = s.scalars(select(_FTS.c.rowid).where(
                 text(f"{SQLITE_TABLE} MATCH :q"),
-                _FTS.c.rowid.between(ids[0] << _SEQ_BITS, (ids[-1] << _SEQ_BITS) | _SEQ_MASK)),
+                _FTS.c.rowid.between(ids[0] << SEQ_BITS, (ids[-1] << SEQ_BITS) | _SEQ_MASK)),
                 {"q": fts_query(text_)})
             wanted = set(ids)
             rows = list(s.execute(_rechecked(
-                None, [r for r in rowids if r >> _SEQ_BITS in wanted], folded)).all())
+                None, [r for r in rowids if r >> SEQ_BITS in wanted], folded)).all())
             mark = select(_MARK.c.mark).scalar_subquery()
             rows += s.execute(select(JobOutput.job_id, JobOutput.seq, JobOutput.data).where(
                 JobOutput.job_id.in_(ids), _OUTPUT_ROWID > mark,
@@ -369,7 +368,7 @@ def _rechecked(jobs: Select[Any] | None, rowids: list[int], folded: str) -> Sele
     """(job_id, seq, data) of the candidates (index rowids) that hold the text, of the jobs
     ``jobs`` selects (None: any)."""
     each = func.json_each(json.dumps(rowids)).table_valued("value")
-    job_id, seq = each.c.value.op(">>")(_SEQ_BITS), each.c.value.op("&")(_SEQ_MASK)
+    job_id, seq = each.c.value.op(">>")(SEQ_BITS), each.c.value.op("&")(_SEQ_MASK)
     query: Select[Any] = select(  # type: ignore[assignment]
         JobOutput.job_id, JobOutput.seq, JobOutput.data).select_from(each)
     if jobs is not None and jobs.whereclause is not None:
