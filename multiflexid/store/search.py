@@ -151,9 +151,11 @@ SQLITE_DDL = (
         END""",
 )
 
+# PARALLEL UNSAFE: its exception blocks are subtransactions, which no process of a parallel
+# query may start (not even the leader): a query calling it is never run in parallel.
 PG_FUNCTION_DDL = f"""
 CREATE OR REPLACE FUNCTION {PG_FUNCTION}(data bytea) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $$
 BEGIN
     RETURN convert_from(data, 'UTF8');
 EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN

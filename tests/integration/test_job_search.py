@@ -278,3 +278,21 @@ def jobs_of(core: Core, s: Any, rt_id: int) -> int:
                           schedule_type="adhoc-cli", launched_by="test", after=T0, box=core.box)
     s.flush()
     return int(job.id)
+
+
+def test_postgresql_scans_output_in_parallel_too(core: Core, history: History,
+                                                 backend: str) -> None:
+    """Without the index PostgreSQL may scan output with parallel workers: the text
+    function (which catches invalid UTF-8 in a subtransaction) must not run in them."""
+    if backend != "postgresql":
+        return
+    with core.db.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP INDEX {search.PG_INDEX}")
+        for setting in ("force_parallel_mode = on", "parallel_setup_cost = 0",
+                        "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"):
+            conn.exec_driver_sql(f"SET LOCAL {setting}")
+        found = conn.execute(text(
+            "SELECT DISTINCT job_id FROM job_output WHERE multiflexi_output_text(data) "
+            "ILIKE :p"),
+            {"p": "%fv-0004%"}).scalars().all()
+    assert found == [history.ran[3]]
