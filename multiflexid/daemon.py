@@ -196,9 +196,8 @@ class Daemon:
             lambda: self.status(None), lambda doc: self.bus.publish("daemon.status", doc),
             lambda: self.bus.wants("daemon.status"), executors)
         self.indexer = OutputIndexer(
-            self.db, share=lambda: share_of(len(self.dispatcher.executing),
-                                            settings.max_parallel),
-            health=self.health) if self.core.db.is_sqlite else None
+            self.db, share=lambda: share_of(len(self.dispatcher.executing)),
+            health=self.health)
         self._search_reader = OutputSearch(self.core.db.dialect)
         try:
             await self.rpc.start()
@@ -227,8 +226,7 @@ class Daemon:
                 tg.create_task(self._shutdown(), name="shutdown")
                 tg.create_task(self.deadlines.run(self.stop_taking), name="deadlines")
                 tg.create_task(self.status_watch.run(self.stopped), name="status-watch")
-                if self.indexer is not None:
-                    tg.create_task(self.indexer.run(self.stopped), name="indexer")
+                tg.create_task(self.indexer.run(self.stopped), name="indexer")
                 self.monitoring.start(tg, self.stopped)
             await self.cluster.unregister()
         finally:
@@ -456,9 +454,7 @@ class Daemon:
         """What daemon.status says (``user``: who asks; None for a pushed status, which
         the socket completes per subscriber)."""
         db = self.core.db
-        search = dict(self.search)
-        if self.indexer is not None:
-            search["indexed_since_start"] = self.indexer.bytes
+        search = {**self.search, "indexed_since_start": self.indexer.bytes}
         return {
             "version": multiflexi.__version__,
             "protocol": PROTOCOL_VERSION,

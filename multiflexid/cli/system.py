@@ -36,8 +36,7 @@ def search_text(search: dict[str, Any]) -> str:
     if search.get("behind"):
         return (f"{search['index']} index, {search['behind']} output chunk(s) not indexed "
                 "yet (the daemon indexes them in the background; searches scan them)")
-    return f"{search['index']} index" + (", all output indexed"
-                                         if search["index"].startswith("fts5") else "")
+    return f"{search['index']} index, all output indexed"
 
 
 @click.command("status", cls=LeafCommand)

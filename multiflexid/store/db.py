@@ -216,11 +216,7 @@ class Database:
         if self.is_sqlite:
             return False, None
         with self._translate_errors(), self.engine.begin() as conn:
-            if conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"),
-                            {"n": search.PG_INDEX}).scalar():
-                return False, None
-            problem = search.ensure_postgres(conn)
-        return problem is None, problem
+            return search.ensure_index(conn)
 
     def require_current(self, current: str | None = None) -> None:
         """Refuse to work on a schema that is not migrated (clear message, no crash later)."""

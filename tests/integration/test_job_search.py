@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import delete, insert, select, text
 
 from multiflexid.core import Core
-from multiflexid.store import search
+from multiflexid.store import search_pg, search_sqlite, textmatch
 from multiflexid.store.orm import Job, JobOutput
+from multiflexid.store.search import OutputSearch
 from multiflexid.store.types import utcnow
 from tests.conftest import Env
 from tests.support.history import SECRET, T0, History, make_history
@@ -154,26 +155,47 @@ def test_refusals_name_the_option(mfcli: Any, history: History) -> None:
 
 
 def _reindex(core: Core) -> None:
-    if core.db.is_sqlite:
+    """What the daemon's indexer does, until nothing is left."""
+    index = OutputSearch(core.db.dialect)
+    while True:
         with core.db.session() as s:
-            while search.index_some(s, 1024) != (0, 0):
-                pass
+            if index.index_some(s, 1024) == (0, 0):
+                return
+
+
+def _print(core: Core, job_id: int, line: str) -> None:
+    """Output of a job written as the daemon writes it (and noted for the indexer)."""
+    from multiflexid.services import lifecycle
+
+    with core.db.session() as s:
+        seq = (s.scalar(select(JobOutput.seq).where(JobOutput.job_id == job_id)
+                        .order_by(JobOutput.seq.desc())) or 0) + 1
+        data = f"{line}\n".encode()
+        lifecycle.write_output(s, [{"job_id": job_id, "seq": seq, "stream": "stdout",
+                                    "at": utcnow(), "data": data}], {job_id: (len(data), 0)})
 
 
 def test_indexed_or_not_the_same_jobs_are_found(mfcli: Any, core: Core,
                                                 history: History) -> None:
-    """SQLite: output the indexer has not reached is scanned; once indexed, the index
-    finds the same. PostgreSQL indexes every row as it is written."""
+    """Output the indexer has not reached is scanned; once indexed, the index finds the
+    same."""
+    j1, j2, _j3, j4, j5 = history.ran
+    _print(core, j2, "late line: invoice FV-0002 resent")  # no daemon: not indexed
     searches = [("--grep", "invoice"), ("--grep", "error", "--sort", "begin"),
-                ("--grep", "účetní"), ("--grep", "invoice", "--limit", "1")]
+                ("--grep", "účetní"), ("--grep", "invoice", "--limit", "1"),
+                ("--grep", "FV-0002 resent"), ("--grep", "resent", "--sort", "duration")]
+    with core.db.read_session() as s:
+        assert OutputSearch(core.db.dialect).status(s)["behind"] >= 1
     before = [listed(mfcli, *args) for args in searches]
+    assert before[0] == [j5, j4, j2, j1] and before[4] == [j2]
     _reindex(core)
-    if core.db.is_sqlite:
-        with core.db.read_session() as s:
-            assert search.OutputSearch("sqlite").status(s) == {
-                "index": "fts5 trigram", "behind": 0}
+    with core.db.read_session() as s:
+        assert OutputSearch(core.db.dialect).status(s) == {
+            "index": "fts5 trigram" if core.db.is_sqlite else "pg_trgm", "behind": 0}
     assert [listed(mfcli, *args) for args in searches] == before
-    assert before[0] == [history.ran[4], history.ran[3], history.ran[0]]
+    rows = mfcli("job", "list", "--format", "json", "--grep", "RESENT").json
+    assert [(r["id"], r["match"]["line"]) for r in rows] == [
+        (j2, "late line: invoice FV-0002 resent")]
 
 
 def test_deleted_output_leaves_the_index(core: Core, history: History) -> None:
@@ -183,13 +205,13 @@ def test_deleted_output_leaves_the_index(core: Core, history: History) -> None:
         return  # PostgreSQL's index is the database's own
     _reindex(core)
     j1 = history.ran[0]
-    match = text(f"SELECT rowid >> {search.SEQ_BITS} FROM {search.SQLITE_TABLE} "
-                 f"WHERE {search.SQLITE_TABLE} MATCH :q")
+    fts = search_sqlite.TABLE
+    match = text(f"SELECT rowid >> {search_sqlite.SEQ_BITS} FROM {fts} WHERE {fts} MATCH :q")
     with core.db.session() as s:
-        assert set(s.scalars(match, {"q": search.fts_query("FV-0001")})) == {j1}
+        assert set(s.scalars(match, {"q": textmatch.fts_query("FV-0001")})) == {j1}
         s.execute(delete(Job).where(Job.id == j1))  # the output goes with it (cascade)
     with core.db.session() as s:
-        assert list(s.scalars(match, {"q": search.fts_query("FV-0001")})) == []
+        assert list(s.scalars(match, {"q": textmatch.fts_query("FV-0001")})) == []
         assert s.scalar(select(JobOutput.seq).where(JobOutput.job_id == j1)) is None
         # the newest rows deleted, a new row may get a rowid the indexer passed
         newest = max(history.ran)
@@ -197,21 +219,22 @@ def test_deleted_output_leaves_the_index(core: Core, history: History) -> None:
         s.execute(insert(JobOutput).values(job_id=newest, seq=99, stream="stdout",
                                            at=utcnow(), data=b"a late line FV-9999\n"))
     with core.db.read_session() as s:
-        assert list(s.scalars(match, {"q": search.fts_query("late line")})) == [newest]
+        assert list(s.scalars(match, {"q": textmatch.fts_query("late line")})) == [newest]
 
 
 def test_status_says_how_output_is_searched(mfcli: Any, core: Core, history: History,
                                             backend: str) -> None:
+    index = "fts5 trigram" if backend == "sqlite" else "pg_trgm"
+    _print(core, history.ran[0], "one more line")  # no daemon: not indexed
     doc = mfcli("status", "--format", "json").json["search"]
-    if backend == "sqlite":
-        assert doc["index"] == "fts5 trigram" and doc["behind"] >= 0
-        _reindex(core)
-        assert mfcli("status", "--format", "json").json["search"]["behind"] == 0
-        assert re.search(r"^search +fts5 trigram index, all output indexed$",
-                         mfcli("status").out, re.M)
-    else:
-        assert doc == {"index": "pg_trgm", "behind": 0}
-        assert re.search(r"^search +pg_trgm index$", mfcli("status").out, re.M)
+    assert doc["index"] == index and doc["behind"] >= 1
+    assert re.search(rf"^search +{index} index, {doc['behind']} output chunk\(s\) not "
+                     r"indexed yet \(the daemon indexes them in the background; searches "
+                     r"scan them\)$", mfcli("status").out, re.M)
+    _reindex(core)
+    assert mfcli("status", "--format", "json").json["search"]["behind"] == 0
+    assert re.search(rf"^search +{index} index, all output indexed$", mfcli("status").out,
+                     re.M)
 
 
 def test_without_pg_trgm_search_scans_and_says_so(
@@ -266,7 +289,7 @@ def test_without_pg_trgm_search_scans_and_says_so(
     r = cli("db", "upgrade", "--format", "json")
     assert (r.code, r.json["search_index"], r.err) == (0, "created", "")
     assert cli("status", "--format", "json").json["search"] == {"index": "pg_trgm",
-                                                                "behind": 0}
+                                                                "behind": 1}
     assert [j["id"] for j in cli("job", "list", "--grep", "FV-77", "--format", "json").json
             ] == [job]
 
@@ -287,7 +310,7 @@ def test_postgresql_scans_output_in_parallel_too(core: Core, history: History,
     if backend != "postgresql":
         return
     with core.db.engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP INDEX {search.PG_INDEX}")
+        conn.exec_driver_sql(f"DROP INDEX {search_pg.INDEX}")
         for setting in ("force_parallel_mode = on", "parallel_setup_cost = 0",
                         "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"):
             conn.exec_driver_sql(f"SET LOCAL {setting}")

@@ -8,7 +8,7 @@ import pytest
 from multiflexi.errors import InvalidInput
 from multiflexi.protocol import Params
 from multiflexi_tui import jobsearch
-from multiflexid.store import search
+from multiflexid.store import textmatch as search
 
 
 def test_chunks_are_read_as_postgresql_reads_them() -> None:
