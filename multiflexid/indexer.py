@@ -40,7 +40,7 @@ class OutputIndexer:
         self.share = share
         self.health = health or Health()
         self.batch_bytes = batch_bytes
-        self.wake = asyncio.Event()  # output was written: look now
+        self.wake = asyncio.Event()  # set: look for output to index at once
         self.rows = 0  # indexed since start
         self.bytes = 0
 

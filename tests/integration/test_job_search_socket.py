@@ -129,6 +129,17 @@ def test_text_search_finds_fresh_output_and_never_a_secret(mf_env: Env, core: Co
             assert await ids(d, text=SECRET) == []
             assert (await d.call("job.list", text="and secret"))["items"][0]["match"] == {
                 "seq": 2, "line": "and secret ******** again"}
+            # the daemon's indexer catches up by itself (the status says how far it is),
+            # and the index finds the same
+            for _ in range(300):
+                if not (await d.call("daemon.status"))["search"]["behind"]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the indexer did not catch up in 30 s")
+            assert d.daemon.indexer.rows > 0
+            assert await ids(d, text="qx-4471") == [job["id"]]
+            assert await ids(d, text=SECRET) == []
 
     run(scenario())
 
