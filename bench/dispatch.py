@@ -2,8 +2,11 @@
 
 queued -> claimed -> run -> output and exit recorded, parallelism 2, against a bare serial
 ``subprocess.run(["true"])`` loop measured in the same run. Prints jobs/s and the ratio.
+With ``--lines K`` every job is a shell script printing K log lines of about 100 bytes
+(job id, invoice numbers, amounts: what an import job prints), so the cost of storing
+(and indexing) output is part of each job.
 
-    .venv/bin/python bench/dispatch.py [--jobs 2000] [--backend sqlite|postgresql|both]
+    .venv/bin/python bench/dispatch.py [--jobs 2000] [--lines 0] [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -31,9 +34,29 @@ APP = {
 }
 
 
-def make_templates(inst: Install, templates: int) -> list[int]:
+# What a job of ``--lines K`` runs: K lines that differ per job and per line.
+PRINTER = """#!/bin/sh
+i=0
+while [ $i -lt "$1" ]; do
+  j=$MULTIFLEXI_JOB_ID
+  echo "2024-05-01 06:00:$i INFO job $j: invoice FV-$j-$i imported for company bench," \
+       "total $i$j.50 CZK"
+  i=$((i + 1))
+done
+"""
+
+
+def printer_app(root: Path, lines: int) -> dict[str, object]:
+    script = root / "print-lines.sh"
+    script.write_text(PRINTER)
+    script.chmod(0o755)
+    return {**APP, "name": "printer", "description": f"prints {lines} log lines",
+            "executable": str(script), "cmdparams": str(lines)}
+
+
+def make_templates(inst: Install, templates: int, lines: int = 0) -> list[int]:
     core = inst.core()
-    definition, _ = parse_app(json.dumps(APP))
+    definition, _ = parse_app(json.dumps(printer_app(inst.root, lines) if lines else APP))
     now = datetime.now(UTC)
     with core.db.session() as s:
         app, _ = apps.upsert_app(s, definition)
@@ -63,10 +86,29 @@ _DONE = text("SELECT count(*) FROM job WHERE state IN "
              "('succeeded', 'failed', 'timed_out', 'cancelled', 'lost', 'blocked')")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (not its children)."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of a process, all its threads (and, with ``children``, of its
+    children that ended)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU of a PostgreSQL server so far: the postmaster, its live processes (backends,
+    writers) and those that ended."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == postmaster:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 _DAEMONS = (f"userid <> '{OBSERVER}'::regrole AND dbid = "
@@ -103,12 +145,13 @@ def top_statements(engine: Engine, n: int, limit: int = 20) -> list[str]:
     return [f"{calls / n:6.2f}/job  {query[:110]}" for calls, query in rows]
 
 
-def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[str, float]:
+def run(backend: str, n: int, parallel: int, statements: bool = False,
+        lines: int = 0) -> dict[str, float]:
     """N jobs end to end; the rate and what each job cost: daemon CPU, the writer's
     transactions (SQLite: commits) and, on PostgreSQL, statements, transactions and WAL
     flushes."""
     with install(backend, fsync=True) as inst:
-        rt_ids = make_templates(inst, templates=max(parallel * 4, 8))
+        rt_ids = make_templates(inst, templates=max(parallel * 4, 8), lines=lines)
         core = inst.core()
         looker = observer(core) if backend == "postgresql" else core.db.engine
         daemon = inst.daemon(MULTIFLEXI_MAX_PARALLEL=str(parallel),
@@ -125,6 +168,7 @@ def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[s
             with looker.begin() as conn:
                 conn.execute(text("SELECT pg_stat_statements_reset()"))
         before_pg = pg_counters(looker) if backend == "postgresql" else {}
+        server0 = server_cpu_seconds(inst.cluster.data) if inst.cluster else 0.0
         done = 0
         while done < n:
             time.sleep(0.05)
@@ -137,6 +181,9 @@ def run(backend: str, n: int, parallel: int, statements: bool = False) -> dict[s
         costs = {"cpu_ms": 1000 * cpu / n,
                  "writer_transactions": (after_db["transactions"]
                                          - before_db["transactions"]) / n}
+        if inst.cluster is not None:
+            costs["server_cpu_ms"] = 1000 * (server_cpu_seconds(inst.cluster.data)
+                                             - server0) / n
         if backend == "postgresql":
             after_pg = pg_counters(looker)
             if statements:
@@ -158,6 +205,8 @@ def cost_line(r: dict[str, float]) -> str:
     """Per job: what the daemon spent and what it asked of the database."""
     parts = [f"daemon CPU {r['cpu_ms']:.2f} ms", f"writer transactions "
              f"{r['writer_transactions']:.2f}"]
+    if "server_cpu_ms" in r:
+        parts.append(f"PostgreSQL CPU {r['server_cpu_ms']:.2f} ms")
     if "statements" in r:
         parts += [f"statements {r['statements']:.1f}", f"PG commits "
                   f"{r['transactions']:.2f}", f"WAL flushes {r['wal_flushes']:.2f}"]
@@ -168,6 +217,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--lines", type=int, default=0,
+                        help="log lines each job prints (0: the job is `true`) [0]")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--statements", action="store_true",
                         help="PostgreSQL: also the statements run most per job")
@@ -176,8 +227,9 @@ def main() -> None:
     print(f"baseline: serial subprocess.run(['true']) loop: {baseline:.0f} jobs/s")
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     for backend in backends:
-        r = run(backend, args.jobs, args.parallel, args.statements)
-        print(f"dispatch {backend:10s} (fsync on, parallel {args.parallel}): {r['jobs']} jobs "
+        r = run(backend, args.jobs, args.parallel, args.statements, args.lines)
+        what = f"{args.lines}-line jobs" if args.lines else "jobs"
+        print(f"dispatch {backend:10s} (fsync on, parallel {args.parallel}): {r['jobs']} {what} "
               f"in {r['seconds']:.2f} s = {r['rate']:.0f} jobs/s = "
               f"{r['rate'] / baseline:.2f}x the serial loop")
         print(f"  {cost_line(r)}")

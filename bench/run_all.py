@@ -3,9 +3,9 @@
 Each figure is measured against a reference taken in the same run (ratios against the
 serial ``subprocess.run(["true"])`` loop, ``cat`` into a file...); see each script's
 ``--help``. The sizes are those the targets are defined at (100k templates, 10k due,
-200 MB of output, 1M jobs), with modest repetition counts; ``--quick`` shrinks everything
-for a smoke run (its ✓/✗ then say little). A section that fails is reported in the
-table and makes the exit status 1; a missed target does not.
+200 MB of output, 1M jobs, 1M jobs with output to search), with modest repetition counts;
+``--quick`` shrinks everything for a smoke run (its ✓/✗ then say little). A section that
+fails is reported in the table and makes the exit status 1; a missed target does not.
 
     .venv/bin/python bench/run_all.py [--quick] [--only latency,history] [--markdown]
 """
@@ -25,6 +25,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import compare_queues
 import history_query
+import job_search
 import latency
 import metrics_scrape
 import output_volume
@@ -34,7 +35,8 @@ from benchlib import Figure, backends_of, print_markdown, print_table
 
 from tests.support.pgcluster import pg_bindir
 
-SECTIONS = ("dispatch", "latency", "scheduler", "queueing", "output", "history", "metrics")
+SECTIONS = ("dispatch", "latency", "scheduler", "queueing", "output", "history", "metrics",
+            "search")
 
 
 def _versions() -> str:
@@ -80,6 +82,8 @@ def plan(args: argparse.Namespace) -> dict[str, Callable[[], list[Figure]]]:
         "history": lambda: history_query.measure(backends, jobs=100_000 if q else 1_000_000),
         "metrics": lambda: metrics_scrape.measure(backends, jobs=100_000 if q else 1_000_000,
                                                   reads=10 if q else 30),
+        "search": lambda: job_search.measure(backends, jobs=100_000 if q else 1_000_000,
+                                             searches_=50 if q else 200),
     }
 
 

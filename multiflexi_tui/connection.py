@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -138,8 +138,10 @@ class DaemonLink:
                 client = await AsyncClient.connect(
                     self.path, on_notification=self._notified, timeout=self.call_timeout)
                 try:
-                    status = await client.call("daemon.status")
-                    await client.call("events.subscribe", jobs=True, runtemplates=True)
+                    # subscribed first: every later change of the status is pushed
+                    reply = await client.call("events.subscribe", jobs=True,
+                                              runtemplates=True, status=True)
+                    status = reply.get("status") or await client.call("daemon.status")
                 except BaseException:
                     await client.close()
                     raise
@@ -199,6 +201,8 @@ class DaemonLink:
             self.runtemplate_changed.publish(params["runtemplate"])
         elif method == "job.output":
             self.job_output.publish(params)
+        elif method == "daemon.status" and self.state.connected:
+            self._set(replace(self.state, message=_connected_text(params), status=params))
 
 
 def _connected_text(status: dict[str, Any]) -> str:
@@ -207,5 +211,7 @@ def _connected_text(status: dict[str, Any]) -> str:
     version = status.get("version") or "?"
     text = f"multiflexid {version} on {node} · {user}"
     if status.get("degraded"):
-        text += f" · DEGRADED: {status.get('status', '')}"
+        return text + f" · DEGRADED: {status.get('status', '')}"
+    if "running" in status:
+        text += f" · {status['running']} running, {status.get('queued', 0)} queued"
     return text

@@ -42,6 +42,7 @@ from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
+from multiflexid.indexer import OutputIndexer, share_of
 from multiflexid.monitoring import Monitoring
 from multiflexid.operations import Operations
 from multiflexid.output import JobOutput, OutputHub
@@ -54,8 +55,10 @@ from multiflexid.services import lifecycle, runtemplates
 from multiflexid.services.jobs import job_view
 from multiflexid.services.nodes import NodeConflict
 from multiflexid.services.prepare import Prepared
+from multiflexid.status import StatusWatch
 from multiflexid.store.db import DatabaseError
 from multiflexid.store.orm import Schedule
+from multiflexid.store.search import OutputSearch
 from multiflexid.systemd import Notifier, OutputLines, setup_logging
 
 log = logging.getLogger("multiflexid")
@@ -91,6 +94,7 @@ class Daemon:
         self.tick_listeners: list[Callable[[TickSettled], None]] = []
         self._lock_fd: int | None = None
         self._job_rank: dict[int, int] = {}
+        self.search: dict[str, Any] = {}  # what status says of the text search index
 
     # --- start and stop -----------------------------------------------------------------
 
@@ -161,8 +165,9 @@ class Daemon:
             lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
             self.publish)
         previous = PreviousArtifacts(self.db.read)
+        executors = self._executors()
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
-                                     self._executors(), transitions=self.tx,
+                                     executors, transitions=self.tx,
                                      prefetch=self.core.db.is_sqlite,
                                      pre_run=[previous.fill],
                                      post_run=[previous.clear, self._collect_artifacts],
@@ -188,6 +193,13 @@ class Daemon:
                              max_frame=settings.max_frame_bytes, health=self.health)
         self.bus.subscribe(self.rpc.broadcast, self.rpc.interested)
         self.dispatcher.publish = self.publish
+        self.status_watch = StatusWatch(
+            lambda: self.status(None), lambda doc: self.bus.publish("daemon.status", doc),
+            lambda: self.bus.wants("daemon.status"), executors)
+        self.indexer = OutputIndexer(
+            self.db, share=lambda: share_of(len(self.dispatcher.executing)),
+            health=self.health)
+        self._search_reader = OutputSearch(self.core.db.dialect)
         try:
             await self.rpc.start()
         except OSError as exc:
@@ -197,6 +209,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         await self._count_queued()
+        await self._read_search_status()
         self.notifier.ready(self._status_line())
         log.info("multiflexid %s ready on node %s (%s, socket %s, max %d parallel jobs)",
                  multiflexi.__version__, settings.node, self.core.db.display_url(),
@@ -214,6 +227,8 @@ class Daemon:
                 tg.create_task(self._shutdown(), name="shutdown")
                 tg.create_task(self.deadlines.run(self.stop_taking), name="deadlines")
                 tg.create_task(self.rpc.keep_permissions(self.stopped), name="access")
+                tg.create_task(self.status_watch.run(self.stopped), name="status-watch")
+                tg.create_task(self.indexer.run(self.stopped), name="indexer")
                 self.monitoring.start(tg, self.stopped)
             await self.cluster.unregister()
         finally:
@@ -221,6 +236,9 @@ class Daemon:
             self.db.close()
             self.core.close()
             self.notifier.close()
+            if self._lock_fd is not None:  # the next daemon of this database may start
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def _committed(self, events: list[Any]) -> None:
         """Events of committed transactions (every job's end: ``JobEnded``; every change
@@ -278,7 +296,14 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), 2.0)
             await self._count_queued()
+            await self._read_search_status()
             self._report_status()
+
+    async def _read_search_status(self) -> None:
+        try:
+            self.search = await self.db.read(self._search_reader.status)
+        except Exception as exc:  # the database is out: the count above says so
+            self.search = {**self.search, "problem": str(exc).splitlines()[0]}
 
     async def _count_queued(self) -> None:
         try:
@@ -303,6 +328,7 @@ class Daemon:
 
     def _report_status(self) -> None:
         self.notifier.status(self._status_line())
+        self.status_watch.changed()
 
     async def _collect_artifacts(self, prep: Prepared, _result: ExecResult,
                                  out: JobOutput) -> None:
@@ -426,8 +452,11 @@ class Daemon:
     def actions_due(self) -> None:
         self.actions.wake.set()
 
-    async def status(self, user: str) -> dict[str, Any]:
+    async def status(self, user: str | None) -> dict[str, Any]:
+        """What daemon.status says (``user``: who asks; None for a pushed status, which
+        the socket completes per subscriber)."""
         db = self.core.db
+        search = {**self.search, "indexed_since_start": self.indexer.bytes}
         return {
             "version": multiflexi.__version__,
             "protocol": PROTOCOL_VERSION,
@@ -446,6 +475,8 @@ class Daemon:
             "degraded": self.degraded,
             "status": self._status_line(),
             "stopping": self.stop_taking.is_set(),
+            "engines": dict(self.status_watch.engines),
+            "search": search,
         }
 
 

@@ -20,8 +20,6 @@ from multiflexid.presenters import (
     company_dict,
     credential_dict,
     credential_type_dict,
-    job_dict,
-    output_view,
 )
 from multiflexid.services import (
     apps,
@@ -33,7 +31,6 @@ from multiflexid.services import (
     runtemplates,
 )
 from multiflexid.store.orm import (
-    JOB_STATES,
     Application,
     Artifact,
     Company,
@@ -43,10 +40,10 @@ from multiflexid.store.orm import (
 
 from .operations import Caller, Operations
 from .rpc_server import Connection, Handler
+from .status import signature
 
-# Responses must fit a frame (1 MiB): content and output are paged below that.
+# Responses must fit a frame (1 MiB): content is paged below that (output: rpc_jobs.py).
 MAX_ARTIFACT_BYTES = 512 * 1024
-MAX_OUTPUT_BYTES = 512 * 1024
 T = TypeVar("T")
 
 
@@ -367,63 +364,12 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    async def job_list(conn: Connection, p: Params) -> Any:
-        company_id = p.opt_int("company_id")
-        rt_id = p.opt_int("runtemplate_id")
-        app_id = p.opt_int("app_id")
-        state = p.opt_enum("state", JOB_STATES)
-        before = p.opt_int("before_id")
-        limit = p.opt_int("limit", 50, min=1, max=1000)
-        p.done()
-
-        visible = conn.perms.visible()
-
-        def q(s: Session) -> Any:
-            company = companies.get_company(s, company_id) if company_id is not None else None
-            rows = jobs.list_jobs(s, company=company, runtemplate_id=rt_id, app_id=app_id,
-                                  state=state, limit=limit, before_id=before,
-                                  companies=visible)
-            items = [job_dict(j) for j in rows]
-            return {"items": items,
-                    "next_before_id": items[-1]["id"] if len(items) == limit else None}
-
-        return await db.read(q)
-
     async def job_get(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
         p.done()
         view = await db.read(jobs.job_view, job_id)
         conn.perms.require("viewer", view["company_id"], "job.get")
         return view
-
-    async def job_output(conn: Connection, p: Params) -> Any:
-        job_id = p.int("id")
-        after = p.opt_int("after_seq", -1, min=-1)
-        limit = p.opt_int("limit", 1000, min=1, max=10000)
-        stream = p.opt_enum("stream", ("stdout", "stderr"))
-        p.done()
-        await ops.flush_output()
-
-        def q(s: Session) -> Any:
-            job = jobs.get_job(s, job_id)
-            conn.perms.require("viewer", job.company_id, "job.output")
-            chunks = jobs.read_output(s, job_id, after_seq=after, stream=stream, limit=limit)
-            views: list[dict[str, Any]] = []
-            size = 0
-            for c in chunks:  # stay well inside one frame; the client asks for the rest
-                if views and size + len(c.data) > MAX_OUTPUT_BYTES:
-                    break
-                views.append(output_view(c.job_id, c.seq, c.stream, c.at, c.data))
-                size += len(c.data)
-            last = views[-1]["seq"] if views else after
-            return {
-                "chunks": views,
-                "last_seq": last,
-                "done": jobs.is_final(job.state) and len(views) == len(chunks) < limit,
-                "state": job.state,
-            }
-
-        return await db.read(q)
 
     async def job_cancel(conn: Connection, p: Params) -> Any:
         job_id = p.int("id")
@@ -475,6 +421,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
     async def events_subscribe(conn: Connection, p: Params) -> Any:
         want_jobs = p.opt_bool("jobs", False)
         want_rts = p.opt_bool("runtemplates", False)
+        want_status = p.opt_bool("status", False)
         output_of = p.opt_int("job_output")
         p.done()
         if output_of is not None:  # only of a job of a company the caller may see
@@ -484,28 +431,37 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         conn.runtemplates = conn.runtemplates or want_rts
         if output_of is not None:
             conn.output_of[output_of] = job.company_id
-        return {"subscribed": conn.subscriptions()}
+        if not want_status:
+            return {"subscribed": conn.subscriptions()}
+        # the status now, which later pushes are changes of
+        doc = await ops.status(caller(conn))
+        conn.status, conn.status_seen = True, signature(doc)
+        return {"subscribed": conn.subscriptions(), "status": doc}
 
     async def events_unsubscribe(conn: Connection, p: Params) -> Any:
         output_of = p.opt_int("job_output")
         no_jobs = p.opt_bool("jobs", False)
         no_rts = p.opt_bool("runtemplates", False)
+        no_status = p.opt_bool("status", False)
         everything = p.opt_bool("all", False)
         p.done()
         if everything:
-            conn.jobs = conn.runtemplates = False
+            conn.jobs = conn.runtemplates = conn.status = False
             conn.output_of.clear()
         conn.jobs = conn.jobs and not no_jobs
         conn.runtemplates = conn.runtemplates and not no_rts
+        conn.status = conn.status and not no_status
         if output_of is not None:
             conn.output_of.pop(output_of, None)
         return {"subscribed": conn.subscriptions()}
 
     from .rpc_actions import action_handlers
+    from .rpc_jobs import job_handlers
     from .rpc_manage import manage_handlers
 
     return {
         **action_handlers(ops),
+        **job_handlers(ops),
         **manage_handlers(ops),
         "daemon.status": daemon_status,
         "company.list": company_list,
@@ -529,9 +485,7 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         "credential.update": credential_update,
         "runtemplate.update": runtemplate_update,
         "app.import": app_import,
-        "job.list": job_list,
         "job.get": job_get,
-        "job.output": job_output,
         "job.cancel": job_cancel,
         "artifact.get": artifact_get,
         "audit.list": audit_list,

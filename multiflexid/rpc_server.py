@@ -36,6 +36,7 @@ from multiflexi.protocol import (
 )
 from multiflexid.access import Permissions, listed_groups, peer_groups, refusal
 from multiflexid.health import Health
+from multiflexid.status import signature
 from multiflexid.store.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class Connection:
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue())
     jobs: bool = False
     runtemplates: bool = False
+    status: bool = False  # daemon.status pushed when it changes
+    status_seen: tuple[Any, ...] | None = None  # what it was last told of (a signature)
     output_of: dict[int, int] = field(default_factory=dict)  # job id -> its company's
     closed: bool = False
 
@@ -137,10 +140,20 @@ class Connection:
         if kind == "runtemplate.changed":
             return self.runtemplates and self.perms.may(
                 "viewer", payload.get("runtemplate", {}).get("company_id"))
+        if kind == "daemon.status":
+            return self.status
         return False
 
+    def shaped(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The notification's params for this peer: a pushed status says who it is and
+        its roles, as daemon.status does."""
+        if kind == "daemon.status":
+            return {**payload, "user": self.peer.user, "access": self.perms.view()}
+        return payload
+
     def subscriptions(self) -> list[str]:
-        names = [k for k, v in (("jobs", self.jobs), ("runtemplates", self.runtemplates)) if v]
+        names = [k for k, v in (("jobs", self.jobs), ("runtemplates", self.runtemplates),
+                                ("status", self.status)) if v]
         return names + [f"job_output:{j}" for j in sorted(self.output_of)]
 
 
@@ -196,12 +209,21 @@ class RpcServer:
         """Whether any client subscribed to events of ``kind`` (None: to anything)."""
         if kind == "runtemplate.changed":
             return any(c.runtemplates for c in self.connections)
-        return any(c.jobs or c.runtemplates or c.output_of for c in self.connections)
+        if kind == "daemon.status":
+            return any(c.status for c in self.connections)
+        return any(c.jobs or c.runtemplates or c.output_of or c.status
+                   for c in self.connections)
 
     def broadcast(self, kind: str, payload: dict[str, Any]) -> None:
+        seen = signature(payload) if kind == "daemon.status" else None
         for conn in list(self.connections):
-            if conn.wants(kind, payload):
-                conn.send(notification(kind, payload))
+            if not conn.wants(kind, payload):
+                continue
+            if seen is not None:  # a status only when it says something new to this peer
+                if seen == conn.status_seen:
+                    continue
+                conn.status_seen = seen
+            conn.send(notification(kind, conn.shaped(kind, payload)))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

@@ -90,6 +90,8 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(self._table())
 
     def _table(self) -> Text:
+        from multiflexi_tui import jobsearch
+
         text = Text()
         for title, bindings in _groups():
             text.append(f"{title}\n", style="bold underline")
@@ -104,5 +106,11 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"  {key:<8}", style="bold")
                 text.append(f" {binding.description or binding.action}\n")
             text.append("\n")
+            if title.startswith("Jobs"):
+                text.append("Jobs search (/, run by the daemon)\n", style="bold underline")
+                for token, meaning in jobsearch.HELP:
+                    text.append(f"  {token:<12}", style="bold")
+                    text.append(f" {meaning}\n")
+                text.append("\n")
         text.rstrip()
         return text

@@ -1,9 +1,13 @@
 """A job: its output (followed live while it runs), metadata, environment, artifacts.
 
+The output opens at its end: the last screenfuls (``job.output {tail}``), however long
+the output is; reaching the top (scrolling up, `home`, `pgup`) loads the output before
+(``job.output {before_seq}``), a page at a time.
+
 Following without gaps or duplicates, as shared/PROTOCOL.md says: subscribe to the job's
-output first, then page ``job.output`` from the last seq seen, then apply pushed chunks
-whose seq is newer; stop at the ``job.changed`` that reports a final state. After a
-reconnect the same steps continue from the last seq seen.
+output first, then read ``job.output`` (its end, then forward from the last seq seen),
+then apply pushed chunks whose seq is newer; stop at the ``job.changed`` that reports a
+final state. After a reconnect the same steps continue from the last seq seen.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from multiflexi_tui.widgets.list_table import ListTable
 from multiflexi_tui.widgets.output_log import OutputLog
 
 MASK = "********"
+PAGE_BYTES = 64 * 1024  # output read at a time from the end and back
 # Info rows left out when they have nothing to say.
 OPTIONAL = {"Reason", "Queued until", "PID", "Timeout", "Command", "Actions"}
 
@@ -56,6 +61,7 @@ class JobScreen(DetailScreen):
         self.job_id = job_id
         self.job: dict[str, Any] = {"id": job_id}
         self.last_seq = -1
+        self.first_seq: int | None = None  # the first chunk shown (earlier ones: paging back)
         self.subscribed = False
         self._paging = False
         self._held: list[dict[str, Any]] = []
@@ -102,6 +108,8 @@ class JobScreen(DetailScreen):
                 self.subscribed = True
                 # It may have ended before the subscription: look once more.
                 self._show(await link.call("job.get", id=self.job_id))
+            if self.last_seq < 0:
+                await self._tail()
             await self._page_output()
             if self.job.get("state") in fmt.FINAL_STATES:
                 await self._finish()
@@ -109,6 +117,43 @@ class JobScreen(DetailScreen):
             self.headline(Text(f"Job #{self.job_id}: {exc.message}", style="bold red"))
         except MultiFlexiError as exc:
             self.log_widget.note(f"[multiflexi-tui] {exc.message}")
+
+    async def _tail(self) -> None:
+        """The end of the output, however long it is (pushed chunks wait meanwhile)."""
+        self._paging = True
+        try:
+            page = await self.link.call("job.output", id=self.job_id, tail=True,
+                                        max_bytes=PAGE_BYTES)
+            for chunk in page.get("chunks") or []:
+                self._apply(chunk)
+            self.first_seq = page.get("first_seq")
+            self.log_widget.more_before = bool(page.get("more_before"))
+        finally:
+            self._paging = False
+        self._show(self.job)
+
+    @on(OutputLog.Earlier)
+    def _earlier(self, event: OutputLog.Earlier) -> None:
+        event.stop()
+        self._load_earlier()
+
+    @work(exclusive=True, group="earlier", exit_on_error=False)
+    async def _load_earlier(self) -> None:
+        if self.first_seq is None:
+            return
+        log = self.log_widget
+        try:
+            page = await self.link.call("job.output", id=self.job_id,
+                                        before_seq=self.first_seq, max_bytes=PAGE_BYTES)
+        except MultiFlexiError as exc:
+            self.notify(exc.message, title="Cannot read earlier output", severity="error")
+            return
+        log.prepend(page.get("chunks") or [])
+        self.first_seq = page.get("first_seq")
+        log.more_before = bool(page.get("more_before"))
+        if log.end_dropped:
+            log.auto_scroll = False  # the newest lines are let go: not following them
+        self._show(self.job)
 
     async def _page_output(self) -> None:
         self._paging = True
@@ -204,6 +249,8 @@ class JobScreen(DetailScreen):
         if state in fmt.ACTIVE_STATES:
             head.append(" · following" if self.log_widget.auto_scroll else " · paused",
                         style="dim")
+        if self.log_widget.more_before:
+            head.append(" · earlier: home", style="dim")
         self.headline(head)
         self.query_one("#info-pairs", KeyValues).set_pairs(
             (label, value) for label, value in self._pairs(job)
@@ -258,8 +305,9 @@ class JobScreen(DetailScreen):
             return self.job.get("state") not in fmt.FINAL_STATES and may_operate
         if action == "run":
             return may_operate
-        if action == "follow":
-            return self.job.get("state") not in fmt.FINAL_STATES
+        if action == "follow":  # (or read the end again after paging far back)
+            return (self.job.get("state") not in fmt.FINAL_STATES
+                    or self.log_widget.end_dropped)
         return True
 
     def _show_env(self, env: dict[str, Any] | None) -> None:
@@ -294,6 +342,12 @@ class JobScreen(DetailScreen):
 
     def action_follow(self) -> None:
         log = self.log_widget
+        if log.end_dropped:  # paged so far back that the end was let go: read it again
+            log.clear_output()
+            self.last_seq, self.first_seq = -1, None
+            log.auto_scroll = True
+            self.load()
+            return
         log.auto_scroll = not log.auto_scroll
         if log.auto_scroll:
             log.scroll_end(animate=False)

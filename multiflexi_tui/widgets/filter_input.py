@@ -18,12 +18,9 @@ class FilterInput(Input):
     class Cancelled(Message):
         """The admin pressed `esc` in the filter."""
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            placeholder="filter: words to find; for jobs also state:NAME",
-            id=id,
-            compact=True,
-        )
+    def __init__(self, placeholder: str = "filter: words to find", *,
+                 id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, id=id, compact=True)
 
     def action_cancel(self) -> None:
         self.post_message(self.Cancelled())

@@ -1,4 +1,9 @@
-"""View 4: jobs, newest first, keyset-paged from the daemon and updated live."""
+"""View 4: jobs, newest first, keyset-paged from the daemon and updated live.
+
+Its `/` filter is a search the daemon runs (multiflexi_tui/jobsearch.py: text in the
+output, state, company, app, template, a time range), paged from the daemon like the
+whole list; the summary line shows the line that matched in the job under the cursor.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from typing import Any, ClassVar
 
 from textual.binding import Binding, BindingType
 
-from multiflexi_tui import actions
+from multiflexi.errors import NotFound
+from multiflexi_tui import actions, jobsearch
 from multiflexi_tui import format as fmt
 from multiflexi_tui.connection import DaemonLink, link_of
 from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceView
@@ -15,6 +21,8 @@ from multiflexi_tui.widgets.resource_view import Column, Page, Record, ResourceV
 class JobsView(ResourceView):
     NOUN = "jobs"
     DEFAULT_SORT = ("id", True)
+    FILTER_HINT = ("search output: words; or state:failed company:acme app:X template:N "
+                   "since:2024-05-01 until:…")
     COLUMNS = (
         Column("id", "ID", lambda r: r["id"], width=6),
         Column("state", "State", lambda r: fmt.state_text(r.get("state")), width=11,
@@ -37,22 +45,33 @@ class JobsView(ResourceView):
     ]
 
     def on_mount(self) -> None:
+        self._resolved: tuple[int | None, int | None] = (None, None)
         super().on_mount()
         self.link.job_changed.subscribe(self, self.upsert)
         self.link.job_output.subscribe(self, self._output)
 
+    def search(self) -> jobsearch.JobSearch:
+        return jobsearch.parse(self.filter_text)
+
     def server_filter(self) -> dict[str, Any]:
-        for token in self.filter_text.lower().split():
-            if token.startswith("state:") and token[6:] in fmt.JOB_STATES:
-                return {"state": token[6:]}
-        return {}
+        search = self.search()
+        return {"search": search.key()} if search.key() != ((), None, None) else {}
 
     def client_tokens(self) -> list[str]:
-        return [t for t in self.filter_text.lower().split() if not t.startswith("state:")]
+        return []  # the daemon filters and searches
 
     def accepts(self, rec: Record) -> bool:
-        wanted = {**self.fixed, **self.server_filter()}
-        return all(rec.get(k) == v for k, v in wanted.items())
+        if not all(rec.get(k) == v for k, v in self.fixed.items()):
+            return False
+        return jobsearch.matches(self.search(), rec, *self._resolved)
+
+    def filter_note(self) -> str:
+        search = self.search()
+        if search.problems:
+            return "; ".join(search.problems)
+        rec = self.current()
+        match = rec.get("match") if rec else None
+        return f"match: {match['line']}" if isinstance(match, dict) else ""
 
     MAX_ROWS = 2000
 
@@ -67,19 +86,51 @@ class JobsView(ResourceView):
         self._next = ids[self.MAX_ROWS - 1]
 
     def _takes_new(self, rec: Record) -> bool:
-        if not self._loaded_once:
-            return False
+        if not self._loaded_once or self.search().text:
+            return False  # (whether its output matches, only the daemon knows)
         if self._next is None or not self.records:
             return True
         oldest = min(int(k) for k in self.records)
         return int(rec["id"]) >= oldest
 
     async def fetch(self, link: DaemonLink, cursor: Any) -> Page:
-        params: dict[str, Any] = {**self.fixed, **self.server_filter(), "limit": self.PAGE_SIZE}
-        if cursor is not None:
+        search = self.search()
+        params: dict[str, Any] = {**search.params, **self.fixed, "limit": self.PAGE_SIZE}
+        try:
+            self._resolved = (await self._company_id(link, search.company),
+                              await self._app_id(link, search.app))
+        except NotFound as exc:
+            self.notify(exc.message, title="Cannot search jobs", severity="warning")
+            return Page([], None)
+        for key, value in zip(("company_id", "app_id"), self._resolved, strict=True):
+            if value is not None:
+                params[key] = value
+        if isinstance(cursor, int):  # after trim(): the oldest id kept
             params["before_id"] = cursor
+        elif cursor is not None:
+            params["cursor"] = cursor
         reply = await link.call_with("job.list", params)
-        return Page(list(reply.get("items") or []), reply.get("next_before_id"))
+        return Page(list(reply.get("items") or []), reply.get("next_cursor"))
+
+    async def _company_id(self, link: DaemonLink, ref: str | None) -> int | None:
+        if ref is None:
+            return None
+        key = "id" if ref.isdigit() else "slug"
+        company = await link.call("company.get", **{key: int(ref) if ref.isdigit() else ref})
+        return int(company["id"])
+
+    async def _app_id(self, link: DaemonLink, ref: str | None) -> int | None:
+        if ref is None or ref.isdigit():
+            return int(ref) if ref else None
+        offset = 0
+        while True:  # by name (any case) or uuid
+            page = await link.call("app.list", limit=1000, offset=offset)
+            for app in page.get("items") or []:
+                if ref.lower() in (str(app.get("name")).lower(), str(app.get("uuid")).lower()):
+                    return int(app["id"])
+            offset += 1000
+            if offset >= int(page.get("total") or 0):
+                raise NotFound(f"no application named {ref!r}")
 
     def search_extra(self, rec: Record) -> str:
         return " ".join(str(x) for x in (

@@ -2,8 +2,9 @@
 
 Rows are loaded a page at a time (the next page when the cursor nears the end), so a list
 over a huge history opens as fast as an empty one. Sorting and the `/` filter work on the
-rows loaded so far (the daemon lists by id); a subclass may turn parts of the filter into
-daemon-side parameters (jobs: ``state:failed``). Pushed changes update rows in place.
+rows loaded so far (the daemon lists by id); a subclass may hand the filter to the daemon
+instead (jobs: a search of their output, states, companies...). Pushed changes update rows
+in place.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class ResourceView(Vertical):
 
     NOUN: ClassVar[str] = "items"
     COLUMNS: ClassVar[tuple[Column, ...]] = ()
+    FILTER_HINT: ClassVar[str] = "filter: words to find"
     DEFAULT_SORT: ClassVar[tuple[str, bool]] = ("id", False)  # column key, reverse
     PAGE_SIZE: ClassVar[int] = 100
     PREFETCH: ClassVar[int] = 15  # rows before the last one at which the next page loads
@@ -159,7 +161,7 @@ class ResourceView(Vertical):
     # --- composition ----------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield FilterInput(id="filter")
+        yield FilterInput(self.FILTER_HINT, id="filter")
         yield ListTable(id="table")
         yield Static(classes="summary", id="summary")
 
@@ -368,6 +370,10 @@ class ResourceView(Vertical):
         """More text the filter looks in (besides the visible cells)."""
         return ""
 
+    def filter_note(self) -> str:
+        """What the summary line adds about the filter (a subclass's)."""
+        return ""
+
     def action_cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(self.COLUMNS)
         self.sort_reverse = False
@@ -472,11 +478,15 @@ class ResourceView(Vertical):
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
         parts += self.summary_extra()
+        note = self.filter_note()
+        if note:
+            parts.append(note)
         summary.update(Text(" · ".join(parts)))
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.refresh_bindings()  # the footer shows what applies to this row
+        self._summarize()
         if self._next is not None and not self._loading and (
                 event.cursor_row >= event.data_table.row_count - 1 - self.PREFETCH):
             self.load_more()

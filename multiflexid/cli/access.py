@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from multiflexi.access import MAY, ROLES
-from multiflexi.errors import InvalidInput, MultiFlexiError
+from multiflexi.errors import MultiFlexiError
 from multiflexid.services import access as svc
 from multiflexid.services import audit
 from multiflexid.services.companies import get_company
 
-from .base import AliasGroup, cli_actor, emit, state, table
+from .base import AliasGroup, cli_actor, emit, parse_time, state, table
 
 
 @click.group(cls=AliasGroup)
@@ -75,17 +75,6 @@ def audit_group() -> None:
     """The audit trail: every change made through the socket or this CLI."""
 
 
-def _since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"--since: {value!r} is not an ISO 8601 time "
-                           "(e.g. 2026-12-01 or 2026-12-01T08:00:00Z)") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 @audit_group.command("list")
 @click.option("--company", "company_ref", help="Only changes of this company (id or slug).")
 @click.option("--since", help="Only changes since this ISO 8601 time (UTC if no zone).")
@@ -100,7 +89,7 @@ def audit_list(company_ref: str | None, since: str | None, user: str | None,
     with state().read() as s:
         company_id = get_company(s, company_ref).id if company_ref else None
         rows = [audit.entry_dict(e) for e in audit.list_entries(
-            s, company_id=company_id, since=_since(since), user=user, entity=entity,
+            s, company_id=company_id, since=parse_time(since, "--since"), user=user, entity=entity,
             entity_id=entity_id, limit=limit)]
 
     def text() -> None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ class CliState:
             f"{cli_actor().user} may not use the database directly: only root and "
             f"{owner_name} may ({data_dir} is theirs). Run it with sudo, or use the "
             "terminal UI (multiflexi-tui) and the commands that go through multiflexid: "
-            "runtemplate run, job output --follow, job cancel, status")
+            "runtemplate run, job list, job output --follow, job cancel, status")
 
     @property
     def json(self) -> bool:
@@ -223,15 +223,22 @@ def write_file(out: Path, content: bytes) -> None:
         raise MultiFlexiError(f"{out}: cannot write: {exc.strerror or exc}") from None
 
 
-def parse_time(text: str, option: str) -> datetime:
-    """An ISO 8601 time with a zone, given as ``option`` (an error names it)."""
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time given as ``option`` (an error names it): a date alone is its
+    midnight UTC; a date and time must say its zone (Z or +01:00), as nobody can tell which
+    zone a bare time meant."""
+    if not value:
+        return None
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{option}: {text!r} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        raise InvalidInput(f"{option}: {text!r} has no time zone (add Z or +01:00)")
-    return when
+        raise InvalidInput(f"{option}: {value!r} is not an ISO 8601 time "
+                           "(e.g. 2026-12-01 or 2026-12-01T08:00:00Z)") from None
+    if when.tzinfo is not None:
+        return when
+    if len(value.strip()) == len("2026-12-01"):
+        return when.replace(tzinfo=UTC)
+    raise InvalidInput(f"{option}: {value!r} has no time zone (add Z or +01:00)")
 
 
 def fail(message: str) -> MultiFlexiError:

@@ -29,7 +29,8 @@ def _report(d: dict[str, Any]) -> None:
 
 @click.command("prune", cls=LeafCommand)
 @click.option("--before", required=True, metavar="ISO8601",
-              help="Remove jobs that ended before this time (with a zone: Z or +01:00).")
+              help="Remove jobs that ended before this time: a date (its midnight UTC) or a "
+                   "date and time with its zone (Z or +01:00).")
 @click.option("--company", "company_ref", help="Only jobs of this company (id or slug).")
 @click.option("--keep-last", type=click.IntRange(min=0), metavar="K",
               help="Keep the newest K finished jobs of each run template anyway.")
@@ -41,6 +42,7 @@ def prune(before: str, company_ref: str | None, keep_last: int | None,
     never queued or running ones, never ones with deliveries still due. Recorded in the
     audit trail. Nothing else ever deletes history."""
     when = parse_time(before, "--before")
+    assert when is not None  # a required option
     with state().session() as s:
         company = get_company(s, company_ref) if company_ref else None
         d = do_prune(s, before=when, company=company, keep_last=keep_last, dry_run=dry_run)

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import select
 
-from multiflexi.errors import NotFound
+from multiflexi.errors import InvalidInput, NotFound
 from multiflexid.presenters import artifact_dict, iso, job_dict, next_due
+from multiflexid.services import joblist
 from multiflexid.services import jobs as svc
+from multiflexid.services.apps import get_app
 from multiflexid.services.companies import get_company
 from multiflexid.store.orm import (
     JOB_STATES,
     Artifact,
-    Company,
     Job,
     RunTemplate,
 )
 
 from . import live
-from .base import AliasGroup, emit, fields, state, table, write_file
+from .base import AliasGroup, emit, fields, parse_time, state, table, write_file
 from .runtemplates import _run, _secret_option
 
 
@@ -43,28 +45,99 @@ def create(rt_id: int, env_items: tuple[str, ...], secret_items: tuple[str, ...]
     _run(rt_id, env_items, secret_items, wait)
 
 
+# The CLI's names of job.list's fields, for messages.
+_OPTIONS = {"state": "--state", "sort": "--sort", "time_field": "--time", "until": "--until",
+            "since": "--since", "text": "--grep", "cursor": "--cursor"}
+
+
 @job.command("list")
 @click.option("--company", "company_ref", help="Company id or slug.")
 @click.option("--runtemplate", "rt_id", type=int, help="Run template id.")
-@click.option("--state", "job_state", type=click.Choice(JOB_STATES), help="Only this state.")
+@click.option("--app", "app_ref", help="Application id or uuid.")
+@click.option("--state", "job_states", type=click.Choice(JOB_STATES), multiple=True,
+              help="Only this state. Repeatable: any of them.")
+@click.option("--since", help="Only jobs created (see --time) at or after this ISO 8601 "
+                              "date or time (UTC if no zone).")
+@click.option("--until", help="Only jobs created (see --time) before this ISO 8601 time.")
+@click.option("--time", "time_field", type=click.Choice(joblist.TIME_FIELDS),
+              default="created", show_default=True,
+              help="What --since/--until bound: when a job was created, began or ended.")
+@click.option("--grep", "text", metavar="TEXT",
+              help="Only jobs whose output holds TEXT (a substring on one line, any case, "
+                   f"at least {joblist.MIN_TEXT} characters).")
+@click.option("--sort", type=click.Choice(joblist.SORTS), default="id", show_default=True,
+              help="Order by id, begin, end or duration (jobs without it come last).")
+@click.option("--order", type=click.Choice(["desc", "asc"]), default="desc",
+              show_default=True, help="Descending (newest, longest first) or ascending.")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True,
-              help="How many, newest first.")
-@click.option("--before", "before_id", type=int, help="Only jobs older than this id (paging).")
-def list_(company_ref: str | None, rt_id: int | None, job_state: str | None, limit: int,
-          before_id: int | None) -> None:
-    """List jobs, newest first."""
-    with state().read() as s:
-        company = get_company(s, company_ref) if company_ref else None
-        jobs = svc.list_jobs(s, company=company, runtemplate_id=rt_id, state=job_state,
-                             limit=limit, before_id=before_id)
-        slugs = {i: slug for i, slug in s.execute(select(Company.id, Company.slug))}
-        rows = [{**job_dict(j), "company": slugs.get(j.company_id)} for j in jobs]
-    emit(rows, lambda: table(
-        [(r["id"], r["state"], r["runtemplate_id"], r["runtemplate_name"], r["company"],
-          r["schedule_type"], r["begin"] or r["schedule"], r["exitcode"], r["launched_by"])
-         for r in rows],
-        ["id", "state", "tpl", "template", "company", "type", "begin/due", "exit", "by"],
-    ))
+              help="How many.")
+@click.option("--before", "before_id", type=int, help="Only jobs older than this id (paging "
+                                                      "by id, newest first).")
+@click.option("--cursor", help="Start after this point (what the previous page said).")
+def list_(company_ref: str | None, rt_id: int | None, app_ref: str | None,
+          job_states: tuple[str, ...], since: str | None, until: str | None,
+          time_field: str, text: str | None, sort: str, order: str, limit: int,
+          before_id: int | None, cursor: str | None) -> None:
+    """List jobs, newest first: filtered, sorted and searched by the database (through the
+    daemon when it runs, with your roles; else directly). A page ends with the cursor of
+    the next one on stderr."""
+    f = joblist.JobFilter(states=job_states, runtemplate_id=rt_id,
+                          since=parse_time(since, "--since"), until=parse_time(until, "--until"),
+                          time_field=time_field, text=text)
+    if before_id is not None:
+        if cursor is not None or (sort, order) != ("id", "desc"):
+            raise InvalidInput("--before: only with --sort id --order desc (use --cursor)")
+        cursor = f"id~desc~~{before_id}"
+    joblist.check(f, sort, order == "desc", cursor, lambda field: _OPTIONS.get(field, field))
+    client = live.connect()
+    if client is not None:
+        with client:
+            rows, following = _list_through_daemon(client, f, company_ref, app_ref, sort,
+                                                   order, cursor, limit)
+    else:
+        with state().read() as s:
+            f = replace(f, company_id=get_company(s, company_ref).id if company_ref else None,
+                        app_id=get_app(s, app_ref).id if app_ref else None)
+            page = joblist.list_jobs(s, f, sort=sort, desc=order == "desc", cursor=cursor,
+                                     limit=limit)
+            rows, following = page.items(), page.next_cursor
+
+    def text_rows() -> None:
+        table([(r["id"], r["state"], r["runtemplate_id"], r["runtemplate_name"],
+                r["company"], r["schedule_type"], r["begin"] or r["schedule"], r["exitcode"],
+                r["launched_by"]) + ((r["match"]["line"],) if f.text else ())
+               for r in rows],
+              ["id", "state", "tpl", "template", "company", "type", "begin/due", "exit",
+               "by"] + (["match"] if f.text else []))
+
+    emit(rows, text_rows)
+    if following is not None:
+        click.echo(f"more: --cursor {following}", err=True)
+
+
+def _list_through_daemon(client: Any, f: joblist.JobFilter, company_ref: str | None,
+                         app_ref: str | None, sort: str, order: str, cursor: str | None,
+                         limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    params: dict[str, Any] = {"sort": sort, "order": order, "limit": min(limit, 1000),
+                              "cursor": cursor, "state": list(f.states) or None,
+                              "runtemplate_id": f.runtemplate_id, "time_field": f.time_field,
+                              "since": iso(f.since), "until": iso(f.until), "text": f.text}
+    if company_ref:
+        key = "id" if company_ref.strip().isdigit() else "slug"
+        ref: Any = int(company_ref) if key == "id" else company_ref
+        params["company_id"] = client.call("company.get", **{key: ref})["id"]
+    if app_ref:
+        key = "id" if app_ref.strip().isdigit() else "uuid"
+        params["app_id"] = client.call("app.get", **{key: int(app_ref) if key == "id"
+                                                      else app_ref})["id"]
+    rows: list[dict[str, Any]] = []
+    while True:  # the daemon's pages are at most 1000 jobs
+        page = client.call_with("job.list", {k: v for k, v in params.items() if v is not None})
+        rows += page["items"]
+        following = page["next_cursor"]
+        if following is None or len(rows) >= limit:
+            return rows, following
+        params.update(cursor=following, limit=min(limit - len(rows), 1000))
 
 
 @job.command("show")

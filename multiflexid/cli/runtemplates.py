@@ -340,9 +340,7 @@ def env(rt_id: int, explain: bool, reveal: bool) -> None:
 @click.option("--from", "start", help="Start from this ISO 8601 time (default: now).")
 def preview(rt_id: int, count: int, start: str | None) -> None:
     """The next due times, in the template's zone and in UTC."""
-    begin = datetime.now(UTC)
-    if start:
-        begin = parse_time(start, "--from")
+    begin = parse_time(start, "--from") or datetime.now(UTC)
     with state().read() as s:
         rec = svc.recurrence(svc.get_runtemplate(s, rt_id))
     doc = {"id": rt_id, **svc.preview(rec, begin, count)}

@@ -14,6 +14,7 @@ from multiflexi.errors import MultiFlexiError, StorageError
 from multiflexid.executors.engines import engine_status
 from multiflexid.services.jobs import counts_by_state
 from multiflexid.store.orm import Application, Company, Credential, RunTemplate
+from multiflexid.store.search import OutputSearch
 
 from .base import AliasGroup, LeafCommand, emit, fields, state
 
@@ -26,6 +27,16 @@ def daemon_status(path: str) -> dict[str, Any]:
     except MultiFlexiError as exc:
         return {"reachable": False, "socket": path, "problem": exc.message}
     return {"reachable": True, "socket": path, **info}
+
+
+def search_text(search: dict[str, Any]) -> str:
+    """How output is searched, in one line."""
+    if search.get("warning"):
+        return f"NOT INDEXED: {search['warning']}"
+    if search.get("behind"):
+        return (f"{search['index']} index, {search['behind']} output chunk(s) not indexed "
+                "yet (the daemon indexes them in the background; searches scan them)")
+    return f"{search['index']} index, all output indexed"
 
 
 @click.command("status", cls=LeafCommand)
@@ -56,6 +67,7 @@ def status() -> None:
                         .where(RunTemplate.active.is_(True))),
                     "jobs": counts_by_state(s),
                 }
+                doc["search"] = OutputSearch(core.db.dialect).status(s)
         db["reachable"] = True
     except MultiFlexiError as exc:
         db.update(reachable=False, problem=exc.message)
@@ -83,6 +95,8 @@ def status() -> None:
         for name, engine in doc["engines"].items():
             rows.append((name, f"reachable ({engine['url']})" if engine["reachable"]
                          else f"not reachable: {engine['problem']}"))
+        if "search" in doc:
+            rows.append(("search", search_text(doc["search"])))
         counts = doc.get("counts")
         if counts:
             jobs = counts["jobs"]
@@ -116,10 +130,14 @@ def upgrade() -> None:
             f"database {core.db.display_url()}: {exc}; was it upgraded by a newer "
             "MultiFlexi? Install that version (a downgrade is not supported)"
         ) from None
-    doc = {"url": core.db.display_url(), "before": before, "after": after}
+    made, problem = core.db.ensure_search_index()
+    doc = {"url": core.db.display_url(), "before": before, "after": after,
+           "search_index": "created" if made else "missing" if problem else "ok"}
     emit(doc, f"database {doc['url']}: " + (
         f"upgraded {before or 'empty'} -> {after}" if before != after else f"already at {after}"
-    ))
+    ) + ("; text search index created" if made else ""))
+    if problem:
+        click.echo(f"multiflexi-cli: warning: {problem}", err=True)
 
 
 @click.command("demo", cls=LeafCommand)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from multiflexi.errors import Conflict, InvalidInput, NotFound
-from multiflexi.states import FINAL_STATES, JOB_STATES, QUEUED_STATES
+from multiflexi.states import FINAL_STATES, QUEUED_STATES
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.config import is_secret_key
 from multiflexid.presenters import exit_code_dict, job_view_dict
@@ -100,49 +100,28 @@ def get_job(s: Session, job_id: int | str) -> Job:
     return job
 
 
-def list_jobs(
-    s: Session,
-    *,
-    company: Company | None = None,
-    runtemplate_id: int | None = None,
-    app_id: int | None = None,
-    state: str | None = None,
-    limit: int = 50,
-    before_id: int | None = None,
-    companies: set[int] | None = None,
-) -> list[Job]:
-    """Newest first; page with ``before_id`` (the last id of the previous page)."""
-    if state is not None and state not in JOB_STATES:
-        raise InvalidInput(f"state: {state!r} is not one of {' '.join(JOB_STATES)}")
-    query = select(Job).order_by(Job.id.desc()).limit(max(1, min(limit, 10000)))
-    if company is not None:
-        query = query.where(Job.company_id == company.id)
-    if runtemplate_id is not None:
-        query = query.where(Job.runtemplate_id == runtemplate_id)
-    if app_id is not None:
-        query = query.where(Job.app_id == app_id)
-    if state is not None:
-        query = query.where(Job.state == state)
-    if before_id is not None:
-        query = query.where(Job.id < before_id)
-    if companies is not None:  # only those the caller may see
-        query = query.where(Job.company_id.in_(companies))
-    return list(s.scalars(query))
-
-
 def read_output(
-    s: Session, job_id: int, *, after_seq: int = -1, stream: str | None = None, limit: int = 5000
+    s: Session, job_id: int, *, after_seq: int = -1, stream: str | None = None,
+    limit: int = 5000, from_end: bool = False, before_seq: int | None = None,
 ) -> list[JobOutput]:
-    """Output chunks with ``seq > after_seq`` in order."""
-    query = (
-        select(JobOutput)
-        .where(JobOutput.job_id == job_id, JobOutput.seq > after_seq)
-        .order_by(JobOutput.seq)
-        .limit(limit)
-    )
+    """Output chunks in order: the first ``limit`` with ``seq > after_seq``; or, from the
+    end, the last ``limit`` (before ``before_seq`` when given: paging back)."""
+    query = select(JobOutput).where(JobOutput.job_id == job_id).limit(limit)
     if stream is not None:
         query = query.where(JobOutput.stream.in_((stream, "system")))
-    return list(s.scalars(query))
+    if not from_end:
+        return list(s.scalars(query.where(JobOutput.seq > after_seq).order_by(JobOutput.seq)))
+    if before_seq is not None:
+        query = query.where(JobOutput.seq < before_seq)
+    return list(s.scalars(query.order_by(JobOutput.seq.desc())))[::-1]
+
+
+def output_before(s: Session, job_id: int, seq: int, stream: str | None = None) -> bool:
+    """Whether the job has output before chunk ``seq``."""
+    query = select(JobOutput.seq).where(JobOutput.job_id == job_id, JobOutput.seq < seq)
+    if stream is not None:
+        query = query.where(JobOutput.stream.in_((stream, "system")))
+    return s.scalar(query.limit(1)) is not None
 
 
 def queue(s: Session, limit: int = 200) -> list[tuple[Schedule, Job]]:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from multiflexi.errors import StorageError
 
-from . import audit
+from . import audit, search
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any number; used as a PostgreSQL advisory lock id so only one node migrates at a time.
@@ -48,6 +48,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+    search.register_sqlite_functions(dbapi_connection)
 
 
 class Database:
@@ -170,7 +171,9 @@ class Database:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
         return cfg
 
-    def head_revision(self) -> str | None:
+    @staticmethod
+    def head_revision() -> str | None:
+        """The newest migration this code knows."""
         return _script_directory().get_current_head()
 
     @staticmethod
@@ -208,6 +211,14 @@ class Database:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
                     conn.commit()
         return before, after
+
+    def ensure_search_index(self) -> tuple[bool, str | None]:
+        """PostgreSQL: make the output's trigram index if it is missing (pg_trgm could not
+        be created when the schema was migrated); (made now, why it still cannot be)."""
+        if self.is_sqlite:
+            return False, None
+        with self._translate_errors(), self.engine.begin() as conn:
+            return search.ensure_index(conn)
 
     def require_current(self, current: str | None = None) -> None:
         """Refuse to work on a schema that is not migrated (clear message, no crash later)."""

@@ -377,6 +377,22 @@ class Params:
             raise self._error(name, f"must be {_one_of(choices)}, not {_show(value)}")
         return value
 
+    def enum_list(
+        self, name: builtins.str, choices: Iterable[builtins.str]
+    ) -> list[builtins.str]:
+        """One of ``choices`` or a list of them (``"failed"``, ``["failed", "lost"]``);
+        ``[]`` when absent."""
+        choices = tuple(choices)
+        value = self._get(name)
+        if value is None:
+            return []
+        if isinstance(value, builtins.str):
+            return [self._enum(name, value, choices)]
+        if not isinstance(value, list):
+            raise self._error(name, f"must be {_one_of(choices)} or a list of them, "
+                                    f"not {_show(value)}")
+        return [self._enum(f"{name}[{i}]", item, choices) for i, item in enumerate(value)]
+
     # collections
 
     def str_map(

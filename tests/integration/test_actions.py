@@ -17,6 +17,7 @@ from multiflexid.core import Core
 from multiflexid.services import actions as svc
 from multiflexid.services.jobs import create_job
 from multiflexid.store.orm import ActionRun, RunTemplate
+from tests.support import sqlitedump
 from tests.support.factory import make_template, run_to_end
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -187,7 +188,7 @@ def test_action_secrets_are_absent_from_the_raw_database(
         path = Path(str(url.database))
         conn = sqlite3.connect(path)  # fold the WAL in, then read the file as bytes
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        dump = "\n".join(conn.iterdump())
+        dump = sqlitedump.dump(conn)
         conn.close()
         raw = path.read_bytes()
     else:

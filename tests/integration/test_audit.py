@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from multiflexid.core import Core
 from tests.conftest import BACKENDS
+from tests.support import sqlitedump
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 SECRET = "Audit-Secret-Pw-4711"
@@ -118,7 +119,7 @@ def test_no_secret_reaches_the_trail_in_the_raw_database(
     if backend == "sqlite":
         conn = sqlite3.connect(str(url.database))
         try:
-            dump = "\n".join(conn.iterdump())
+            dump = sqlitedump.dump(conn)
         finally:
             conn.close()
     else:

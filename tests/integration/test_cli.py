@@ -780,7 +780,8 @@ def test_preview(mfcli, world: dict[str, int]) -> None:
     assert (r.code, r.out) == (0, "never scheduled (interval n or inactive)\n")
     assert mfcli("runtemplate", "preview", "--id", never, "--format", "json").json["due"] == []
     one_line_error(mfcli("runtemplate", "preview", "--id", hourly, "--from", "yesterday"),
-                   "--from: 'yesterday' is not an ISO 8601 time")
+                   "--from: 'yesterday' is not an ISO 8601 time (e.g. 2026-12-01 or "
+                   "2026-12-01T08:00:00Z)")
     one_line_error(mfcli("runtemplate", "preview", "--id", hourly, "--from",
                          "2026-01-10T08:20:00"),
                    "--from: '2026-01-10T08:20:00' has no time zone (add Z or +01:00)")

@@ -468,5 +468,5 @@ def test_prune_old_jobs(mfcli, core: Core, site: dict[str, int]) -> None:
     ok(mfcli, "job", "prune", "--before", "2026-01-01T00:00:00Z")
     with core.db.session() as s:
         assert set(s.scalars(select(Job.id))) == {recent, undelivered, running, claimed, queued}
-    assert error(mfcli, "job", "prune", "--before", "2026-01-01") == (
-        "--before: '2026-01-01' has no time zone (add Z or +01:00)")
+    assert error(mfcli, "job", "prune", "--before", "2026-01-01T00:00") == (
+        "--before: '2026-01-01T00:00' has no time zone (add Z or +01:00)")

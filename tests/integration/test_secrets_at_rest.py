@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from multiflexid.core import Core
 from multiflexid.services.jobs import decrypt_overrides, get_job
+from tests.support import sqlitedump
 
 PROBE = "775ed801-2489-4981-bc14-d8a01cba1938"
 CONTRACTS = "e0e20955-d71c-4003-85e5-7d65eb9da03f"
@@ -119,7 +120,7 @@ def test_no_secret_in_a_dump_of_the_database(
         assert PLAIN[0].encode() in files[path] + files[wal]
         conn = sqlite3.connect(path)
         try:
-            dump = "\n".join(conn.iterdump())
+            dump = sqlitedump.dump(conn)
         finally:
             conn.close()
     else:

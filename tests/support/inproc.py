@@ -44,11 +44,14 @@ class InProcess:
 
 
 @contextlib.asynccontextmanager
-async def daemon_in_process(env: Env, **settings: str) -> AsyncIterator[InProcess]:
-    """``settings``: environment-style overrides, e.g. MULTIFLEXI_MAX_PARALLEL="1"."""
+async def daemon_in_process(env: Env, engines: dict[str, Any] | None = None,
+                            **settings: str) -> AsyncIterator[InProcess]:
+    """``settings``: environment-style overrides, e.g. MULTIFLEXI_MAX_PARALLEL="1";
+    ``engines``: more executors by name (e.g. a container engine whose ``check()`` the
+    test decides)."""
     config = load_settings(os.devnull, env={**env.vars(), **settings})
     fake = FakeExecutor()
-    daemon = Daemon(config, executors={"Native": fake})
+    daemon = Daemon(config, executors={"Native": fake, **(engines or {})})
     serving = asyncio.create_task(daemon.serve(), name="daemon")
     async with asyncio.timeout(20):
         while not env.socket.exists() or not hasattr(daemon, "rpc"):

@@ -244,7 +244,7 @@ def test_job_rows_follow_state_changes_pushed_by_the_daemon(
         # ...and changes to failed with its exit code, no key pressed, no polling
         await wait_for(pilot, lambda: "failed" in row_of(jobs, job["id"])[1], "failed")
         assert row_of(jobs, job["id"])[5] == "3"
-        assert set(sent) <= {"job.changed", "runtemplate.changed"}
+        assert set(sent) <= {"job.changed", "runtemplate.changed", "daemon.status"}
         # the template's "last" column followed too
         await pilot.press("3")
         templates = view(app, "templates")

@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import SAWarning
 
 from multiflexid.store.orm import Base
+from multiflexid.store.search import not_modelled
 
 config = context.config
 target_metadata = Base.metadata
@@ -30,6 +31,7 @@ def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=lambda name, _type, _parents: not not_modelled(name),
     )
     with context.begin_transaction(), warnings.catch_warnings():
         # SQLite's batch mode reflects the tables a changed one refers to; reflection
