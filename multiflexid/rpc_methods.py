@@ -41,7 +41,9 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
-from .operations import Caller, Operations
+from .operations import Operations
+from .rpc_actions import action_handlers
+from .rpc_common import caller
 from .rpc_server import Connection, Handler
 
 # Responses must fit a frame (1 MiB): content and output are paged below that.
@@ -52,10 +54,6 @@ T = TypeVar("T")
 
 def _page(p: Params) -> tuple[int, int]:
     return p.opt_int("limit", 100, min=1, max=1000), p.opt_int("offset", 0, min=0)
-
-
-def caller(conn: Connection) -> Caller:
-    return Caller(conn.perms, conn.peer.actor)
 
 
 def _only(query: Any, column: Any, visible: set[int] | None) -> Any:
@@ -485,8 +483,6 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
         if output_of is not None:
             conn.output_of.discard(output_of)
         return {"subscribed": conn.subscriptions()}
-
-    from .rpc_actions import action_handlers
 
     return {
         **action_handlers(ops),
