@@ -25,7 +25,7 @@ from multiflexi.settings import Settings
 from multiflexid.dbthread import DbThread
 from multiflexid.health import describe
 from multiflexid.services import nodes
-from multiflexid.store.transitions import CHANNEL, JobTransitions
+from multiflexid.store.transitions import CHANNEL, JobTransitions, describe_skipped
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,19 @@ class Cluster:
             return
         for dead in reaped:
             log.warning("node %s is dead (last heartbeat %s): %d running job(s) marked lost%s"
-                        "; %d claimed, not started, back in the queue",
+                        "; %d claimed, not started, back in the queue%s",
                         dead.node, dead.last_heartbeat.isoformat(), len(dead.jobs),
                         (": " + ", ".join(map(str, dead.jobs))) if dead.jobs else "",
-                        len(dead.requeued))
-        if stale:
+                        len(dead.requeued),
+                        "; left alone, they changed meanwhile: "
+                        + describe_skipped(dead.skipped) if dead.skipped else "")
+        if stale.done:
             log.warning("%d job(s) claimed but not started for %g s: back in the queue: %s",
-                        len(stale), self.settings.claim_hold_seconds,
-                        ", ".join(map(str, stale)))
-        if reaped or stale:
+                        len(stale.done), self.settings.claim_hold_seconds,
+                        ", ".join(map(str, stale.done)))
+        if stale.skipped:
+            log.info("claims not released, they changed meanwhile: %s", stale)
+        if reaped or stale.done:
             self.on_work()
 
     async def run_listener(self, stopped: asyncio.Event) -> None:

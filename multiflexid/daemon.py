@@ -27,6 +27,7 @@ import multiflexi
 from multiflexi.errors import MultiFlexiError
 from multiflexi.protocol import PROTOCOL_VERSION
 from multiflexi.settings import Settings, SettingsError, load_settings
+from multiflexi.states import STAGE
 from multiflexid.actions.chain import PreviousArtifacts
 from multiflexid.actions.worker import ActionWorker
 from multiflexid.artifacts import collect
@@ -59,10 +60,9 @@ from multiflexid.store.orm import Schedule
 from multiflexid.systemd import Notifier, OutputLines, setup_logging
 
 log = logging.getLogger("multiflexid")
+_LAST_STAGE = max(STAGE.values())
 
 
-# The order job states are reached in, for dropping late events.
-_STATE_RANK = {"pending": 0, "scheduled": 0, "claimed": 1, "running": 2}
 
 
 class StartupError(Exception):
@@ -151,12 +151,16 @@ class Daemon:
             self.tx.abandon, None if self.core.db.is_sqlite else settings.node,
             datetime.now(UTC),
             f"multiflexid on {settings.node} stopped while the job ran (its result is unknown)")
-        if lost:
+        if lost.done:
             log.warning("marked %d job(s) left running by a previous run as lost: %s",
-                        len(lost), ", ".join(str(e.job_id) for e in lost))
-        if requeued:
+                        len(lost.done), ", ".join(str(e.job_id) for e in lost.done))
+        if requeued.done:
             log.info("%d job(s) claimed but not started by a previous run: back in the "
-                     "queue: %s", len(requeued), ", ".join(map(str, requeued)))
+                     "queue: %s", len(requeued.done), ", ".join(map(str, requeued.done)))
+        for changed in (lost, requeued):  # another node (a reaper) was quicker
+            if changed.skipped:
+                log.info("left alone by %s (changed meanwhile): %s", changed.transition,
+                         changed)
         self.hub = OutputHub(
             lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
             self.publish)
@@ -360,7 +364,7 @@ class Daemon:
         """Whether a job event comes later than one that told more (events are built from
         reads that may overlap: a "scheduled" read before the job started must not be
         pushed after its "running" or its end)."""
-        rank = _STATE_RANK.get(job.get("state", ""), 3)
+        rank = STAGE.get(job.get("state", ""), _LAST_STAGE)
         seen = self._job_rank.get(job["id"], -1)
         if rank < seen:
             return True

@@ -14,10 +14,15 @@ A job's way through this node, each step a transition of the store's API
   the ``JobEnded`` event). A slot is free as soon as the job's process has ended; its end
   is written while the next job already runs.
 
-A claimed job not started within ``claim_hold_seconds`` goes back to the queue: any node
-releases claims older than that (see cluster.py), which is safe because a start is
-guarded by the claim (a released job's start is refused; nothing is launched). Prefetched
-jobs on SQLite wait for their slot: no other node could take them.
+A claimed job not started within ``claim_hold_seconds`` goes back to the queue: the node
+that claimed it puts it back itself when it waited that long for a slot, and on
+PostgreSQL any node releases claims older than that (see cluster.py), which is safe
+because a start is guarded by the claim (a released job's start is refused; nothing is
+launched). On SQLite no other node could take a job claimed ahead, yet the bound holds
+there too: ``claimed`` means "starting", and a job claimed ahead behind long jobs would
+otherwise show so for hours (and keep its template's next job pending). After such a
+release the node claims nothing ahead until one of its slots frees, so long jobs do not
+make it claim and release the same jobs over and over.
 """
 
 from __future__ import annotations
@@ -117,6 +122,9 @@ class Dispatcher:
         self.pre_run = pre_run or []
         self.running: dict[int, Running] = {}  # every job held by this node
         self.slots = asyncio.Semaphore(settings.max_parallel)
+        # Claiming ahead (prefetch) is paused from a release of a job that waited too long
+        # for a slot until a slot frees.
+        self.ahead = prefetch
         self.wake = asyncio.Event()
         self.draining = asyncio.Event()
         self.abandon_ends = asyncio.Event()  # stopping with the database out: give up
@@ -170,8 +178,8 @@ class Dispatcher:
         a steady stream of jobs."""
         await self._check_cancel_requests()
         parallel = self.settings.max_parallel
-        room = (2 if self.prefetch else 1) * parallel - self._held()
-        if not self.accepting or room < (parallel if self.prefetch else 1):
+        room = (2 if self.ahead else 1) * parallel - self._held()
+        if not self.accepting or room < (parallel if self.ahead else 1):
             return [], 0
         # Jobs that find a free slot are started in the claim's own transaction when their
         # template's context is cached (one commit instead of two before the launch).
@@ -280,9 +288,14 @@ class Dispatcher:
                 await self._write_end(job_id, fields, self._cancel_claimed, job_id,
                                       self.clock())
             else:  # stopping, or waited too long: nobody ran it, it simply waits again
-                await self.db.write(self.tx.release, [job_id], self.clock(),
-                                    self.settings.node)
-                log.info("job not started; back in the queue", extra=fields)
+                self.ahead = False
+                released = await self.db.write(self.tx.release, [job_id], self.clock(),
+                                               self.settings.node)
+                if released.done:
+                    log.info("job not started; back in the queue", extra=fields)
+                else:  # another node released it (and maybe ran it), or it was cancelled
+                    log.info("job not started; not put back in the queue: %s", released,
+                             extra=fields)
             return
         try:  # on record before anything is launched
             await self.db.write(self.tx.start, job_id, self.settings.node, self.clock())
@@ -309,6 +322,7 @@ class Dispatcher:
         finally:
             run.phase = "ending"
             self.slots.release()
+            self.ahead = self.prefetch
             self.wake.set()  # the slot is free now, while the end is being recorded
         for hook in self.post_run:
             try:
@@ -321,7 +335,7 @@ class Dispatcher:
                                                meaning), fields, launch)
 
     def _cancel_claimed(self, s: Any, job_id: int, now: datetime) -> JobEnded:
-        return self.tx.cancel(s, [job_id], now, "cancelled before it started")[0]
+        return self.tx.cancel(s, [job_id], now, "cancelled before it started").done[0]
 
     async def _acquire_slot(self, cancel: asyncio.Event, fields: dict[str, Any]) -> bool:
         """Wait for a free slot; False if cancelled, draining, or it waited longer than
@@ -335,10 +349,7 @@ class Dispatcher:
         stops = [asyncio.ensure_future(cancel.wait()),
                  asyncio.ensure_future(self.draining.wait())]
         try:
-            # Prefetched (one node): it waits for its slot. Otherwise another node may have
-            # room for it: back to the queue after claim_hold_seconds.
-            hold = None if self.prefetch else self.settings.claim_hold_seconds
-            await asyncio.wait([acquire, *stops], timeout=hold,
+            await asyncio.wait([acquire, *stops], timeout=self.settings.claim_hold_seconds,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in stops:

@@ -2,9 +2,11 @@
 guarded statement.
 
 Every transition is ``UPDATE job SET state = <to> ... WHERE id IN (...) AND state IN
-(<allowed from>) RETURNING ...``; a job that was not in an allowed state comes back as
-:class:`IllegalTransition` (for one job) or is left out of the result (for a batch, when
-asked), never silently overwritten. The same statements serve SQLite and PostgreSQL.
+(<allowed from>) RETURNING ...``, the states taken from ``domain.jobstate.TRANSITIONS``; a
+job that was not in an allowed state comes back as :class:`IllegalTransition` (for one
+job) or in the :class:`Batch`'s ``skipped`` with the state it was in (for several: the
+caller logs or acts on them), never silently overwritten. The same statements serve
+SQLite and PostgreSQL.
 
 Every way into a final state (end, cancel, lose, block) goes through :meth:`_ended`,
 the one path that records an end: it counts the job on its template, queues the next
@@ -20,13 +22,15 @@ tick), so the queue and the job rows always agree.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import bindparam, case, delete, exists, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from multiflexi.errors import Conflict
 from multiflexi.states import FAILURE_STATES, HELD_STATES
 from multiflexid.domain.appdef import ExitCodeDef
 from multiflexid.domain.jobstate import (
@@ -35,6 +39,7 @@ from multiflexid.domain.jobstate import (
     JobEnded,
     Verdict,
     check,
+    leads_to,
     should_retry,
 )
 from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
@@ -42,6 +47,7 @@ from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
 from .orm import JOBS, RUNTEMPLATES, SCHEDULE, Job, RunTemplate, Schedule
 
 EndHook = Callable[[Session, JobEnded], None]
+T = TypeVar("T")
 
 # PostgreSQL channel every multiflexid LISTENs on: "work arrived" (queued job, cancel).
 CHANNEL = "multiflexi_jobs"
@@ -70,23 +76,59 @@ _ENDED_COLUMNS = (JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.company_id, JOBS.c.ap
 
 def _guarded(transition: str, ids: Any = None) -> Any:
     """``UPDATE job ... WHERE id IN :ids AND state IN (<the transition's sources>)``."""
-    sources = TRANSITIONS[transition].sources
     return update(JOBS).where(JOBS.c.id.in_(ids if ids is not None else _ids()),
-                              JOBS.c.state.in_(sources))
+                              JOBS.c.state.in_(TRANSITIONS[transition].sources))
+
+
+def _guarded_one(transition: str) -> Any:
+    """``UPDATE job ... WHERE id = :job_id AND state IN (<the transition's sources>)``."""
+    return update(JOBS).where(JOBS.c.id == bindparam("job_id"),
+                              JOBS.c.state.in_(TRANSITIONS[transition].sources))
+
+
+def _sql_states(states: Iterable[str]) -> str:
+    """States as an SQL list for hand-written statements (our own names, no input)."""
+    return ", ".join(f"'{state}'" for state in states)
+
+
+@dataclass(frozen=True)
+class Batch(Generic[T]):
+    """What a transition asked of several jobs did: ``done`` (what each job that took it
+    gives back) and ``skipped``, the jobs that were not in a state it may start from, with
+    the state each was in (None: no such job) — left as they were, never overwritten."""
+
+    transition: str
+    done: list[T] = field(default_factory=list)
+    skipped: dict[int, str | None] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return describe_skipped(self.skipped)
+
+
+def describe_skipped(skipped: dict[int, str | None]) -> str:
+    """Skipped jobs for a log line: "job 5 is running, job 9 is gone"."""
+    return ", ".join(f"job {j} is {st or 'gone'}" for j, st in skipped.items())
+
+
+@dataclass(frozen=True)
+class Retried:
+    """The next attempt a retry queued."""
+
+    job_id: int
+    attempt: int
+    note: str  # what the ended job's reason says of it
 
 
 # Built once: constructing a statement costs more than running it (these run per job).
-_CLAIM = (_guarded("claim").values(state="claimed", node=bindparam("by"),
+_CLAIM = (_guarded("claim").values(state=leads_to("claim"), node=bindparam("by"),
                                    claimed_at=bindparam("now"), begin=None,
                                    updated_at=bindparam("now"))
           .returning(JOBS.c.id))
 _UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
-_START = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == "claimed",
-                             JOBS.c.node == bindparam("by"))
-          .values(state="running", begin=bindparam("now"), updated_at=bindparam("now"))
+_START = (_guarded_one("start").where(JOBS.c.node == bindparam("by"))
+          .values(state=leads_to("start"), begin=bindparam("now"), updated_at=bindparam("now"))
           .returning(JOBS.c.id))
-_END = (update(JOBS).where(JOBS.c.id == bindparam("job_id"),
-                           JOBS.c.state.in_(TRANSITIONS["end"].sources))
+_END = (_guarded_one("end")
         .values(state=bindparam("state"), end=bindparam("now"), exitcode=bindparam("code"),
                 updated_at=bindparam("now"),
                 reason=func.coalesce(bindparam("reason", type_=JOBS.c.reason.type),
@@ -131,14 +173,14 @@ _END_COUNTED = {False: _end_and_count(_END), True: _end_and_count(_END_WITH_LAUN
 # and taken off the queue. Only the first of a template counts even when another node
 # holds it locked, so two nodes never claim two jobs of one template; the unique index
 # of held jobs per template is the last guard.
-_CLAIM_PG = text("""
+_CLAIM_PG = text(f"""
     WITH due AS (
         SELECT s.id, s.job_id, s.after, s.runtemplate_id,
                row_number() OVER (PARTITION BY s.runtemplate_id ORDER BY s.after, s.id) AS nth
           FROM schedule s
          WHERE s.after <= :now
            AND NOT EXISTS (SELECT 1 FROM job h WHERE h.runtemplate_id = s.runtemplate_id
-                                                 AND h.state IN ('claimed', 'running'))
+                                                 AND h.state IN ({_sql_states(HELD_STATES)}))
     ), picked AS (
         SELECT s.id, s.job_id, s.after
           FROM schedule s JOIN due ON due.id = s.id
@@ -147,10 +189,11 @@ _CLAIM_PG = text("""
          LIMIT :n
            FOR UPDATE OF s SKIP LOCKED
     ), claimed AS (
-        UPDATE job SET state = 'claimed', node = :by, claimed_at = :now, begin = NULL,
-                       updated_at = :now
+        UPDATE job SET state = '{leads_to("claim")}', node = :by, claimed_at = :now,
+                       begin = NULL, updated_at = :now
           FROM picked
-         WHERE job.id = picked.job_id AND job.state IN ('pending', 'scheduled')
+         WHERE job.id = picked.job_id
+           AND job.state IN ({_sql_states(TRANSITIONS["claim"].sources)})
         RETURNING job.id, picked.id AS schedule_id, picked.after
     ), unqueued AS (
         DELETE FROM schedule WHERE id IN (SELECT schedule_id FROM claimed)
@@ -160,6 +203,14 @@ _CLAIM_PG = text("""
 
 # One SELECT for the current state when a guarded statement matched nothing (to say why).
 _STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
+_STATES_OF = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(_ids()))
+# What the next attempt of an ended job is made from.
+_RETRY_OF = select(JOBS.c.runtemplate_id, JOBS.c.attempt, JOBS.c.launched_by,
+                   JOBS.c.overrides, JOBS.c.end, JOBS.c.state).where(
+    JOBS.c.id == bindparam("job_id"))
+_RETRY_NOTED = (_guarded_one("retry")
+                .values(reason=func.coalesce(JOBS.c.reason + "; ", "") + bindparam("note"))
+                .returning(JOBS.c.id))
 
 
 def _due_statement(postgresql: bool) -> Any:
@@ -305,22 +356,24 @@ class JobTransitions:
         return sorted(taken, key=order.__getitem__)
 
     def release(self, s: Session, job_ids: Sequence[int], now: datetime,
-                node: str | None = None) -> list[int]:
+                node: str | None = None) -> Batch[int]:
         """Claimed jobs that never started go back to the queue (the daemon is stopping,
-        did not start them in time, or died before it could: nobody ran them)."""
+        did not start them in time, or died before it could: nobody ran them). With
+        ``node``, only its claims; the others (and jobs in other states) are skipped."""
         if not job_ids:
-            return []
+            return Batch("release")
         query = _guarded("release", list(job_ids))
         if node is not None:
             query = query.where(JOBS.c.node == node)
-        rows = s.execute(query.values(state="scheduled", node=None, claimed_at=None,
+        rows = s.execute(query.values(state=leads_to("release"), node=None, claimed_at=None,
                                       begin=None, updated_at=now)
                          .returning(JOBS.c.id, JOBS.c.runtemplate_id)).all()
         if rows:
             s.execute(insert(SCHEDULE), [{"job_id": r.id, "runtemplate_id": r.runtemplate_id,
                                           "after": now, "created_at": now} for r in rows])
             notify_nodes(s)
-        return [r.id for r in rows]
+        done = [r.id for r in rows]
+        return Batch("release", done, self._skipped(s, job_ids, done))
 
     def start(self, s: Session, job_id: int, node: str, now: datetime) -> None:
         """claimed -> running, by the node that claimed it, committed before the job is
@@ -372,43 +425,46 @@ class JobTransitions:
               env: dict[str, Any] | None = None) -> JobEnded:
         """A claimed job cannot start: required configuration missing or invalid."""
         row = s.execute(_guarded("block", [job_id]).values(
-            state="blocked", end=now, updated_at=now, reason=reason, command=[],
+            state=leads_to("block"), end=now, updated_at=now, reason=reason, command=[],
             env=env, pid=None, begin=None).returning(*_ENDED_COLUMNS)).first()
         if row is None:
             raise self._illegal(s, job_id, "block")
         return self._ended(s, [row])[0]
 
     def cancel(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str,
-               *, strict: bool = True) -> list[JobEnded]:
+               *, strict: bool = True) -> Batch[JobEnded]:
         """Cancel jobs that have not started (queued, or claimed by a node that has not
         started them: its start then fails, so it never launches them). With ``strict``
-        a job in another state is an :class:`IllegalTransition`."""
+        a job in another state is an :class:`IllegalTransition` (and nothing is
+        cancelled); else it is in the result's ``skipped``."""
         if not job_ids:
-            return []
+            return Batch("cancel")
         rows = s.execute(_guarded("cancel", list(job_ids)).values(
-            state="cancelled", end=now, updated_at=now, reason=reason)
+            state=leads_to("cancel"), end=now, updated_at=now, reason=reason)
             .returning(*_ENDED_COLUMNS)).all()
         done = [r.id for r in rows]
+        skipped = self._skipped(s, job_ids, done)
+        if strict and skipped:
+            missing, state = next(iter(skipped.items()))
+            raise IllegalTransition(missing, "cancel", state)
         if done:
             s.execute(delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(done)))
-        if strict and len(done) < len(job_ids):
-            missing = next(j for j in job_ids if j not in done)
-            raise self._illegal(s, missing, "cancel")
-        return self._ended(s, rows)
+        return Batch("cancel", self._ended(s, rows), skipped)
 
     def lose(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str
-             ) -> list[JobEnded]:
-        """Running jobs whose node stopped: their result is unknown (a batch: jobs that
-        are no longer running are left alone)."""
+             ) -> Batch[JobEnded]:
+        """Running jobs whose node stopped: their result is unknown. Jobs that are no
+        longer running (they ended meanwhile) are in the result's ``skipped``."""
         if not job_ids:
-            return []
+            return Batch("lose")
         rows = s.execute(_guarded("lose", list(job_ids)).values(
-            state="lost", end=now, updated_at=now, reason=reason)
+            state=leads_to("lose"), end=now, updated_at=now, reason=reason)
             .returning(*_ENDED_COLUMNS)).all()
-        return self._ended(s, rows)
+        skipped = self._skipped(s, job_ids, [r.id for r in rows])
+        return Batch("lose", self._ended(s, rows), skipped)
 
     def abandon(self, s: Session, node: str | None, now: datetime, reason: str
-                ) -> tuple[list[JobEnded], list[int]]:
+                ) -> tuple[Batch[JobEnded], Batch[int]]:
         """What a node that stopped held (``None``: every node — SQLite, one daemon): its
         running jobs are lost, its claimed ones go back to the queue (nobody ran them)."""
         query = select(Job.id, Job.state).where(Job.state.in_(HELD_STATES))
@@ -418,6 +474,32 @@ class JobTransitions:
         lost = self.lose(s, [j for j, st in held if st == "running"], now, reason)
         released = self.release(s, [j for j, st in held if st == "claimed"], now)
         return lost, released
+
+    # --- retry ----------------------------------------------------------------------------
+
+    def retry(self, s: Session, job_id: int) -> Retried:
+        """failed | timed_out -> its next attempt queued: a new job of the same template
+        (``retry_of`` this one, the same one-off values, attempt + 1), not before the
+        template's retry gap after the end. The ended job stays as it ended; its reason
+        says which job retries it. Whether a job *should* be retried (attempts left, the
+        app's exit codes) is the end path's call (:meth:`_maybe_retry`)."""
+        src = s.connection().execute(_RETRY_OF, {"job_id": job_id}).first()
+        if src is None or src.state not in TRANSITIONS["retry"].sources:
+            raise IllegalTransition(job_id, "retry", src.state if src else None)
+        rt = s.get(RunTemplate, src.runtemplate_id) if src.runtemplate_id else None
+        if rt is None:
+            raise Conflict(f"job {job_id} cannot be retried: its run template was removed",
+                           {"job_id": job_id})
+        gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, src.attempt)
+        retry = self.create(
+            s, rt, schedule_type="retry", launched_by=src.launched_by,
+            after=src.end + timedelta(seconds=gap), overrides=dict(src.overrides or {}),
+            attempt=src.attempt + 1, retry_of=job_id)
+        note = f"retry {retry.attempt}/{rt.max_attempts} queued as job {retry.id} in {gap} s"
+        if s.connection().execute(_RETRY_NOTED, {"job_id": job_id, "note": note}
+                                  ).first() is None:  # changed meanwhile: undo it all
+            raise self._illegal(s, job_id, "retry")
+        return Retried(retry.id, retry.attempt, note)
 
     # --- the one path of every end --------------------------------------------------------
 
@@ -449,21 +531,23 @@ class JobTransitions:
 
     def _maybe_retry(self, s: Session, r: Any, meaning: ExitCodeDef | None
                      ) -> tuple[int | None, str | None]:
-        """The next attempt, when the template's policy and the app's exit codes allow it:
-        (its id, a note for the ended job's reason)."""
+        """The next attempt (:meth:`retry`), when the template's policy and the app's exit
+        codes allow it: (its id, the note added to the ended job's reason)."""
         rt = s.get(RunTemplate, r.runtemplate_id)
         if rt is None or not should_retry(r.state, r.attempt, rt.max_attempts, meaning):
             return None, None
-        gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, r.attempt)
-        overrides = s.scalar(select(Job.overrides).where(Job.id == r.id)) or {}
-        retry = self.create(
-            s, rt, schedule_type="retry", launched_by=r.launched_by,
-            after=r.end + timedelta(seconds=gap), overrides=dict(overrides),
-            attempt=r.attempt + 1, retry_of=r.id)
-        note = f"retry {retry.attempt}/{rt.max_attempts} queued as job {retry.id} in {gap} s"
-        s.execute(update(JOBS).where(JOBS.c.id == r.id).values(
-            reason=func.coalesce(JOBS.c.reason + "; ", "") + note))
-        return retry.id, note
+        retry = self.retry(s, r.id)
+        return retry.job_id, retry.note
+
+    def _skipped(self, s: Session, asked: Sequence[int], done: Sequence[int]
+                 ) -> dict[int, str | None]:
+        """The jobs of ``asked`` a batch transition left alone, with their states."""
+        taken = set(done)
+        left = [j for j in dict.fromkeys(asked) if j not in taken]
+        if not left:
+            return {}
+        states = dict(s.connection().execute(_STATES_OF, {"ids": left}).all())
+        return {j: states.get(j) for j in left}
 
     def _illegal(self, s: Session, job_id: int, transition: str) -> IllegalTransition:
         state = s.connection().execute(_STATE_OF, {"job_id": job_id}).scalar()
