@@ -29,6 +29,7 @@ from multiflexi.protocol import PROTOCOL_VERSION
 from multiflexi.settings import Settings, SettingsError, load_settings
 from multiflexi.states import STAGE
 from multiflexid.actions.chain import PreviousArtifacts
+from multiflexid.actions.ledger import RunsQueued
 from multiflexid.actions.worker import ActionWorker
 from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
@@ -40,7 +41,7 @@ from multiflexid.domain.deadline import TickSettled
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
-from multiflexid.executors.jobdir import remove_job_dir
+from multiflexid.executors.jobdir import remove_if_empty, remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
 from multiflexid.monitoring import Monitoring
@@ -162,7 +163,8 @@ class Daemon:
                 log.info("left alone by %s (changed meanwhile): %s", changed.transition,
                          changed)
         self.hub = OutputHub(
-            lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
+            lambda rows, sizes, lazy: self.db.submit(lifecycle.write_output, rows, sizes,
+                                                     lazy=lazy),
             self.publish)
         previous = PreviousArtifacts(self.db.read)
         self.dispatcher = Dispatcher(settings, self.db, self.box, self.hub, self.bus,
@@ -179,7 +181,6 @@ class Daemon:
                                     one_node=self.core.db.is_sqlite,
                                     on_jobs=self._jobs_created,
                                     on_template=self._template_changed)
-        self.ended_listeners.append(lambda _ended: self.actions.wake.set())
         self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
                                          max_sleep=max(1.0, settings.poll_seconds * 5))
         self.tick_listeners.append(lambda e: self._publish_template(e.runtemplate_id))
@@ -220,18 +221,21 @@ class Daemon:
             await self.cluster.unregister()
         finally:
             await self.rpc.close()
+            self.dispatcher.dirs.close()
             self.db.close()
             self.core.close()
             self.notifier.close()
 
     def _committed(self, events: list[Any]) -> None:
         """Events of committed transactions (every job's end: ``JobEnded``; every change
-        of a tracked tick: ``TickSettled``), in the loop."""
+        of a tracked tick: ``TickSettled``; action runs an end queued: ``RunsQueued``,
+        which wake the action worker), in the loop."""
         groups: dict[type, list[Callable[[Any], None]]] = {
-            JobEnded: self.ended_listeners, TickSettled: self.tick_listeners}
+            JobEnded: self.ended_listeners, TickSettled: self.tick_listeners,
+            RunsQueued: [lambda _queued: self.actions.wake.set()]}
         for event in events:
             for kind, listeners in groups.items():
-                if not isinstance(event, kind):
+                if type(event) is not kind:
                     continue
                 for listener in listeners:
                     try:
@@ -311,13 +315,12 @@ class Daemon:
         """Store the job's declared files and its report, then remove its directory."""
         if prep.workdir is None or prep.app is None:
             return
-        try:
-            empty = not any(os.scandir(prep.workdir))
-        except FileNotFoundError:
+        # The common case: nothing left behind, nothing to store (removed in the thread of
+        # the jobs' directories: on a busy disk an rmdir takes milliseconds).
+        empty = await self.dispatcher.dirs.call(remove_if_empty, prep.workdir)
+        if empty is None:
             return
-        if empty:  # the common case: nothing left behind, nothing to store
-            with contextlib.suppress(OSError):
-                prep.workdir.rmdir()
+        if empty:
             if "RESULT_FILE" in prep.env:
                 out.system(f"[multiflexi] warning: RESULT_FILE {prep.env['RESULT_FILE']} was "
                            "not written by the job")
@@ -420,7 +423,7 @@ class Daemon:
         return self.dispatcher.cancel(job_id)
 
     async def flush_output(self) -> None:
-        await self.hub.flush()
+        await self.hub.flush(lazy=False)  # a client reads it now
 
     def log(self, message: str, fields: dict[str, Any]) -> None:
         log.info("%s", message, extra=fields)

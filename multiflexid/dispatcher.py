@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -46,15 +47,16 @@ from multiflexid.dbthread import DbThread
 from multiflexid.domain.jobstate import IllegalTransition, JobEnded, Verdict, verdict
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor, JobSpec
+from multiflexid.executors.jobdir import JobDirs
 from multiflexid.health import Health
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.services import lifecycle
 from multiflexid.services.environment import load_context
 from multiflexid.services.jobs import job_view
-from multiflexid.services.prepare import LaunchCache, Prepared, context_key, prepare_row
+from multiflexid.services.prepare import LaunchCache, Prepared, context_key, job_dir, prepare_row
 from multiflexid.services.runtemplates import get_runtemplate, runtemplate_view
 from multiflexid.store.orm import Job
-from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.transitions import Ending, JobTransitions
 
 log = logging.getLogger("multiflexid.job")
 
@@ -133,6 +135,7 @@ class Dispatcher:
         self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
         self._background: set[asyncio.Future[Any]] = set()
         self.cache = LaunchCache()
+        self.dirs = JobDirs()
         self._cancel_checked = 0.0
         self._base_env = dict(os.environ)
 
@@ -200,15 +203,15 @@ class Dispatcher:
         out: list[tuple[Any, Prepared | None]] = []
         for i, row in enumerate(rows):
             prep = self._prepare_cached(row) if i < startable else None
-            if prep is not None and not prep.blocked:
-                self.tx.start(s, row[0], self.settings.node, now)
-                out.append((row, prep))
-            else:
-                out.append((row, None))
+            out.append((row, prep if prep is not None and not prep.blocked else None))
+        started = self.tx.start_many(s, [row[0] for row, prep in out if prep is not None],
+                                     self.settings.node, now)
+        assert not started.skipped, started  # claimed in this very transaction
         return out
 
     def _claimed(self, row: Any, started: Prepared | None = None) -> None:
         job_id = row[0]
+        self.dirs.make(job_dir(self.settings.jobs_dir, job_id))  # ready by its launch
         cancel = asyncio.Event()
         task = asyncio.create_task(self._execute(row, cancel, started),
                                    name=f"job-{job_id}")
@@ -272,21 +275,24 @@ class Dispatcher:
         except Exception as exc:
             eid = self.health.report(f"job {job_id}: prepare", exc)
             run.phase = "ending"
+            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
             await self._record_end(job_id, Verdict(
                 "failed", None, f"cannot prepare the job (error id {eid})", None))
             return
         fields = run.fields = prep.log_fields
         if prep.blocked:
             run.phase = "ending"
+            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
             log.warning("job blocked: %s", prep.blocked, extra=fields)
-            await self._write_end(job_id, fields, self.tx.block, job_id, self.clock(),
-                                  prep.blocked, prep.env_doc)
+            await self._write_end(job_id, fields, lambda: self.db.submit(
+                self.tx.block, job_id, self.clock(), prep.blocked, prep.env_doc))
             return
         if not await self._acquire_slot(cancel, fields):
             run.phase = "ending"
+            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
             if cancel.is_set():
-                await self._write_end(job_id, fields, self._cancel_claimed, job_id,
-                                      self.clock())
+                await self._write_end(job_id, fields, lambda: self.db.submit(
+                    self._cancel_claimed, job_id, self.clock()))
             else:  # stopping, or waited too long: nobody ran it, it simply waits again
                 self.ahead = False
                 released = await self.db.write(self.tx.release, [job_id], self.clock(),
@@ -302,6 +308,7 @@ class Dispatcher:
         except IllegalTransition as exc:
             run.phase = "ending"
             self.slots.release()
+            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
             log.warning("job not started: %s", exc.message, extra=fields)
             return
         except BaseException:
@@ -370,14 +377,20 @@ class Dispatcher:
                         cap=self.settings.output_cap_bytes, log_fields=fields, lines=self.lines,
                         journal_budget=self.settings.journal_output_bytes)
         executor = self.executors.get(prep.executor)
+        missing = None
         if executor is None:
             missing = f"executor {prep.executor!r} is not available on node {self.settings.node}"
+        else:
+            assert prep.workdir is not None
+            try:
+                await self.dirs.made(prep.workdir)
+            except OSError as exc:
+                missing = f"cannot make its directory {prep.workdir}: {exc.strerror or exc}"
+        if executor is None or missing is not None or prep.workdir is None:
             out.system(f"[multiflexi] {missing}")
             out.close()
             return (ExecResult("failed_to_start", message=missing), out,
                     _launch_record(prep.shown_command, prep.env_doc))
-        assert prep.workdir is not None
-        prep.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for hook in self.pre_run:
             try:
                 await hook(prep)
@@ -403,7 +416,7 @@ class Dispatcher:
         def write_launch() -> None:
             nonlocal launch
             if launch:
-                self.db.submit(self.tx.launched, job_id, **launch)
+                self.db.submit(self.tx.launched, job_id, lazy=True, **launch)
                 launch = {}
 
         def started(pid: int | None) -> None:
@@ -431,18 +444,22 @@ class Dispatcher:
         self, job_id: int, ended: Verdict, fields: dict[str, Any] | None = None,
         launch: dict[str, Any] | None = None,
     ) -> None:
-        await self._write_end(job_id, fields, self.tx.end, job_id, ended, self.clock(),
-                              launch=launch)
+        # Lazy and merged: the ends of one commit are one statement, and they ride with
+        # the next claim's commit (or wait LINGER at most) rather than paying for one.
+        ending = Ending(job_id, ended, self.clock(), launch)
+        await self._write_end(job_id, fields, lambda: self.db.submit_many(
+            self.tx.end_many, ending, lazy=True), ended)
 
     async def _write_end(self, job_id: int, fields: dict[str, Any] | None,
-                         fn: Callable[..., JobEnded], *args: Any, **kwargs: Any) -> None:
-        """Record a job's end (through ``fn``, one of the store's final transitions), log
-        it and tell the watching clients. Never given up on: it is retried until the
-        database takes it."""
+                         submit: Callable[[], Future[JobEnded]],
+                         verdict: Verdict | None = None) -> None:
+        """Record a job's end (``submit`` hands the writer one of the store's final
+        transitions), log it and tell the watching clients. Never given up on: it is
+        retried until the database takes it."""
         delay = 0.5
         while True:
             try:
-                ended = await self.db.write(fn, *args, **kwargs)
+                ended = await asyncio.wrap_future(submit())
                 break
             except IllegalTransition as exc:  # ended meanwhile (reaped, cancelled...)
                 log.warning("job %s: its end was not recorded: %s", job_id, exc.message,
@@ -451,7 +468,7 @@ class Dispatcher:
             except Exception as exc:
                 self.health.failed("job ends", exc)
                 if self.abandon_ends.is_set():
-                    _log_abandoned_end(job_id, fields, args)
+                    _log_abandoned_end(job_id, fields, verdict)
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.abandon_ends.wait(), delay)
@@ -523,10 +540,10 @@ class Dispatcher:
             await asyncio.wait(pending, timeout=5.0)
 
 
-def _log_abandoned_end(job_id: int, fields: dict[str, Any] | None, args: tuple[Any, ...]) -> None:
+def _log_abandoned_end(job_id: int, fields: dict[str, Any] | None, end: Verdict | None
+                       ) -> None:
     """Stopping with the database out: the end goes to the journal, and the next start
     finds the job still ``running`` on this node and records it lost."""
-    end = next((a for a in args if isinstance(a, Verdict)), None)
     what = (end.state + (f", exit code {end.exitcode}" if end.exitcode is not None else "")
             if end is not None else "its end")
     log.critical("job %s ended (%s) but the database is unreachable while multiflexid "

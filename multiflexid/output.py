@@ -46,7 +46,8 @@ class OutputHub:
 
     def __init__(
         self,
-        submit: Callable[[list[dict[str, Any]], dict[int, tuple[int, int]]], Future[None]],
+        submit: Callable[[list[dict[str, Any]], dict[int, tuple[int, int]], bool],
+                         Future[None]],
         publish: Callable[[str, dict[str, Any]], None],
         interval: float = 0.1,
     ) -> None:
@@ -91,15 +92,16 @@ class OutputHub:
         before = self._sizes.get(job_id, (0, 0))
         self._sizes[job_id] = (before[0] + added, before[1] + dropped)
 
-    def flush_soon(self) -> asyncio.Future[None] | None:
+    def flush_soon(self, lazy: bool = True) -> asyncio.Future[None] | None:
         """Hand what is pending to the database writer now, without waiting: writes
-        submitted after this one (a job's end) are committed after it, or with it."""
+        submitted after this one (a job's end) are committed after it, or with it. Lazy
+        (the writer's kind): it may wait a moment to share a commit with other writes."""
         if not self._rows and not self._sizes:
             return None
         rows, sizes = self._rows, self._sizes
         self._rows, self._sizes = [], {}
         self._pending_bytes = 0
-        fut = asyncio.wrap_future(self._submit(rows, sizes))
+        fut = asyncio.wrap_future(self._submit(rows, sizes, lazy))
         fut.add_done_callback(lambda f: self._written(f, rows, sizes))
         return fut
 
@@ -126,9 +128,9 @@ class OutputHub:
             log.error("cannot write job output (%s); %d chunk(s) kept in memory",
                       describe(exc), len(self._rows))
 
-    async def flush(self) -> bool:
+    async def flush(self, lazy: bool = True) -> bool:
         """Write what is pending; False (and everything kept) if the database failed."""
-        fut = self.flush_soon()
+        fut = self.flush_soon(lazy)
         if fut is None:
             return True
         try:

@@ -25,12 +25,13 @@ from multiflexid.store.orm import ACTION_RUNS, ACTIONS, JOBS, RUNTEMPLATES
 
 from .triggers import backoff, fires, needs_previous, outcome_of
 
+# The enabled actions of the ended jobs' templates and companies: one query per commit.
 _ACTIONS_OF = (
     select(ACTIONS.c.id, ACTIONS.c.runtemplate_id, ACTIONS.c.company_id, ACTIONS.c.trigger,
            ACTIONS.c.throttle, ACTIONS.c.module, ACTIONS.c.config)
     .where(ACTIONS.c.enabled.is_(True),
-           or_(ACTIONS.c.runtemplate_id == bindparam("rt"),
-               ACTIONS.c.company_id == bindparam("co")))
+           or_(ACTIONS.c.runtemplate_id.in_(bindparam("rts", expanding=True)),
+               ACTIONS.c.company_id.in_(bindparam("cos", expanding=True))))
     .order_by(ACTIONS.c.runtemplate_id.is_(None), ACTIONS.c.id)
 )
 _INHERITS = select(RUNTEMPLATES.c.inherit_actions).where(RUNTEMPLATES.c.id == bindparam("rt"))
@@ -53,20 +54,37 @@ def previous_outcome(s: Session, rt_id: int, job_id: int) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class RunsQueued:
+    """An end queued action runs (an event handed on after the commit, like ``JobEnded``:
+    the daemon's action worker is woken by it, not by every job's end)."""
+
+    job_id: int
+    runs: int
+
+
 class ActionLedger:
     """The end hook that writes the outbox rows (registered in ``Core.transitions``)."""
 
     def __init__(self, max_attempts: Callable[[], int]) -> None:
         self.max_attempts = max_attempts
 
-    def __call__(self, s: Session, event: JobEnded) -> None:
-        if event.runtemplate_id is None:
+    def __call__(self, s: Session, events: list[JobEnded]) -> None:
+        ended = [e for e in events if e.runtemplate_id is not None]
+        if not ended:
             return
+        actions = s.connection().execute(_ACTIONS_OF, {
+            "rts": list({e.runtemplate_id for e in ended}),
+            "cos": list({e.company_id for e in ended})}).all()
+        for event in ended:
+            mine = [a for a in actions if a.runtemplate_id == event.runtemplate_id
+                    or a.company_id == event.company_id]
+            if mine:
+                self._queue_runs(s, event, mine)
+
+    def _queue_runs(self, s: Session, event: JobEnded, actions: list[Any]) -> None:
+        assert event.runtemplate_id is not None
         conn = s.connection()
-        actions = conn.execute(_ACTIONS_OF, {"rt": event.runtemplate_id,
-                                             "co": event.company_id}).all()
-        if not actions:
-            return
         if any(a.runtemplate_id is None for a in actions) and not conn.execute(
                 _INHERITS, {"rt": event.runtemplate_id}).scalar():
             actions = [a for a in actions if a.runtemplate_id is not None]
@@ -85,6 +103,7 @@ class ActionLedger:
         } for a in actions if fires(a.trigger, a.throttle, outcome, previous)]
         if rows:
             conn.execute(insert(ACTION_RUNS), rows)
+            s.info.setdefault("events", []).append(RunsQueued(event.job_id, len(rows)))
 
 
 # --- what the workers do -------------------------------------------------------------------

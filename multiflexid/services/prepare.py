@@ -115,6 +115,11 @@ def job_rows(s: Session, job_ids: list[int]) -> list[Any]:
     return [rows[i] for i in job_ids]
 
 
+def job_dir(jobs_dir: Path, job_id: int) -> Path:
+    """A job's own directory (MULTIFLEXI_TMP, its working directory)."""
+    return jobs_dir / str(job_id)
+
+
 def context_key(row: Any) -> tuple[int | None, tuple[Any, ...]]:
     """(template id, the versions its cached context must have been built from)."""
     return row[1], tuple(row[9:])
@@ -151,7 +156,7 @@ def prepare_row(
     if not ctx.company_enabled:
         prep.blocked = f"company {ctx.who.company_slug} is disabled"
         return prep
-    workdir = jobs_dir / str(job_id)
+    workdir = job_dir(jobs_dir, job_id)
     one_off, one_off_secret = decrypt_overrides(overrides or {}, box)
     resolved = environment(ctx, executor=executor, overrides=one_off,
                            override_secret=one_off_secret, job_id=job_id,

@@ -21,12 +21,24 @@ tick), so the queue and the job rows always agree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, case, delete, exists, func, insert, select, text, update
+from sqlalchemy import (
+    Dialect,
+    Integer,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
@@ -46,7 +58,8 @@ from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
 
 from .orm import JOBS, RUNTEMPLATES, SCHEDULE, Job, RunTemplate, Schedule
 
-EndHook = Callable[[Session, JobEnded], None]
+# Called with the jobs ended by one statement, inside its transaction.
+EndHook = Callable[[Session, list[JobEnded]], None]
 T = TypeVar("T")
 
 # PostgreSQL channel every multiflexid LISTENs on: "work arrived" (queued job, cancel).
@@ -128,45 +141,107 @@ _UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
 _START = (_guarded_one("start").where(JOBS.c.node == bindparam("by"))
           .values(state=leads_to("start"), begin=bindparam("now"), updated_at=bindparam("now"))
           .returning(JOBS.c.id))
-_END = (_guarded_one("end")
-        .values(state=bindparam("state"), end=bindparam("now"), exitcode=bindparam("code"),
-                updated_at=bindparam("now"),
-                reason=func.coalesce(bindparam("reason", type_=JOBS.c.reason.type),
-                                     JOBS.c.reason))
-        .returning(*_ENDED_COLUMNS))
-_LAUNCH = dict(command=bindparam("command"), env=bindparam("env"), pid=bindparam("pid"),
-               begin=func.coalesce(bindparam("begin", type_=JOBS.c.begin.type), JOBS.c.begin))
-_END_WITH_LAUNCH = _END.values(**_LAUNCH)
-_LAUNCHED = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(**_LAUNCH)
-_COUNT = {
-    True: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
-           .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count + 1,
-                   last_success_at=bindparam("at", type_=RUNTEMPLATES.c.last_success_at.type),
-                   updated_at=RUNTEMPLATES.c.updated_at)),  # counting is no change
-    False: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
-            .values(failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count + 1,
-                    updated_at=RUNTEMPLATES.c.updated_at)),
-}
+_STARTS = (_guarded("start").where(JOBS.c.node == bindparam("by"))
+           .values(state=leads_to("start"), begin=bindparam("now"),
+                   updated_at=bindparam("now"))
+           .returning(JOBS.c.id))
+_COUNT = (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
+          .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count
+                  + bindparam("ok", type_=Integer),
+                  failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count
+                  + bindparam("bad", type_=Integer),
+                  last_success_at=func.coalesce(
+                      bindparam("at", type_=RUNTEMPLATES.c.last_success_at.type),
+                      RUNTEMPLATES.c.last_success_at),
+                  updated_at=RUNTEMPLATES.c.updated_at))  # counting is no change
+_LAUNCHED = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(
+    command=bindparam("command"), env=bindparam("env"), pid=bindparam("pid"),
+    begin=func.coalesce(bindparam("begin", type_=JOBS.c.begin.type), JOBS.c.begin))
+
+# All the ends of a commit in one statement: the jobs' values as one JSON array (a
+# constant statement whatever their number: prepared once, one round trip).
+_ENDING = (("e_id", "integer"), ("e_state", "varchar"), ("e_end", "timestamptz"),
+           ("e_code", "integer"), ("e_reason", "varchar"), ("e_launched", "boolean"),
+           ("e_command", "json"), ("e_env", "json"), ("e_pid", "integer"),
+           ("e_begin", "timestamptz"))
+_ENDED_NAMES = ", ".join(f'"{c.name}"' for c in _ENDED_COLUMNS)
 
 
-def _end_and_count(end: Any) -> Any:
-    """PostgreSQL: the end and the count on its template in one statement."""
-    ended = end.cte("ended")
-    counted = (update(RUNTEMPLATES)
-               .where(RUNTEMPLATES.c.id == ended.c.runtemplate_id,
-                      ended.c.state.in_(("succeeded", *RETRYABLE_STATES)))
-               .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count
-                       + case((ended.c.state == "succeeded", 1), else_=0),
-                       failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count
-                       + case((ended.c.state == "succeeded", 0), else_=1),
-                       last_success_at=case((ended.c.state == "succeeded", ended.c.end),
-                                            else_=RUNTEMPLATES.c.last_success_at),
-                       updated_at=RUNTEMPLATES.c.updated_at)  # counting is no change
-               .cte("counted"))
-    return select(*ended.c).add_cte(counted)
+def _end_many_statement(postgresql: bool) -> Any:
+    if postgresql:
+        endings = ("json_to_recordset(CAST(:rows AS json)) AS e("
+                   + ", ".join(f"{name} {kind}" for name, kind in _ENDING) + ")")
+    else:
+        endings = ("(SELECT " + ", ".join(f"json_extract(value, '$.{name}') AS {name}"
+                                          for name, _kind in _ENDING)
+                   + " FROM json_each(:rows)) AS e")
+    ended = f"""
+        UPDATE job SET state = e_state, "end" = e_end, exitcode = e_code, updated_at = e_end,
+               reason = coalesce(e_reason, reason),
+               command = CASE WHEN e_launched THEN e_command ELSE command END,
+               env = CASE WHEN e_launched THEN e_env ELSE env END,
+               pid = CASE WHEN e_launched THEN e_pid ELSE pid END,
+               "begin" = coalesce(e_begin, "begin")
+          FROM {endings}
+         WHERE id = e_id AND state IN ({_sql_states(TRANSITIONS["end"].sources)})
+        RETURNING {_ENDED_NAMES}"""
+    if postgresql:  # and the counts on their templates, in the same statement
+        ended = f"""
+        WITH ended AS ({ended}),
+        counted AS (
+            UPDATE runtemplate
+               SET successful_jobs_count = successful_jobs_count + c.ok,
+                   failed_jobs_count = failed_jobs_count + c.bad,
+                   last_success_at = coalesce(c.last_ok, last_success_at)
+              FROM (SELECT runtemplate_id AS rt,
+                           count(*) FILTER (WHERE state = 'succeeded') AS ok,
+                           count(*) FILTER (WHERE state <> 'succeeded') AS bad,
+                           max("end") FILTER (WHERE state = 'succeeded') AS last_ok
+                      FROM ended
+                     WHERE state IN ({_sql_states(("succeeded", *RETRYABLE_STATES))})
+                     GROUP BY runtemplate_id) AS c
+             WHERE id = c.rt)
+        SELECT * FROM ended"""
+    return text(ended).columns(*_ENDED_COLUMNS)
 
 
-_END_COUNTED = {False: _end_and_count(_END), True: _end_and_count(_END_WITH_LAUNCH)}
+_END_MANY = {False: _end_many_statement(False), True: _end_many_statement(True)}
+
+
+def _endings_json(endings: Sequence[Ending], dialect: Dialect) -> str:
+    """The rows of :data:`_END_MANY`: timestamps as the dialect stores them."""
+    if dialect.name == "postgresql":
+        def stamp(at: datetime | None) -> Any:
+            return at.isoformat() if at is not None else None
+    else:
+        stored = JOBS.c.end.type.dialect_impl(dialect).bind_processor(dialect)
+        assert stored is not None
+
+        def stamp(at: datetime | None) -> Any:
+            return stored(at)
+    rows = []
+    for e in endings:
+        launch = e.launch or {}
+        rows.append({
+            "e_id": e.job_id, "e_state": e.verdict.state, "e_end": stamp(e.at),
+            "e_code": e.verdict.exitcode, "e_reason": e.verdict.reason or None,
+            "e_launched": e.launch is not None, "e_command": launch.get("command"),
+            "e_env": launch.get("env"), "e_pid": launch.get("pid"),
+            "e_begin": stamp(launch.get("begin"))})
+    return json.dumps(rows)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A job's end as its node records it (:meth:`JobTransitions.end_many`)."""
+
+    job_id: int
+    verdict: Verdict  # from ``domain.jobstate.verdict``
+    at: datetime
+    # What it ran when that is not on record yet (command, env, pid, begin): written with
+    # the end, one UPDATE for the common short job.
+    launch: dict[str, Any] | None = None
+
 
 # PostgreSQL: a claim in one statement. The first due job of each template that has none
 # claimed or running, locked (skipping those another node is taking right now), claimed
@@ -382,6 +457,16 @@ class JobTransitions:
                                   ).first() is None:
             raise self._illegal(s, job_id, "start")
 
+    def start_many(self, s: Session, job_ids: Sequence[int], node: str, now: datetime
+                   ) -> Batch[int]:
+        """:meth:`start` for several jobs in one statement (those just claimed with the
+        same transaction); jobs not claimed by ``node`` are skipped."""
+        if not job_ids:
+            return Batch("start")
+        done = [row[0] for row in s.connection().execute(
+            _STARTS, {"ids": list(job_ids), "by": node, "now": now})]
+        return Batch("start", done, self._skipped(s, job_ids, done))
+
     def request_cancel(self, s: Session, job_id: int) -> bool:
         """Ask the node running the job to stop it (no change of state: its end says
         ``cancelled``); False if it is not running."""
@@ -408,18 +493,27 @@ class JobTransitions:
         """A claimed or running job ended (``verdict`` from ``domain.jobstate.verdict``),
         with what it ran (``launch``: command, env, pid, begin) when that is not on record
         yet — one UPDATE for the common short job."""
-        check("end", verdict.state)
-        params: dict[str, Any] = {"job_id": job_id, "state": verdict.state, "now": now,
-                                  "code": verdict.exitcode, "reason": verdict.reason or None}
-        if launch is not None:
-            params.update(launch)
+        (ended,) = self.end_many(s, [Ending(job_id, verdict, now, launch)])
+        if isinstance(ended, IllegalTransition):
+            raise ended
+        return ended
+
+    def end_many(self, s: Session, endings: Sequence[Ending]
+                 ) -> list[JobEnded | IllegalTransition]:
+        """:meth:`end` for several jobs in one statement (on PostgreSQL counting them on
+        their templates too): for each, its ``JobEnded`` or — not claimed or running any
+        more — an :class:`IllegalTransition` (the others end all the same)."""
+        for ending in endings:
+            check("end", ending.verdict.state)
         postgresql = _postgresql(s)
-        statement = (_END_COUNTED[launch is not None] if postgresql
-                     else _END_WITH_LAUNCH if launch is not None else _END)
-        row = s.connection().execute(statement, params).first()
-        if row is None:
-            raise self._illegal(s, job_id, "end")
-        return self._ended(s, [row], verdict.meaning, counted=postgresql)[0]
+        conn = s.connection()
+        rows = {r.id: r for r in conn.execute(
+            _END_MANY[postgresql], {"rows": _endings_json(endings, conn.dialect)})}
+        events = iter(self._ended(
+            s, [rows[e.job_id] for e in endings if e.job_id in rows],
+            {e.job_id: e.verdict.meaning for e in endings}, counted=postgresql))
+        return [next(events) if e.job_id in rows else self._illegal(s, e.job_id, "end")
+                for e in endings]
 
     def block(self, s: Session, job_id: int, now: datetime, reason: str,
               env: dict[str, Any] | None = None) -> JobEnded:
@@ -503,31 +597,48 @@ class JobTransitions:
 
     # --- the one path of every end --------------------------------------------------------
 
-    def _ended(self, s: Session, rows: Sequence[Any], meaning: ExitCodeDef | None = None,
+    def _ended(self, s: Session, rows: Sequence[Any],
+               meanings: dict[int, ExitCodeDef | None] | None = None,
                counted: bool = False) -> list[JobEnded]:
-        """``counted``: the statement that ended the jobs counted them on their templates."""
+        """``meanings``: the app's declaration of each job's exit code (by job id);
+        ``counted``: the statement that ended the jobs counted them on their templates."""
+        if not rows:
+            return []
+        if not counted:
+            self._count(s, rows)
         events = []
-        conn = s.connection()
         for r in rows:
             retry_id, reason = None, r.reason
-            if r.runtemplate_id is not None:
-                if not counted and (r.state == "succeeded" or r.state in RETRYABLE_STATES):
-                    conn.execute(_COUNT[r.state == "succeeded"],
-                                 {"rt_id": r.runtemplate_id, "at": r.end})
-                if r.state in FAILURE_STATES:
-                    retry_id, note = self._maybe_retry(s, r, meaning)
-                    if note:
-                        reason = f"{reason}; {note}" if reason else note
-            event = JobEnded(
+            if r.runtemplate_id is not None and r.state in FAILURE_STATES:
+                retry_id, note = self._maybe_retry(s, r, (meanings or {}).get(r.id))
+                if note:
+                    reason = f"{reason}; {note}" if reason else note
+            events.append(JobEnded(
                 job_id=r.id, state=r.state, at=r.end, exitcode=r.exitcode, reason=reason,
                 runtemplate_id=r.runtemplate_id, company_id=r.company_id, app_id=r.app_id,
                 attempt=r.attempt, node=r.node, launched_by=r.launched_by,
-                schedule_type=r.schedule_type, begin=r.begin, retry_job_id=retry_id)
-            for hook in self.on_end:
-                hook(s, event)
-            events.append(event)
+                schedule_type=r.schedule_type, begin=r.begin, retry_job_id=retry_id))
+        for hook in self.on_end:
+            hook(s, events)
         s.info.setdefault("events", []).extend(events)
         return events
+
+    def _count(self, s: Session, rows: Sequence[Any]) -> None:
+        """Successes and retryable failures counted on their templates: one statement."""
+        counts: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            if r.runtemplate_id is None or not (r.state == "succeeded"
+                                                or r.state in RETRYABLE_STATES):
+                continue
+            c = counts.setdefault(r.runtemplate_id, {"rt_id": r.runtemplate_id, "ok": 0,
+                                                     "bad": 0, "at": None})
+            if r.state == "succeeded":
+                c["ok"] += 1
+                c["at"] = r.end if c["at"] is None else max(c["at"], r.end)
+            else:
+                c["bad"] += 1
+        if counts:
+            s.connection().execute(_COUNT, list(counts.values()))
 
     def _maybe_retry(self, s: Session, r: Any, meaning: ExitCodeDef | None
                      ) -> tuple[int | None, str | None]:
