@@ -19,6 +19,9 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
 
 import multiflexi
 from multiflexi.settings import Settings
@@ -28,6 +31,10 @@ from multiflexid.services import nodes
 from multiflexid.store.transitions import CHANNEL, JobTransitions, describe_skipped
 
 log = logging.getLogger(__name__)
+
+
+def _backend_pid(s: Any) -> int:
+    return int(s.scalar(text("SELECT pg_backend_pid()")))
 
 
 class Cluster:
@@ -147,6 +154,9 @@ class Cluster:
                 async with await psycopg.AsyncConnection.connect(
                         conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    # What this node's own writer announces (its jobs' ends, what its
+                    # clients queued) it knows already: not woken by that.
+                    own = await self.db.write(_backend_pid)
                     self.listening = True
                     delay = 0.5
                     self.on_work()  # anything queued while we were not listening
@@ -160,8 +170,8 @@ class Cluster:
                             if waiter in done:
                                 nxt.cancel()
                                 return
-                            nxt.result()
-                            self.on_work()
+                            if nxt.result().pid != own:
+                                self.on_work()
                     finally:
                         waiter.cancel()
             except (psycopg.Error, OSError, StopAsyncIteration) as exc:

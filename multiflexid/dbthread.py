@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 # How long a lazy write may wait for others to share its commit (seconds).
-LINGER = 0.05
+LINGER = 0.02
 
 
 @dataclass

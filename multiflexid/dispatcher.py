@@ -196,18 +196,21 @@ class Dispatcher:
 
     def _claim(self, s: Any, now: datetime, room: int, startable: int
                ) -> list[tuple[Any, Prepared | None]]:
-        """In the writer's transaction: claim up to ``room`` jobs, and start the first
-        ``startable`` of them that are ready (context cached, nothing missing): (row, the
-        prepared job if it was started)."""
-        rows = lifecycle.claim_rows(s, self.tx, now, self.settings.node, room)
-        out: list[tuple[Any, Prepared | None]] = []
-        for i, row in enumerate(rows):
-            prep = self._prepare_cached(row) if i < startable else None
-            out.append((row, prep if prep is not None and not prep.blocked else None))
-        started = self.tx.start_many(s, [row[0] for row, prep in out if prep is not None],
-                                     self.settings.node, now)
-        assert not started.skipped, started  # claimed in this very transaction
-        return out
+        """In the writer's transaction: claim up to ``room`` jobs, and start (in the same
+        statement) the first ``startable`` of them that are ready — context cached,
+        nothing missing: (row, the prepared job if it was started)."""
+        ready: dict[int, Prepared] = {}
+
+        def start(rows: list[Any]) -> list[int]:
+            for row in rows[:startable]:
+                prep = self._prepare_cached(row)
+                if prep is not None and not prep.blocked:
+                    ready[row[0]] = prep
+            return list(ready)
+
+        claimed = self.tx.claim_to_launch(s, now, self.settings.node, room, start)
+        return [(row, ready[row[0]] if row[0] in claimed.started else None)
+                for row in claimed.rows]
 
     def _claimed(self, row: Any, started: Prepared | None = None) -> None:
         job_id = row[0]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from multiflexi.states import ACTIVE_STATES, HELD_STATES
@@ -23,11 +23,11 @@ from multiflexid.store.orm import (
     JOB_OUTPUT,
     JOBS,
     RUNTEMPLATES,
+    SCHEDULE,
     Application,
     Artifact,
     Company,
     Job,
-    Schedule,
 )
 from multiflexid.store.transitions import JobTransitions
 
@@ -160,19 +160,18 @@ def _plan_tick(
 # --- dispatcher ---------------------------------------------------------------------------
 
 
-def claim_rows(s: Session, tx: JobTransitions, now: datetime, node: str, limit: int
-               ) -> list[Any]:
-    """Claim up to ``limit`` due jobs, returning what launching each needs (one round
-    trip more, in the same transaction, instead of one read per job afterwards)."""
-    from .prepare import job_rows
-
-    ids = tx.claim(s, now, node, limit)
-    return job_rows(s, ids) if ids else []
+_NEXT_CLAIMABLE = (
+    select(SCHEDULE.c.after)
+    .where(~exists().where(JOBS.c.runtemplate_id == SCHEDULE.c.runtemplate_id,
+                           JOBS.c.state.in_(HELD_STATES)))
+    .order_by(SCHEDULE.c.after).limit(1))
 
 
 def next_after(s: Session) -> datetime | None:
-    """When the earliest queued job becomes due."""
-    return s.scalar(select(Schedule.after).order_by(Schedule.after).limit(1))
+    """When the earliest queued job that may be claimed becomes due (one waiting behind
+    its template's running job is claimable when that ends: the node running it is
+    woken by its end, the others by a NOTIFY)."""
+    return s.scalar(_NEXT_CLAIMABLE)
 
 
 def job_fields(s: Session, job: Job) -> dict[str, Any]:

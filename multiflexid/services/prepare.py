@@ -4,7 +4,8 @@ What does not change from one job of a template to the next (the app definition,
 template's settings and configuration, its credentials, decrypted) is kept in a
 :class:`LaunchCache`, keyed by the ``updated_at`` of the template, its app, its company and
 its credentials (the services bump them on every change). The rows a launch needs are
-read with the claim (`job_rows`), so a job whose template is cached needs no read at all.
+read with the claim (``JobTransitions.claim_to_launch``), so a job whose template is
+cached needs no read at all.
 """
 
 from __future__ import annotations
@@ -13,22 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
-
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.domain.cmdline import CommandError, build_argv
 from multiflexid.domain.config import mask_text
 from multiflexid.executors.base import Limits
-from multiflexid.store.orm import (
-    Application,
-    Company,
-    Credential,
-    Job,
-    RunTemplate,
-    RunTemplateCredential,
-)
 
 from .environment import TemplateContext, environment
 from .jobs import decrypt_overrides
@@ -76,43 +66,6 @@ class LaunchCache:
 
     def put(self, ctx: TemplateContext) -> None:
         self._items[ctx.who.rt_id] = ctx
-
-
-def _job_row_statement() -> Any:
-    cred_version = (
-        select(func.max(Credential.updated_at))
-        .join(RunTemplateCredential, RunTemplateCredential.credential_id == Credential.id)
-        .where(RunTemplateCredential.runtemplate_id == Job.runtemplate_id)
-        .scalar_subquery()
-    )
-    cred_count = (
-        select(func.count()).select_from(RunTemplateCredential)
-        .where(RunTemplateCredential.runtemplate_id == Job.runtemplate_id)
-        .scalar_subquery()
-    )
-    return (
-        select(
-            Job.id, Job.runtemplate_id, Job.app_id, Job.executor, Job.timeout, Job.overrides,
-            Job.attempt, Company.slug, Application.name,
-            RunTemplate.updated_at, Application.updated_at, Company.updated_at,
-            cred_version, cred_count,
-        )
-        .select_from(Job)
-        .join(Application, Application.id == Job.app_id)
-        .join(Company, Company.id == Job.company_id)
-        .outerjoin(RunTemplate, RunTemplate.id == Job.runtemplate_id)
-        .where(Job.id.in_(bindparam("ids", expanding=True)))
-    )
-
-
-# Built once: constructing a statement costs more than running it (one per claim).
-_JOB_ROWS = _job_row_statement()
-
-
-def job_rows(s: Session, job_ids: list[int]) -> list[Any]:
-    """What launching these jobs needs to know of them (read with their claim)."""
-    rows = {r[0]: r for r in s.connection().execute(_JOB_ROWS, {"ids": job_ids})}
-    return [rows[i] for i in job_ids]
 
 
 def job_dir(jobs_dir: Path, job_id: int) -> Path:

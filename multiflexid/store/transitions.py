@@ -31,6 +31,8 @@ from sqlalchemy import (
     Dialect,
     Integer,
     bindparam,
+    case,
+    column,
     delete,
     exists,
     func,
@@ -56,7 +58,18 @@ from multiflexid.domain.jobstate import (
 )
 from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
 
-from .orm import JOBS, RUNTEMPLATES, SCHEDULE, Job, RunTemplate, Schedule
+from .orm import (
+    JOBS,
+    RUNTEMPLATES,
+    SCHEDULE,
+    Application,
+    Company,
+    Credential,
+    Job,
+    RunTemplate,
+    RunTemplateCredential,
+    Schedule,
+)
 
 # Called with the jobs ended by one statement, inside its transaction.
 EndHook = Callable[[Session, list[JobEnded]], None]
@@ -133,18 +146,9 @@ class Retried:
 
 
 # Built once: constructing a statement costs more than running it (these run per job).
-_CLAIM = (_guarded("claim").values(state=leads_to("claim"), node=bindparam("by"),
-                                   claimed_at=bindparam("now"), begin=None,
-                                   updated_at=bindparam("now"))
-          .returning(JOBS.c.id))
-_UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
 _START = (_guarded_one("start").where(JOBS.c.node == bindparam("by"))
           .values(state=leads_to("start"), begin=bindparam("now"), updated_at=bindparam("now"))
           .returning(JOBS.c.id))
-_STARTS = (_guarded("start").where(JOBS.c.node == bindparam("by"))
-           .values(state=leads_to("start"), begin=bindparam("now"),
-                   updated_at=bindparam("now"))
-           .returning(JOBS.c.id))
 _COUNT = (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
           .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count
                   + bindparam("ok", type_=Integer),
@@ -200,8 +204,15 @@ def _end_many_statement(postgresql: bool) -> Any:
                       FROM ended
                      WHERE state IN ({_sql_states(("succeeded", *RETRYABLE_STATES))})
                      GROUP BY runtemplate_id) AS c
-             WHERE id = c.rt)
-        SELECT * FROM ended"""
+             WHERE id = c.rt),
+        -- a job of one of their templates waited for this end: the nodes are told
+        -- (notify_nodes, within the statement; a volatile CTE runs once)
+        told AS (
+            SELECT pg_notify('{CHANNEL}', '') FROM ended
+             WHERE EXISTS (SELECT 1 FROM schedule q
+                            WHERE q.runtemplate_id = ended.runtemplate_id)
+             LIMIT 1)
+        SELECT * FROM ended WHERE (SELECT count(*) FROM told) >= 0"""
     return text(ended).columns(*_ENDED_COLUMNS)
 
 
@@ -243,12 +254,56 @@ class Ending:
     launch: dict[str, Any] | None = None
 
 
-# PostgreSQL: a claim in one statement. The first due job of each template that has none
-# claimed or running, locked (skipping those another node is taking right now), claimed
-# and taken off the queue. Only the first of a template counts even when another node
-# holds it locked, so two nodes never claim two jobs of one template; the unique index
-# of held jobs per template is the last guard.
-_CLAIM_PG = text(f"""
+# --- claims ---------------------------------------------------------------------------------
+
+
+def _launch_columns() -> list[Any]:
+    """What launching a claimed job needs, read with its claim (``services.prepare``):
+    the job, whose it is, and the versions its template's cached context must have been
+    built from (template, app, company, credentials)."""
+    cred_version = (
+        select(func.max(Credential.updated_at))
+        .join(RunTemplateCredential, RunTemplateCredential.credential_id == Credential.id)
+        .where(RunTemplateCredential.runtemplate_id == JOBS.c.runtemplate_id)
+        .scalar_subquery())
+    cred_count = (
+        select(func.count()).select_from(RunTemplateCredential)
+        .where(RunTemplateCredential.runtemplate_id == JOBS.c.runtemplate_id)
+        .scalar_subquery())
+    return [JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.app_id, JOBS.c.executor, JOBS.c.timeout,
+            JOBS.c.overrides, JOBS.c.attempt, Company.slug, Application.name,
+            RUNTEMPLATES.c.updated_at, Application.updated_at, Company.updated_at,
+            cred_version, cred_count]
+
+
+def _with_launch_columns(queued: Any, job_id: Any) -> Any:
+    """``queued`` (schedule rows) joined to what launching their jobs needs."""
+    return (select(*_launch_columns())
+            .select_from(queued.join(JOBS, JOBS.c.id == job_id)
+                         .join(Application, Application.id == JOBS.c.app_id)
+                         .join(Company, Company.id == JOBS.c.company_id)
+                         .outerjoin(RUNTEMPLATES, RUNTEMPLATES.c.id == JOBS.c.runtemplate_id))
+            .where(JOBS.c.state.in_(TRANSITIONS["claim"].sources)))
+
+
+def _candidates_sqlite() -> Any:
+    """SQLite (one node, one writer): the due jobs of templates with none claimed or
+    running, in queue order (one per template is kept in Python)."""
+    held = aliased(Job)
+    due = (select(SCHEDULE.c.id.label("schedule_id"), SCHEDULE.c.job_id, SCHEDULE.c.after)
+           .where(SCHEDULE.c.after <= bindparam("now"),
+                  ~exists().where(held.runtemplate_id == SCHEDULE.c.runtemplate_id,
+                                  held.state.in_(HELD_STATES)))
+           .order_by(SCHEDULE.c.after, SCHEDULE.c.id).limit(bindparam("n"))
+           .subquery("due"))  # the queue's index first, then the joins for these few
+    return _with_launch_columns(due, due.c.job_id).order_by(due.c.after, due.c.schedule_id)
+
+
+# PostgreSQL: the first due job of each template that has none claimed or running, its
+# queue entry locked (skipping those another node is taking right now). Only the first of
+# a template counts even when another node holds it locked, so two nodes never claim two
+# jobs of one template; the unique index of held jobs per template is the last guard.
+_PICKED_PG = text(f"""
     WITH due AS (
         SELECT s.id, s.job_id, s.after, s.runtemplate_id,
                row_number() OVER (PARTITION BY s.runtemplate_id ORDER BY s.after, s.id) AS nth
@@ -256,25 +311,54 @@ _CLAIM_PG = text(f"""
          WHERE s.after <= :now
            AND NOT EXISTS (SELECT 1 FROM job h WHERE h.runtemplate_id = s.runtemplate_id
                                                  AND h.state IN ({_sql_states(HELD_STATES)}))
-    ), picked AS (
-        SELECT s.id, s.job_id, s.after
-          FROM schedule s JOIN due ON due.id = s.id
-         WHERE due.nth = 1 OR due.runtemplate_id IS NULL
-         ORDER BY due.after, due.id
-         LIMIT :n
-           FOR UPDATE OF s SKIP LOCKED
-    ), claimed AS (
-        UPDATE job SET state = '{leads_to("claim")}', node = :by, claimed_at = :now,
-                       begin = NULL, updated_at = :now
-          FROM picked
-         WHERE job.id = picked.job_id
-           AND job.state IN ({_sql_states(TRANSITIONS["claim"].sources)})
-        RETURNING job.id, picked.id AS schedule_id, picked.after
-    ), unqueued AS (
-        DELETE FROM schedule WHERE id IN (SELECT schedule_id FROM claimed)
     )
-    SELECT id FROM claimed ORDER BY after, id
-""").bindparams(bindparam("now", type_=JOBS.c.claimed_at.type))
+    SELECT s.id AS schedule_id, s.job_id, s.after
+      FROM schedule s JOIN due ON due.id = s.id
+     WHERE due.nth = 1 OR due.runtemplate_id IS NULL
+     ORDER BY due.after, due.id
+     LIMIT :n
+       FOR UPDATE OF s SKIP LOCKED
+""").bindparams(bindparam("now", type_=SCHEDULE.c.after.type)).columns(
+    column("schedule_id", Integer), column("job_id", Integer),
+    column("after", SCHEDULE.c.after.type)).cte("picked")
+_CANDIDATES = {
+    False: _candidates_sqlite(),
+    True: (_with_launch_columns(_PICKED_PG, _PICKED_PG.c.job_id)
+           .order_by(_PICKED_PG.c.after, _PICKED_PG.c.schedule_id)),
+}
+
+
+def _take_statement(postgresql: bool) -> Any:
+    """Claim the picked jobs, and start those in ``start`` at once, in one statement (a
+    job's row is written once: no second UPDATE, and on PostgreSQL no second round of
+    foreign-key checks for a row this transaction already changed); off the queue."""
+    starting = JOBS.c.id.in_(bindparam("start", expanding=True))
+    taken = (_guarded("claim")
+             .values(state=case((starting, leads_to("start")), else_=leads_to("claim")),
+                     node=bindparam("by"), claimed_at=bindparam("now"),
+                     begin=case((starting, bindparam("now")), else_=None),
+                     updated_at=bindparam("now"))
+             .returning(JOBS.c.id, JOBS.c.state))
+    if not postgresql:
+        return taken
+    taken_cte = taken.cte("taken")
+    unqueued = (delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(select(taken_cte.c.id)))
+                .cte("unqueued"))
+    return select(taken_cte.c.id, taken_cte.c.state).add_cte(unqueued)
+
+
+_TAKE = {False: _take_statement(False), True: _take_statement(True)}
+_UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim took: each job's launch row (``_launch_columns``), in queue order, and
+    which of them it started (claimed and started in one statement)."""
+
+    rows: list[Any]
+    started: set[int]
+
 
 # One SELECT for the current state when a guarded statement matched nothing (to say why).
 _STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
@@ -287,23 +371,6 @@ _RETRY_NOTED = (_guarded_one("retry")
                 .values(reason=func.coalesce(JOBS.c.reason + "; ", "") + bindparam("note"))
                 .returning(JOBS.c.id))
 
-
-def _due_statement(postgresql: bool) -> Any:
-    other = aliased(Job)
-    query = (
-        select(Schedule.id, Schedule.job_id, Schedule.runtemplate_id)
-        .where(Schedule.after <= bindparam("now"))
-        .where(~exists().where(other.runtemplate_id == Schedule.runtemplate_id,
-                               other.state.in_(HELD_STATES)))
-        .order_by(Schedule.after, Schedule.id)
-        .limit(bindparam("n"))
-    )
-    if postgresql:
-        query = query.with_for_update(skip_locked=True, of=Schedule)
-    return query
-
-
-_DUE = {False: _due_statement(False), True: _due_statement(True)}
 
 # SQLite: one executemany, a tick that exists already is skipped by the unique constraint.
 _NEW_JOBS_SQLITE = (sqlite_insert(JOBS)
@@ -394,41 +461,43 @@ class JobTransitions:
     def claim(self, s: Session, now: datetime, node: str, limit: int) -> list[int]:
         """Take up to ``limit`` due jobs for ``node``: at most one per template, and none of
         a template that has a job claimed or running anywhere (no overlap)."""
+        return [row[0] for row in self.claim_to_launch(s, now, node, limit).rows]
+
+    def claim_to_launch(
+        self, s: Session, now: datetime, node: str, limit: int,
+        start: Callable[[list[Any]], Iterable[int]] = lambda _rows: (),
+    ) -> Claimed:
+        """:meth:`claim`, with what launching each job needs, read by the same query;
+        ``start`` is given those rows and names the jobs to start at once (the node has
+        a free slot and everything to launch them): claim and start in one statement —
+        they are ``running`` when the transaction commits, before they are launched.
+        The others are ``claimed``."""
         if limit <= 0:
-            return []
+            return Claimed([], set())
         postgresql = _postgresql(s)
-        if postgresql:
-            return [row[0] for row in s.connection().execute(
-                _CLAIM_PG, {"now": now, "by": node, "n": limit})]
-        candidates: list[tuple[int, int | None]] = []
-        templates: set[int] = set()
-        for _sched_id, job_id, rt_id in s.execute(_DUE[postgresql],
-                                                  {"now": now, "n": limit * 4}):
-            if rt_id is not None:
-                if rt_id in templates:
-                    continue
-                templates.add(rt_id)
-            candidates.append((job_id, rt_id))
-        if templates and postgresql:
-            # Several nodes claim at once: lock the templates (skipping those another node
-            # is claiming right now), then look again, in a fresh statement that sees what
-            # other nodes committed since this transaction's first query.
-            locked = set(s.scalars(select(RunTemplate.id).where(RunTemplate.id.in_(templates))
-                                   .with_for_update(skip_locked=True)))
-            busy = set(s.scalars(select(Job.runtemplate_id).where(
-                Job.runtemplate_id.in_(locked), Job.state.in_(HELD_STATES))))
-            candidates = [c for c in candidates
-                          if c[1] is None or (c[1] in locked and c[1] not in busy)]
-        picked = [job_id for job_id, _ in candidates[:limit]]
-        if not picked:
-            return []
         conn = s.connection()
-        taken = [row[0] for row in conn.execute(_CLAIM, {"ids": picked, "by": node,
-                                                         "now": now})]
-        if taken:
-            conn.execute(_UNQUEUE, {"ids": taken})
-        order = {job_id: i for i, job_id in enumerate(picked)}
-        return sorted(taken, key=order.__getitem__)
+        candidates = list(conn.execute(_CANDIDATES[postgresql], {"now": now, "n": limit * (
+            1 if postgresql else 4)}))
+        if not postgresql:  # one job per template (PostgreSQL's query keeps only the first)
+            templates: set[int] = set()
+            kept = []
+            for row in candidates:
+                if row.runtemplate_id is not None:
+                    if row.runtemplate_id in templates:
+                        continue
+                    templates.add(row.runtemplate_id)
+                kept.append(row)
+            candidates = kept[:limit]
+        if not candidates:
+            return Claimed([], set())
+        starting = [j for j in start(candidates) if j is not None]
+        taken = dict(conn.execute(_TAKE[postgresql], {
+            "ids": [row.id for row in candidates], "start": starting, "by": node,
+            "now": now}).all())
+        if taken and not postgresql:
+            conn.execute(_UNQUEUE, {"ids": list(taken)})
+        return Claimed([row for row in candidates if row.id in taken],
+                       {j for j, state in taken.items() if state == leads_to("start")})
 
     def release(self, s: Session, job_ids: Sequence[int], now: datetime,
                 node: str | None = None) -> Batch[int]:
@@ -456,16 +525,6 @@ class JobTransitions:
         if s.connection().execute(_START, {"job_id": job_id, "by": node, "now": now}
                                   ).first() is None:
             raise self._illegal(s, job_id, "start")
-
-    def start_many(self, s: Session, job_ids: Sequence[int], node: str, now: datetime
-                   ) -> Batch[int]:
-        """:meth:`start` for several jobs in one statement (those just claimed with the
-        same transaction); jobs not claimed by ``node`` are skipped."""
-        if not job_ids:
-            return Batch("start")
-        done = [row[0] for row in s.connection().execute(
-            _STARTS, {"ids": list(job_ids), "by": node, "now": now})]
-        return Batch("start", done, self._skipped(s, job_ids, done))
 
     def request_cancel(self, s: Session, job_id: int) -> bool:
         """Ask the node running the job to stop it (no change of state: its end says
@@ -523,6 +582,7 @@ class JobTransitions:
             env=env, pid=None, begin=None).returning(*_ENDED_COLUMNS)).first()
         if row is None:
             raise self._illegal(s, job_id, "block")
+        notify_nodes(s)  # its template is free again
         return self._ended(s, [row])[0]
 
     def cancel(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str,
@@ -555,6 +615,8 @@ class JobTransitions:
             state=leads_to("lose"), end=now, updated_at=now, reason=reason)
             .returning(*_ENDED_COLUMNS)).all()
         skipped = self._skipped(s, job_ids, [r.id for r in rows])
+        if rows:
+            notify_nodes(s)  # their templates are free again
         return Batch("lose", self._ended(s, rows), skipped)
 
     def abandon(self, s: Session, node: str | None, now: datetime, reason: str
