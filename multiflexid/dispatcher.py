@@ -188,6 +188,8 @@ class Dispatcher:
         # template's context is cached (one commit instead of two before the launch).
         startable = max(0, parallel - self._held())
         claimed = await self.db.write(self._claim, self.clock(), room, startable)
+        # Their directories, made meanwhile in a thread: ready by the time they launch.
+        self.dirs.make([job_dir(self.settings.jobs_dir, row[0]) for row, _prep in claimed])
         for row, prep in claimed:
             self._claimed(row, prep)
         if claimed:
@@ -214,7 +216,6 @@ class Dispatcher:
 
     def _claimed(self, row: Any, started: Prepared | None = None) -> None:
         job_id = row[0]
-        self.dirs.make(job_dir(self.settings.jobs_dir, job_id))  # ready by its launch
         cancel = asyncio.Event()
         task = asyncio.create_task(self._execute(row, cancel, started),
                                    name=f"job-{job_id}")
@@ -251,7 +252,8 @@ class Dispatcher:
         ctx = self.cache.get(rt_id, key) if rt_id is not None else None
         if ctx is None:
             return None
-        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env)
+        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env,
+                           self.cache)
 
     async def _prepare(self, row: Any) -> Prepared:
         """The job ready to launch: from the template's cached context when it is current,
@@ -261,7 +263,8 @@ class Dispatcher:
         if ctx is None and rt_id is not None:
             ctx = await self.db.read(load_context, rt_id, self.box, key)
             self.cache.put(ctx)
-        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env)
+        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env,
+                           self.cache)
 
     async def _execute(self, row: Any, cancel: asyncio.Event,
                        started: Prepared | None = None) -> None:

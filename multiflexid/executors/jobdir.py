@@ -45,8 +45,15 @@ def remove_job_dir(path: Path, log_fields: dict[str, Any] | None = None) -> bool
 
 
 
-def make_job_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+def make_job_dirs(paths: list[Path]) -> dict[Path, OSError]:
+    """mkdir each (and the jobs' directory if need be); the errors, by path."""
+    failed = {}
+    for path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            failed[path] = exc
+    return failed
 
 
 def remove_if_empty(path: Path) -> bool | None:
@@ -76,7 +83,7 @@ class JobDirs:
             tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None] = (
             queue.SimpleQueue())
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._made: dict[Path, asyncio.Future[Any]] = {}
+        self._made: dict[Path, asyncio.Future[dict[Path, OSError]]] = {}
 
     def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``fn(*args)`` in the thread, after everything asked before."""
@@ -87,15 +94,21 @@ class JobDirs:
         self._queue.put((fn, args, future))
         return future
 
-    def make(self, path: Path) -> None:
-        """Start making ``path`` (its job was claimed); :meth:`made` waits for it."""
-        if path not in self._made:
-            self._made[path] = self.call(make_job_dir, path)
+    def make(self, paths: list[Path]) -> None:
+        """Start making ``paths`` (their jobs were claimed), in one go; :meth:`made` waits
+        for each."""
+        paths = [p for p in paths if p not in self._made]
+        if paths:
+            made = self.call(make_job_dirs, paths)
+            for path in paths:
+                self._made[path] = made
 
     async def made(self, path: Path) -> None:
         """``path`` exists (asked for before, or now); OSError if it cannot be made."""
-        future = self._made.pop(path, None) or self.call(make_job_dir, path)
-        await future
+        future = self._made.pop(path, None) or self.call(make_job_dirs, [path])
+        failed = (await future).get(path)
+        if failed is not None:
+            raise failed
 
     def forget(self, path: Path) -> asyncio.Future[bool | None]:
         """The job will not be launched here: its directory goes again if still empty."""

@@ -76,7 +76,8 @@ class Identity:
 
 
 def injected_variables(
-    who: Identity, *, executor: str, job_id: int | None = None, job_dir: str | None = None,
+    who: Identity, *, executor: str, job_id: int | str | None = None,
+    job_dir: str | None = None,
 ) -> dict[str, str]:
     """The ``MULTIFLEXI_*`` variables every job gets."""
     later = "(set at launch)"
@@ -133,7 +134,7 @@ def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...] = 
 
 def environment(
     ctx: TemplateContext, *, executor: str, overrides: Mapping[str, str] | None = None,
-    override_secret: Iterable[str] = (), job_id: int | None = None,
+    override_secret: Iterable[str] = (), job_id: int | str | None = None,
     job_dir: str | None = None,
 ) -> ResolvedEnv:
     """A job's environment from its template's context and its one-off overrides."""

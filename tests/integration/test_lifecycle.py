@@ -476,3 +476,40 @@ def test_a_stale_claim_goes_back_to_the_queue_through_a_running_daemon(
             await (on_postgresql(d) if backend == "postgresql" else on_sqlite(d))
 
     asyncio.run(scenario())
+
+
+def test_each_job_gets_its_own_id_and_directory_from_its_templates_cached_launch(
+        mf_env: Env, core: Core) -> None:
+    """A template's environment and command are resolved once per version and reused
+    for its jobs with no one-off values — each still gets its own MULTIFLEXI_JOB_ID and
+    MULTIFLEXI_TMP; a value made from the job's id is resolved for every job; a one-off
+    value and a changed configuration are seen by the next job."""
+    core.ensure_schema()
+    doc = shell_app("Tagged")
+    doc["environment"]["RUN_TAG"] = {"type": "string", "description": "tag",
+                                     "defval": "run-{MULTIFLEXI_JOB_ID}"}
+    plain = _fake_template(core, "plain", FAKE_OUTPUT="x")
+    tagged = make_template(core, app_doc=doc, name="tagged", config={"SCRIPT": "unused"})
+
+    async def scenario() -> None:
+        async with daemon_in_process(mf_env) as d:
+            async def run(rt: int, **params: Any) -> dict[str, str]:
+                job = await d.call("runtemplate.run", id=rt, **params)
+                await d.wait_state(job["id"], "succeeded")
+                env = d.fake.runs[job["id"]].spec.env
+                assert env["MULTIFLEXI_JOB_ID"] == str(job["id"])
+                assert env["MULTIFLEXI_TMP"].endswith(f"/{job['id']}")
+                stored = (await d.job(job["id"]))["environment"]
+                assert stored["MULTIFLEXI_JOB_ID"] == str(job["id"])
+                return env
+
+            first, second = await run(plain), await run(plain)
+            assert first["MULTIFLEXI_TMP"] != second["MULTIFLEXI_TMP"]
+            assert (await run(plain, env={"FAKE_OUTPUT": "y"}))["FAKE_OUTPUT"] == "y"
+            await d.call("runtemplate.update", id=plain, config={"FAKE_OUTPUT": "z"})
+            assert (await run(plain))["FAKE_OUTPUT"] == "z"
+            for _ in range(2):
+                env = await run(tagged)
+                assert env["RUN_TAG"] == f"run-{env['MULTIFLEXI_JOB_ID']}"
+
+    asyncio.run(scenario())
