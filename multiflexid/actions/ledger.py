@@ -22,18 +22,19 @@ from sqlalchemy.orm import Session
 from multiflexi.states import FAILURE_STATES
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.store.orm import ACTION_RUNS, ACTIONS, JOBS, RUNTEMPLATES
+from multiflexid.store.types import ids_param, in_ids
 
 from .triggers import backoff, fires, needs_previous, outcome_of
 
 # The enabled actions of the ended jobs' templates and companies: one query per commit.
-_ACTIONS_OF = (
+_ACTIONS_OF = {postgresql: (
     select(ACTIONS.c.id, ACTIONS.c.runtemplate_id, ACTIONS.c.company_id, ACTIONS.c.trigger,
            ACTIONS.c.throttle, ACTIONS.c.module, ACTIONS.c.config)
     .where(ACTIONS.c.enabled.is_(True),
-           or_(ACTIONS.c.runtemplate_id.in_(bindparam("rts", expanding=True)),
-               ACTIONS.c.company_id.in_(bindparam("cos", expanding=True))))
+           or_(in_ids(ACTIONS.c.runtemplate_id, "rts", postgresql),
+               in_ids(ACTIONS.c.company_id, "cos", postgresql)))
     .order_by(ACTIONS.c.runtemplate_id.is_(None), ACTIONS.c.id)
-)
+) for postgresql in (False, True)}
 _INHERITS = select(RUNTEMPLATES.c.inherit_actions).where(RUNTEMPLATES.c.id == bindparam("rt"))
 _EARLIER = (select(JOBS.c.id, JOBS.c.state)
             .where(JOBS.c.runtemplate_id == bindparam("rt"), JOBS.c.id < bindparam("job"),
@@ -73,9 +74,12 @@ class ActionLedger:
         ended = [e for e in events if e.runtemplate_id is not None]
         if not ended:
             return
-        actions = s.connection().execute(_ACTIONS_OF, {
-            "rts": list({e.runtemplate_id for e in ended}),
-            "cos": list({e.company_id for e in ended})}).all()
+        conn = s.connection()
+        postgresql = conn.dialect.name == "postgresql"
+        actions = conn.execute(_ACTIONS_OF[postgresql], {
+            "rts": ids_param({e.runtemplate_id for e in ended if e.runtemplate_id}, postgresql),
+            "cos": ids_param({e.company_id for e in ended if e.company_id}, postgresql),
+        }).all()
         for event in ended:
             mine = [a for a in actions if a.runtemplate_id == event.runtemplate_id
                     or a.company_id == event.company_id]
@@ -212,6 +216,17 @@ def release_own(s: Session, node: str | None, now: datetime) -> int:
     return len(result.all())
 
 
+_NEXT_PENDING = (select(ACTION_RUNS.c.next_at).where(ACTION_RUNS.c.state == "pending")
+                 .order_by(ACTION_RUNS.c.next_at).limit(1))
+_NEXT_LEASE_END = (select(ACTION_RUNS.c.lease_until)
+                   .where(ACTION_RUNS.c.state == "running",
+                          ACTION_RUNS.c.lease_until.is_not(None))
+                   .order_by(ACTION_RUNS.c.lease_until).limit(1))
+
+
 def next_due(s: Session) -> datetime | None:
-    return s.scalar(select(ACTION_RUNS.c.next_at).where(ACTION_RUNS.c.state == "pending")
-                    .order_by(ACTION_RUNS.c.next_at).limit(1))
+    """When the next run may be claimed: a pending one is due, or the lease of one being
+    performed runs out (its node died)."""
+    conn = s.connection()
+    times = [conn.execute(q).scalar() for q in (_NEXT_PENDING, _NEXT_LEASE_END)]
+    return min((t for t in times if t is not None), default=None)

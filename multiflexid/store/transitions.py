@@ -70,6 +70,7 @@ from .orm import (
     RunTemplateCredential,
     Schedule,
 )
+from .types import ids_param, in_ids
 
 # Called with the jobs ended by one statement, inside its transaction.
 EndHook = Callable[[Session, list[JobEnded]], None]
@@ -332,8 +333,9 @@ def _take_statement(postgresql: bool) -> Any:
     """Claim the picked jobs, and start those in ``start`` at once, in one statement (a
     job's row is written once: no second UPDATE, and on PostgreSQL no second round of
     foreign-key checks for a row this transaction already changed); off the queue."""
-    starting = JOBS.c.id.in_(bindparam("start", expanding=True))
-    taken = (_guarded("claim")
+    starting = in_ids(JOBS.c.id, "start", postgresql)
+    taken = (update(JOBS).where(in_ids(JOBS.c.id, "ids", postgresql),
+                                JOBS.c.state.in_(TRANSITIONS["claim"].sources))
              .values(state=case((starting, leads_to("start")), else_=leads_to("claim")),
                      node=bindparam("by"), claimed_at=bindparam("now"),
                      begin=case((starting, bindparam("now")), else_=None),
@@ -492,7 +494,8 @@ class JobTransitions:
             return Claimed([], set())
         starting = [j for j in start(candidates) if j is not None]
         taken = dict(conn.execute(_TAKE[postgresql], {
-            "ids": [row.id for row in candidates], "start": starting, "by": node,
+            "ids": ids_param([row.id for row in candidates], postgresql),
+            "start": ids_param(starting, postgresql), "by": node,
             "now": now}).all())
         if taken and not postgresql:
             conn.execute(_UNQUEUE, {"ids": list(taken)})
