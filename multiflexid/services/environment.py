@@ -22,6 +22,7 @@ from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.domain.config import CredentialLayer, ResolvedEnv, resolve_environment
 from multiflexid.executors.base import Limits
+from multiflexid.store.db import transaction_memo
 from multiflexid.store.orm import Application, Company, CredentialType, RunTemplate
 
 from .apps import get_app, to_definition
@@ -37,6 +38,18 @@ def get_runtemplate(s: Session, ref: int | str) -> RunTemplate:
         rt = s.scalar(select(RunTemplate).options(*_WITH_PARTS).where(RunTemplate.id == int(text)))
     if rt is None:
         raise NotFound(f"no run template with id {text!r}")
+    return rt
+
+
+def find_runtemplate(s: Session, rt_id: int) -> RunTemplate:
+    """The template's row alone (its configuration and credentials load when used), from
+    the session when this transaction read it already: many jobs of one template queued
+    in one commit read it once."""
+    known = transaction_memo(s, "runtemplates")
+    rt = known.get(rt_id) or s.get(RunTemplate, rt_id)
+    if rt is None:
+        raise NotFound(f"no run template with id {str(rt_id)!r}")
+    known[rt_id] = rt
     return rt
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from multiflexi.states import ACTIVE_STATES, HELD_STATES
 from multiflexid.artifacts import Collection
 from multiflexid.domain.schedule import Recurrence, catch_up
+from multiflexid.store.db import transaction_memo
 from multiflexid.store.orm import (
     JOB_OUTPUT,
     JOBS,
@@ -176,11 +177,17 @@ def next_after(s: Session) -> datetime | None:
 
 def job_fields(s: Session, job: Job) -> dict[str, Any]:
     """The journal fields that tell whose job a log line is about."""
+    known = transaction_memo(s, "job_fields")  # (one lookup per transaction)
+    key = (job.company_id, job.app_id)
+    if key not in known:
+        company, app = s.get(Company, job.company_id), s.get(Application, job.app_id)
+        known[key] = (company.slug if company else None, app.name if app else None)
+    slug, name = known[key]
     return {
         "MULTIFLEXI_JOB_ID": job.id,
         "MULTIFLEXI_RUNTEMPLATE_ID": job.runtemplate_id,
-        "MULTIFLEXI_COMPANY": s.scalar(select(Company.slug).where(Company.id == job.company_id)),
-        "MULTIFLEXI_APP": s.scalar(select(Application.name).where(Application.id == job.app_id)),
+        "MULTIFLEXI_COMPANY": slug,
+        "MULTIFLEXI_APP": name,
     }
 
 

@@ -44,6 +44,7 @@ from .environment import (  # noqa: F401 (get_runtemplate, Identity... are used 
     _WITH_PARTS,
     Identity,
     environment,
+    find_runtemplate,
     get_runtemplate,
     injected_variables,
     load_context,

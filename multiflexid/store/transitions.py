@@ -58,6 +58,7 @@ from multiflexid.domain.jobstate import (
 )
 from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
 
+from .db import transaction_memo
 from .orm import (
     JOBS,
     RUNTEMPLATES,
@@ -82,9 +83,14 @@ CHANNEL = "multiflexi_jobs"
 
 def notify_nodes(s: Session) -> None:
     """Wake waiting nodes when this transaction commits (PostgreSQL; SQLite has one node,
-    which polls its own database file)."""
-    if s.bind is not None and s.bind.dialect.name == "postgresql":
+    which polls its own database file). Once per transaction: the daemon's writer
+    commits many changes together, and one notification wakes the nodes for all."""
+    if s.bind is None or s.bind.dialect.name != "postgresql":
+        return
+    told = transaction_memo(s, "notified")
+    if not told:
         s.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        told[CHANNEL] = True
 
 
 def _postgresql(s: Session) -> bool:
@@ -365,6 +371,8 @@ class Claimed:
 # One SELECT for the current state when a guarded statement matched nothing (to say why).
 _STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
 _STATES_OF = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(_ids()))
+_HELD = select(exists().where(JOBS.c.runtemplate_id == bindparam("rt_id"),
+                              JOBS.c.state.in_(HELD_STATES)))
 # What the next attempt of an ended job is made from.
 _RETRY_OF = select(JOBS.c.runtemplate_id, JOBS.c.attempt, JOBS.c.launched_by,
                    JOBS.c.overrides, JOBS.c.end, JOBS.c.state).where(
@@ -417,9 +425,7 @@ class JobTransitions:
     ) -> Job:
         """Queue one job of ``rt`` (``overrides`` as stored: secret ones encrypted); it runs
         not before ``after``. ``pending`` while the template has a job held by a node."""
-        held = s.scalar(select(func.count()).select_from(Job).where(
-            Job.runtemplate_id == rt.id, Job.state.in_(HELD_STATES)))
-        state = "pending" if held else "scheduled"
+        state = "pending" if self._held(s, rt.id) else "scheduled"
         check("create", state)
         job = Job(
             runtemplate_id=rt.id, app_id=rt.app_id, company_id=rt.company_id,
@@ -497,8 +503,10 @@ class JobTransitions:
             "ids": ids_param([row.id for row in candidates], postgresql),
             "start": ids_param(starting, postgresql), "by": node,
             "now": now}).all())
-        if taken and not postgresql:
-            conn.execute(_UNQUEUE, {"ids": list(taken)})
+        if taken:
+            self._changed_holds(s)
+            if not postgresql:
+                conn.execute(_UNQUEUE, {"ids": list(taken)})
         return Claimed([row for row in candidates if row.id in taken],
                        {j for j, state in taken.items() if state == leads_to("start")})
 
@@ -516,6 +524,7 @@ class JobTransitions:
                                       begin=None, updated_at=now)
                          .returning(JOBS.c.id, JOBS.c.runtemplate_id)).all()
         if rows:
+            self._changed_holds(s)
             s.execute(insert(SCHEDULE), [{"job_id": r.id, "runtemplate_id": r.runtemplate_id,
                                           "after": now, "created_at": now} for r in rows])
             notify_nodes(s)
@@ -669,6 +678,7 @@ class JobTransitions:
         ``counted``: the statement that ended the jobs counted them on their templates."""
         if not rows:
             return []
+        self._changed_holds(s)
         if not counted:
             self._count(s, rows)
         events = []
@@ -714,6 +724,19 @@ class JobTransitions:
             return None, None
         retry = self.retry(s, r.id)
         return retry.job_id, retry.note
+
+    def _held(self, s: Session, rt_id: int) -> bool:
+        """Whether a job of the template is claimed or running: looked up once per
+        transaction (many jobs of one template queued in one commit), forgotten by every
+        claim, start and end (:meth:`_changed_holds`)."""
+        known = transaction_memo(s, "held")
+        if rt_id not in known:
+            known[rt_id] = bool(s.connection().execute(_HELD, {"rt_id": rt_id}).scalar())
+        return known[rt_id]
+
+    @staticmethod
+    def _changed_holds(s: Session) -> None:
+        s.info.pop("held", None)
 
     def _skipped(self, s: Session, asked: Sequence[int], done: Sequence[int]
                  ) -> dict[int, str | None]:
