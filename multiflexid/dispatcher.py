@@ -147,21 +147,29 @@ class Dispatcher:
     # --- the loop -----------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
+        woken = True
         while not stopping.is_set():
             try:
-                claimed, room = await self.dispatch_once()
+                await self._check_cancel_requests()
                 # Full: a free slot wakes us. Otherwise sleep until the next queued job is
                 # due, at most poll_seconds (the CLI may queue jobs straight into SQLite;
-                # socket clients, the scheduler and NOTIFY wake us at once).
+                # socket clients, the scheduler and NOTIFY wake us at once). A timed poll
+                # looks first (a read) and claims (a write transaction) only if due.
                 idle = self.settings.poll_seconds
-                if len(claimed) < room:
+                if not woken:
                     idle = await self._idle_time(idle)
+                if woken or idle == 0:
+                    claimed, room = await self.dispatch_once()
+                    idle = self.settings.poll_seconds
+                    if len(claimed) < room:
+                        idle = await self._idle_time(idle)
             except Exception as exc:  # the database may be down: keep going, say so
                 self.health.failed("dispatcher", exc)
                 await nap(self.wake, stopping, 2.0)
+                woken = True
                 continue
             self.health.ok("dispatcher")
-            await nap(self.wake, stopping, idle)
+            woken = await nap(self.wake, stopping, idle)
 
     async def _idle_time(self, poll: float) -> float:
         nxt = await self.db.read(lifecycle.next_after)
@@ -179,7 +187,6 @@ class Dispatcher:
         node) it claims up to one more job per slot, prepared while it waits, and refills
         in bulk — once at most ``max_parallel`` are held — which halves the claims under
         a steady stream of jobs."""
-        await self._check_cancel_requests()
         parallel = self.settings.max_parallel
         room = (2 if self.ahead else 1) * parallel - self._held()
         if not self.accepting or room < (parallel if self.ahead else 1):

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
+from multiflexid.aio import nap
 from multiflexid.domain.config import MASK, MIN_MASKED_LENGTH
 from multiflexid.health import describe
 
@@ -39,6 +40,8 @@ FLUSH_ROWS = 2000
 # A partial line is kept at most this long (or this big) before it is written anyway.
 PARTIAL_FLUSH_SECONDS = 0.5
 MAX_PARTIAL = 64 * 1024
+# With no job running and nothing to write, the writing loop sleeps until woken.
+IDLE_SLEEP = 3600.0
 
 
 class OutputHub:
@@ -66,6 +69,7 @@ class OutputHub:
 
     def track(self, out: JobOutput) -> None:
         self._live.add(out)
+        self._wake.set()  # the writing loop ticks again (it sleeps while nothing runs)
 
     def untrack(self, out: JobOutput) -> None:
         self._live.discard(out)
@@ -75,6 +79,8 @@ class OutputHub:
         return len(self._rows)
 
     def add(self, row: dict[str, Any], dropped: int = 0) -> None:
+        if not self._rows and not self._live:
+            self._wake.set()  # (the writing loop may be asleep)
         self._rows.append(row)
         self._pending_bytes += len(row["data"])
         self._unwritten += len(row["data"])
@@ -141,11 +147,9 @@ class OutputHub:
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            # Every interval while jobs run or rows wait; else asleep until one does.
+            busy = self._live or self._rows or self._sizes
+            await nap(self._wake, stopping, self.interval if busy else IDLE_SLEEP)
             for out in list(self._live):  # partial lines that waited long enough
                 out.flush_partial()
             ok = await self.flush()

@@ -116,6 +116,11 @@ def tick(s: Session, tx: JobTransitions, now: datetime, limit: int = 1000) -> Ti
     return result
 
 
+def next_tick(s: Session) -> datetime | None:
+    """When the earliest active template is due (the scheduler's poll, a read)."""
+    return s.connection().execute(_NEXT_DUE).scalar()
+
+
 def _plan_tick(
     r: Any, now: datetime, active: set[str], result: TickResult, plans: dict[Any, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
