@@ -41,7 +41,7 @@ from multiflexid.domain.deadline import TickSettled
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
-from multiflexid.executors.jobdir import remove_if_empty, remove_job_dir
+from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
 from multiflexid.health import Health
 from multiflexid.monitoring import Monitoring
@@ -315,12 +315,14 @@ class Daemon:
         """Store the job's declared files and its report, then remove its directory."""
         if prep.workdir is None or prep.app is None:
             return
-        # The common case: nothing left behind, nothing to store (removed in the thread of
-        # the jobs' directories: on a busy disk an rmdir takes milliseconds).
-        empty = await self.dispatcher.dirs.call(remove_if_empty, prep.workdir)
-        if empty is None:
+        try:
+            empty = not any(os.scandir(prep.workdir))
+        except FileNotFoundError:
             return
-        if empty:
+        if empty:  # the common case: nothing left behind, nothing to store
+            # Removed in the thread of the jobs' directories, not waited for (on a busy
+            # disk an rmdir takes milliseconds): gone a moment after the job's end.
+            self.dispatcher.dirs.discard(prep.workdir)
             if "RESULT_FILE" in prep.env:
                 out.system(f"[multiflexi] warning: RESULT_FILE {prep.env['RESULT_FILE']} was "
                            "not written by the job")

@@ -11,11 +11,13 @@ Two kinds of write make a commit cover more:
 
 - *lazy* writes (a job's end, its output, its launch record) may wait up to ``linger``
   seconds for company: a batch of lazy writes only is committed when that time is up, or
-  as soon as an urgent write (a claim, a socket client's change) arrives — ends ride with
-  the next claim's commit instead of paying for a commit each;
+  as soon as an urgent write (a claim, a socket client's change) arrives — a job's end
+  rides with the claim of the job that takes its slot;
 - *merged* writes (:meth:`submit_many`): the items of one function taken in one batch
-  are handed to it together, so it writes them with one statement (all the ends of a
-  commit in one UPDATE).
+  are handed to it together, after the batch's other writes, so it writes them with one
+  statement (all the ends of a commit in one UPDATE). After: the claim that takes an
+  ended job's slot does not take the next job of its template in the same commit — the
+  other nodes, told by the end's NOTIFY, have the same chance at it.
 
 Events a write leaves in ``session.info["events"]`` (the store's ``JobEnded``) are handed
 to ``on_events`` once their transaction has committed — never for a rolled-back one.
@@ -83,8 +85,8 @@ class DbThread:
     def submit_many(self, fn: Callable[[Session, list[Item]], Sequence[T | BaseException]],
                     item: Item, *, lazy: bool = False) -> Future[T]:
         """Queue ``item`` for ``fn(session, items)``: called once with all the items the
-        writer takes in one batch (where the first of them was submitted), it returns one
-        result per item — an exception instance fails that item alone."""
+        writer takes in one batch (after its other writes), it returns one result per
+        item — an exception instance fails that item alone."""
         fut: Future[T] = Future()
         self._queue.put(_Write(fn, fut, lazy, merged=True, item=item))
         return fut
@@ -193,18 +195,16 @@ class DbThread:
 
 
 def _calls(batch: list[_Write]) -> list[tuple[list[_Write], Callable[[Session], Any]]]:
-    """The batch as calls in order: a plain write is one call; merged writes of one
-    function are one call where the first of them was, with all their items."""
+    """The batch as calls: the plain writes in order, one call each; then the merged
+    writes, one call per function with all its items."""
     calls: list[tuple[list[_Write], Callable[[Session], Any]]] = []
     merged: dict[Any, list[_Write]] = {}
     for write in batch:
         if not write.merged:
             calls.append(([write], write.fn))
-        elif write.fn in merged:
-            merged[write.fn].append(write)
         else:
-            group = merged[write.fn] = [write]
-            calls.append((group, _together(write.fn, group)))
+            merged.setdefault(write.fn, []).append(write)
+    calls += [(group, _together(fn, group)) for fn, group in merged.items()]
     return calls
 
 

@@ -288,21 +288,21 @@ class Dispatcher:
         except Exception as exc:
             eid = self.health.report(f"job {job_id}: prepare", exc)
             run.phase = "ending"
-            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             await self._record_end(job_id, Verdict(
                 "failed", None, f"cannot prepare the job (error id {eid})", None))
             return
         fields = run.fields = prep.log_fields
         if prep.blocked:
             run.phase = "ending"
-            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             log.warning("job blocked: %s", prep.blocked, extra=fields)
             await self._write_end(job_id, fields, lambda: self.db.submit(
                 self.tx.block, job_id, self.clock(), prep.blocked, prep.env_doc))
             return
         if not await self._acquire_slot(cancel, fields):
             run.phase = "ending"
-            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             if cancel.is_set():
                 await self._write_end(job_id, fields, lambda: self.db.submit(
                     self._cancel_claimed, job_id, self.clock()))
@@ -321,7 +321,7 @@ class Dispatcher:
         except IllegalTransition as exc:
             run.phase = "ending"
             self.slots.release()
-            self.dirs.forget(job_dir(self.settings.jobs_dir, job_id))
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             log.warning("job not started: %s", exc.message, extra=fields)
             return
         except BaseException:
@@ -331,28 +331,41 @@ class Dispatcher:
         await self._run(run, prep, cancel)
 
     async def _run(self, run: Running, prep: Prepared, cancel: asyncio.Event) -> None:
-        """A started job holding its slot: launch it, then record its end."""
+        """A started job holding its slot: launch it, then record its end. The slot is
+        free once the end is handed to the writer (the next job's start is committed with
+        it or after it: a node never has more jobs started and not ended on record than
+        slots — what a kill -9 leaves for others to mark lost), while it is written."""
         job_id, fields = run.job_id, run.fields
+        freed = False
+
+        def free_slot() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                run.phase = "ending"
+                self.slots.release()
+                self.ahead = self.prefetch
+                self.wake.set()
+
         try:
             run.phase = "running"
             self.on_change()
             if self.bus.has_listeners:
                 self.background(self._announce(job_id))
             result, out, launch = await self._launch(prep, cancel)
-        finally:
-            run.phase = "ending"
-            self.slots.release()
-            self.ahead = self.prefetch
-            self.wake.set()  # the slot is free now, while the end is being recorded
-        for hook in self.post_run:
-            try:
-                await hook(prep, result, out)
-            except Exception as exc:
-                self.health.report("after-job step", exc)
-        self.hub.flush_soon()  # the output is written before (or with) the job's end
-        meaning = prep.app.exit_code(result.exitcode) if prep.app is not None else None
-        await self._record_end(job_id, verdict(result.outcome, result.exitcode, result.message,
-                                               meaning), fields, launch)
+            for hook in self.post_run:
+                try:
+                    await hook(prep, result, out)
+                except Exception as exc:
+                    self.health.report("after-job step", exc)
+            self.hub.flush_soon()  # the output is written before (or with) the job's end
+            meaning = prep.app.exit_code(result.exitcode) if prep.app is not None else None
+            ended = verdict(result.outcome, result.exitcode, result.message, meaning)
+        except BaseException:
+            free_slot()
+            raise
+        await self._record_end(job_id, ended, fields, launch, submitted=free_slot)
+        free_slot()
 
     def _cancel_claimed(self, s: Any, job_id: int, now: datetime) -> JobEnded:
         return self.tx.cancel(s, [job_id], now, "cancelled before it started").done[0]
@@ -455,24 +468,30 @@ class Dispatcher:
 
     async def _record_end(
         self, job_id: int, ended: Verdict, fields: dict[str, Any] | None = None,
-        launch: dict[str, Any] | None = None,
+        launch: dict[str, Any] | None = None, submitted: Callable[[], None] | None = None,
     ) -> None:
-        # Lazy and merged: the ends of one commit are one statement, and they ride with
-        # the next claim's commit (or wait LINGER at most) rather than paying for one.
+        # Merged: the ends of one commit are one statement. Lazy: it rides with the next
+        # job's claim and start (submitted after it, so committed with it or later), or
+        # is committed LINGER later when no job follows.
         ending = Ending(job_id, ended, self.clock(), launch)
         await self._write_end(job_id, fields, lambda: self.db.submit_many(
-            self.tx.end_many, ending, lazy=True), ended)
+            self.tx.end_many, ending, lazy=True), ended, submitted)
 
     async def _write_end(self, job_id: int, fields: dict[str, Any] | None,
                          submit: Callable[[], Future[JobEnded]],
-                         verdict: Verdict | None = None) -> None:
+                         verdict: Verdict | None = None,
+                         submitted: Callable[[], None] | None = None) -> None:
         """Record a job's end (``submit`` hands the writer one of the store's final
-        transitions), log it and tell the watching clients. Never given up on: it is
-        retried until the database takes it."""
+        transitions; ``submitted`` is called once it has, the first time), log it and
+        tell the watching clients. Never given up on: it is retried until the database
+        takes it."""
         delay = 0.5
         while True:
             try:
-                ended = await asyncio.wrap_future(submit())
+                pending = submit()
+                if submitted is not None:
+                    submitted()
+                ended = await asyncio.wrap_future(pending)
                 break
             except IllegalTransition as exc:  # ended meanwhile (reaped, cancelled...)
                 log.warning("job %s: its end was not recorded: %s", job_id, exc.message,

@@ -110,8 +110,9 @@ class JobDirs:
         if failed is not None:
             raise failed
 
-    def forget(self, path: Path) -> asyncio.Future[bool | None]:
-        """The job will not be launched here: its directory goes again if still empty."""
+    def discard(self, path: Path) -> asyncio.Future[bool | None]:
+        """Remove the directory if it is empty, without waiting: a job that left nothing
+        behind, or one that will not be launched here."""
         made = self._made.pop(path, None)
         if made is not None:
             made.add_done_callback(_retrieve)
