@@ -152,7 +152,10 @@ class OutputHub:
             await nap(self._wake, stopping, self.interval if busy else IDLE_SLEEP)
             for out in list(self._live):  # partial lines that waited long enough
                 out.flush_partial()
-            ok = await self.flush()
+            # A little output shares a commit with other writes (lazy); a flood is
+            # written at once (the writer would only wait with it).
+            flood = self._pending_bytes > FLUSH_BYTES or len(self._rows) > FLUSH_ROWS
+            ok = await self.flush(lazy=not flood)
             if not ok:
                 await asyncio.sleep(min(5.0, self.interval * 10))
         await self.flush()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, type_coerce, union_all, update
 from sqlalchemy.orm import Session
 
 from multiflexi.states import FAILURE_STATES
@@ -216,17 +216,17 @@ def release_own(s: Session, node: str | None, now: datetime) -> int:
     return len(result.all())
 
 
-_NEXT_PENDING = (select(ACTION_RUNS.c.next_at).where(ACTION_RUNS.c.state == "pending")
-                 .order_by(ACTION_RUNS.c.next_at).limit(1))
-_NEXT_LEASE_END = (select(ACTION_RUNS.c.lease_until)
-                   .where(ACTION_RUNS.c.state == "running",
-                          ACTION_RUNS.c.lease_until.is_not(None))
-                   .order_by(ACTION_RUNS.c.lease_until).limit(1))
+# When the next run may be claimed: a pending one is due, or the lease of one being
+# performed runs out (its node died). One query (the idle daemon's poll).
+_NEXT_DUE = select(type_coerce(func.min(union_all(
+    select(func.min(ACTION_RUNS.c.next_at).label("at"))
+    .where(ACTION_RUNS.c.state == "pending"),
+    select(func.min(ACTION_RUNS.c.lease_until).label("at"))
+    .where(ACTION_RUNS.c.state == "running"),
+).subquery().c.at), ACTION_RUNS.c.next_at.type))
 
 
 def next_due(s: Session) -> datetime | None:
-    """When the next run may be claimed: a pending one is due, or the lease of one being
-    performed runs out (its node died)."""
-    conn = s.connection()
-    times = [conn.execute(q).scalar() for q in (_NEXT_PENDING, _NEXT_LEASE_END)]
-    return min((t for t in times if t is not None), default=None)
+    """When the next run may be claimed (see _NEXT_DUE)."""
+    at: datetime | None = s.connection().execute(_NEXT_DUE).scalar()
+    return at
