@@ -162,7 +162,7 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
         Figure(f"pgqueuer: {what}", "postgresql", med(ratios["pgqueuer"]), "x",
                note=f"{med(rates['pgqueuer']):.0f} jobs/s"),
         Figure(f"multiflexid dispatch: {what}", "postgresql", med(ratios["multiflexid"]), "x",
-               "≥ 0.9x", med(ratios["multiflexid"]) >= 0.9,
+               "≥ pgqueuer", med(ratios["multiflexid"]) >= med(ratios["pgqueuer"]),
                note=f"{med(rates['multiflexid']):.0f} jobs/s"),
         Figure("multiflexid dispatch vs the faster peer", "postgresql", med(vs_peer), "x",
                "> 1x", med(vs_peer) > 1.0, note="same rep's faster of procrastinate, pgqueuer"),
@@ -172,13 +172,17 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
                               med(ratios["multiflexid-sqlite"]), "x", "≥ 0.9x",
                               med(ratios["multiflexid-sqlite"]) >= 0.9,
                               note=f"{med(rates['multiflexid-sqlite']):.0f} jobs/s"))
-    figures += per_job_costs(costs)
+    figures += per_job_costs(costs, med(serials))
     return figures
 
 
-def per_job_costs(costs: dict[str, list[dict[str, float]]]) -> list[Figure]:
+def per_job_costs(costs: dict[str, list[dict[str, float]]], serial: float) -> list[Figure]:
     """What each dispatched job cost (medians of the repetitions): daemon CPU, and what
-    the daemon asked of the database (bench/dispatch.py's counters)."""
+    the daemon asked of the database (bench/dispatch.py's counters); and what bounds the
+    rate: the daemon's CPU per job (one interpreter) and its commits per job at what a
+    durable commit costs on this machine, each as a ceiling against the serial loop."""
+    from dispatch import ceilings
+
     out = []
     for backend, runs in costs.items():
         if not runs:
@@ -187,14 +191,21 @@ def per_job_costs(costs: dict[str, list[dict[str, float]]]) -> list[Figure]:
         def m(key: str, runs: list[dict[str, float]] = runs) -> float:
             return med([r[key] for r in runs])
 
+        cpu_bound, commit_bound = ceilings({k: m(k) for k in runs[0]})
         note = f"writer transactions {m('writer_transactions'):.2f}"
         if backend == "postgresql":
             note = (f"statements {m('statements'):.1f}, commits {m('transactions'):.2f}, "
                     f"WAL flushes {m('wal_flushes'):.2f}, " + note)
+            commits = m("transactions")
         else:
             note = "commits = " + note
+            commits = m("writer_transactions")
         out.append(Figure("multiflexid dispatch, per job: daemon CPU", backend, m("cpu_ms"),
-                          "ms", note=note))
+                          "ms", note=note + f"; ceiling {cpu_bound / serial:.2f}x "
+                          f"({cpu_bound:.0f} jobs/s in one interpreter)"))
+        out.append(Figure("multiflexid dispatch, per job: durable commits", backend, commits,
+                          "", note=f"{m('commit_ms'):.2f} ms a commit here; ceiling "
+                          f"{commit_bound / serial:.2f}x ({commit_bound:.0f} jobs/s)"))
     return out
 
 

@@ -136,6 +136,38 @@ def pg_counters(engine: Engine) -> dict[str, float]:
             "wal_flushes": float(syncs or 0)}
 
 
+def commit_ms(backend: str, engine: Engine, root: Path, n: int = 50) -> float:
+    """What one small durable commit costs here, in ms (median): SQLite, a commit with
+    synchronous=FULL on a file beside the daemon's (the same file system: its fsync);
+    PostgreSQL, INSERT + COMMIT on the daemon's cluster (a round trip and a WAL flush).
+    Each job's start is committed before it is launched: this is the floor under it."""
+    times = []
+    if backend == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(root / "commit-probe.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE IF NOT EXISTS probe (x integer)")
+        for i in range(n):
+            t = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO probe VALUES (?)", (i,))
+            conn.execute("COMMIT")
+            times.append(time.perf_counter() - t)
+        conn.close()
+    else:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS bench_commit_probe (x integer)"))
+        with engine.connect() as conn:
+            for i in range(n):
+                t = time.perf_counter()
+                conn.execute(text("INSERT INTO bench_commit_probe VALUES (:i)"), {"i": i})
+                conn.commit()
+                times.append(time.perf_counter() - t)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
 def top_statements(engine: Engine, n: int, limit: int = 20) -> list[str]:
     """The daemon's statements run most per job."""
     with engine.connect() as conn:
@@ -196,13 +228,15 @@ def run(backend: str, n: int, parallel: int, statements: bool = False,
             ok = s.scalar(select(func.count()).select_from(Job)
                           .where(Job.state == "succeeded")) or 0
         daemon.stop()
+        costs["commit_ms"] = commit_ms(backend, looker, inst.root)
         core.close()
     assert ok == n, f"only {ok} of {n} jobs succeeded"
     return {"jobs": n, "seconds": elapsed, "rate": n / elapsed, **costs}
 
 
 def cost_line(r: dict[str, float]) -> str:
-    """Per job: what the daemon spent and what it asked of the database."""
+    """Per job: what the daemon spent and what it asked of the database; and the two
+    ceilings they make (one interpreter's CPU; the writer's durable commits)."""
     parts = [f"daemon CPU {r['cpu_ms']:.2f} ms", f"writer transactions "
              f"{r['writer_transactions']:.2f}"]
     if "server_cpu_ms" in r:
@@ -210,7 +244,17 @@ def cost_line(r: dict[str, float]) -> str:
     if "statements" in r:
         parts += [f"statements {r['statements']:.1f}", f"PG commits "
                   f"{r['transactions']:.2f}", f"WAL flushes {r['wal_flushes']:.2f}"]
-    return "per job: " + ", ".join(parts)
+    cpu_bound, commit_bound = ceilings(r)
+    return ("per job: " + ", ".join(parts) + f"\n  a commit here: {r['commit_ms']:.2f} ms; "
+            f"ceilings: CPU {cpu_bound:.0f} jobs/s, commits {commit_bound:.0f} jobs/s")
+
+
+def ceilings(r: dict[str, float]) -> tuple[float, float]:
+    """Jobs per second the daemon could not exceed: its CPU per job in one interpreter
+    (the event loop and the writer share one lock), and the writer's commits per job
+    one after the other at what a commit costs on this machine."""
+    commits = r["transactions"] if "transactions" in r else r["writer_transactions"]
+    return 1000 / r["cpu_ms"], 1000 / max(1e-9, commits * r["commit_ms"])
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 
-async def nap(wake: asyncio.Event, stopping: asyncio.Event, seconds: float) -> None:
+async def nap(wake: asyncio.Event, stopping: asyncio.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``, ending early when ``wake`` or ``stopping`` is set;
-    ``wake`` is cleared afterwards."""
+    ``wake`` is cleared afterwards. True if ``wake`` ended it (False: the time was up)."""
     waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopping.wait())]
     try:
         await asyncio.wait(waiters, timeout=max(0.0, seconds),
@@ -15,4 +15,6 @@ async def nap(wake: asyncio.Event, stopping: asyncio.Event, seconds: float) -> N
     finally:
         for waiter in waiters:
             waiter.cancel()
+    woken = wake.is_set()
     wake.clear()
+    return woken

@@ -19,15 +19,22 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
 
 import multiflexi
 from multiflexi.settings import Settings
 from multiflexid.dbthread import DbThread
 from multiflexid.health import describe
 from multiflexid.services import nodes
-from multiflexid.store.transitions import CHANNEL, JobTransitions
+from multiflexid.store.transitions import CHANNEL, JobTransitions, describe_skipped
 
 log = logging.getLogger(__name__)
+
+
+def _backend_pid(s: Any) -> int:
+    return int(s.scalar(text("SELECT pg_backend_pid()")))
 
 
 class Cluster:
@@ -116,15 +123,19 @@ class Cluster:
             return
         for dead in reaped:
             log.warning("node %s is dead (last heartbeat %s): %d running job(s) marked lost%s"
-                        "; %d claimed, not started, back in the queue",
+                        "; %d claimed, not started, back in the queue%s",
                         dead.node, dead.last_heartbeat.isoformat(), len(dead.jobs),
                         (": " + ", ".join(map(str, dead.jobs))) if dead.jobs else "",
-                        len(dead.requeued))
-        if stale:
+                        len(dead.requeued),
+                        "; left alone, they changed meanwhile: "
+                        + describe_skipped(dead.skipped) if dead.skipped else "")
+        if stale.done:
             log.warning("%d job(s) claimed but not started for %g s: back in the queue: %s",
-                        len(stale), self.settings.claim_hold_seconds,
-                        ", ".join(map(str, stale)))
-        if reaped or stale:
+                        len(stale.done), self.settings.claim_hold_seconds,
+                        ", ".join(map(str, stale.done)))
+        if stale.skipped:
+            log.info("claims not released, they changed meanwhile: %s", stale)
+        if reaped or stale.done:
             self.on_work()
 
     async def run_listener(self, stopped: asyncio.Event) -> None:
@@ -143,6 +154,9 @@ class Cluster:
                 async with await psycopg.AsyncConnection.connect(
                         conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    # What this node's own writer announces (its jobs' ends, what its
+                    # clients queued) it knows already: not woken by that.
+                    own = await self.db.write(_backend_pid)
                     self.listening = True
                     delay = 0.5
                     self.on_work()  # anything queued while we were not listening
@@ -156,8 +170,8 @@ class Cluster:
                             if waiter in done:
                                 nxt.cancel()
                                 return
-                            nxt.result()
-                            self.on_work()
+                            if nxt.result().pid != own:
+                                self.on_work()
                     finally:
                         waiter.cancel()
             except (psycopg.Error, OSError, StopAsyncIteration) as exc:

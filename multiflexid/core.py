@@ -42,7 +42,7 @@ class Core:
 
         return JobTransitions(on_end=[
             ActionLedger(max_attempts=lambda: self.settings.action_max_attempts),
-            self.deadlines.job_ended])
+            self.deadlines.jobs_ended])
 
     @cached_property
     def deadlines(self) -> TickBook:

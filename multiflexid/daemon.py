@@ -27,7 +27,9 @@ import multiflexi
 from multiflexi.errors import MultiFlexiError
 from multiflexi.protocol import PROTOCOL_VERSION
 from multiflexi.settings import Settings, SettingsError, load_settings
+from multiflexi.states import STAGE
 from multiflexid.actions.chain import PreviousArtifacts
+from multiflexid.actions.ledger import RunsQueued
 from multiflexid.actions.worker import ActionWorker
 from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
@@ -62,10 +64,9 @@ from multiflexid.store.search import OutputSearch
 from multiflexid.systemd import Notifier, OutputLines, setup_logging
 
 log = logging.getLogger("multiflexid")
+_LAST_STAGE = max(STAGE.values())
 
 
-# The order job states are reached in, for dropping late events.
-_STATE_RANK = {"pending": 0, "scheduled": 0, "claimed": 1, "running": 2}
 
 
 class StartupError(Exception):
@@ -155,14 +156,19 @@ class Daemon:
             self.tx.abandon, None if self.core.db.is_sqlite else settings.node,
             datetime.now(UTC),
             f"multiflexid on {settings.node} stopped while the job ran (its result is unknown)")
-        if lost:
+        if lost.done:
             log.warning("marked %d job(s) left running by a previous run as lost: %s",
-                        len(lost), ", ".join(str(e.job_id) for e in lost))
-        if requeued:
+                        len(lost.done), ", ".join(str(e.job_id) for e in lost.done))
+        if requeued.done:
             log.info("%d job(s) claimed but not started by a previous run: back in the "
-                     "queue: %s", len(requeued), ", ".join(map(str, requeued)))
+                     "queue: %s", len(requeued.done), ", ".join(map(str, requeued.done)))
+        for changed in (lost, requeued):  # another node (a reaper) was quicker
+            if changed.skipped:
+                log.info("left alone by %s (changed meanwhile): %s", changed.transition,
+                         changed)
         self.hub = OutputHub(
-            lambda rows, sizes: self.db.submit(lifecycle.write_output, rows, sizes),
+            lambda rows, sizes, lazy: self.db.submit(lifecycle.write_output, rows, sizes,
+                                                     lazy=lazy),
             self.publish)
         previous = PreviousArtifacts(self.db.read)
         executors = self._executors()
@@ -180,7 +186,6 @@ class Daemon:
                                     one_node=self.core.db.is_sqlite,
                                     on_jobs=self._jobs_created,
                                     on_template=self._template_changed)
-        self.ended_listeners.append(lambda _ended: self.actions.wake.set())
         self.deadlines = DeadlineTracker(self.db, self.core.deadlines, health=self.health,
                                          max_sleep=max(1.0, settings.poll_seconds * 5))
         self.tick_listeners.append(lambda e: self._publish_template(e.runtemplate_id))
@@ -233,6 +238,7 @@ class Daemon:
             await self.cluster.unregister()
         finally:
             await self.rpc.close()
+            self.dispatcher.dirs.close()
             self.db.close()
             self.core.close()
             self.notifier.close()
@@ -242,12 +248,14 @@ class Daemon:
 
     def _committed(self, events: list[Any]) -> None:
         """Events of committed transactions (every job's end: ``JobEnded``; every change
-        of a tracked tick: ``TickSettled``), in the loop."""
+        of a tracked tick: ``TickSettled``; action runs an end queued: ``RunsQueued``,
+        which wake the action worker), in the loop."""
         groups: dict[type, list[Callable[[Any], None]]] = {
-            JobEnded: self.ended_listeners, TickSettled: self.tick_listeners}
+            JobEnded: self.ended_listeners, TickSettled: self.tick_listeners,
+            RunsQueued: [lambda _queued: self.actions.wake.set()]}
         for event in events:
             for kind, listeners in groups.items():
-                if not isinstance(event, kind):
+                if type(event) is not kind:
                     continue
                 for listener in listeners:
                     try:
@@ -340,8 +348,9 @@ class Daemon:
         except FileNotFoundError:
             return
         if empty:  # the common case: nothing left behind, nothing to store
-            with contextlib.suppress(OSError):
-                prep.workdir.rmdir()
+            # Removed in the thread of the jobs' directories, not waited for (on a busy
+            # disk an rmdir takes milliseconds): gone a moment after the job's end.
+            self.dispatcher.dirs.discard(prep.workdir)
             if "RESULT_FILE" in prep.env:
                 out.system(f"[multiflexi] warning: RESULT_FILE {prep.env['RESULT_FILE']} was "
                            "not written by the job")
@@ -388,7 +397,7 @@ class Daemon:
         """Whether a job event comes later than one that told more (events are built from
         reads that may overlap: a "scheduled" read before the job started must not be
         pushed after its "running" or its end)."""
-        rank = _STATE_RANK.get(job.get("state", ""), 3)
+        rank = STAGE.get(job.get("state", ""), _LAST_STAGE)
         seen = self._job_rank.get(job["id"], -1)
         if rank < seen:
             return True
@@ -444,7 +453,7 @@ class Daemon:
         return self.dispatcher.cancel(job_id)
 
     async def flush_output(self) -> None:
-        await self.hub.flush()
+        await self.hub.flush(lazy=False)  # a client reads it now
 
     def log(self, message: str, fields: dict[str, Any]) -> None:
         log.info("%s", message, extra=fields)

@@ -7,6 +7,18 @@ of a batch fails, the batch is rolled back and each write runs again in a transa
 its own, so one bad write never undoes the others. Reads use a small pool of their own
 so a long history query never delays a job's start or end.
 
+Two kinds of write make a commit cover more:
+
+- *lazy* writes (a job's end, its output, its launch record) may wait up to ``linger``
+  seconds for company: a batch of lazy writes only is committed when that time is up, or
+  as soon as an urgent write (a claim, a socket client's change) arrives — a job's end
+  rides with the claim of the job that takes its slot;
+- *merged* writes (:meth:`submit_many`): the items of one function taken in one batch
+  are handed to it together, after the batch's other writes, so it writes them with one
+  statement (all the ends of a commit in one UPDATE). After: the claim that takes an
+  ended job's slot does not take the next job of its template in the same commit — the
+  other nodes, told by the end's NOTIFY, have the same chance at it.
+
 Events a write leaves in ``session.info["events"]`` (the store's ``JobEnded``) are handed
 to ``on_events`` once their transaction has committed — never for a rolled-back one.
 """
@@ -18,23 +30,39 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from multiflexid.store.db import Database
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+# How long a lazy write may wait for others to share its commit (seconds).
+LINGER = 0.02
+
+
+@dataclass
+class _Write:
+    fn: Callable[..., Any]  # fn(session) — or, merged, fn(session, items) -> results
+    future: Future[Any]
+    lazy: bool = False
+    merged: bool = False
+    item: Any = None
+    at: float = field(default_factory=time.monotonic)
 
 
 class DbThread:
-    def __init__(self, db: Database, readers: int = 4) -> None:
+    def __init__(self, db: Database, readers: int = 4, linger: float = LINGER) -> None:
         self.db = db
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]] | None] = (
-            queue.SimpleQueue())
+        self.linger = linger
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="mf-db-write",
                                         daemon=True)
         self._writer.start()
@@ -46,10 +74,21 @@ class DbThread:
         # Called in the writer thread with how long each committed transaction took (s).
         self.on_commit_seconds: Callable[[float], None] | None = None
 
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
-        """Queue ``fn(session, ...)`` for the writer now (writes run in submission order)."""
+    def submit(self, fn: Callable[..., T], *args: Any, lazy: bool = False,
+               **kwargs: Any) -> Future[T]:
+        """Queue ``fn(session, ...)`` for the writer now (writes run in submission order;
+        ``lazy``: it may wait up to ``linger`` s for others to share its commit)."""
         fut: Future[T] = Future()
-        self._queue.put((lambda s: fn(s, *args, **kwargs), fut))
+        self._queue.put(_Write(lambda s: fn(s, *args, **kwargs), fut, lazy))
+        return fut
+
+    def submit_many(self, fn: Callable[[Session, list[Item]], Sequence[T | BaseException]],
+                    item: Item, *, lazy: bool = False) -> Future[T]:
+        """Queue ``item`` for ``fn(session, items)``: called once with all the items the
+        writer takes in one batch (after its other writes), it returns one result per
+        item — an exception instance fails that item alone."""
+        fut: Future[T] = Future()
+        self._queue.put(_Write(fn, fut, lazy, merged=True, item=item))
         return fut
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -76,28 +115,39 @@ class DbThread:
                     bind.close()
                 return
             batch = [item]
+            lazy = item.lazy
             while len(batch) < MAX_BATCH:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if not lazy:
+                        break
+                    wait = batch[0].at + self.linger - time.monotonic()
+                    if wait <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=wait)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(nxt)
+                lazy = lazy and nxt.lazy
             self._run_batch(batch)
 
-    def _run_batch(self, batch: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
-        batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+    def _run_batch(self, batch: list[_Write]) -> None:
+        batch = [w for w in batch if w.future.set_running_or_notify_cancel()]
         if not batch:
             return
         info = self._session.info
+        calls = _calls(batch)
         if len(batch) > 1:
             info["events"] = []
             started = time.perf_counter()
             try:
                 with self.db.transaction(self._session) as s:
-                    results = [fn(s) for fn, _fut in batch]
+                    results = [(writes, call(s)) for writes, call in calls]
             except Exception:
                 pass  # one of them failed (or the commit): each on its own below
             else:
@@ -105,21 +155,22 @@ class DbThread:
                 self.writes += len(batch)
                 self._timed(started)
                 self._committed(info.pop("events"))
-                for (_fn, fut), result in zip(batch, results, strict=True):
-                    fut.set_result(result)
+                for writes, result in results:
+                    _settle(writes, result)
                 return
-        for fn, fut in batch:
+        for write in batch:
+            ((writes, call),) = _calls([write])
             info["events"] = []
             started = time.perf_counter()
             try:
                 with self.db.transaction(self._session) as s:
-                    result = fn(s)
+                    result = call(s)
             except BaseException as exc:
-                fut.set_exception(exc)
+                write.future.set_exception(exc)
             else:
                 self._timed(started)
                 self._committed(info.pop("events"))
-                fut.set_result(result)
+                _settle(writes, result)
             self.batches += 1
             self.writes += 1
 
@@ -141,3 +192,33 @@ class DbThread:
         self._queue.put(None)
         self._writer.join()
         self._readers.shutdown(wait=True)
+
+
+def _calls(batch: list[_Write]) -> list[tuple[list[_Write], Callable[[Session], Any]]]:
+    """The batch as calls: the plain writes in order, one call each; then the merged
+    writes, one call per function with all its items."""
+    calls: list[tuple[list[_Write], Callable[[Session], Any]]] = []
+    merged: dict[Any, list[_Write]] = {}
+    for write in batch:
+        if not write.merged:
+            calls.append(([write], write.fn))
+        else:
+            merged.setdefault(write.fn, []).append(write)
+    calls += [(group, _together(fn, group)) for fn, group in merged.items()]
+    return calls
+
+
+def _together(fn: Callable[[Session, list[Any]], Any], group: list[_Write]
+              ) -> Callable[[Session], Any]:
+    return lambda s: fn(s, [w.item for w in group])
+
+
+def _settle(writes: list[_Write], result: Any) -> None:
+    if len(writes) == 1 and not writes[0].merged:
+        writes[0].future.set_result(result)
+        return
+    for write, one in zip(writes, result, strict=True):
+        if isinstance(one, BaseException):
+            write.future.set_exception(one)
+        else:
+            write.future.set_result(one)

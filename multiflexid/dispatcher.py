@@ -14,10 +14,15 @@ A job's way through this node, each step a transition of the store's API
   the ``JobEnded`` event). A slot is free as soon as the job's process has ended; its end
   is written while the next job already runs.
 
-A claimed job not started within ``claim_hold_seconds`` goes back to the queue: any node
-releases claims older than that (see cluster.py), which is safe because a start is
-guarded by the claim (a released job's start is refused; nothing is launched). Prefetched
-jobs on SQLite wait for their slot: no other node could take them.
+A claimed job not started within ``claim_hold_seconds`` goes back to the queue: the node
+that claimed it puts it back itself when it waited that long for a slot, and on
+PostgreSQL any node releases claims older than that (see cluster.py), which is safe
+because a start is guarded by the claim (a released job's start is refused; nothing is
+launched). On SQLite no other node could take a job claimed ahead, yet the bound holds
+there too: ``claimed`` means "starting", and a job claimed ahead behind long jobs would
+otherwise show so for hours (and keep its template's next job pending). After such a
+release the node claims nothing ahead until one of its slots frees, so long jobs do not
+make it claim and release the same jobs over and over.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -41,15 +47,16 @@ from multiflexid.dbthread import DbThread
 from multiflexid.domain.jobstate import IllegalTransition, JobEnded, Verdict, verdict
 from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor, JobSpec
+from multiflexid.executors.jobdir import JobDirs
 from multiflexid.health import Health
 from multiflexid.output import JobOutput, OutputHub
 from multiflexid.services import lifecycle
 from multiflexid.services.environment import load_context
 from multiflexid.services.jobs import job_view
-from multiflexid.services.prepare import LaunchCache, Prepared, context_key, prepare_row
+from multiflexid.services.prepare import LaunchCache, Prepared, context_key, job_dir, prepare_row
 from multiflexid.services.runtemplates import get_runtemplate, runtemplate_view
 from multiflexid.store.orm import Job
-from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.transitions import Ending, JobTransitions
 
 log = logging.getLogger("multiflexid.job")
 
@@ -117,6 +124,9 @@ class Dispatcher:
         self.pre_run = pre_run or []
         self.running: dict[int, Running] = {}  # every job held by this node
         self.slots = asyncio.Semaphore(settings.max_parallel)
+        # Claiming ahead (prefetch) is paused from a release of a job that waited too long
+        # for a slot until a slot frees.
+        self.ahead = prefetch
         self.wake = asyncio.Event()
         self.draining = asyncio.Event()
         self.abandon_ends = asyncio.Event()  # stopping with the database out: give up
@@ -125,6 +135,7 @@ class Dispatcher:
         self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
         self._background: set[asyncio.Future[Any]] = set()
         self.cache = LaunchCache()
+        self.dirs = JobDirs()
         self._cancel_checked = 0.0
         self._base_env = dict(os.environ)
 
@@ -136,21 +147,29 @@ class Dispatcher:
     # --- the loop -----------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
+        woken = True
         while not stopping.is_set():
             try:
-                claimed, room = await self.dispatch_once()
+                await self._check_cancel_requests()
                 # Full: a free slot wakes us. Otherwise sleep until the next queued job is
                 # due, at most poll_seconds (the CLI may queue jobs straight into SQLite;
-                # socket clients, the scheduler and NOTIFY wake us at once).
+                # socket clients, the scheduler and NOTIFY wake us at once). A timed poll
+                # looks first (a read) and claims (a write transaction) only if due.
                 idle = self.settings.poll_seconds
-                if len(claimed) < room:
+                if not woken:
                     idle = await self._idle_time(idle)
+                if woken or idle == 0:
+                    claimed, room = await self.dispatch_once()
+                    idle = self.settings.poll_seconds
+                    if len(claimed) < room:
+                        idle = await self._idle_time(idle)
             except Exception as exc:  # the database may be down: keep going, say so
                 self.health.failed("dispatcher", exc)
                 await nap(self.wake, stopping, 2.0)
+                woken = True
                 continue
             self.health.ok("dispatcher")
-            await nap(self.wake, stopping, idle)
+            woken = await nap(self.wake, stopping, idle)
 
     async def _idle_time(self, poll: float) -> float:
         nxt = await self.db.read(lifecycle.next_after)
@@ -168,15 +187,16 @@ class Dispatcher:
         node) it claims up to one more job per slot, prepared while it waits, and refills
         in bulk — once at most ``max_parallel`` are held — which halves the claims under
         a steady stream of jobs."""
-        await self._check_cancel_requests()
         parallel = self.settings.max_parallel
-        room = (2 if self.prefetch else 1) * parallel - self._held()
-        if not self.accepting or room < (parallel if self.prefetch else 1):
+        room = (2 if self.ahead else 1) * parallel - self._held()
+        if not self.accepting or room < (parallel if self.ahead else 1):
             return [], 0
         # Jobs that find a free slot are started in the claim's own transaction when their
         # template's context is cached (one commit instead of two before the launch).
         startable = max(0, parallel - self._held())
         claimed = await self.db.write(self._claim, self.clock(), room, startable)
+        # Their directories, made meanwhile in a thread: ready by the time they launch.
+        self.dirs.make([job_dir(self.settings.jobs_dir, row[0]) for row, _prep in claimed])
         for row, prep in claimed:
             self._claimed(row, prep)
         if claimed:
@@ -185,19 +205,21 @@ class Dispatcher:
 
     def _claim(self, s: Any, now: datetime, room: int, startable: int
                ) -> list[tuple[Any, Prepared | None]]:
-        """In the writer's transaction: claim up to ``room`` jobs, and start the first
-        ``startable`` of them that are ready (context cached, nothing missing): (row, the
-        prepared job if it was started)."""
-        rows = lifecycle.claim_rows(s, self.tx, now, self.settings.node, room)
-        out: list[tuple[Any, Prepared | None]] = []
-        for i, row in enumerate(rows):
-            prep = self._prepare_cached(row) if i < startable else None
-            if prep is not None and not prep.blocked:
-                self.tx.start(s, row[0], self.settings.node, now)
-                out.append((row, prep))
-            else:
-                out.append((row, None))
-        return out
+        """In the writer's transaction: claim up to ``room`` jobs, and start (in the same
+        statement) the first ``startable`` of them that are ready — context cached,
+        nothing missing: (row, the prepared job if it was started)."""
+        ready: dict[int, Prepared] = {}
+
+        def start(rows: list[Any]) -> list[int]:
+            for row in rows[:startable]:
+                prep = self._prepare_cached(row)
+                if prep is not None and not prep.blocked:
+                    ready[row[0]] = prep
+            return list(ready)
+
+        claimed = self.tx.claim_to_launch(s, now, self.settings.node, room, start)
+        return [(row, ready[row[0]] if row[0] in claimed.started else None)
+                for row in claimed.rows]
 
     def _claimed(self, row: Any, started: Prepared | None = None) -> None:
         job_id = row[0]
@@ -237,7 +259,8 @@ class Dispatcher:
         ctx = self.cache.get(rt_id, key) if rt_id is not None else None
         if ctx is None:
             return None
-        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env)
+        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env,
+                           self.cache)
 
     async def _prepare(self, row: Any) -> Prepared:
         """The job ready to launch: from the template's cached context when it is current,
@@ -247,7 +270,8 @@ class Dispatcher:
         if ctx is None and rt_id is not None:
             ctx = await self.db.read(load_context, rt_id, self.box, key)
             self.cache.put(ctx)
-        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env)
+        return prepare_row(row, ctx, self.box, self.settings.jobs_dir, self._base_env,
+                           self.cache)
 
     async def _execute(self, row: Any, cancel: asyncio.Event,
                        started: Prepared | None = None) -> None:
@@ -264,31 +288,40 @@ class Dispatcher:
         except Exception as exc:
             eid = self.health.report(f"job {job_id}: prepare", exc)
             run.phase = "ending"
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             await self._record_end(job_id, Verdict(
                 "failed", None, f"cannot prepare the job (error id {eid})", None))
             return
         fields = run.fields = prep.log_fields
         if prep.blocked:
             run.phase = "ending"
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             log.warning("job blocked: %s", prep.blocked, extra=fields)
-            await self._write_end(job_id, fields, self.tx.block, job_id, self.clock(),
-                                  prep.blocked, prep.env_doc)
+            await self._write_end(job_id, fields, lambda: self.db.submit(
+                self.tx.block, job_id, self.clock(), prep.blocked, prep.env_doc))
             return
         if not await self._acquire_slot(cancel, fields):
             run.phase = "ending"
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             if cancel.is_set():
-                await self._write_end(job_id, fields, self._cancel_claimed, job_id,
-                                      self.clock())
+                await self._write_end(job_id, fields, lambda: self.db.submit(
+                    self._cancel_claimed, job_id, self.clock()))
             else:  # stopping, or waited too long: nobody ran it, it simply waits again
-                await self.db.write(self.tx.release, [job_id], self.clock(),
-                                    self.settings.node)
-                log.info("job not started; back in the queue", extra=fields)
+                self.ahead = False
+                released = await self.db.write(self.tx.release, [job_id], self.clock(),
+                                               self.settings.node)
+                if released.done:
+                    log.info("job not started; back in the queue", extra=fields)
+                else:  # another node released it (and maybe ran it), or it was cancelled
+                    log.info("job not started; not put back in the queue: %s", released,
+                             extra=fields)
             return
         try:  # on record before anything is launched
             await self.db.write(self.tx.start, job_id, self.settings.node, self.clock())
         except IllegalTransition as exc:
             run.phase = "ending"
             self.slots.release()
+            self.dirs.discard(job_dir(self.settings.jobs_dir, job_id))
             log.warning("job not started: %s", exc.message, extra=fields)
             return
         except BaseException:
@@ -298,30 +331,44 @@ class Dispatcher:
         await self._run(run, prep, cancel)
 
     async def _run(self, run: Running, prep: Prepared, cancel: asyncio.Event) -> None:
-        """A started job holding its slot: launch it, then record its end."""
+        """A started job holding its slot: launch it, then record its end. The slot is
+        free once the end is handed to the writer (the next job's start is committed with
+        it or after it: a node never has more jobs started and not ended on record than
+        slots — what a kill -9 leaves for others to mark lost), while it is written."""
         job_id, fields = run.job_id, run.fields
+        freed = False
+
+        def free_slot() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                run.phase = "ending"
+                self.slots.release()
+                self.ahead = self.prefetch
+                self.wake.set()
+
         try:
             run.phase = "running"
             self.on_change()
             if self.bus.has_listeners:
                 self.background(self._announce(job_id))
             result, out, launch = await self._launch(prep, cancel)
-        finally:
-            run.phase = "ending"
-            self.slots.release()
-            self.wake.set()  # the slot is free now, while the end is being recorded
-        for hook in self.post_run:
-            try:
-                await hook(prep, result, out)
-            except Exception as exc:
-                self.health.report("after-job step", exc)
-        self.hub.flush_soon()  # the output is written before (or with) the job's end
-        meaning = prep.app.exit_code(result.exitcode) if prep.app is not None else None
-        await self._record_end(job_id, verdict(result.outcome, result.exitcode, result.message,
-                                               meaning), fields, launch)
+            for hook in self.post_run:
+                try:
+                    await hook(prep, result, out)
+                except Exception as exc:
+                    self.health.report("after-job step", exc)
+            self.hub.flush_soon()  # the output is written before (or with) the job's end
+            meaning = prep.app.exit_code(result.exitcode) if prep.app is not None else None
+            ended = verdict(result.outcome, result.exitcode, result.message, meaning)
+        except BaseException:
+            free_slot()
+            raise
+        await self._record_end(job_id, ended, fields, launch, submitted=free_slot)
+        free_slot()
 
     def _cancel_claimed(self, s: Any, job_id: int, now: datetime) -> JobEnded:
-        return self.tx.cancel(s, [job_id], now, "cancelled before it started")[0]
+        return self.tx.cancel(s, [job_id], now, "cancelled before it started").done[0]
 
     async def _acquire_slot(self, cancel: asyncio.Event, fields: dict[str, Any]) -> bool:
         """Wait for a free slot; False if cancelled, draining, or it waited longer than
@@ -335,10 +382,7 @@ class Dispatcher:
         stops = [asyncio.ensure_future(cancel.wait()),
                  asyncio.ensure_future(self.draining.wait())]
         try:
-            # Prefetched (one node): it waits for its slot. Otherwise another node may have
-            # room for it: back to the queue after claim_hold_seconds.
-            hold = None if self.prefetch else self.settings.claim_hold_seconds
-            await asyncio.wait([acquire, *stops], timeout=hold,
+            await asyncio.wait([acquire, *stops], timeout=self.settings.claim_hold_seconds,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in stops:
@@ -359,14 +403,20 @@ class Dispatcher:
                         cap=self.settings.output_cap_bytes, log_fields=fields, lines=self.lines,
                         journal_budget=self.settings.journal_output_bytes)
         executor = self.executors.get(prep.executor)
+        missing = None
         if executor is None:
             missing = f"executor {prep.executor!r} is not available on node {self.settings.node}"
+        else:
+            assert prep.workdir is not None
+            try:
+                await self.dirs.made(prep.workdir)
+            except OSError as exc:
+                missing = f"cannot make its directory {prep.workdir}: {exc.strerror or exc}"
+        if executor is None or missing is not None or prep.workdir is None:
             out.system(f"[multiflexi] {missing}")
             out.close()
             return (ExecResult("failed_to_start", message=missing), out,
                     _launch_record(prep.shown_command, prep.env_doc))
-        assert prep.workdir is not None
-        prep.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for hook in self.pre_run:
             try:
                 await hook(prep)
@@ -392,7 +442,7 @@ class Dispatcher:
         def write_launch() -> None:
             nonlocal launch
             if launch:
-                self.db.submit(self.tx.launched, job_id, **launch)
+                self.db.submit(self.tx.launched, job_id, lazy=True, **launch)
                 launch = {}
 
         def started(pid: int | None) -> None:
@@ -418,20 +468,30 @@ class Dispatcher:
 
     async def _record_end(
         self, job_id: int, ended: Verdict, fields: dict[str, Any] | None = None,
-        launch: dict[str, Any] | None = None,
+        launch: dict[str, Any] | None = None, submitted: Callable[[], None] | None = None,
     ) -> None:
-        await self._write_end(job_id, fields, self.tx.end, job_id, ended, self.clock(),
-                              launch=launch)
+        # Merged: the ends of one commit are one statement. Lazy: it rides with the next
+        # job's claim and start (submitted after it, so committed with it or later), or
+        # is committed LINGER later when no job follows.
+        ending = Ending(job_id, ended, self.clock(), launch)
+        await self._write_end(job_id, fields, lambda: self.db.submit_many(
+            self.tx.end_many, ending, lazy=True), ended, submitted)
 
     async def _write_end(self, job_id: int, fields: dict[str, Any] | None,
-                         fn: Callable[..., JobEnded], *args: Any, **kwargs: Any) -> None:
-        """Record a job's end (through ``fn``, one of the store's final transitions), log
-        it and tell the watching clients. Never given up on: it is retried until the
-        database takes it."""
+                         submit: Callable[[], Future[JobEnded]],
+                         verdict: Verdict | None = None,
+                         submitted: Callable[[], None] | None = None) -> None:
+        """Record a job's end (``submit`` hands the writer one of the store's final
+        transitions; ``submitted`` is called once it has, the first time), log it and
+        tell the watching clients. Never given up on: it is retried until the database
+        takes it."""
         delay = 0.5
         while True:
             try:
-                ended = await self.db.write(fn, *args, **kwargs)
+                pending = submit()
+                if submitted is not None:
+                    submitted()
+                ended = await asyncio.wrap_future(pending)
                 break
             except IllegalTransition as exc:  # ended meanwhile (reaped, cancelled...)
                 log.warning("job %s: its end was not recorded: %s", job_id, exc.message,
@@ -440,7 +500,7 @@ class Dispatcher:
             except Exception as exc:
                 self.health.failed("job ends", exc)
                 if self.abandon_ends.is_set():
-                    _log_abandoned_end(job_id, fields, args)
+                    _log_abandoned_end(job_id, fields, verdict)
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.abandon_ends.wait(), delay)
@@ -512,10 +572,10 @@ class Dispatcher:
             await asyncio.wait(pending, timeout=5.0)
 
 
-def _log_abandoned_end(job_id: int, fields: dict[str, Any] | None, args: tuple[Any, ...]) -> None:
+def _log_abandoned_end(job_id: int, fields: dict[str, Any] | None, end: Verdict | None
+                       ) -> None:
     """Stopping with the database out: the end goes to the journal, and the next start
     finds the job still ``running`` on this node and records it lost."""
-    end = next((a for a in args if isinstance(a, Verdict)), None)
     what = (end.state + (f", exit code {end.exitcode}" if end.exitcode is not None else "")
             if end is not None else "its end")
     log.critical("job %s ended (%s) but the database is unreachable while multiflexid "

@@ -141,7 +141,7 @@ class Operations:
             raise Conflict("multiflexid is stopping; the job was not queued")
 
         def q(s: Session) -> tuple[dict[str, Any], dict[str, Any]]:
-            rt = runtemplates.get_runtemplate(s, rt_id)
+            rt = runtemplates.find_runtemplate(s, rt_id)
             caller.perms.require("operator", rt.company_id, "runtemplate.run")
             job, fields = runtemplates.run_now(
                 s, self.tx, self.box, rt, env, secret=secret, launched_by=caller.user,

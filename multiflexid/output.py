@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
+from multiflexid.aio import nap
 from multiflexid.domain.config import MASK, MIN_MASKED_LENGTH
 from multiflexid.health import describe
 
@@ -39,6 +40,8 @@ FLUSH_ROWS = 2000
 # A partial line is kept at most this long (or this big) before it is written anyway.
 PARTIAL_FLUSH_SECONDS = 0.5
 MAX_PARTIAL = 64 * 1024
+# With no job running and nothing to write, the writing loop sleeps until woken.
+IDLE_SLEEP = 3600.0
 
 
 class OutputHub:
@@ -46,7 +49,8 @@ class OutputHub:
 
     def __init__(
         self,
-        submit: Callable[[list[dict[str, Any]], dict[int, tuple[int, int]]], Future[None]],
+        submit: Callable[[list[dict[str, Any]], dict[int, tuple[int, int]], bool],
+                         Future[None]],
         publish: Callable[[str, dict[str, Any]], None],
         interval: float = 0.1,
     ) -> None:
@@ -65,6 +69,7 @@ class OutputHub:
 
     def track(self, out: JobOutput) -> None:
         self._live.add(out)
+        self._wake.set()  # the writing loop ticks again (it sleeps while nothing runs)
 
     def untrack(self, out: JobOutput) -> None:
         self._live.discard(out)
@@ -74,6 +79,8 @@ class OutputHub:
         return len(self._rows)
 
     def add(self, row: dict[str, Any], dropped: int = 0) -> None:
+        if not self._rows and not self._live:
+            self._wake.set()  # (the writing loop may be asleep)
         self._rows.append(row)
         self._pending_bytes += len(row["data"])
         self._unwritten += len(row["data"])
@@ -91,15 +98,16 @@ class OutputHub:
         before = self._sizes.get(job_id, (0, 0))
         self._sizes[job_id] = (before[0] + added, before[1] + dropped)
 
-    def flush_soon(self) -> asyncio.Future[None] | None:
+    def flush_soon(self, lazy: bool = True) -> asyncio.Future[None] | None:
         """Hand what is pending to the database writer now, without waiting: writes
-        submitted after this one (a job's end) are committed after it, or with it."""
+        submitted after this one (a job's end) are committed after it, or with it. Lazy
+        (the writer's kind): it may wait a moment to share a commit with other writes."""
         if not self._rows and not self._sizes:
             return None
         rows, sizes = self._rows, self._sizes
         self._rows, self._sizes = [], {}
         self._pending_bytes = 0
-        fut = asyncio.wrap_future(self._submit(rows, sizes))
+        fut = asyncio.wrap_future(self._submit(rows, sizes, lazy))
         fut.add_done_callback(lambda f: self._written(f, rows, sizes))
         return fut
 
@@ -126,9 +134,9 @@ class OutputHub:
             log.error("cannot write job output (%s); %d chunk(s) kept in memory",
                       describe(exc), len(self._rows))
 
-    async def flush(self) -> bool:
+    async def flush(self, lazy: bool = True) -> bool:
         """Write what is pending; False (and everything kept) if the database failed."""
-        fut = self.flush_soon()
+        fut = self.flush_soon(lazy)
         if fut is None:
             return True
         try:
@@ -139,14 +147,15 @@ class OutputHub:
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            # Every interval while jobs run or rows wait; else asleep until one does.
+            busy = self._live or self._rows or self._sizes
+            await nap(self._wake, stopping, self.interval if busy else IDLE_SLEEP)
             for out in list(self._live):  # partial lines that waited long enough
                 out.flush_partial()
-            ok = await self.flush()
+            # A little output shares a commit with other writes (lazy); a flood is
+            # written at once (the writer would only wait with it).
+            flood = self._pending_bytes > FLUSH_BYTES or len(self._rows) > FLUSH_ROWS
+            ok = await self.flush(lazy=not flood)
             if not ok:
                 await asyncio.sleep(min(5.0, self.interval * 10))
         await self.flush()

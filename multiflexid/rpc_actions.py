@@ -19,7 +19,7 @@ from multiflexid.services.companies import get_company
 from multiflexid.services.runtemplates import get_runtemplate
 
 from .operations import Operations
-from .rpc_methods import caller
+from .rpc_common import caller
 from .rpc_server import Connection, Handler
 
 

@@ -17,7 +17,7 @@ from multiflexid.services.runtemplates import INTERVAL_CODES
 from multiflexid.store.orm import Company
 
 from .operations import Operations
-from .rpc_methods import caller, field_named
+from .rpc_common import caller, field_named
 from .rpc_server import Connection, Handler
 
 T = TypeVar("T")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from multiflexi.errors import Conflict, InvalidInput, NotFound
+from multiflexi.errors import InvalidInput, NotFound
 from multiflexi.protocol import Params
 from multiflexid.domain.credjson import env_type
 from multiflexid.domain.schedule import Recurrence
@@ -38,21 +37,21 @@ from multiflexid.store.orm import (
     RunTemplate,
 )
 
-from .operations import Caller, Operations
+from .operations import Operations
+from .rpc_actions import action_handlers
+from .rpc_common import caller, field_named
+from .rpc_jobs import job_handlers
+from .rpc_manage import manage_handlers
 from .rpc_server import Connection, Handler
 from .status import signature
 
 # Responses must fit a frame (1 MiB): content is paged below that (output: rpc_jobs.py).
 MAX_ARTIFACT_BYTES = 512 * 1024
-T = TypeVar("T")
+
 
 
 def _page(p: Params) -> tuple[int, int]:
     return p.opt_int("limit", 100, min=1, max=1000), p.opt_int("offset", 0, min=0)
-
-
-def caller(conn: Connection) -> Caller:
-    return Caller(conn.perms, conn.peer.actor)
 
 
 def _only(query: Any, column: Any, visible: set[int] | None) -> Any:
@@ -455,10 +454,6 @@ def build_handlers(ops: Operations) -> dict[str, Handler]:
             conn.output_of.pop(output_of, None)
         return {"subscribed": conn.subscriptions()}
 
-    from .rpc_actions import action_handlers
-    from .rpc_jobs import job_handlers
-    from .rpc_manage import manage_handlers
-
     return {
         **action_handlers(ops),
         **job_handlers(ops),
@@ -513,24 +508,3 @@ def _company_values(p: Params, *, create: bool) -> dict[str, Any]:
     if "enabled" in p:
         values["enabled"] = p.bool("enabled")
     return values
-
-
-async def field_named(call: Awaitable[T], keys: tuple[str, ...], mapped: str | None = None) -> T:
-    """A service's refusal named as the parameter it is about (``data.field``:
-    ``params.slug``, ``params.values.PASSWORD``), so a form can point at the input; the
-    services word their messages "<field>: <what is wrong>"."""
-    try:
-        return await call
-    except (InvalidInput, Conflict) as exc:
-        if exc.data.get("field"):
-            raise
-        head = exc.message.split(":", 1)[0].strip()
-        if head == "deadline_time":
-            head = "deadline"
-        if head in keys:
-            field = f"params.{head}"
-        elif mapped and head and " " not in head:
-            field = f"params.{mapped}.{head}"
-        else:
-            raise
-        raise type(exc)(exc.message, {**exc.data, "field": field}) from None

@@ -59,19 +59,28 @@ class Scheduler:
         return result
 
     async def run(self, stopping: asyncio.Event) -> None:
+        woken = True
         while not stopping.is_set():
             try:
+                if not woken:  # a timed poll: a read first; a tick (a write) only if due
+                    nxt = await self.db.read(lifecycle.next_tick)
+                    if nxt is None or nxt > self.clock():
+                        self.health.ok("scheduler")
+                        woken = await nap(self.wake, stopping, self._sleep(nxt))
+                        continue
                 result = await self.tick()
             except Exception as exc:  # the database may be down: keep going, say so
                 self.health.failed("scheduler", exc)
                 await nap(self.wake, stopping, 2.0)
+                woken = True
                 continue
             self.health.ok("scheduler")
             if len(result.created) + len(result.skipped) >= self.batch:
                 continue  # more are due right now
-            sleep = self.max_sleep
-            if result.next_due is not None:
-                sleep = max(0.0, min(self.max_sleep,
-                                     (result.next_due - self.clock()).total_seconds()))
-            await nap(self.wake, stopping, sleep)
+            woken = await nap(self.wake, stopping, self._sleep(result.next_due))
+
+    def _sleep(self, next_due: datetime | None) -> float:
+        if next_due is None:
+            return self.max_sleep
+        return max(0.0, min(self.max_sleep, (next_due - self.clock()).total_seconds()))
 

@@ -210,7 +210,8 @@ class PreviousArtifacts:
             values[PREVIOUS_ARTIFACTS] = str(path)
 
     async def clear(self, prep: Any, _result: Any, _out: Any) -> None:
-        if prep.workdir is not None and (prep.workdir / PREVIOUS_DIR).exists():
+        if (PREVIOUS_ARTIFACTS in prep.env and prep.workdir is not None
+                and (prep.workdir / PREVIOUS_DIR).exists()):
             import asyncio
             import shutil
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, type_coerce, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -28,17 +28,19 @@ from multiflexi.states import FAILURE_STATES, TICK_TRIGGERS
 from multiflexid.domain.deadline import TickSettled
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.store.orm import ACTION_RUNS, ACTIONS, JOBS, RUNTEMPLATES, TICKS
+from multiflexid.store.types import ids_param, in_ids
 
 from .triggers import TICK_TRIGGER_OF, backoff, fires, fires_on_tick, needs_previous, outcome_of
 
-_ACTIONS_OF = (
+# The enabled actions of the ended jobs' templates and companies: one query per commit.
+_ACTIONS_OF = {postgresql: (
     select(ACTIONS.c.id, ACTIONS.c.runtemplate_id, ACTIONS.c.company_id, ACTIONS.c.trigger,
            ACTIONS.c.throttle, ACTIONS.c.module, ACTIONS.c.config)
     .where(ACTIONS.c.enabled.is_(True),
-           or_(ACTIONS.c.runtemplate_id == bindparam("rt"),
-               ACTIONS.c.company_id == bindparam("co")))
+           or_(in_ids(ACTIONS.c.runtemplate_id, "rts", postgresql),
+               in_ids(ACTIONS.c.company_id, "cos", postgresql)))
     .order_by(ACTIONS.c.runtemplate_id.is_(None), ACTIONS.c.id)
-)
+) for postgresql in (False, True)}
 _INHERITS = select(RUNTEMPLATES.c.inherit_actions).where(RUNTEMPLATES.c.id == bindparam("rt"))
 _EARLIER = (select(JOBS.c.id, JOBS.c.state)
             .where(JOBS.c.runtemplate_id == bindparam("rt"), JOBS.c.id < bindparam("job"),
@@ -63,16 +65,30 @@ def previous_outcome(s: Session, rt_id: int, job_id: int) -> str | None:
     return None
 
 
+def _enabled_actions(conn: Connection, rt_ids: set[int], company_ids: set[int], *,
+                     ticks: bool) -> list[Any]:
+    """The enabled actions of these templates and companies: those of a tick's triggers
+    (``ticks``) or those of a job's end."""
+    postgresql = conn.dialect.name == "postgresql"
+    return [a for a in conn.execute(_ACTIONS_OF[postgresql], {
+        "rts": ids_param(rt_ids, postgresql), "cos": ids_param(company_ids, postgresql)})
+        if (a.trigger in TICK_TRIGGERS) == ticks]
+
+
+def _inherited(conn: Connection, rt_id: int, actions: list[Any]) -> list[Any]:
+    """``actions`` without its company's defaults when the template opted out of them."""
+    if any(a.runtemplate_id is None for a in actions) and not conn.execute(
+            _INHERITS, {"rt": rt_id}).scalar():
+        return [a for a in actions if a.runtemplate_id is not None]
+    return actions
+
+
 def actions_for(conn: Connection, rt_id: int, company_id: int | None, *, ticks: bool
                 ) -> list[Any]:
     """The enabled actions of the template and (when it inherits them) of its company,
     those of a tick's triggers (``ticks``) or of a job's end."""
-    actions = [a for a in conn.execute(_ACTIONS_OF, {"rt": rt_id, "co": company_id})
-               if (a.trigger in TICK_TRIGGERS) == ticks]
-    if any(a.runtemplate_id is None for a in actions) and not conn.execute(
-            _INHERITS, {"rt": rt_id}).scalar():
-        actions = [a for a in actions if a.runtemplate_id is not None]
-    return actions
+    return _inherited(conn, rt_id, _enabled_actions(
+        conn, {rt_id}, {company_id} if company_id else set(), ticks=ticks))
 
 
 def _row(a: Any, *, at: datetime, max_attempts: int, runtemplate_id: int,
@@ -86,17 +102,40 @@ def _row(a: Any, *, at: datetime, max_attempts: int, runtemplate_id: int,
     }
 
 
+@dataclass(frozen=True)
+class RunsQueued:
+    """A commit queued action runs (an event handed on after the commit, like ``JobEnded``:
+    the daemon's action worker is woken by it, not by every job's end). ``job_id``: the
+    job whose end queued them; None for a tick's missed or late deadline."""
+
+    job_id: int | None
+    runs: int
+
+
 class ActionLedger:
     """The end hook that writes the outbox rows (registered in ``Core.transitions``)."""
 
     def __init__(self, max_attempts: Callable[[], int]) -> None:
         self.max_attempts = max_attempts
 
-    def __call__(self, s: Session, event: JobEnded) -> None:
-        if event.runtemplate_id is None:
+    def __call__(self, s: Session, events: list[JobEnded]) -> None:
+        ended = [e for e in events if e.runtemplate_id is not None]
+        if not ended:
             return
         conn = s.connection()
-        actions = actions_for(conn, event.runtemplate_id, event.company_id, ticks=False)
+        actions = _enabled_actions(
+            conn, {e.runtemplate_id for e in ended if e.runtemplate_id},
+            {e.company_id for e in ended if e.company_id}, ticks=False)
+        for event in ended:
+            mine = [a for a in actions if a.runtemplate_id == event.runtemplate_id
+                    or a.company_id == event.company_id]
+            if mine:
+                self._queue_runs(s, event, mine)
+
+    def _queue_runs(self, s: Session, event: JobEnded, actions: list[Any]) -> None:
+        assert event.runtemplate_id is not None
+        conn = s.connection()
+        actions = _inherited(conn, event.runtemplate_id, actions)
         outcome = outcome_of(event.state, event.retry_job_id is not None)
         if outcome is None or not actions:
             return
@@ -109,6 +148,7 @@ class ActionLedger:
                 for a in actions if fires(a.trigger, a.throttle, outcome, previous)]
         if rows:
             conn.execute(insert(ACTION_RUNS), rows)
+            s.info.setdefault("events", []).append(RunsQueued(event.job_id, len(rows)))
 
 
 class TickActionLedger:
@@ -138,6 +178,7 @@ class TickActionLedger:
         statement = pg_insert(ACTION_RUNS) if postgresql else sqlite_insert(ACTION_RUNS)
         conn.execute(statement.on_conflict_do_nothing(
             index_elements=["tick_id", "action_id"]), rows)
+        s.info.setdefault("events", []).append(RunsQueued(None, len(rows)))
 
 
 # --- what the workers do -------------------------------------------------------------------
@@ -261,6 +302,17 @@ def release_own(s: Session, node: str | None, now: datetime) -> int:
     return len(result.all())
 
 
+# When the next run may be claimed: a pending one is due, or the lease of one being
+# performed runs out (its node died). One query (the idle daemon's poll).
+_NEXT_DUE = select(type_coerce(func.min(union_all(
+    select(func.min(ACTION_RUNS.c.next_at).label("at"))
+    .where(ACTION_RUNS.c.state == "pending"),
+    select(func.min(ACTION_RUNS.c.lease_until).label("at"))
+    .where(ACTION_RUNS.c.state == "running"),
+).subquery().c.at), ACTION_RUNS.c.next_at.type))
+
+
 def next_due(s: Session) -> datetime | None:
-    return s.scalar(select(ACTION_RUNS.c.next_at).where(ACTION_RUNS.c.state == "pending")
-                    .order_by(ACTION_RUNS.c.next_at).limit(1))
+    """When the next run may be claimed (see _NEXT_DUE)."""
+    at: datetime | None = s.connection().execute(_NEXT_DUE).scalar()
+    return at

@@ -69,7 +69,10 @@ class ActionWorker:
             idle = self.settings.poll_seconds
             try:
                 free = self.settings.action_workers - len(self.running)
-                if free > 0:
+                # A read first: a write transaction only when a run is due (an idle
+                # daemon polls with reads).
+                nxt = await self.db.read(ledger.next_due) if free > 0 else None
+                if nxt is not None and nxt <= _now():
                     for run in await self.db.write(ledger.claim, _now(), node, free,
                                                    lease_seconds):
                         task = asyncio.create_task(self._perform(run),
@@ -77,8 +80,8 @@ class ActionWorker:
                         self.running[run.id] = task
                         task.add_done_callback(self._done_callback(run.id))
                     nxt = await self.db.read(ledger.next_due)
-                    if nxt is not None:
-                        idle = max(0.0, min(idle, (nxt - _now()).total_seconds()))
+                if nxt is not None:
+                    idle = max(0.0, min(idle, (nxt - _now()).total_seconds()))
             except Exception as exc:
                 self.health.failed("actions", exc)
                 await nap(self.wake, stopping, 2.0)

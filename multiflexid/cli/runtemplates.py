@@ -249,10 +249,12 @@ def remove(rt_id: int) -> None:
     with state().session() as s:
         rt = svc.get_runtemplate(s, rt_id)
         d: dict[str, Any] = {"id": rt.id, "name": rt.name, "removed": True}
-        d["cancelled_jobs"] = svc.remove_runtemplate(s, state().core.transitions, rt,
-                                                     datetime.now(UTC))
+        cancelled = svc.remove_runtemplate(s, state().core.transitions, rt, datetime.now(UTC))
+        d["cancelled_jobs"] = len(cancelled.done)
     emit(d, f"removed run template {d['id']} {d['name']!r}"
-            + (f"; cancelled {d['cancelled_jobs']} queued job(s)" if d["cancelled_jobs"] else ""))
+            + (f"; cancelled {d['cancelled_jobs']} queued job(s)" if d["cancelled_jobs"] else "")
+            + (f"; not cancelled, started meanwhile (they run to their end): {cancelled}"
+               if cancelled.skipped else ""))
 
 
 @runtemplate.command("set-config")

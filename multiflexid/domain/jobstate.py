@@ -14,6 +14,9 @@ TUI from ``multiflexi.states``.
                  ▲                  │   └─end (could not start, cancelled)─► failed | cancelled
                  └────release───────┤                 └─lose─► lost
               cancel ◄──(queued)    └─block─► blocked
+
+    failed | timed_out ─retry─► a new job, pending | scheduled (the next attempt; the
+                                ended job stays as it ended)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from multiflexi.errors import Conflict
 from multiflexi.states import FINAL_STATES, HELD_STATES, JOB_STATES, QUEUED_STATES
 
 from .appdef import ExitCodeDef
-from .retry import may_retry
+from .retry import RETRYABLE_STATES, may_retry
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ TRANSITIONS: dict[str, Transition] = {t.name: t for t in (
                "its node stopped while it ran (its result is unknown)"),
     Transition("block", ("claimed",), ("blocked",),
                "required configuration missing or invalid: nothing launched"),
+    Transition("retry", RETRYABLE_STATES, QUEUED_STATES,
+               "the next attempt of a job that failed or timed out is queued: a new job "
+               "(its sources are the ended job's states; it stays as it ended)"),
 )}
 
 
@@ -66,6 +72,12 @@ class IllegalTransition(Conflict):
             f"{' or '.join(allowed)}", {"job_id": job_id, "state": state})
 
 
+def leads_to(transition: str) -> str:
+    """The one state a transition leads to (claim, release, cancel, lose, block, start)."""
+    (only,) = TRANSITIONS[transition].targets
+    return only
+
+
 def check(transition: str, target: str) -> Transition:
     """The transition, after checking that it may lead to ``target``."""
     t = TRANSITIONS[transition]
@@ -75,6 +87,7 @@ def check(transition: str, target: str) -> Transition:
 
 
 assert set(FINAL_STATES) | set(QUEUED_STATES) | set(HELD_STATES) == set(JOB_STATES)
+assert all(set(t.sources) | set(t.targets) <= set(JOB_STATES) for t in TRANSITIONS.values())
 
 
 # --- what an executor's result means -----------------------------------------------------

@@ -23,6 +23,7 @@ from multiflexid.crypto import SecretBox
 from multiflexid.domain.appdef import AppDefinition
 from multiflexid.domain.config import CredentialLayer, ResolvedEnv, resolve_environment
 from multiflexid.executors.base import Limits
+from multiflexid.store.db import transaction_memo
 from multiflexid.store.orm import Application, Company, CredentialType, RunTemplate
 
 from .apps import get_app, to_definition
@@ -40,6 +41,18 @@ def get_runtemplate(s: Session, ref: int | str) -> RunTemplate:
         rt = s.scalar(select(RunTemplate).options(*_WITH_PARTS).where(RunTemplate.id == int(text)))
     if rt is None:
         raise NotFound(f"no run template with id {text!r}")
+    return rt
+
+
+def find_runtemplate(s: Session, rt_id: int) -> RunTemplate:
+    """The template's row alone (its configuration and credentials load when used), from
+    the session when this transaction read it already: many jobs of one template queued
+    in one commit read it once."""
+    known = transaction_memo(s, "runtemplates")
+    rt = known.get(rt_id) or s.get(RunTemplate, rt_id)
+    if rt is None:
+        raise NotFound(f"no run template with id {str(rt_id)!r}")
+    known[rt_id] = rt
     return rt
 
 
@@ -79,7 +92,8 @@ class Identity:
 
 
 def injected_variables(
-    who: Identity, *, executor: str, job_id: int | None = None, job_dir: str | None = None,
+    who: Identity, *, executor: str, job_id: int | str | None = None,
+    job_dir: str | None = None,
 ) -> dict[str, str]:
     """The ``MULTIFLEXI_*`` variables every job gets."""
     later = "(set at launch)"
@@ -140,7 +154,7 @@ def load_context(s: Session, rt_id: int, box: SecretBox, key: tuple[Any, ...] = 
 
 def environment(
     ctx: TemplateContext, *, executor: str, overrides: Mapping[str, str] | None = None,
-    override_secret: Iterable[str] = (), job_id: int | None = None,
+    override_secret: Iterable[str] = (), job_id: int | str | None = None,
     job_dir: str | None = None,
 ) -> ResolvedEnv:
     """A job's environment from its template's context and its one-off overrides."""

@@ -13,6 +13,7 @@ from multiflexi.errors import Conflict, InvalidInput, NotFound
 from multiflexi.states import FINAL_STATES, QUEUED_STATES
 from multiflexid.crypto import SecretBox
 from multiflexid.domain.config import is_secret_key
+from multiflexid.domain.jobstate import JobEnded
 from multiflexid.presenters import exit_code_dict, job_view_dict
 from multiflexid.store.audit import note
 from multiflexid.store.orm import (
@@ -25,7 +26,7 @@ from multiflexid.store.orm import (
     RunTemplate,
     Schedule,
 )
-from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.transitions import Batch, JobTransitions
 
 from .apps import get_app, to_definition
 
@@ -138,11 +139,12 @@ def counts_by_state(s: Session) -> dict[str, int]:
 
 
 def cancel_queued_of_template(s: Session, tx: JobTransitions, rt: RunTemplate, reason: str,
-                              now: datetime) -> int:
-    """Cancel jobs of ``rt`` that have not started; returns how many."""
+                              now: datetime) -> Batch[JobEnded]:
+    """Cancel jobs of ``rt`` that have not started (those a node started since they were
+    looked up are in the result's ``skipped``)."""
     ids = list(s.scalars(select(Job.id).where(
         Job.runtemplate_id == rt.id, Job.state.in_(QUEUED_STATES))))
-    return len(tx.cancel(s, ids, now, reason, strict=False))
+    return tx.cancel(s, ids, now, reason, strict=False)
 
 
 def cancel(s: Session, tx: JobTransitions, job_id: int, now: datetime, by: str) -> str:

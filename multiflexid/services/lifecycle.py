@@ -13,21 +13,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from multiflexi.states import ACTIVE_STATES, HELD_STATES
 from multiflexid.artifacts import Collection
 from multiflexid.domain.schedule import Recurrence, catch_up
+from multiflexid.store.db import transaction_memo
 from multiflexid.store.orm import (
     JOB_OUTPUT,
     JOBS,
     RUNTEMPLATES,
+    SCHEDULE,
     Application,
     Artifact,
     Company,
     Job,
-    Schedule,
 )
 from multiflexid.store.transitions import JobTransitions
 
@@ -115,6 +116,11 @@ def tick(s: Session, tx: JobTransitions, now: datetime, limit: int = 1000) -> Ti
     return result
 
 
+def next_tick(s: Session) -> datetime | None:
+    """When the earliest active template is due (the scheduler's poll, a read)."""
+    return s.connection().execute(_NEXT_DUE).scalar()
+
+
 def _plan_tick(
     r: Any, now: datetime, active: set[str], result: TickResult, plans: dict[Any, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -160,28 +166,33 @@ def _plan_tick(
 # --- dispatcher ---------------------------------------------------------------------------
 
 
-def claim_rows(s: Session, tx: JobTransitions, now: datetime, node: str, limit: int
-               ) -> list[Any]:
-    """Claim up to ``limit`` due jobs, returning what launching each needs (one round
-    trip more, in the same transaction, instead of one read per job afterwards)."""
-    from .prepare import job_rows
-
-    ids = tx.claim(s, now, node, limit)
-    return job_rows(s, ids) if ids else []
+_NEXT_CLAIMABLE = (
+    select(SCHEDULE.c.after)
+    .where(~exists().where(JOBS.c.runtemplate_id == SCHEDULE.c.runtemplate_id,
+                           JOBS.c.state.in_(HELD_STATES)))
+    .order_by(SCHEDULE.c.after).limit(1))
 
 
 def next_after(s: Session) -> datetime | None:
-    """When the earliest queued job becomes due."""
-    return s.scalar(select(Schedule.after).order_by(Schedule.after).limit(1))
+    """When the earliest queued job that may be claimed becomes due (one waiting behind
+    its template's running job is claimable when that ends: the node running it is
+    woken by its end, the others by a NOTIFY)."""
+    return s.scalar(_NEXT_CLAIMABLE)
 
 
 def job_fields(s: Session, job: Job) -> dict[str, Any]:
     """The journal fields that tell whose job a log line is about."""
+    known = transaction_memo(s, "job_fields")  # (one lookup per transaction)
+    key = (job.company_id, job.app_id)
+    if key not in known:
+        company, app = s.get(Company, job.company_id), s.get(Application, job.app_id)
+        known[key] = (company.slug if company else None, app.name if app else None)
+    slug, name = known[key]
     return {
         "MULTIFLEXI_JOB_ID": job.id,
         "MULTIFLEXI_RUNTEMPLATE_ID": job.runtemplate_id,
-        "MULTIFLEXI_COMPANY": s.scalar(select(Company.slug).where(Company.id == job.company_id)),
-        "MULTIFLEXI_APP": s.scalar(select(Application.name).where(Application.id == job.app_id)),
+        "MULTIFLEXI_COMPANY": slug,
+        "MULTIFLEXI_APP": name,
     }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from multiflexid.store.orm import Job, Node
-from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.transitions import Batch, JobTransitions
 
 HOST = socket.gethostname()
 
@@ -81,6 +81,8 @@ class Reaped:
     last_heartbeat: datetime
     jobs: list[int]  # running: lost
     requeued: list[int] = field(default_factory=list)  # claimed, never started: queued again
+    # Jobs it held that changed meanwhile (ended, or released): left alone, with their state.
+    skipped: dict[int, str | None] = field(default_factory=dict)
 
 
 def reap(s: Session, tx: JobTransitions, me: str, now: datetime, grace: float = 0.0
@@ -100,14 +102,16 @@ def reap(s: Session, tx: JobTransitions, me: str, now: datetime, grace: float = 
             f"{node.heartbeat_at.isoformat()}); marked lost by {me}, the job's result is "
             "unknown")
         node.state = "down"
-        out.append(Reaped(node.name, node.heartbeat_at, [e.job_id for e in lost], requeued))
+        out.append(Reaped(node.name, node.heartbeat_at, [e.job_id for e in lost.done],
+                          requeued.done, {**lost.skipped, **requeued.skipped}))
     return out
 
 
 def release_stale_claims(s: Session, tx: JobTransitions, now: datetime, hold: float
-                         ) -> list[int]:
+                         ) -> Batch[int]:
     """Jobs claimed more than ``hold`` s ago and still not started, by any node, go back
-    to the queue (their node's start is then refused: nothing is launched twice)."""
+    to the queue (their node's start is then refused: nothing is launched twice). Those
+    their node started (or someone cancelled) meanwhile are the result's ``skipped``."""
     stale = list(s.scalars(select(Job.id).where(
         Job.state == "claimed", Job.claimed_at < now - timedelta(seconds=hold))))
     return tx.release(s, stale, now)

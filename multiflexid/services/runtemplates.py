@@ -21,6 +21,7 @@ from multiflexid.domain.config import (
     normalize,
 )
 from multiflexid.domain.deadline import DeadlineError, parse_span, parse_time_of_day
+from multiflexid.domain.jobstate import JobEnded
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
 from multiflexid.presenters import iso, last_job_dict, runtemplate_dict
 from multiflexid.store.audit import note
@@ -35,7 +36,7 @@ from multiflexid.store.orm import (
     RunTemplateCredential,
     RunTemplateTag,
 )
-from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.transitions import Batch, JobTransitions
 from multiflexid.store.types import utcnow
 
 from . import deadlines
@@ -45,6 +46,7 @@ from .environment import (  # noqa: F401 (get_runtemplate, Identity... are used 
     _WITH_PARTS,
     Identity,
     environment,
+    find_runtemplate,
     get_runtemplate,
     injected_variables,
     load_context,
@@ -389,10 +391,11 @@ def run_now(
     return job, fields
 
 
-def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: datetime) -> int:
+def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: datetime
+                       ) -> Batch[JobEnded]:
     """Delete the template; its finished jobs stay in history (their template id becomes
-    empty, name and ids are kept on the job); jobs still queued are cancelled. Returns how
-    many were cancelled."""
+    empty, name and ids are kept on the job); jobs still queued are cancelled (those a
+    node started meanwhile are in the result's ``skipped``: they run to their end)."""
     cancelled = cancel_queued_of_template(s, tx, rt, f"run template {rt.id} was removed", now)
     s.delete(rt)
     return cancelled

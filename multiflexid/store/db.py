@@ -51,6 +51,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     search.register_sqlite_functions(dbapi_connection)
 
 
+def transaction_memo(s: Session, key: str) -> dict[Any, Any]:
+    """A dict that lives as long as the session's current transaction: what one
+    transaction looked up once (the daemon's writer commits many changes together; its
+    session's identity map holds objects only while someone refers to them)."""
+    current = s.get_transaction()
+    memo = s.info.get(key)
+    if memo is None or memo[0] is not current:
+        memo = s.info[key] = (current, {})
+    return memo[1]
+
+
 class Database:
     """One database: a write engine, a read engine, sessions and migrations.
 

@@ -2,7 +2,7 @@
 
 :class:`TickBook` does three things, each inside the caller's transaction:
 
-- :meth:`TickBook.job_ended` (an ``on_end`` hook of the job transitions): a job of a
+- :meth:`TickBook.jobs_ended` (an ``on_end`` hook of the job transitions): a job of a
   template with a deadline ended; its tick (the job's own, the tick of the job a retry
   follows, or — for a "run now" — the template's latest tick) is settled by the result.
 - :meth:`TickBook.sweep` (the daemon's deadline tracker): starts tracking every tick that
@@ -121,8 +121,13 @@ class TickBook:
 
     # --- a job ended --------------------------------------------------------------------
 
+    def jobs_ended(self, s: Session, events: list[JobEnded]) -> None:
+        """Settle the ticks the ended jobs count toward (an ``on_end`` hook)."""
+        for event in events:
+            self.job_ended(s, event)
+
     def job_ended(self, s: Session, event: JobEnded) -> None:
-        """Settle the tick the ended job counts toward (an ``on_end`` hook)."""
+        """Settle the tick the ended job counts toward."""
         if event.runtemplate_id is None:
             return
         success = event.state == "succeeded"

@@ -2,9 +2,11 @@
 guarded statement.
 
 Every transition is ``UPDATE job SET state = <to> ... WHERE id IN (...) AND state IN
-(<allowed from>) RETURNING ...``; a job that was not in an allowed state comes back as
-:class:`IllegalTransition` (for one job) or is left out of the result (for a batch, when
-asked), never silently overwritten. The same statements serve SQLite and PostgreSQL.
+(<allowed from>) RETURNING ...``, the states taken from ``domain.jobstate.TRANSITIONS``; a
+job that was not in an allowed state comes back as :class:`IllegalTransition` (for one
+job) or in the :class:`Batch`'s ``skipped`` with the state it was in (for several: the
+caller logs or acts on them), never silently overwritten. The same statements serve
+SQLite and PostgreSQL.
 
 Every way into a final state (end, cancel, lose, block) goes through :meth:`_ended`,
 the one path that records an end: it counts the job on its template, queues the next
@@ -19,14 +21,30 @@ tick), so the queue and the job rows always agree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, case, delete, exists, func, insert, select, text, update
+from sqlalchemy import (
+    Dialect,
+    Integer,
+    bindparam,
+    case,
+    column,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from multiflexi.errors import Conflict
 from multiflexi.states import FAILURE_STATES, HELD_STATES
 from multiflexid.domain.appdef import ExitCodeDef
 from multiflexid.domain.jobstate import (
@@ -35,13 +53,29 @@ from multiflexid.domain.jobstate import (
     JobEnded,
     Verdict,
     check,
+    leads_to,
     should_retry,
 )
 from multiflexid.domain.retry import RETRYABLE_STATES, retry_gap
 
-from .orm import JOBS, RUNTEMPLATES, SCHEDULE, Job, RunTemplate, Schedule
+from .db import transaction_memo
+from .orm import (
+    JOBS,
+    RUNTEMPLATES,
+    SCHEDULE,
+    Application,
+    Company,
+    Credential,
+    Job,
+    RunTemplate,
+    RunTemplateCredential,
+    Schedule,
+)
+from .types import ids_param, in_ids
 
-EndHook = Callable[[Session, JobEnded], None]
+# Called with the jobs ended by one statement, inside its transaction.
+EndHook = Callable[[Session, list[JobEnded]], None]
+T = TypeVar("T")
 
 # PostgreSQL channel every multiflexid LISTENs on: "work arrived" (queued job, cancel).
 CHANNEL = "multiflexi_jobs"
@@ -49,9 +83,14 @@ CHANNEL = "multiflexi_jobs"
 
 def notify_nodes(s: Session) -> None:
     """Wake waiting nodes when this transaction commits (PostgreSQL; SQLite has one node,
-    which polls its own database file)."""
-    if s.bind is not None and s.bind.dialect.name == "postgresql":
+    which polls its own database file). Once per transaction: the daemon's writer
+    commits many changes together, and one notification wakes the nodes for all."""
+    if s.bind is None or s.bind.dialect.name != "postgresql":
+        return
+    told = transaction_memo(s, "notified")
+    if not told:
         s.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        told[CHANNEL] = True
 
 
 def _postgresql(s: Session) -> bool:
@@ -70,114 +109,278 @@ _ENDED_COLUMNS = (JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.company_id, JOBS.c.ap
 
 def _guarded(transition: str, ids: Any = None) -> Any:
     """``UPDATE job ... WHERE id IN :ids AND state IN (<the transition's sources>)``."""
-    sources = TRANSITIONS[transition].sources
     return update(JOBS).where(JOBS.c.id.in_(ids if ids is not None else _ids()),
-                              JOBS.c.state.in_(sources))
+                              JOBS.c.state.in_(TRANSITIONS[transition].sources))
+
+
+def _guarded_one(transition: str) -> Any:
+    """``UPDATE job ... WHERE id = :job_id AND state IN (<the transition's sources>)``."""
+    return update(JOBS).where(JOBS.c.id == bindparam("job_id"),
+                              JOBS.c.state.in_(TRANSITIONS[transition].sources))
+
+
+def _sql_states(states: Iterable[str]) -> str:
+    """States as an SQL list for hand-written statements (our own names, no input)."""
+    return ", ".join(f"'{state}'" for state in states)
+
+
+@dataclass(frozen=True)
+class Batch(Generic[T]):
+    """What a transition asked of several jobs did: ``done`` (what each job that took it
+    gives back) and ``skipped``, the jobs that were not in a state it may start from, with
+    the state each was in (None: no such job) — left as they were, never overwritten."""
+
+    transition: str
+    done: list[T] = field(default_factory=list)
+    skipped: dict[int, str | None] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return describe_skipped(self.skipped)
+
+
+def describe_skipped(skipped: dict[int, str | None]) -> str:
+    """Skipped jobs for a log line: "job 5 is running, job 9 is gone"."""
+    return ", ".join(f"job {j} is {st or 'gone'}" for j, st in skipped.items())
+
+
+@dataclass(frozen=True)
+class Retried:
+    """The next attempt a retry queued."""
+
+    job_id: int
+    attempt: int
+    note: str  # what the ended job's reason says of it
 
 
 # Built once: constructing a statement costs more than running it (these run per job).
-_CLAIM = (_guarded("claim").values(state="claimed", node=bindparam("by"),
-                                   claimed_at=bindparam("now"), begin=None,
-                                   updated_at=bindparam("now"))
+_START = (_guarded_one("start").where(JOBS.c.node == bindparam("by"))
+          .values(state=leads_to("start"), begin=bindparam("now"), updated_at=bindparam("now"))
           .returning(JOBS.c.id))
-_UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
-_START = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), JOBS.c.state == "claimed",
-                             JOBS.c.node == bindparam("by"))
-          .values(state="running", begin=bindparam("now"), updated_at=bindparam("now"))
-          .returning(JOBS.c.id))
-_END = (update(JOBS).where(JOBS.c.id == bindparam("job_id"),
-                           JOBS.c.state.in_(TRANSITIONS["end"].sources))
-        .values(state=bindparam("state"), end=bindparam("now"), exitcode=bindparam("code"),
-                updated_at=bindparam("now"),
-                reason=func.coalesce(bindparam("reason", type_=JOBS.c.reason.type),
-                                     JOBS.c.reason))
-        .returning(*_ENDED_COLUMNS))
-_LAUNCH = dict(command=bindparam("command"), env=bindparam("env"), pid=bindparam("pid"),
-               begin=func.coalesce(bindparam("begin", type_=JOBS.c.begin.type), JOBS.c.begin))
-_END_WITH_LAUNCH = _END.values(**_LAUNCH)
-_LAUNCHED = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(**_LAUNCH)
-_COUNT = {
-    True: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
-           .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count + 1,
-                   last_success_at=bindparam("at", type_=RUNTEMPLATES.c.last_success_at.type),
-                   updated_at=RUNTEMPLATES.c.updated_at)),  # counting is no change
-    False: (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
-            .values(failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count + 1,
-                    updated_at=RUNTEMPLATES.c.updated_at)),
-}
+_COUNT = (update(RUNTEMPLATES).where(RUNTEMPLATES.c.id == bindparam("rt_id"))
+          .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count
+                  + bindparam("ok", type_=Integer),
+                  failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count
+                  + bindparam("bad", type_=Integer),
+                  last_success_at=func.coalesce(
+                      bindparam("at", type_=RUNTEMPLATES.c.last_success_at.type),
+                      RUNTEMPLATES.c.last_success_at),
+                  updated_at=RUNTEMPLATES.c.updated_at))  # counting is no change
+_LAUNCHED = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(
+    command=bindparam("command"), env=bindparam("env"), pid=bindparam("pid"),
+    begin=func.coalesce(bindparam("begin", type_=JOBS.c.begin.type), JOBS.c.begin))
+
+# All the ends of a commit in one statement: the jobs' values as one JSON array (a
+# constant statement whatever their number: prepared once, one round trip).
+_ENDING = (("e_id", "integer"), ("e_state", "varchar"), ("e_end", "timestamptz"),
+           ("e_code", "integer"), ("e_reason", "varchar"), ("e_launched", "boolean"),
+           ("e_command", "json"), ("e_env", "json"), ("e_pid", "integer"),
+           ("e_begin", "timestamptz"))
+_ENDED_NAMES = ", ".join(f'"{c.name}"' for c in _ENDED_COLUMNS)
 
 
-def _end_and_count(end: Any) -> Any:
-    """PostgreSQL: the end and the count on its template in one statement."""
-    ended = end.cte("ended")
-    counted = (update(RUNTEMPLATES)
-               .where(RUNTEMPLATES.c.id == ended.c.runtemplate_id,
-                      ended.c.state.in_(("succeeded", *RETRYABLE_STATES)))
-               .values(successful_jobs_count=RUNTEMPLATES.c.successful_jobs_count
-                       + case((ended.c.state == "succeeded", 1), else_=0),
-                       failed_jobs_count=RUNTEMPLATES.c.failed_jobs_count
-                       + case((ended.c.state == "succeeded", 0), else_=1),
-                       last_success_at=case((ended.c.state == "succeeded", ended.c.end),
-                                            else_=RUNTEMPLATES.c.last_success_at),
-                       updated_at=RUNTEMPLATES.c.updated_at)  # counting is no change
-               .cte("counted"))
-    return select(*ended.c).add_cte(counted)
+def _end_many_statement(postgresql: bool) -> Any:
+    if postgresql:
+        endings = ("json_to_recordset(CAST(:rows AS json)) AS e("
+                   + ", ".join(f"{name} {kind}" for name, kind in _ENDING) + ")")
+    else:
+        endings = ("(SELECT " + ", ".join(f"json_extract(value, '$.{name}') AS {name}"
+                                          for name, _kind in _ENDING)
+                   + " FROM json_each(:rows)) AS e")
+    ended = f"""
+        UPDATE job SET state = e_state, "end" = e_end, exitcode = e_code, updated_at = e_end,
+               reason = coalesce(e_reason, reason),
+               command = CASE WHEN e_launched THEN e_command ELSE command END,
+               env = CASE WHEN e_launched THEN e_env ELSE env END,
+               pid = CASE WHEN e_launched THEN e_pid ELSE pid END,
+               "begin" = coalesce(e_begin, "begin")
+          FROM {endings}
+         WHERE id = e_id AND state IN ({_sql_states(TRANSITIONS["end"].sources)})
+        RETURNING {_ENDED_NAMES}"""
+    if postgresql:  # and the counts on their templates, in the same statement
+        ended = f"""
+        WITH ended AS ({ended}),
+        counted AS (
+            UPDATE runtemplate
+               SET successful_jobs_count = successful_jobs_count + c.ok,
+                   failed_jobs_count = failed_jobs_count + c.bad,
+                   last_success_at = coalesce(c.last_ok, last_success_at)
+              FROM (SELECT runtemplate_id AS rt,
+                           count(*) FILTER (WHERE state = 'succeeded') AS ok,
+                           count(*) FILTER (WHERE state <> 'succeeded') AS bad,
+                           max("end") FILTER (WHERE state = 'succeeded') AS last_ok
+                      FROM ended
+                     WHERE state IN ({_sql_states(("succeeded", *RETRYABLE_STATES))})
+                     GROUP BY runtemplate_id) AS c
+             WHERE id = c.rt),
+        -- a job of one of their templates waited for this end: the nodes are told
+        -- (notify_nodes, within the statement; a volatile CTE runs once)
+        told AS (
+            SELECT pg_notify('{CHANNEL}', '') FROM ended
+             WHERE EXISTS (SELECT 1 FROM schedule q
+                            WHERE q.runtemplate_id = ended.runtemplate_id)
+             LIMIT 1)
+        SELECT * FROM ended WHERE (SELECT count(*) FROM told) >= 0"""
+    return text(ended).columns(*_ENDED_COLUMNS)
 
 
-_END_COUNTED = {False: _end_and_count(_END), True: _end_and_count(_END_WITH_LAUNCH)}
+_END_MANY = {False: _end_many_statement(False), True: _end_many_statement(True)}
 
-# PostgreSQL: a claim in one statement. The first due job of each template that has none
-# claimed or running, locked (skipping those another node is taking right now), claimed
-# and taken off the queue. Only the first of a template counts even when another node
-# holds it locked, so two nodes never claim two jobs of one template; the unique index
-# of held jobs per template is the last guard.
-_CLAIM_PG = text("""
+
+def _endings_json(endings: Sequence[Ending], dialect: Dialect) -> str:
+    """The rows of :data:`_END_MANY`: timestamps as the dialect stores them."""
+    if dialect.name == "postgresql":
+        def stamp(at: datetime | None) -> Any:
+            return at.isoformat() if at is not None else None
+    else:
+        stored = JOBS.c.end.type.dialect_impl(dialect).bind_processor(dialect)
+        assert stored is not None
+
+        def stamp(at: datetime | None) -> Any:
+            return stored(at)
+    rows = []
+    for e in endings:
+        launch = e.launch or {}
+        rows.append({
+            "e_id": e.job_id, "e_state": e.verdict.state, "e_end": stamp(e.at),
+            "e_code": e.verdict.exitcode, "e_reason": e.verdict.reason or None,
+            "e_launched": e.launch is not None, "e_command": launch.get("command"),
+            "e_env": launch.get("env"), "e_pid": launch.get("pid"),
+            "e_begin": stamp(launch.get("begin"))})
+    return json.dumps(rows)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A job's end as its node records it (:meth:`JobTransitions.end_many`)."""
+
+    job_id: int
+    verdict: Verdict  # from ``domain.jobstate.verdict``
+    at: datetime
+    # What it ran when that is not on record yet (command, env, pid, begin): written with
+    # the end, one UPDATE for the common short job.
+    launch: dict[str, Any] | None = None
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+def _launch_columns() -> list[Any]:
+    """What launching a claimed job needs, read with its claim (``services.prepare``):
+    the job, whose it is, and the versions its template's cached context must have been
+    built from (template, app, company, credentials)."""
+    cred_version = (
+        select(func.max(Credential.updated_at))
+        .join(RunTemplateCredential, RunTemplateCredential.credential_id == Credential.id)
+        .where(RunTemplateCredential.runtemplate_id == JOBS.c.runtemplate_id)
+        .scalar_subquery())
+    cred_count = (
+        select(func.count()).select_from(RunTemplateCredential)
+        .where(RunTemplateCredential.runtemplate_id == JOBS.c.runtemplate_id)
+        .scalar_subquery())
+    return [JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.app_id, JOBS.c.executor, JOBS.c.timeout,
+            JOBS.c.overrides, JOBS.c.attempt, Company.slug, Application.name,
+            RUNTEMPLATES.c.updated_at, Application.updated_at, Company.updated_at,
+            cred_version, cred_count]
+
+
+def _with_launch_columns(queued: Any, job_id: Any) -> Any:
+    """``queued`` (schedule rows) joined to what launching their jobs needs."""
+    return (select(*_launch_columns())
+            .select_from(queued.join(JOBS, JOBS.c.id == job_id)
+                         .join(Application, Application.id == JOBS.c.app_id)
+                         .join(Company, Company.id == JOBS.c.company_id)
+                         .outerjoin(RUNTEMPLATES, RUNTEMPLATES.c.id == JOBS.c.runtemplate_id))
+            .where(JOBS.c.state.in_(TRANSITIONS["claim"].sources)))
+
+
+def _candidates_sqlite() -> Any:
+    """SQLite (one node, one writer): the due jobs of templates with none claimed or
+    running, in queue order (one per template is kept in Python)."""
+    held = aliased(Job)
+    due = (select(SCHEDULE.c.id.label("schedule_id"), SCHEDULE.c.job_id, SCHEDULE.c.after)
+           .where(SCHEDULE.c.after <= bindparam("now"),
+                  ~exists().where(held.runtemplate_id == SCHEDULE.c.runtemplate_id,
+                                  held.state.in_(HELD_STATES)))
+           .order_by(SCHEDULE.c.after, SCHEDULE.c.id).limit(bindparam("n"))
+           .subquery("due"))  # the queue's index first, then the joins for these few
+    return _with_launch_columns(due, due.c.job_id).order_by(due.c.after, due.c.schedule_id)
+
+
+# PostgreSQL: the first due job of each template that has none claimed or running, its
+# queue entry locked (skipping those another node is taking right now). Only the first of
+# a template counts even when another node holds it locked, so two nodes never claim two
+# jobs of one template; the unique index of held jobs per template is the last guard.
+_PICKED_PG = text(f"""
     WITH due AS (
         SELECT s.id, s.job_id, s.after, s.runtemplate_id,
                row_number() OVER (PARTITION BY s.runtemplate_id ORDER BY s.after, s.id) AS nth
           FROM schedule s
          WHERE s.after <= :now
            AND NOT EXISTS (SELECT 1 FROM job h WHERE h.runtemplate_id = s.runtemplate_id
-                                                 AND h.state IN ('claimed', 'running'))
-    ), picked AS (
-        SELECT s.id, s.job_id, s.after
-          FROM schedule s JOIN due ON due.id = s.id
-         WHERE due.nth = 1 OR due.runtemplate_id IS NULL
-         ORDER BY due.after, due.id
-         LIMIT :n
-           FOR UPDATE OF s SKIP LOCKED
-    ), claimed AS (
-        UPDATE job SET state = 'claimed', node = :by, claimed_at = :now, begin = NULL,
-                       updated_at = :now
-          FROM picked
-         WHERE job.id = picked.job_id AND job.state IN ('pending', 'scheduled')
-        RETURNING job.id, picked.id AS schedule_id, picked.after
-    ), unqueued AS (
-        DELETE FROM schedule WHERE id IN (SELECT schedule_id FROM claimed)
+                                                 AND h.state IN ({_sql_states(HELD_STATES)}))
     )
-    SELECT id FROM claimed ORDER BY after, id
-""").bindparams(bindparam("now", type_=JOBS.c.claimed_at.type))
+    SELECT s.id AS schedule_id, s.job_id, s.after
+      FROM schedule s JOIN due ON due.id = s.id
+     WHERE due.nth = 1 OR due.runtemplate_id IS NULL
+     ORDER BY due.after, due.id
+     LIMIT :n
+       FOR UPDATE OF s SKIP LOCKED
+""").bindparams(bindparam("now", type_=SCHEDULE.c.after.type)).columns(
+    column("schedule_id", Integer), column("job_id", Integer),
+    column("after", SCHEDULE.c.after.type)).cte("picked")
+_CANDIDATES = {
+    False: _candidates_sqlite(),
+    True: (_with_launch_columns(_PICKED_PG, _PICKED_PG.c.job_id)
+           .order_by(_PICKED_PG.c.after, _PICKED_PG.c.schedule_id)),
+}
+
+
+def _take_statement(postgresql: bool) -> Any:
+    """Claim the picked jobs, and start those in ``start`` at once, in one statement (a
+    job's row is written once: no second UPDATE, and on PostgreSQL no second round of
+    foreign-key checks for a row this transaction already changed); off the queue."""
+    starting = in_ids(JOBS.c.id, "start", postgresql)
+    taken = (update(JOBS).where(in_ids(JOBS.c.id, "ids", postgresql),
+                                JOBS.c.state.in_(TRANSITIONS["claim"].sources))
+             .values(state=case((starting, leads_to("start")), else_=leads_to("claim")),
+                     node=bindparam("by"), claimed_at=bindparam("now"),
+                     begin=case((starting, bindparam("now")), else_=None),
+                     updated_at=bindparam("now"))
+             .returning(JOBS.c.id, JOBS.c.state))
+    if not postgresql:
+        return taken
+    taken_cte = taken.cte("taken")
+    unqueued = (delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(select(taken_cte.c.id)))
+                .cte("unqueued"))
+    return select(taken_cte.c.id, taken_cte.c.state).add_cte(unqueued)
+
+
+_TAKE = {False: _take_statement(False), True: _take_statement(True)}
+_UNQUEUE = delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(_ids()))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim took: each job's launch row (``_launch_columns``), in queue order, and
+    which of them it started (claimed and started in one statement)."""
+
+    rows: list[Any]
+    started: set[int]
+
 
 # One SELECT for the current state when a guarded statement matched nothing (to say why).
 _STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
+_STATES_OF = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(_ids()))
+_HELD = select(exists().where(JOBS.c.runtemplate_id == bindparam("rt_id"),
+                              JOBS.c.state.in_(HELD_STATES)))
+# What the next attempt of an ended job is made from.
+_RETRY_OF = select(JOBS.c.runtemplate_id, JOBS.c.attempt, JOBS.c.launched_by,
+                   JOBS.c.overrides, JOBS.c.end, JOBS.c.state).where(
+    JOBS.c.id == bindparam("job_id"))
+_RETRY_NOTED = (_guarded_one("retry")
+                .values(reason=func.coalesce(JOBS.c.reason + "; ", "") + bindparam("note"))
+                .returning(JOBS.c.id))
 
-
-def _due_statement(postgresql: bool) -> Any:
-    other = aliased(Job)
-    query = (
-        select(Schedule.id, Schedule.job_id, Schedule.runtemplate_id)
-        .where(Schedule.after <= bindparam("now"))
-        .where(~exists().where(other.runtemplate_id == Schedule.runtemplate_id,
-                               other.state.in_(HELD_STATES)))
-        .order_by(Schedule.after, Schedule.id)
-        .limit(bindparam("n"))
-    )
-    if postgresql:
-        query = query.with_for_update(skip_locked=True, of=Schedule)
-    return query
-
-
-_DUE = {False: _due_statement(False), True: _due_statement(True)}
 
 # SQLite: one executemany, a tick that exists already is skipped by the unique constraint.
 _NEW_JOBS_SQLITE = (sqlite_insert(JOBS)
@@ -222,9 +425,7 @@ class JobTransitions:
     ) -> Job:
         """Queue one job of ``rt`` (``overrides`` as stored: secret ones encrypted); it runs
         not before ``after``. ``pending`` while the template has a job held by a node."""
-        held = s.scalar(select(func.count()).select_from(Job).where(
-            Job.runtemplate_id == rt.id, Job.state.in_(HELD_STATES)))
-        state = "pending" if held else "scheduled"
+        state = "pending" if self._held(s, rt.id) else "scheduled"
         check("create", state)
         job = Job(
             runtemplate_id=rt.id, app_id=rt.app_id, company_id=rt.company_id,
@@ -268,59 +469,67 @@ class JobTransitions:
     def claim(self, s: Session, now: datetime, node: str, limit: int) -> list[int]:
         """Take up to ``limit`` due jobs for ``node``: at most one per template, and none of
         a template that has a job claimed or running anywhere (no overlap)."""
+        return [row[0] for row in self.claim_to_launch(s, now, node, limit).rows]
+
+    def claim_to_launch(
+        self, s: Session, now: datetime, node: str, limit: int,
+        start: Callable[[list[Any]], Iterable[int]] = lambda _rows: (),
+    ) -> Claimed:
+        """:meth:`claim`, with what launching each job needs, read by the same query;
+        ``start`` is given those rows and names the jobs to start at once (the node has
+        a free slot and everything to launch them): claim and start in one statement —
+        they are ``running`` when the transaction commits, before they are launched.
+        The others are ``claimed``."""
         if limit <= 0:
-            return []
+            return Claimed([], set())
         postgresql = _postgresql(s)
-        if postgresql:
-            return [row[0] for row in s.connection().execute(
-                _CLAIM_PG, {"now": now, "by": node, "n": limit})]
-        candidates: list[tuple[int, int | None]] = []
-        templates: set[int] = set()
-        for _sched_id, job_id, rt_id in s.execute(_DUE[postgresql],
-                                                  {"now": now, "n": limit * 4}):
-            if rt_id is not None:
-                if rt_id in templates:
-                    continue
-                templates.add(rt_id)
-            candidates.append((job_id, rt_id))
-        if templates and postgresql:
-            # Several nodes claim at once: lock the templates (skipping those another node
-            # is claiming right now), then look again, in a fresh statement that sees what
-            # other nodes committed since this transaction's first query.
-            locked = set(s.scalars(select(RunTemplate.id).where(RunTemplate.id.in_(templates))
-                                   .with_for_update(skip_locked=True)))
-            busy = set(s.scalars(select(Job.runtemplate_id).where(
-                Job.runtemplate_id.in_(locked), Job.state.in_(HELD_STATES))))
-            candidates = [c for c in candidates
-                          if c[1] is None or (c[1] in locked and c[1] not in busy)]
-        picked = [job_id for job_id, _ in candidates[:limit]]
-        if not picked:
-            return []
         conn = s.connection()
-        taken = [row[0] for row in conn.execute(_CLAIM, {"ids": picked, "by": node,
-                                                         "now": now})]
+        candidates = list(conn.execute(_CANDIDATES[postgresql], {"now": now, "n": limit * (
+            1 if postgresql else 4)}))
+        if not postgresql:  # one job per template (PostgreSQL's query keeps only the first)
+            templates: set[int] = set()
+            kept = []
+            for row in candidates:
+                if row.runtemplate_id is not None:
+                    if row.runtemplate_id in templates:
+                        continue
+                    templates.add(row.runtemplate_id)
+                kept.append(row)
+            candidates = kept[:limit]
+        if not candidates:
+            return Claimed([], set())
+        starting = [j for j in start(candidates) if j is not None]
+        taken = dict(conn.execute(_TAKE[postgresql], {
+            "ids": ids_param([row.id for row in candidates], postgresql),
+            "start": ids_param(starting, postgresql), "by": node,
+            "now": now}).all())
         if taken:
-            conn.execute(_UNQUEUE, {"ids": taken})
-        order = {job_id: i for i, job_id in enumerate(picked)}
-        return sorted(taken, key=order.__getitem__)
+            self._changed_holds(s)
+            if not postgresql:
+                conn.execute(_UNQUEUE, {"ids": list(taken)})
+        return Claimed([row for row in candidates if row.id in taken],
+                       {j for j, state in taken.items() if state == leads_to("start")})
 
     def release(self, s: Session, job_ids: Sequence[int], now: datetime,
-                node: str | None = None) -> list[int]:
+                node: str | None = None) -> Batch[int]:
         """Claimed jobs that never started go back to the queue (the daemon is stopping,
-        did not start them in time, or died before it could: nobody ran them)."""
+        did not start them in time, or died before it could: nobody ran them). With
+        ``node``, only its claims; the others (and jobs in other states) are skipped."""
         if not job_ids:
-            return []
+            return Batch("release")
         query = _guarded("release", list(job_ids))
         if node is not None:
             query = query.where(JOBS.c.node == node)
-        rows = s.execute(query.values(state="scheduled", node=None, claimed_at=None,
+        rows = s.execute(query.values(state=leads_to("release"), node=None, claimed_at=None,
                                       begin=None, updated_at=now)
                          .returning(JOBS.c.id, JOBS.c.runtemplate_id)).all()
         if rows:
+            self._changed_holds(s)
             s.execute(insert(SCHEDULE), [{"job_id": r.id, "runtemplate_id": r.runtemplate_id,
                                           "after": now, "created_at": now} for r in rows])
             notify_nodes(s)
-        return [r.id for r in rows]
+        done = [r.id for r in rows]
+        return Batch("release", done, self._skipped(s, job_ids, done))
 
     def start(self, s: Session, job_id: int, node: str, now: datetime) -> None:
         """claimed -> running, by the node that claimed it, committed before the job is
@@ -355,60 +564,75 @@ class JobTransitions:
         """A claimed or running job ended (``verdict`` from ``domain.jobstate.verdict``),
         with what it ran (``launch``: command, env, pid, begin) when that is not on record
         yet — one UPDATE for the common short job."""
-        check("end", verdict.state)
-        params: dict[str, Any] = {"job_id": job_id, "state": verdict.state, "now": now,
-                                  "code": verdict.exitcode, "reason": verdict.reason or None}
-        if launch is not None:
-            params.update(launch)
+        (ended,) = self.end_many(s, [Ending(job_id, verdict, now, launch)])
+        if isinstance(ended, IllegalTransition):
+            raise ended
+        return ended
+
+    def end_many(self, s: Session, endings: Sequence[Ending]
+                 ) -> list[JobEnded | IllegalTransition]:
+        """:meth:`end` for several jobs in one statement (on PostgreSQL counting them on
+        their templates too): for each, its ``JobEnded`` or — not claimed or running any
+        more — an :class:`IllegalTransition` (the others end all the same)."""
+        for ending in endings:
+            check("end", ending.verdict.state)
         postgresql = _postgresql(s)
-        statement = (_END_COUNTED[launch is not None] if postgresql
-                     else _END_WITH_LAUNCH if launch is not None else _END)
-        row = s.connection().execute(statement, params).first()
-        if row is None:
-            raise self._illegal(s, job_id, "end")
-        return self._ended(s, [row], verdict.meaning, counted=postgresql)[0]
+        conn = s.connection()
+        rows = {r.id: r for r in conn.execute(
+            _END_MANY[postgresql], {"rows": _endings_json(endings, conn.dialect)})}
+        events = iter(self._ended(
+            s, [rows[e.job_id] for e in endings if e.job_id in rows],
+            {e.job_id: e.verdict.meaning for e in endings}, counted=postgresql))
+        return [next(events) if e.job_id in rows else self._illegal(s, e.job_id, "end")
+                for e in endings]
 
     def block(self, s: Session, job_id: int, now: datetime, reason: str,
               env: dict[str, Any] | None = None) -> JobEnded:
         """A claimed job cannot start: required configuration missing or invalid."""
         row = s.execute(_guarded("block", [job_id]).values(
-            state="blocked", end=now, updated_at=now, reason=reason, command=[],
+            state=leads_to("block"), end=now, updated_at=now, reason=reason, command=[],
             env=env, pid=None, begin=None).returning(*_ENDED_COLUMNS)).first()
         if row is None:
             raise self._illegal(s, job_id, "block")
+        notify_nodes(s)  # its template is free again
         return self._ended(s, [row])[0]
 
     def cancel(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str,
-               *, strict: bool = True) -> list[JobEnded]:
+               *, strict: bool = True) -> Batch[JobEnded]:
         """Cancel jobs that have not started (queued, or claimed by a node that has not
         started them: its start then fails, so it never launches them). With ``strict``
-        a job in another state is an :class:`IllegalTransition`."""
+        a job in another state is an :class:`IllegalTransition` (and nothing is
+        cancelled); else it is in the result's ``skipped``."""
         if not job_ids:
-            return []
+            return Batch("cancel")
         rows = s.execute(_guarded("cancel", list(job_ids)).values(
-            state="cancelled", end=now, updated_at=now, reason=reason)
+            state=leads_to("cancel"), end=now, updated_at=now, reason=reason)
             .returning(*_ENDED_COLUMNS)).all()
         done = [r.id for r in rows]
+        skipped = self._skipped(s, job_ids, done)
+        if strict and skipped:
+            missing, state = next(iter(skipped.items()))
+            raise IllegalTransition(missing, "cancel", state)
         if done:
             s.execute(delete(SCHEDULE).where(SCHEDULE.c.job_id.in_(done)))
-        if strict and len(done) < len(job_ids):
-            missing = next(j for j in job_ids if j not in done)
-            raise self._illegal(s, missing, "cancel")
-        return self._ended(s, rows)
+        return Batch("cancel", self._ended(s, rows), skipped)
 
     def lose(self, s: Session, job_ids: Sequence[int], now: datetime, reason: str
-             ) -> list[JobEnded]:
-        """Running jobs whose node stopped: their result is unknown (a batch: jobs that
-        are no longer running are left alone)."""
+             ) -> Batch[JobEnded]:
+        """Running jobs whose node stopped: their result is unknown. Jobs that are no
+        longer running (they ended meanwhile) are in the result's ``skipped``."""
         if not job_ids:
-            return []
+            return Batch("lose")
         rows = s.execute(_guarded("lose", list(job_ids)).values(
-            state="lost", end=now, updated_at=now, reason=reason)
+            state=leads_to("lose"), end=now, updated_at=now, reason=reason)
             .returning(*_ENDED_COLUMNS)).all()
-        return self._ended(s, rows)
+        skipped = self._skipped(s, job_ids, [r.id for r in rows])
+        if rows:
+            notify_nodes(s)  # their templates are free again
+        return Batch("lose", self._ended(s, rows), skipped)
 
     def abandon(self, s: Session, node: str | None, now: datetime, reason: str
-                ) -> tuple[list[JobEnded], list[int]]:
+                ) -> tuple[Batch[JobEnded], Batch[int]]:
         """What a node that stopped held (``None``: every node — SQLite, one daemon): its
         running jobs are lost, its claimed ones go back to the queue (nobody ran them)."""
         query = select(Job.id, Job.state).where(Job.state.in_(HELD_STATES))
@@ -419,51 +643,110 @@ class JobTransitions:
         released = self.release(s, [j for j, st in held if st == "claimed"], now)
         return lost, released
 
+    # --- retry ----------------------------------------------------------------------------
+
+    def retry(self, s: Session, job_id: int) -> Retried:
+        """failed | timed_out -> its next attempt queued: a new job of the same template
+        (``retry_of`` this one, the same one-off values, attempt + 1), not before the
+        template's retry gap after the end. The ended job stays as it ended; its reason
+        says which job retries it. Whether a job *should* be retried (attempts left, the
+        app's exit codes) is the end path's call (:meth:`_maybe_retry`)."""
+        src = s.connection().execute(_RETRY_OF, {"job_id": job_id}).first()
+        if src is None or src.state not in TRANSITIONS["retry"].sources:
+            raise IllegalTransition(job_id, "retry", src.state if src else None)
+        rt = s.get(RunTemplate, src.runtemplate_id) if src.runtemplate_id else None
+        if rt is None:
+            raise Conflict(f"job {job_id} cannot be retried: its run template was removed",
+                           {"job_id": job_id})
+        gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, src.attempt)
+        retry = self.create(
+            s, rt, schedule_type="retry", launched_by=src.launched_by,
+            after=src.end + timedelta(seconds=gap), overrides=dict(src.overrides or {}),
+            attempt=src.attempt + 1, retry_of=job_id)
+        note = f"retry {retry.attempt}/{rt.max_attempts} queued as job {retry.id} in {gap} s"
+        if s.connection().execute(_RETRY_NOTED, {"job_id": job_id, "note": note}
+                                  ).first() is None:  # changed meanwhile: undo it all
+            raise self._illegal(s, job_id, "retry")
+        return Retried(retry.id, retry.attempt, note)
+
     # --- the one path of every end --------------------------------------------------------
 
-    def _ended(self, s: Session, rows: Sequence[Any], meaning: ExitCodeDef | None = None,
+    def _ended(self, s: Session, rows: Sequence[Any],
+               meanings: dict[int, ExitCodeDef | None] | None = None,
                counted: bool = False) -> list[JobEnded]:
-        """``counted``: the statement that ended the jobs counted them on their templates."""
+        """``meanings``: the app's declaration of each job's exit code (by job id);
+        ``counted``: the statement that ended the jobs counted them on their templates."""
+        if not rows:
+            return []
+        self._changed_holds(s)
+        if not counted:
+            self._count(s, rows)
         events = []
-        conn = s.connection()
         for r in rows:
             retry_id, reason = None, r.reason
-            if r.runtemplate_id is not None:
-                if not counted and (r.state == "succeeded" or r.state in RETRYABLE_STATES):
-                    conn.execute(_COUNT[r.state == "succeeded"],
-                                 {"rt_id": r.runtemplate_id, "at": r.end})
-                if r.state in FAILURE_STATES:
-                    retry_id, note = self._maybe_retry(s, r, meaning)
-                    if note:
-                        reason = f"{reason}; {note}" if reason else note
-            event = JobEnded(
+            if r.runtemplate_id is not None and r.state in FAILURE_STATES:
+                retry_id, note = self._maybe_retry(s, r, (meanings or {}).get(r.id))
+                if note:
+                    reason = f"{reason}; {note}" if reason else note
+            events.append(JobEnded(
                 job_id=r.id, state=r.state, at=r.end, exitcode=r.exitcode, reason=reason,
                 runtemplate_id=r.runtemplate_id, company_id=r.company_id, app_id=r.app_id,
                 attempt=r.attempt, node=r.node, launched_by=r.launched_by,
-                schedule_type=r.schedule_type, begin=r.begin, retry_job_id=retry_id)
-            for hook in self.on_end:
-                hook(s, event)
-            events.append(event)
+                schedule_type=r.schedule_type, begin=r.begin, retry_job_id=retry_id))
+        for hook in self.on_end:
+            hook(s, events)
         s.info.setdefault("events", []).extend(events)
         return events
 
+    def _count(self, s: Session, rows: Sequence[Any]) -> None:
+        """Successes and retryable failures counted on their templates: one statement."""
+        counts: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            if r.runtemplate_id is None or not (r.state == "succeeded"
+                                                or r.state in RETRYABLE_STATES):
+                continue
+            c = counts.setdefault(r.runtemplate_id, {"rt_id": r.runtemplate_id, "ok": 0,
+                                                     "bad": 0, "at": None})
+            if r.state == "succeeded":
+                c["ok"] += 1
+                c["at"] = r.end if c["at"] is None else max(c["at"], r.end)
+            else:
+                c["bad"] += 1
+        if counts:
+            s.connection().execute(_COUNT, list(counts.values()))
+
     def _maybe_retry(self, s: Session, r: Any, meaning: ExitCodeDef | None
                      ) -> tuple[int | None, str | None]:
-        """The next attempt, when the template's policy and the app's exit codes allow it:
-        (its id, a note for the ended job's reason)."""
+        """The next attempt (:meth:`retry`), when the template's policy and the app's exit
+        codes allow it: (its id, the note added to the ended job's reason)."""
         rt = s.get(RunTemplate, r.runtemplate_id)
         if rt is None or not should_retry(r.state, r.attempt, rt.max_attempts, meaning):
             return None, None
-        gap = retry_gap(rt.retry_backoff, rt.retry_min_gap, r.attempt)
-        overrides = s.scalar(select(Job.overrides).where(Job.id == r.id)) or {}
-        retry = self.create(
-            s, rt, schedule_type="retry", launched_by=r.launched_by,
-            after=r.end + timedelta(seconds=gap), overrides=dict(overrides),
-            attempt=r.attempt + 1, retry_of=r.id)
-        note = f"retry {retry.attempt}/{rt.max_attempts} queued as job {retry.id} in {gap} s"
-        s.execute(update(JOBS).where(JOBS.c.id == r.id).values(
-            reason=func.coalesce(JOBS.c.reason + "; ", "") + note))
-        return retry.id, note
+        retry = self.retry(s, r.id)
+        return retry.job_id, retry.note
+
+    def _held(self, s: Session, rt_id: int) -> bool:
+        """Whether a job of the template is claimed or running: looked up once per
+        transaction (many jobs of one template queued in one commit), forgotten by every
+        claim, start and end (:meth:`_changed_holds`)."""
+        known = transaction_memo(s, "held")
+        if rt_id not in known:
+            known[rt_id] = bool(s.connection().execute(_HELD, {"rt_id": rt_id}).scalar())
+        return known[rt_id]
+
+    @staticmethod
+    def _changed_holds(s: Session) -> None:
+        s.info.pop("held", None)
+
+    def _skipped(self, s: Session, asked: Sequence[int], done: Sequence[int]
+                 ) -> dict[int, str | None]:
+        """The jobs of ``asked`` a batch transition left alone, with their states."""
+        taken = set(done)
+        left = [j for j in dict.fromkeys(asked) if j not in taken]
+        if not left:
+            return {}
+        states = dict(s.connection().execute(_STATES_OF, {"ids": left}).all())
+        return {j: states.get(j) for j in left}
 
     def _illegal(self, s: Session, job_id: int, transition: str) -> IllegalTransition:
         state = s.connection().execute(_STATE_OF, {"job_id": job_id}).scalar()

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator
 
 
@@ -42,3 +55,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def in_ids(column: Any, name: str, postgresql: bool) -> Any:
+    """``column IN (<the ids in parameter name>)`` as one parameter (give it
+    :func:`ids_param`): an array on PostgreSQL, a JSON list on SQLite. The statement's
+    text is the same whatever the number of ids: not rendered again for every list
+    (as an expanding IN is), and prepared once by the server."""
+    if postgresql:
+        return column == any_(bindparam(name, type_=ARRAY(Integer)))
+    return column.in_(select(literal_column("value")).select_from(
+        func.json_each(bindparam(name, type_=String))))
+
+
+def ids_param(ids: Iterable[int], postgresql: bool) -> list[int] | str:
+    return list(ids) if postgresql else json.dumps(list(ids))

@@ -46,6 +46,24 @@ def is_final(state: str) -> bool:
     return state in FINAL_STATES
 
 
+def _stages() -> dict[str, int]:
+    """Each state's stage: JOB_STATES in order, the queued ones one stage, the final ones
+    one stage."""
+    stages: dict[str, int] = {}
+    stage = 0
+    for before, state in zip((None, *JOB_STATES), JOB_STATES, strict=False):
+        if before is not None and not any(before in group and state in group
+                                          for group in (QUEUED_STATES, FINAL_STATES)):
+            stage += 1
+        stages[state] = stage
+    return stages
+
+
+# How far along its life a job in each state is (queued 0, claimed 1, running 2, final 3):
+# a job moves only forward, but by a release (claimed -> scheduled, which nobody is told).
+STAGE = _stages()
+
+
 # --- actions after a job ------------------------------------------------------------------
 
 # When an action runs. A job's end: ``failure`` is failed, timed_out or lost (a failed

@@ -26,8 +26,8 @@ class Writer:
         self.batches: list[list[dict[str, Any]]] = []
         self.futures: list[Future[None]] = []
 
-    def __call__(self, rows: list[dict[str, Any]], sizes: dict[int, tuple[int, int]]
-                 ) -> Future[None]:
+    def __call__(self, rows: list[dict[str, Any]], sizes: dict[int, tuple[int, int]],
+                 lazy: bool) -> Future[None]:
         self.batches.append(rows)
         fut: Future[None] = Future()
         self.futures.append(fut)
