@@ -783,6 +783,24 @@ def test_status_says_which_engines_answer(mfcli, monkeypatch: pytest.MonkeyPatch
     ]
 
 
+@pytest.mark.docker
+@pytest.mark.root_only
+def test_status_says_docker_answers_when_its_engine_runs(mfcli, monkeypatch: pytest.MonkeyPatch,
+                                                          docker_service: Any,
+                                                          tmp_path: Path) -> None:
+    missing = f"unix://{tmp_path}/no-podman.sock"
+    monkeypatch.setenv("MULTIFLEXI_PODMAN_URL", missing)
+    monkeypatch.setenv("MULTIFLEXI_DOCKER_URL", docker_service.url)
+    r = mfcli("status", "--format", "json")
+    assert r.code == 0, r.err
+    assert r.json["engines"]["Docker"] == {"url": docker_service.url, "reachable": True,
+                                           "problem": None}
+    assert r.json["engines"]["Podman"]["reachable"] is False
+    lines = mfcli("status").out.splitlines()
+    assert [line.split(None, 1) for line in lines if line.startswith("Docker")] == [
+        ["Docker", f"reachable ({docker_service.url})"]]
+
+
 @pytest.mark.parametrize("engine_name", ["Podman", "Docker"])
 def test_an_absent_engine_costs_the_daemon_nothing(engine_name: str, tmp_path: Path) -> None:
     # The daemon's executors sweep; with no engine there (Docker not installed, say) the
