@@ -58,9 +58,18 @@ class Cluster:
         self.clock = clock
         self.pid = os.getpid()
         self.fenced = False
+        self.renew_error: str | None = None  # why the last renewal failed
         self.last_renewal = time.monotonic()
         self.steady_since = time.monotonic()  # renewals without a gap since then
         self.listening = False
+
+    @property
+    def fence_reason(self) -> str | None:
+        """Why this node launches nothing, or None when it may."""
+        if not self.fenced:
+            return None
+        why = f" ({self.renew_error})" if self.renew_error else ""
+        return f"lease not renewed{why}, not launching jobs"
 
     async def register(self) -> None:
         await self.db.write(nodes.register, self.settings.node, pid=self.pid,
@@ -97,10 +106,12 @@ class Cluster:
                           "marked lost); registering again", self.settings.node)
                 await self.register()
         except Exception as exc:
+            self.renew_error = describe(exc)
             log.warning("cannot renew the lease of node %s: %s", self.settings.node,
-                        describe(exc))
+                        self.renew_error)
             self.steady_since = time.monotonic()
             return
+        self.renew_error = None
         now = time.monotonic()
         if now - self.last_renewal > 2 * self.settings.heartbeat_seconds + 1:
             self.steady_since = now
@@ -174,11 +185,10 @@ class Cluster:
                                 self.on_work()
                     finally:
                         waiter.cancel()
-            except (psycopg.Error, OSError, StopAsyncIteration) as exc:
+            except Exception as exc:  # the connection, or the writer asked for its pid
                 self.listening = False
                 log.warning("LISTEN connection lost (%s); reconnecting in %g s",
-                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                            delay)
+                            describe(exc), delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopped.wait(), delay)
                 delay = min(delay * 2, 10.0)

@@ -324,10 +324,9 @@ class Daemon:
 
     def _status_line(self) -> str:
         line = f"{len(self.dispatcher.executing)} running, {self.queued} queued"
-        if self.cluster.fenced:
-            line = "degraded: lease not renewed, not launching jobs; " + line
-        elif self.degraded:
-            line = f"degraded: {self.health.summary() or 'database writes failing'}; " + line
+        if self.degraded:
+            why = [r for r in (self.cluster.fence_reason, self.health.summary()) if r]
+            line = f"degraded: {'; '.join(why) or 'database writes failing'}; " + line
         return line
 
     @property

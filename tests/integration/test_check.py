@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
+from multiflexi.errors import DaemonUnavailable
 
 from multiflexid.core import Core
 from multiflexid.services import jobs
@@ -144,7 +145,10 @@ def _writes_refused(mf_env: Env, backend: str, request: pytest.FixtureRequest
 def _wait_degraded(d: DaemonProcess, degraded: bool, timeout: float = 90) -> dict[str, Any]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        status: dict[str, Any] = d.call("daemon.status")
+        try:
+            status: dict[str, Any] = d.call("daemon.status")
+        except DaemonUnavailable:
+            raise AssertionError(f"the daemon ended:\n{d.log()}") from None
         if status["degraded"] is degraded:
             return status
         time.sleep(0.2)
