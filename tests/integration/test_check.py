@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
-from multiflexi.errors import DaemonUnavailable
 
+from multiflexi.errors import DaemonUnavailable
 from multiflexid.core import Core
 from multiflexid.services import jobs
 from multiflexid.store.orm import RunTemplate
