@@ -96,6 +96,12 @@ class DbThread:
         submitted at the same time; ``fn`` runs in a savepoint of its own)."""
         return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
+    async def write_merged(self, fn: Callable[[Session, list[Item]], Sequence[T | BaseException]],
+                           item: Item) -> T:
+        """``item``'s result of ``fn(session, items)``, called once with the items of all
+        the calls a write transaction takes (:meth:`submit_many`)."""
+        return await asyncio.wrap_future(self.submit_many(fn, item))
+
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(session, *args, **kwargs)`` in a read-only transaction."""
         def job() -> T:

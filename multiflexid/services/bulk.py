@@ -27,7 +27,7 @@ from multiflexid.domain.config import ConfigError, is_secret_key, normalize
 from multiflexid.domain.schedule import Recurrence, ScheduleError
 from multiflexid.store.audit import note
 from multiflexid.store.orm import Company, Credential, Job, RunTemplate
-from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.transitions import JobTransitions, NewJob
 
 from . import runtemplates
 from .apps import get_app, to_definition
@@ -243,23 +243,19 @@ def apply(s: Session, rts: list[RunTemplate], op: str, values: BulkValues, *,
     result: dict[str, Any] = {"changes": changes, "applied": not dry_run}
     if dry_run:
         return result
-    jobs: list[int] = []
     changed = [(rt, c) for rt, c in zip(rts, changes, strict=True) if c["diff"]]
+    if op == "run":  # all the jobs in one statement
+        made = runtemplates.run_now_many(
+            s, tx, [NewJob(rt, schedule_type, launched_by) for rt, _change in changed], now)
+        result["jobs"] = [job.id for job, _fields in made]
+        return result
     for rt, change in changed:
-        if op == "run":
-            job, _fields = runtemplates.run_now(
-                s, tx, box, rt, {}, launched_by=launched_by, schedule_type=schedule_type,
-                now=now)
-            jobs.append(job.id)
-            continue
         _make(s, rt, op, values, change, box, now)
     s.flush()
-    for rt, _change in changed if op != "run" else ():
+    for rt, _change in changed:
         note(s, "runtemplate", rt.id, rt.company_id, f"bulk {op}",
              f"run template {rt.id} {rt.name!r} changed by bulk {op} "
              f"({len(changed)} of {len(rts)} selected template(s) changed)", merge=True)
-    if op == "run":
-        result["jobs"] = jobs
     return result
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from multiflexid.domain.deadline import DeadlineError, parse_span, parse_time_of
 from multiflexid.domain.jobstate import JobEnded
 from multiflexid.domain.schedule import Recurrence, ScheduleError, next_due, upcoming
 from multiflexid.presenters import iso, last_job_dict, runtemplate_dict
-from multiflexid.store.audit import note
+from multiflexid.store.audit import Actor, note, set_actor
 from multiflexid.store.deadlines import first_tracked_tick, stop_tracking
 from multiflexid.store.orm import (
     Application,
@@ -36,7 +36,7 @@ from multiflexid.store.orm import (
     RunTemplateCredential,
     RunTemplateTag,
 )
-from multiflexid.store.transitions import Batch, JobTransitions
+from multiflexid.store.transitions import Batch, JobTransitions, NewJob
 from multiflexid.store.types import utcnow
 
 from . import deadlines
@@ -371,24 +371,49 @@ def run_now(
     then the job is queued to run at once (``pending`` while the template's job runs).
     Returns the job and its journal fields."""
     rt = rt_ref if isinstance(rt_ref, RunTemplate) else get_runtemplate(s, rt_ref)
-    secret_keys: set[str] = set()
-    if overrides:  # only one-off values need the environment resolved (to check them)
-        resolved = resolve_env(s, rt, box, overrides=overrides, secret=secret)
-        bad = [e for e in resolved.errors if e.split(":")[0] in overrides]
-        if bad:
-            raise InvalidInput("; ".join(what + e for e in bad))
-        secret_keys = {k for k in overrides if k in resolved.values and resolved.values[
-            k].secret}
+    if not overrides:  # only one-off values need the environment resolved (to check them)
+        return run_now_many(s, tx, [NewJob(rt, schedule_type, launched_by)], now)[0]
+    resolved = resolve_env(s, rt, box, overrides=overrides, secret=secret)
+    bad = [e for e in resolved.errors if e.split(":")[0] in overrides]
+    if bad:
+        raise InvalidInput("; ".join(what + e for e in bad))
+    secret_keys = {k for k in overrides if k in resolved.values and resolved.values[k].secret}
     job = create_job(s, tx, rt, schedule_type=schedule_type, launched_by=launched_by,
                      after=now, box=box, overrides=overrides, secret=secret)
     fields = job_fields(s, job)
+    _note_queued(s, rt, job, schedule_type, fields, overrides, secret_keys)
+    return job, fields
+
+
+def run_now_many(s: Session, tx: JobTransitions, asked: Sequence[NewJob], now: datetime,
+                 actors: Sequence[Actor] | None = None) -> list[tuple[Job, dict[str, Any]]]:
+    """"Run now" of many jobs without one-off values in one statement (the socket's calls
+    of one commit, a bulk run): each queued and audited as :func:`run_now` does it —
+    as ``actors`` (one per job; default: the session's). Returns each job and its
+    journal fields, in order."""
+    made = []
+    before = s.info.get("actor")
+    try:
+        for i, job in enumerate(tx.create_now(s, asked, now)):
+            if actors is not None:
+                set_actor(s, actors[i])
+            fields = job_fields(s, job)
+            _note_queued(s, asked[i].rt, job, asked[i].schedule_type, fields, {}, set())
+            made.append((job, fields))
+    finally:
+        set_actor(s, before)
+    return made
+
+
+def _note_queued(s: Session, rt: RunTemplate, job: Job, schedule_type: str,
+                 fields: dict[str, Any], overrides: dict[str, str], secret_keys: set[str]
+                 ) -> None:
     note(s, "job", job.id, rt.company_id, "run",
          f"job {job.id} of run template {rt.id} {rt.name!r} queued ({schedule_type})",
          {"runtemplate_id": [None, rt.id]} | {
              f"env.{k}": [None, "(secret)" if k in secret_keys else v]
              for k, v in overrides.items()},
          {k: v for k, v in fields.items() if k != "MULTIFLEXI_JOB_ID"}, runtemplate_id=rt.id)
-    return job, fields
 
 
 def remove_runtemplate(s: Session, tx: JobTransitions, rt: RunTemplate, now: datetime

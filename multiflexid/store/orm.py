@@ -8,7 +8,7 @@ Every change here needs an Alembic migration in ``migrations/versions``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -678,3 +678,17 @@ SCHEDULE = cast(Table, Schedule.__table__)
 ACTIONS = cast(Table, Action.__table__)
 ACTION_RUNS = cast(Table, ActionRun.__table__)
 TICKS = cast(Table, RunTemplateTick.__table__)
+
+
+M = TypeVar("M", bound=Base)
+
+
+def as_loaded(cls: type[M], values: dict[str, Any]) -> M:
+    """An object of ``cls`` holding ``values`` (its other columns None) the way the ORM
+    holds a row it read — without the attribute events of its constructor, which cost
+    ten times more. In no session: for the rows a statement wrote in bulk, handed on."""
+    mapper = cast(Any, cls).__mapper__
+    obj = cast(M, mapper.class_manager.new_instance())
+    obj.__dict__.update(dict.fromkeys(mapper.column_attrs.keys()))
+    obj.__dict__.update(values)
+    return obj

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Dialect,
@@ -70,6 +70,7 @@ from .orm import (
     RunTemplate,
     RunTemplateCredential,
     Schedule,
+    as_loaded,
 )
 from .types import ids_param, in_ids
 
@@ -386,27 +387,55 @@ _RETRY_NOTED = (_guarded_one("retry")
 _NEW_JOBS_SQLITE = (sqlite_insert(JOBS)
                     .on_conflict_do_nothing(index_elements=["runtemplate_id", "tick"])
                     .returning(JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.schedule))
+# Jobs to run now (no tick, so no conflict): their ids in the order of the parameters.
+_NOW_JOBS_SQLITE = insert(JOBS).returning(JOBS.c.id, sort_by_parameter_order=True)
 
-# PostgreSQL: all of a tick's jobs in one statement from arrays (a multi-row VALUES of a
-# thousand rows costs the driver more to build than the server to run).
+# PostgreSQL: all of a tick's jobs and their queue rows in one statement, from arrays (a
+# multi-row VALUES of a thousand rows costs the driver more to build than the server to
+# run). The rows are inserted in the arrays' order, so the ids the sequence gives them
+# ascend in that order (what SQLAlchemy's own ordered multi-row inserts rely on).
 _NEW_JOBS_PG = text("""
-    INSERT INTO job (runtemplate_id, app_id, company_id, runtemplate_name, state,
-                     schedule_type, schedule, tick, executor, launched_by, overrides,
-                     timeout, attempt, cancel_requested, output_bytes, output_dropped,
-                     created_at, updated_at)
-    SELECT rt, app, co, name, st, kind, due, tk, ex, 'scheduler', '{}'::json, tmo, 1, false,
-           0, 0, :now, :now
-      FROM unnest(CAST(:rt AS integer[]), CAST(:app AS integer[]), CAST(:co AS integer[]),
-                  CAST(:name AS varchar[]), CAST(:st AS varchar[]), CAST(:kind AS varchar[]),
-                  CAST(:due AS timestamptz[]), CAST(:tk AS timestamptz[]),
-                  CAST(:ex AS varchar[]), CAST(:tmo AS integer[]))
-           AS t(rt, app, co, name, st, kind, due, tk, ex, tmo)
-    ON CONFLICT (runtemplate_id, tick) DO NOTHING
-    RETURNING id, runtemplate_id, schedule
+    WITH made AS (
+        INSERT INTO job (runtemplate_id, app_id, company_id, runtemplate_name, state,
+                         schedule_type, schedule, tick, executor, launched_by, overrides,
+                         timeout, attempt, cancel_requested, output_bytes, output_dropped,
+                         created_at, updated_at)
+        SELECT rt, app, co, name, st, kind, due, tk, ex, lb, '{}'::json, tmo, 1, false,
+               0, 0, :now, :now
+          FROM unnest(CAST(:rt AS integer[]), CAST(:app AS integer[]),
+                      CAST(:co AS integer[]), CAST(:name AS varchar[]),
+                      CAST(:st AS varchar[]), CAST(:kind AS varchar[]),
+                      CAST(:due AS timestamptz[]), CAST(:tk AS timestamptz[]),
+                      CAST(:ex AS varchar[]), CAST(:lb AS varchar[]), CAST(:tmo AS integer[]))
+               WITH ORDINALITY AS t(rt, app, co, name, st, kind, due, tk, ex, lb, tmo, ord)
+         ORDER BY ord
+        ON CONFLICT (runtemplate_id, tick) DO NOTHING
+        RETURNING id, runtemplate_id, schedule
+    ), queued AS (
+        INSERT INTO schedule (job_id, runtemplate_id, after, created_at)
+        SELECT id, runtemplate_id, schedule, :now FROM made
+    )
+    SELECT id, runtemplate_id, schedule FROM made
 """)
 _PG_ARRAYS = {"rt": "runtemplate_id", "app": "app_id", "co": "company_id",
               "name": "runtemplate_name", "st": "state", "kind": "schedule_type",
-              "due": "schedule", "tk": "tick", "ex": "executor", "tmo": "timeout"}
+              "due": "schedule", "tk": "tick", "ex": "executor", "lb": "launched_by",
+              "tmo": "timeout"}
+
+
+class _Made(NamedTuple):
+    id: int
+    runtemplate_id: int
+    schedule: datetime
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to queue now with no one-off values (:meth:`JobTransitions.create_now`)."""
+
+    rt: RunTemplate
+    schedule_type: str
+    launched_by: str
 
 
 class JobTransitions:
@@ -440,6 +469,56 @@ class JobTransitions:
         notify_nodes(s)
         return job
 
+    def create_now(self, s: Session, asked: Sequence[NewJob], now: datetime) -> list[Job]:
+        """Jobs to run not before ``now``, with no one-off values, all in one statement
+        (the "run now" calls of a commit): what :meth:`create` makes for each, in order.
+        The jobs returned are not in the session (nothing left to flush)."""
+        if not asked:
+            return []
+        rows = []
+        for a in asked:
+            state = "pending" if self._held(s, a.rt.id) else "scheduled"
+            check("create", state)
+            rows.append({
+                "runtemplate_id": a.rt.id, "app_id": a.rt.app_id, "company_id": a.rt.company_id,
+                "runtemplate_name": a.rt.name, "state": state, "schedule_type": a.schedule_type,
+                "schedule": now, "tick": None, "executor": a.rt.executor,
+                "launched_by": a.launched_by, "overrides": {}, "timeout": a.rt.timeout,
+                "attempt": 1, "cancel_requested": False, "output_bytes": 0,
+                "output_dropped": 0, "created_at": now, "updated_at": now})
+        ids = self._insert_jobs(s, rows, now, ordered=True)
+        return [as_loaded(Job, {**row, "id": job_id})
+                for job_id, row in zip(ids, rows, strict=True)]
+
+    @staticmethod
+    def _insert_jobs(s: Session, rows: list[dict[str, Any]], now: datetime, *,
+                     ordered: bool = False) -> list[Any]:
+        """Job rows and their queue rows, in one statement on PostgreSQL; a tick made
+        already is skipped. Returns (id, runtemplate_id, schedule) of those made — with
+        ``ordered``, their ids alone in the order of ``rows`` (jobs without a tick: none
+        is skipped)."""
+        conn = s.connection()
+        made: list[Any]
+        if _postgresql(s):
+            params: dict[str, Any] = {k: [j[c] for j in rows] for k, c in _PG_ARRAYS.items()}
+            params["now"] = now
+            made = list(conn.execute(_NEW_JOBS_PG, params).all())  # their queue rows too
+            ids = sorted(row.id for row in made)
+        else:
+            if ordered:
+                ids = [row.id for row in conn.execute(_NOW_JOBS_SQLITE, rows)]
+                made = [_Made(i, row["runtemplate_id"], row["schedule"])
+                        for i, row in zip(ids, rows, strict=True)]
+            else:
+                made = list(conn.execute(_NEW_JOBS_SQLITE, rows).all())
+            if made:
+                conn.execute(insert(SCHEDULE), [
+                    {"job_id": row.id, "runtemplate_id": row.runtemplate_id,
+                     "after": row.schedule, "created_at": now} for row in made])
+        if made:
+            notify_nodes(s)
+        return ids if ordered else made
+
     def create_ticks(self, s: Session, jobs: list[dict[str, Any]], now: datetime,
                      held: set[int]) -> list[Any]:
         """A scheduler tick's jobs (rows of the job table but their state), queued in bulk:
@@ -450,19 +529,7 @@ class JobTransitions:
             return []
         for job in jobs:
             job["state"] = "pending" if job["runtemplate_id"] in held else "scheduled"
-        conn = s.connection()
-        if _postgresql(s):
-            params: dict[str, Any] = {k: [j[c] for j in jobs] for k, c in _PG_ARRAYS.items()}
-            params["now"] = jobs[0]["created_at"]
-            made = list(conn.execute(_NEW_JOBS_PG, params).all())
-        else:
-            made = list(conn.execute(_NEW_JOBS_SQLITE, jobs).all())
-        if made:
-            conn.execute(insert(SCHEDULE), [
-                {"job_id": row.id, "runtemplate_id": row.runtemplate_id,
-                 "after": row.schedule, "created_at": now} for row in made])
-            notify_nodes(s)
-        return made
+        return self._insert_jobs(s, jobs, now)
 
     # --- claim, release, start ----------------------------------------------------------
 
