@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 import multiflexi
 from multiflexi.errors import MultiFlexiError
@@ -43,7 +44,7 @@ from multiflexid.events import EventBus
 from multiflexid.executors.base import ExecResult, Executor
 from multiflexid.executors.jobdir import remove_job_dir
 from multiflexid.executors.native import NativeExecutor
-from multiflexid.health import Health
+from multiflexid.health import Health, describe
 from multiflexid.indexer import OutputIndexer, share_of
 from multiflexid.monitoring import Monitoring
 from multiflexid.operations import Operations
@@ -204,6 +205,8 @@ class Daemon:
         self.indexer = OutputIndexer(
             self.db, share=lambda: share_of(len(self.dispatcher.executing)),
             health=self.health)
+        self.dispatcher.post_run.append(self._output_to_index)
+        self.dispatcher.poll = self.actions.poll = self._poll_seconds
         self._search_reader = OutputSearch(self.core.db.dialect)
         try:
             await self.rpc.start()
@@ -213,8 +216,7 @@ class Daemon:
                 "(check socket / MULTIFLEXI_SOCKET and its directory)") from None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        await self._count_queued()
-        await self._read_search_status()
+        await self._read_status()
         self.notifier.ready(self._status_line())
         log.info("multiflexid %s ready on node %s (%s, socket %s, max %d parallel jobs)",
                  multiflexi.__version__, settings.node, self.core.db.display_url(),
@@ -270,6 +272,19 @@ class Daemon:
     def _work_arrived(self) -> None:
         self.dispatcher.wake.set()
         self.scheduler.wake.set()
+        self.actions.wake.set()  # (a job's end on another node may have queued actions)
+
+    def _poll_seconds(self) -> float:
+        """How long the dispatcher and the action worker rest when nobody tells them of
+        work: ``poll_seconds``, or five times that while PostgreSQL's LISTEN connection is
+        up (then a NOTIFY tells of what other nodes and the CLI queue, and the poll only
+        catches what a dropped notification missed): an idle daemon costs less."""
+        poll = self.settings.poll_seconds
+        return poll * 5 if self.cluster.listening else poll
+
+    async def _output_to_index(self, _prep: Prepared, _result: ExecResult,
+                               _out: JobOutput) -> None:
+        self.indexer.wake.set()  # a job ended: its output is the indexer's to add
 
     def _on_signal(self, sig: int) -> None:
         if self.stop_taking.is_set():
@@ -303,22 +318,20 @@ class Daemon:
         while not self.stopped.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), 2.0)
-            await self._count_queued()
-            await self._read_search_status()
+            await self._read_status()
             self._report_status()
 
-    async def _read_search_status(self) -> None:
-        try:
-            self.search = await self.db.read(self._search_reader.status)
-        except Exception as exc:  # the database is out: the count above says so
-            self.search = {**self.search, "problem": str(exc).splitlines()[0]}
+    async def _read_status(self) -> None:
+        """The queue's length and the search index's state, in one read."""
+        def read(s: Session) -> tuple[int, dict[str, Any]]:
+            queued = s.scalar(select(func.count()).select_from(Schedule)) or 0
+            return queued, self._search_reader.status(s)
 
-    async def _count_queued(self) -> None:
         try:
-            self.queued = await self.db.read(
-                lambda s: s.scalar(select(func.count()).select_from(Schedule)) or 0)
+            self.queued, self.search = await self.db.read(read)
         except Exception as exc:
             self.health.failed("database", exc)
+            self.search = {**self.search, "problem": describe(exc)}
         else:
             self.health.ok("database")
 

@@ -112,6 +112,9 @@ class Dispatcher:
         self.health = health or Health()
         self.lines = lines  # where output lines go besides the database (journal/stderr)
         self.settings = settings
+        # Seconds between looks for work nobody told us of (the daemon stretches it
+        # while PostgreSQL's NOTIFY reaches this node)
+        self.poll: Callable[[], float] = lambda: settings.poll_seconds
         self.db = db
         self.box = box
         self.hub = hub
@@ -155,12 +158,12 @@ class Dispatcher:
                 # due, at most poll_seconds (the CLI may queue jobs straight into SQLite;
                 # socket clients, the scheduler and NOTIFY wake us at once). A timed poll
                 # looks first (a read) and claims (a write transaction) only if due.
-                idle = self.settings.poll_seconds
+                idle = self.poll()
                 if not woken:
                     idle = await self._idle_time(idle)
                 if woken or idle == 0:
                     claimed, room = await self.dispatch_once()
-                    idle = self.settings.poll_seconds
+                    idle = self.poll()
                     if len(claimed) < room:
                         idle = await self._idle_time(idle)
             except Exception as exc:  # the database may be down: keep going, say so

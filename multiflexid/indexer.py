@@ -24,7 +24,9 @@ from multiflexid.store.search import OutputSearch
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 16 * 1024
-IDLE_CHECK = 0.5  # seconds between looks for new output when all is indexed
+# Seconds between looks for new output when all is indexed; the daemon wakes the
+# indexer at once when a job ends (a search scans what the index has not reached yet)
+IDLE_CHECK = 5.0
 
 
 def share_of(running: int) -> float:

@@ -53,6 +53,7 @@ class ActionWorker:
         self.on_jobs = on_jobs
         self.on_template = on_template
         self.wake = asyncio.Event()
+        self.poll: Callable[[], float] = lambda: settings.poll_seconds  # (as the dispatcher's)
         self.running: dict[int, asyncio.Task[None]] = {}
         self.performed = 0
 
@@ -66,7 +67,7 @@ class ActionWorker:
         except Exception as exc:
             self.health.failed("actions", exc)
         while not stopping.is_set():
-            idle = self.settings.poll_seconds
+            idle = self.poll()
             try:
                 free = self.settings.action_workers - len(self.running)
                 # A read first: a write transaction only when a run is due (an idle
