@@ -45,14 +45,19 @@ run: setup
 # them (CI does). For anyone else `make test` leaves them out and says how many. (With
 # your own -m in PYTEST_ARGS, add "and not root_only" to it yourself.)
 IS_ROOT := $(filter 0,$(shell id -u))
+# The suite waits more than it computes (daemons, servers, containers): it runs on
+# TEST_WORKERS pytest-xdist workers (3: on two cores the suite waits more than it computes); tests that share something of the machine stay on
+# one of them (tests/support/groups.py). TEST_WORKERS=0: all in this one process.
+TEST_WORKERS ?= 3
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 
 test: setup
 ifeq ($(IS_ROOT),)
 	@n=$$($(BIN)/pytest --collect-only -q $(PYTEST_ARGS) -m root_only 2>/dev/null | grep -c '::'); \
 	  echo "not run: $$n root-only tests (need root)"
-	$(BIN)/pytest -m "not root_only" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not root_only" $(PYTEST_ARGS)
 else
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 endif
 
 lint: setup

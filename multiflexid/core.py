@@ -27,7 +27,8 @@ class Core:
     @cached_property
     def db(self) -> Database:
         try:
-            db = Database(self.settings.effective_database_url)
+            db = Database(self.settings.effective_database_url,
+                          sqlite_busy_seconds=self.settings.sqlite_busy_seconds)
         except DatabaseError as exc:
             raise StorageError(str(exc)) from None
         db.actor = self.actor

@@ -21,6 +21,10 @@ from multiflexid.core import Core
 from multiflexid.store.db import Database
 from tests.support.pgcluster import PgCluster
 
+# The end-of-run sections (timings, figures; tests/support/summary.py) and the tests that
+# share something of the whole machine, kept on one xdist worker (tests/support/groups.py).
+pytest_plugins = ["tests.support.summary", "tests.support.groups"]
+
 BACKENDS = [b for b in os.environ.get("MULTIFLEXI_TEST_BACKENDS", "sqlite,postgresql").split(",")
             if b]
 _counter = itertools.count()
@@ -110,21 +114,3 @@ def mfcli(mf_env: Env, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-u
     from tests.support.cli import run_cli
 
     return lambda *args: run_cli(capsys, *args)
-
-
-# Figures tests measure (fault tests, timings) are printed in a section at the end of
-# the run, whatever pytest captured.
-FIGURES: list[str] = []
-
-
-@pytest.fixture
-def figures():  # type: ignore[no-untyped-def]
-    """``figures("3 nodes, 2000 jobs: duplicates 0, lost 4")``: shown at the end of the run."""
-    return FIGURES.append
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FIGURES:
-        terminalreporter.write_sep("-", "figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)

@@ -39,13 +39,13 @@ class DatabaseError(StorageError):
     """The database cannot be used (unreachable, wrong URL, not migrated...)."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_seconds: float, dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event decide how transactions start (see below).
     dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={round(busy_seconds * 1000)}")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
     search.register_sqlite_functions(dbapi_connection)
@@ -70,7 +70,8 @@ class Database:
     so WAL lets them run beside a writer.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_busy_seconds: float = 30.0
+                 ) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -91,8 +92,9 @@ class Database:
                         f"cannot create the database's directory {folder}: "
                         f"{exc.strerror or exc} (check data_dir / MULTIFLEXI_DATA_DIR)"
                     ) from None
-            self.engine = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo)
-            self.read_engine = self._sqlite_engine(url, "BEGIN", echo)
+            busy = sqlite_busy_seconds
+            self.engine = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo, busy)
+            self.read_engine = self._sqlite_engine(url, "BEGIN", echo, busy)
         else:
             self.engine = create_engine(
                 url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10
@@ -105,7 +107,7 @@ class Database:
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @staticmethod
-    def _sqlite_engine(url: str, begin: str, echo: bool) -> Engine:
+    def _sqlite_engine(url: str, begin: str, echo: bool, busy_seconds: float) -> Engine:
         # Enough pooled connections for the daemon's threads: a connection opened beyond
         # the pool is closed again after use, and reopening costs the PRAGMAs each time.
         pool: dict[str, Any] = {}
@@ -113,7 +115,7 @@ class Database:
             pool = {"pool_size": 10, "max_overflow": 10}
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False},
                                **pool)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_seconds))
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:

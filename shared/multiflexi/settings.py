@@ -43,6 +43,9 @@ class Settings:
     database_url: str = ""
     socket: Path = Path(DEFAULT_SOCKET)
     node: str = field(default_factory=_socket.gethostname)
+    # How long a write to the SQLite database waits for another process's write lock
+    # (SQLite's busy timeout) before it fails
+    sqlite_busy_seconds: float = 30.0
     # Executor limits
     max_parallel: int = 4
     output_cap_bytes: int = 16 * 1024 * 1024
@@ -103,6 +106,7 @@ _ENV = {
     "database_url": "MULTIFLEXI_DATABASE_URL",
     "socket": "MULTIFLEXI_SOCKET",
     "node": "MULTIFLEXI_NODE",
+    "sqlite_busy_seconds": "MULTIFLEXI_SQLITE_BUSY_SECONDS",
     "max_parallel": "MULTIFLEXI_MAX_PARALLEL",
     "output_cap_bytes": "MULTIFLEXI_OUTPUT_CAP_BYTES",
     "journal_output_bytes": "MULTIFLEXI_JOURNAL_OUTPUT_BYTES",

@@ -1,8 +1,9 @@
-"""What the end-to-end tests share: root-only tests, timings printed at the end of the run.
+"""What the end-to-end tests share: root-only tests, the .debs, the booted tree, the lock.
 
 Tests marked ``root_only`` install packages, create users or switch users. `make test`
 deselects them for anyone but root and says how many it left out; run directly as
-another user, they fail saying why (they are never skipped in silence).
+another user, they fail saying why (they are never skipped in silence). What they time
+(the ``timings`` fixture, tests/support/summary.py) is printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ import pytest
 from tests.support import debs as debbuild
 from tests.support.nspawn import MachineError, debian_tree
 
-TIMINGS = pytest.StashKey[dict[str, float]]()
-
 
 @pytest.fixture(scope="session")
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root (installs packages, switches users): run as root, or "
                     "leave root-only tests out with -m 'not root_only' (make test does)")
-
-
-@pytest.fixture(scope="session")
-def timings(pytestconfig: pytest.Config) -> dict[str, float]:
-    """Durations (seconds) by name, printed in the summary at the end of the run."""
-    return pytestconfig.stash.setdefault(TIMINGS, {})
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +73,3 @@ def machine_lock() -> Iterator[None]:
             time.sleep(2)
     yield
     lock.close()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
-                            config: pytest.Config) -> None:
-    measured = config.stash.get(TIMINGS, {})
-    if measured:
-        terminalreporter.write_sep("-", "e2e timings")
-        for name, seconds in measured.items():
-            terminalreporter.write_line(f"{name}: {seconds:.1f} s")

@@ -5,6 +5,7 @@ then done late, and counters that survive a restart of the daemon."""
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import urllib.request
@@ -23,10 +24,19 @@ def of(metric: str, rt_id: int) -> str:
     return f'{metric}{{runtemplate_id="{rt_id}"}}'
 
 
+def until_released(release: Path) -> str:
+    """A job's script that runs until the test creates ``release`` (as long as the test
+    needs to look at it running, no waiting for a fixed time that a busy machine may
+    outlast)."""
+    return f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.1; done"
+
+
 def test_prometheus_scrapes_job_counters_and_a_late_template(
         core: Core, mf_env: Env, tmp_path: Path, figures) -> None:  # type: ignore[no-untyped-def]
     # The bank import's ticks came while no daemon ran; its catch-up run takes a while.
-    late = overdue_template(core, name="bank import", config={"SCRIPT": "sleep 6"})
+    catch_up_ends = tmp_path / "catch-up-ends"
+    late = overdue_template(core, name="bank import",
+                            config={"SCRIPT": until_released(catch_up_ends)})
     ok = make_template(core, name="ok", interv="n", config={"SCRIPT": "true"})
     bad = make_template(core, company="globex", name="bad", interv="n",
                         config={"SCRIPT": "exit 3"})
@@ -42,6 +52,7 @@ def test_prometheus_scrapes_job_counters_and_a_late_template(
         info = prom.query(of("multiflexi_runtemplate_info", late))
         assert info[0]["metric"]["name"] == "bank import"
         assert info[0]["metric"]["company"] == "acme"
+        catch_up_ends.touch()
         for rt, times in ((ok, 2), (bad, 1)):
             for _ in range(times):
                 job = daemon.call("runtemplate.run", id=rt)
@@ -91,7 +102,9 @@ def test_prometheus_sees_the_queue_its_lag_and_failed_deliveries(
     """One job at a time: while a long one runs, three more wait — queued, and the oldest
     that could start waits longer and longer (the lag). A failure's webhook that its
     server refuses (HTTP 404: for good) counts as a failed delivery of its company."""
-    long = make_template(core, name="long", interv="n", config={"SCRIPT": "sleep 25"})
+    long_ends = tmp_path / "long-ends"
+    long = make_template(core, name="long", interv="n",
+                         config={"SCRIPT": until_released(long_ends)})
     waiting = [make_template(core, name=f"waiting {i}", interv="n",
                              config={"SCRIPT": "true"}) for i in range(3)]
     broken = make_template(core, company="globex", name="broken", interv="n",
@@ -126,6 +139,7 @@ def test_prometheus_sees_the_queue_its_lag_and_failed_deliveries(
                              "the lag growing")
             lag = prom.query("max_over_time(multiflexi_queue_lag_seconds[1m])")
             grew = float(lag[0]["value"][1])
+            long_ends.touch()
             # Once the long job ends the queue drains: nothing waits, no lag.
             assert prom.wait(lambda: prom.value("multiflexi_jobs_queued") == 0.0
                              and prom.value("multiflexi_queue_lag_seconds") == 0.0,

@@ -117,9 +117,9 @@ def test_unknown_when_it_cannot_look(core: Core, mfcli, monkeypatch: pytest.Monk
 def _writes_refused(mf_env: Env, backend: str, request: pytest.FixtureRequest
                     ) -> Iterator[None]:
     """The database still answers reads but refuses the daemon's writes: on SQLite another
-    process holds its write lock (the daemon's writes give up after its busy timeout, 30
-    s); on PostgreSQL the database turns read-only (as a standby is) and the daemon's
-    sessions are ended, so the new ones are read-only."""
+    process holds its write lock (the daemon's writes give up after sqlite_busy_seconds);
+    on PostgreSQL the database turns read-only (as a standby is) and the daemon's sessions
+    are ended, so the new ones are read-only."""
     url = make_url(mf_env.db_url)
     if backend == "sqlite":
         conn = sqlite3.connect(str(url.database), isolation_level=None)
@@ -159,7 +159,8 @@ def test_warning_while_the_daemon_is_degraded(core: Core, mfcli, mf_env: Env,  #
                                              backend: str, request: pytest.FixtureRequest,
                                              tmp_path: Path) -> None:
     make_template(core, interv="n")
-    with running_daemon(mf_env.vars(), tmp_path) as d:
+    busy = {"MULTIFLEXI_SQLITE_BUSY_SECONDS": "2"}  # (SQLite: locked writes fail after 2 s)
+    with running_daemon(mf_env.vars(), tmp_path, extra_env=busy) as d:
         assert mfcli("check").code == 0
         with _writes_refused(mf_env, backend, request):
             _wait_degraded(d, True)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import getpass
 import json
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+from sqlalchemy.engine import make_url
 
 import multiflexi
 from multiflexid.cli.main import cli
@@ -925,6 +928,25 @@ def test_status(mfcli, mf_env, world: dict[str, int]) -> None:
         assert doc["daemon"]["problem"]
     text = mfcli("status").out
     assert "(up to date)" in text and "not running" in text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # a setting of SQLite's
+def test_a_write_waits_sqlite_busy_seconds_for_a_lock_then_says_so(
+        mfcli, mf_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert mfcli("company", "create", "--name", "Acme", "--slug", "acme").code == 0
+    monkeypatch.setenv("MULTIFLEXI_SQLITE_BUSY_SECONDS", "1")
+    holder = sqlite3.connect(str(make_url(mf_env.db_url).database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program writes (a script, a backup)
+    try:
+        started = time.monotonic()
+        r = mfcli("company", "create", "--name", "Globex", "--slug", "globex")
+        waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    one_line_error(r, f"database {mf_env.db_url}: database is locked")
+    assert 0.9 <= waited < 15, waited  # it waited for the lock, 1 s and not the default 30
+    assert mfcli("company", "create", "--name", "Globex", "--slug", "globex").code == 0
 
 
 def test_db_upgrade_is_idempotent(mfcli, mf_env) -> None:
