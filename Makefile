@@ -46,8 +46,9 @@ run: setup
 # your own -m in PYTEST_ARGS, add "and not root_only" to it yourself.)
 IS_ROOT := $(filter 0,$(shell id -u))
 # The suite waits more than it computes (daemons, servers, containers): it runs on
-# TEST_WORKERS pytest-xdist workers (3: on two cores the suite waits more than it computes); tests that share something of the machine stay on
-# one of them (tests/support/groups.py). TEST_WORKERS=0: all in this one process.
+# TEST_WORKERS pytest-xdist workers (3 keep two cores busy); tests that share something
+# of the machine stay on one of them (tests/support/groups.py). TEST_WORKERS=0: all in
+# this one process.
 TEST_WORKERS ?= 3
 XDIST := -n $(TEST_WORKERS) --dist loadgroup
 
