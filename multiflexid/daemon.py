@@ -205,7 +205,7 @@ class Daemon:
         self.indexer = OutputIndexer(
             self.db, share=lambda: share_of(len(self.dispatcher.executing)),
             health=self.health)
-        self.dispatcher.post_run.append(self._output_to_index)
+        self.dispatcher.on_ended = self.indexer.wake.set  # its output is the indexer's
         self.dispatcher.poll = self.actions.poll = self._poll_seconds
         self._search_reader = OutputSearch(self.core.db.dialect)
         try:
@@ -281,10 +281,6 @@ class Daemon:
         catches what a dropped notification missed): an idle daemon costs less."""
         poll = self.settings.poll_seconds
         return poll * 5 if self.cluster.listening else poll
-
-    async def _output_to_index(self, _prep: Prepared, _result: ExecResult,
-                               _out: JobOutput) -> None:
-        self.indexer.wake.set()  # a job ended: its output is the indexer's to add
 
     def _on_signal(self, sig: int) -> None:
         if self.stop_taking.is_set():

@@ -135,6 +135,7 @@ class Dispatcher:
         self.abandon_ends = asyncio.Event()  # stopping with the database out: give up
         self.accepting = True
         self.on_change: Callable[[], None] = lambda: None
+        self.on_ended: Callable[[], None] = lambda: None  # a job's end (and output) written
         self.publish: Callable[[str, dict[str, Any]], None] = bus.publish
         self._background: set[asyncio.Future[Any]] = set()
         self.cache = LaunchCache()
@@ -369,6 +370,7 @@ class Dispatcher:
             raise
         await self._record_end(job_id, ended, fields, launch, submitted=free_slot)
         free_slot()
+        self.on_ended()
 
     def _cancel_claimed(self, s: Any, job_id: int, now: datetime) -> JobEnded:
         return self.tx.cancel(s, [job_id], now, "cancelled before it started").done[0]

@@ -132,7 +132,8 @@ def test_text_search_finds_fresh_output_and_never_a_secret(mf_env: Env, core: Co
             # the daemon's indexer catches up by itself (the status says how far it is),
             # and the index finds the same
             for _ in range(300):
-                if not (await d.call("daemon.status"))["search"]["behind"]:
+                status = await d.call("daemon.status")  # (read every 2 s)
+                if d.daemon.indexer.rows and not status["search"]["behind"]:
                     break
                 await asyncio.sleep(0.1)
             else:
