@@ -27,6 +27,7 @@ BATCH_BYTES = 16 * 1024
 # Seconds between looks for new output when all is indexed; the daemon wakes the
 # indexer at once when a job ends (a search scans what the index has not reached yet)
 IDLE_CHECK = 5.0
+WOKEN_GAP = 0.5  # woken (jobs end), it looks at most this often: a look per batch of ends
 
 
 def share_of(running: int) -> float:
@@ -50,8 +51,11 @@ class OutputIndexer:
         loop = asyncio.get_running_loop()
         while not stopping.is_set():
             try:
+                looked = loop.time()
                 if not await self.db.read(self.search.behind):
-                    await nap(self.wake, stopping, IDLE_CHECK)
+                    if await nap(self.wake, stopping, IDLE_CHECK):
+                        await nap(asyncio.Event(), stopping,
+                                  WOKEN_GAP - (loop.time() - looked))
                     continue
                 started = loop.time()
                 rows, size = await self._step()
