@@ -149,6 +149,45 @@ class Cluster:
         if reaped or stale.done:
             self.on_work()
 
+    async def _notified(self, conn: Any, own: int, stopped: asyncio.Event) -> bool:
+        """Wake this node for each notification another backend sends, until ``stopped``
+        (True) or the connection fails (raises). The event loop watches the connection's
+        socket itself: psycopg's ``notifies()`` wakes every 0.1 s to look, which is most
+        of what an idle daemon would cost."""
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        pgconn = conn.pgconn
+        lost: asyncio.Future[BaseException] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                pgconn.consume_input()  # raises when the server closed the connection
+                woken = False
+                while (notice := pgconn.notifies()) is not None:
+                    woken = woken or notice.be_pid != own
+                if pgconn.status != psycopg.pq.ConnStatus.OK:
+                    raise psycopg.OperationalError("the connection is broken")
+                if woken:
+                    self.on_work()
+            except Exception as exc:
+                if not lost.done():
+                    lost.set_result(exc)
+
+        fd = pgconn.socket
+        loop.add_reader(fd, readable)
+        readable()  # what arrived with the LISTEN's answer
+        waiter = asyncio.ensure_future(stopped.wait())
+        either: set[asyncio.Future[Any]] = {lost, waiter}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(fd)
+            waiter.cancel()
+        if lost.done():
+            raise lost.result()
+        return True
+
     async def run_listener(self, stopped: asyncio.Event) -> None:
         """LISTEN on PostgreSQL; reconnects with backoff when the connection drops."""
         if not self.postgres:
@@ -171,20 +210,8 @@ class Cluster:
                     self.listening = True
                     delay = 0.5
                     self.on_work()  # anything queued while we were not listening
-                    gen = conn.notifies()
-                    waiter = asyncio.ensure_future(stopped.wait())
-                    try:
-                        while True:
-                            nxt = asyncio.ensure_future(anext(gen))
-                            done, _ = await asyncio.wait(
-                                {nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                            if waiter in done:
-                                nxt.cancel()
-                                return
-                            if nxt.result().pid != own:
-                                self.on_work()
-                    finally:
-                        waiter.cancel()
+                    if await self._notified(conn, own, stopped):
+                        return
             except Exception as exc:  # the connection, or the writer asked for its pid
                 self.listening = False
                 log.warning("LISTEN connection lost (%s); reconnecting in %g s",
