@@ -104,6 +104,9 @@ class JobScreen(DetailScreen):
             job = await link.call("job.get", id=self.job_id)
             self._show(job)
             if job["state"] not in fmt.FINAL_STATES:
+                # Chunks pushed from now on wait until what is stored has been read: one
+                # applied first would set where reading starts, and skip what came before.
+                self._paging = True
                 await link.call("events.subscribe", job_output=self.job_id)
                 self.subscribed = True
                 # It may have ended before the subscription: look once more.
@@ -117,6 +120,8 @@ class JobScreen(DetailScreen):
             self.headline(Text(f"Job #{self.job_id}: {exc.message}", style="bold red"))
         except MultiFlexiError as exc:
             self.log_widget.note(f"[multiflexi-tui] {exc.message}")
+        finally:
+            self._paging = False  # (a failed read: the next load starts from the last seq)
 
     async def _tail(self) -> None:
         """The end of the output, however long it is (pushed chunks wait meanwhile)."""
@@ -130,7 +135,7 @@ class JobScreen(DetailScreen):
             self.log_widget.more_before = bool(page.get("more_before"))
         finally:
             self._paging = False
-        self._show(self.job)
+        self._show(self.job)  # (no await until _page_output holds pushed chunks again)
 
     @on(OutputLog.Earlier)
     def _earlier(self, event: OutputLog.Earlier) -> None:

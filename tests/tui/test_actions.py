@@ -3,6 +3,7 @@ enable/disable, live updates of rows, artifacts."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from rich.text import Text
@@ -293,5 +294,45 @@ def test_a_job_run_for_real_has_its_artifact_and_exit_meaning(
         await wait_text(pilot, "notes.txt")
         await pilot.press("enter")
         await wait_text(pilot, "made")
+
+    run_app(daemon.socket, scenario)
+
+
+def test_output_pushed_while_the_screen_opens_waits_for_what_came_before(
+        daemon: DaemonProcess, seeded: dict[str, int]) -> None:
+    """Opening a running job: a line pushed while the screen still reads the job (a slow
+    link) waits for the stored lines before it. Applied at once it set where reading
+    started, and the first line was never shown (seen over SSH in CI)."""
+    script = "echo first-line; sleep 1.5; echo second-line; sleep 3"
+    job = daemon.call("runtemplate.run", id=seeded["manual"], env={"SCRIPT": script})
+
+    async def scenario(app: MultiFlexiApp, pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.link.connected, "the connection")
+        # the job runs and has printed its first line
+        await wait_for(pilot, lambda: daemon.call("job.output", id=job["id"])["chunks"],
+                       "the first line stored")
+        calls = 0
+        call_with = app.link.call_with
+
+        async def slow_link(method: str, params: dict[str, Any]) -> Any:
+            nonlocal calls
+            reply = await call_with(method, params)
+            if method == "job.get":
+                calls += 1
+                if calls == 2:  # the look after subscribing: the second line comes meanwhile
+                    await asyncio.sleep(2.5)
+            return reply
+
+        app.link.call_with = slow_link  # type: ignore[method-assign]
+        await app.push_screen(JobScreen(job["id"]))
+        screen = await screen_of(pilot, JobScreen)
+        log = screen.query_one(OutputLog)
+        await wait_for(pilot, lambda: "second-line" in log.text_written, "the second line",
+                       timeout=30)
+        assert calls >= 2
+        assert log.text_written.index("first-line") < log.text_written.index("second-line")
+        await wait_for(pilot, lambda: screen.job.get("state") == "succeeded", "the end",
+                       timeout=30)
+        assert log.text_written.count("first-line") == 1
 
     run_app(daemon.socket, scenario)
