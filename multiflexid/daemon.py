@@ -461,7 +461,7 @@ class Daemon:
         return self.dispatcher.cancel(job_id)
 
     async def flush_output(self) -> None:
-        await self.hub.flush(lazy=False)  # a client reads it now
+        await self.hub.written()  # a client reads it now: all it was (or was not) sent
 
     def log(self, message: str, fields: dict[str, Any]) -> None:
         log.info("%s", message, extra=fields)

@@ -64,6 +64,7 @@ class OutputHub:
         self._live: set[JobOutput] = set()  # outputs of running jobs (partial lines)
         self._pending_bytes = 0
         self._unwritten = 0  # pending plus handed to the writer, not yet committed
+        self._inflight: set[asyncio.Future[None]] = set()  # handed over, not yet committed
         self.flow = asyncio.Event()  # set: executors may read output; clear: wait
         self.flow.set()
 
@@ -108,6 +109,8 @@ class OutputHub:
         self._rows, self._sizes = [], {}
         self._pending_bytes = 0
         fut = asyncio.wrap_future(self._submit(rows, sizes, lazy))
+        self._inflight.add(fut)
+        fut.add_done_callback(self._inflight.discard)
         fut.add_done_callback(lambda f: self._written(f, rows, sizes))
         return fut
 
@@ -144,6 +147,19 @@ class OutputHub:
         except Exception:
             return False
         return True
+
+    async def written(self) -> bool:
+        """Everything published so far is committed: what is pending is written now, and
+        what the writer holds already (a lazy write waiting to share a commit) is waited
+        for. A client that subscribed to a job's output, then reads it, so misses no line
+        (a line published before its subscription is in what it reads); False if the
+        database failed."""
+        ok = await self.flush(lazy=False)
+        handed = list(self._inflight)
+        if handed:
+            done = await asyncio.gather(*handed, return_exceptions=True)
+            ok = ok and not any(isinstance(r, BaseException) for r in done)
+        return ok
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -332,3 +332,26 @@ def test_a_viewer_of_one_company_finds_only_its_jobs(nobody_env: Env, core: Core
     assert j2 not in listed[1] and j5 not in listed[0]
     assert got[4]["error"].startswith("forbidden: job.output needs role viewer on company")
     assert got[5]["result"]["chunks"][-1]["data"].startswith("ERROR: duplicate invoice")
+
+
+def test_output_read_holds_every_line_already_pushed(mf_env: Env, core: Core,
+                                                     history: History) -> None:
+    """A client subscribes to a running job's output, then reads what is stored: every
+    line printed before its subscription must be in that read (it will not be pushed).
+    The daemon hands output to its writer to share a commit (lazily, for up to its
+    linger); a read must wait for such a write, not only for what is still pending. (The
+    TUI showed a running job without its first line.)"""
+    async def scenario() -> None:
+        async with daemon_in_process(mf_env) as d:
+            d.daemon.db.linger = 3.0  # (a long shared commit: the window made wide)
+            hub = d.daemon.hub
+            job = await d.call("runtemplate.run", id=history.templates["acme-report"],
+                               env={"FAKE_OUTPUT": "first-line", "FAKE_SECONDS": "6"})
+            async with asyncio.timeout(10):  # printed and handed to the writer
+                while hub.pending or not hub._unwritten:
+                    await asyncio.sleep(0.005)
+            page = await d.call("job.output", id=job["id"])
+            assert [c["data"] for c in page["chunks"]] == ["first-line"]
+            await d.call("job.cancel", id=job["id"])
+
+    run(scenario())
