@@ -348,7 +348,7 @@ def test_output_read_holds_every_line_already_pushed(mf_env: Env, core: Core,
             job = await d.call("runtemplate.run", id=history.templates["acme-report"],
                                env={"FAKE_OUTPUT": "first-line", "FAKE_SECONDS": "6"})
             async with asyncio.timeout(10):  # printed and handed to the writer
-                while hub.pending or not hub._unwritten:
+                while hub.pending or not hub._unwritten:  # noqa: ASYNC110 (state, no event)
                     await asyncio.sleep(0.005)
             page = await d.call("job.output", id=job["id"])
             assert [c["data"] for c in page["chunks"]] == ["first-line"]
