@@ -97,6 +97,12 @@ def list_jobs(s: Session, f: JobFilter, *, sort: str = "id", desc: bool = True,
               cursor: str | None = None, limit: int = 50) -> JobPage:
     """One page of the jobs ``f`` selects, in ``sort`` order, after ``cursor``."""
     check(f, sort, desc, cursor)
+    if f.text is not None and s.get_bind().dialect.name == "postgresql" \
+            and not s.in_transaction():
+        # A text search reads the index and the indexer's queue in several statements:
+        # one snapshot for all (the indexer moves a chunk from one to the other in one
+        # commit; statements each with their own could see it in neither).
+        s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     limit = max(1, min(limit, MAX_LIMIT))
     key = sort_key(s, sort)
     after = parse_cursor(cursor, sort, desc)

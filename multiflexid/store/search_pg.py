@@ -32,6 +32,7 @@ from sqlalchemy import (
     table,
     text,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
@@ -188,13 +189,17 @@ class PgOutputSearch:
         if not ids:
             return {}
         pattern = like_pattern(text_)
-        rows = list(s.execute(
-            select(_SEARCH.c.job_id, _SEARCH.c.seq, _SEARCH.c.text)
-            .where(_SEARCH.c.job_id.in_(ids), _SEARCH.c.text.ilike(pattern, escape="\\"))
-            .order_by(_SEARCH.c.job_id, _SEARCH.c.seq)
-            .ext(distinct_on(_SEARCH.c.job_id))).all())
-        rows += s.execute(self._unindexed(text_, ids)).all()
-        return first_lines(rows, folded)
+        indexed = (select(_SEARCH.c.job_id, _SEARCH.c.seq, _SEARCH.c.text)
+                   .where(_SEARCH.c.job_id.in_(ids),
+                          _SEARCH.c.text.ilike(pattern, escape="\\"))
+                   .order_by(_SEARCH.c.job_id, _SEARCH.c.seq)
+                   .ext(distinct_on(_SEARCH.c.job_id))).subquery()
+        unindexed = self._unindexed(text_, ids).subquery()
+        # One statement, so one snapshot: the indexer moves a chunk from the queue to the
+        # index in one commit, and a statement sees it in one or the other (two statements
+        # could see it in neither, and the job's matching line went missing).
+        rows = s.execute(union_all(select(indexed), select(unindexed))).all()
+        return first_lines(list(rows), folded)
 
     # the index itself
 

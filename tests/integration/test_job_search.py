@@ -319,3 +319,34 @@ def test_postgresql_scans_output_in_parallel_too(core: Core, history: History,
             "ILIKE :p"),
             {"p": "%fv-0004%"}).scalars().all()
     assert found == [history.ran[3]]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # (SQLite's reader has one snapshot)
+def test_a_search_finds_the_line_the_indexer_moves_meanwhile(core: Core, history: History,
+                                                             backend: str) -> None:
+    """The indexer moves a chunk from its queue to the index in one commit while a search
+    reads both: the search still finds the job and its line (statements with a snapshot
+    each saw the chunk in neither, and job.list left out the line that matched)."""
+    from sqlalchemy import event
+
+    from multiflexid.services.joblist import JobFilter, list_jobs
+
+    job_id = history.ran[0]
+    _print(core, job_id, "needle QZ-9417 in a fresh line")  # noted, not indexed yet
+    engine = core.db.read_engine
+    moved: list[int] = []
+
+    def indexer_commits(*_args: Any) -> None:
+        if not moved:  # after the search's first statement
+            moved.append(1)
+            _reindex(core)
+
+    event.listen(engine, "after_cursor_execute", indexer_commits)
+    try:
+        with core.db.read_session() as s:
+            page = list_jobs(s, JobFilter(text="qz-9417"))
+    finally:
+        event.remove(engine, "after_cursor_execute", indexer_commits)
+    assert moved
+    assert [j.id for j in page.jobs] == [job_id]
+    assert page.matches[job_id][1] == "needle QZ-9417 in a fresh line"
