@@ -31,6 +31,7 @@ from multiflexid.store.orm import (
     Job,
 )
 from multiflexid.store.transitions import JobTransitions
+from multiflexid.store.types import held_state
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def _plan_tick(
 _NEXT_CLAIMABLE = (
     select(SCHEDULE.c.after)
     .where(~exists().where(JOBS.c.runtemplate_id == SCHEDULE.c.runtemplate_id,
-                           JOBS.c.state.in_(HELD_STATES)))
+                           held_state(JOBS.c.state)))
     .order_by(SCHEDULE.c.after).limit(1))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, inspect, select
 from sqlalchemy.orm import Session, aliased
 
-from multiflexi.states import ACTIVE_STATES, FAILURE_STATES, FINAL_STATES, HELD_STATES
+from multiflexi.states import ACTIVE_STATES, FAILURE_STATES, FINAL_STATES
 from multiflexid.domain.deadline import FINAL_TICK_STATES
 from multiflexid.presenters import deadline_text
 from multiflexid.store.orm import (
@@ -30,6 +30,7 @@ from multiflexid.store.orm import (
     RunTemplate,
     Schedule,
 )
+from multiflexid.store.types import held_state
 
 from .deadlines import current_ticks
 
@@ -148,7 +149,7 @@ def queue_figures(s: Session, now: datetime, company_id: int | None = None,
     oldest = select(func.min(Schedule.after)).where(
         Schedule.after <= now,
         ~exists().where(held.runtemplate_id == Schedule.runtemplate_id,
-                        held.state.in_(HELD_STATES)))
+                        held_state(held.state)))
     if company_id is not None:
         mine = select(Job.id).where(Job.company_id == company_id)
         queued = queued.where(Schedule.job_id.in_(mine))

@@ -482,6 +482,8 @@ class Schedule(Base):
     """The queue: one row per job waiting to run, not before ``after``."""
 
     __tablename__ = "schedule"
+    # Queue order (claims read the head of the queue through it, ties by id: FIFO)
+    __table_args__ = (Index("ix_schedule_due", "after", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(
@@ -490,7 +492,7 @@ class Schedule(Base):
     runtemplate_id: Mapped[int | None] = mapped_column(
         ForeignKey("runtemplate.id", ondelete="SET NULL"), index=True
     )
-    after: Mapped[datetime] = mapped_column(index=True)
+    after: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -37,6 +37,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -72,7 +73,7 @@ from .orm import (
     Schedule,
     as_loaded,
 )
-from .types import ids_param, in_ids
+from .types import held_state, ids_param, in_ids
 
 # Called with the jobs ended by one statement, inside its transaction.
 EndHook = Callable[[Session, list[JobEnded]], None]
@@ -111,7 +112,15 @@ _ENDED_COLUMNS = (JOBS.c.id, JOBS.c.runtemplate_id, JOBS.c.company_id, JOBS.c.ap
 def _guarded(transition: str, ids: Any = None) -> Any:
     """``UPDATE job ... WHERE id IN :ids AND state IN (<the transition's sources>)``."""
     return update(JOBS).where(JOBS.c.id.in_(ids if ids is not None else _ids()),
-                              JOBS.c.state.in_(TRANSITIONS[transition].sources))
+                              _state_check(transition))
+
+
+def _state_check(transition: str) -> Any:
+    """The job is in a state ``transition`` starts from — checked on each row found by its
+    id, never a way to find rows: written so that no index of ``state`` applies
+    (``state || ''``). Else a generic plan PostgreSQL made while the table was small and
+    unanalyzed takes the state index, and a claim of two jobs reads every queued one."""
+    return JOBS.c.state.concat("").in_(TRANSITIONS[transition].sources)
 
 
 def _guarded_one(transition: str) -> Any:
@@ -284,14 +293,18 @@ def _launch_columns() -> list[Any]:
             cred_version, cred_count]
 
 
-def _with_launch_columns(queued: Any, job_id: Any) -> Any:
-    """``queued`` (schedule rows) joined to what launching their jobs needs."""
+def _with_launch_columns(queued: Any, job_id: Any, *, sqlite: bool = False) -> Any:
+    """``queued`` (schedule rows) joined to what launching their jobs needs. On SQLite the
+    job's state is checked without its index (``+job.state``): with the queue's LIMIT a
+    bound parameter, SQLite would otherwise walk every queued job by that index first, a
+    claim costing more the longer the queue."""
+    state = literal_column(f"+{JOBS.name}.state") if sqlite else JOBS.c.state
     return (select(*_launch_columns())
             .select_from(queued.join(JOBS, JOBS.c.id == job_id)
                          .join(Application, Application.id == JOBS.c.app_id)
                          .join(Company, Company.id == JOBS.c.company_id)
                          .outerjoin(RUNTEMPLATES, RUNTEMPLATES.c.id == JOBS.c.runtemplate_id))
-            .where(JOBS.c.state.in_(TRANSITIONS["claim"].sources)))
+            .where(state.in_(TRANSITIONS["claim"].sources)))
 
 
 def _candidates_sqlite() -> Any:
@@ -301,34 +314,45 @@ def _candidates_sqlite() -> Any:
     due = (select(SCHEDULE.c.id.label("schedule_id"), SCHEDULE.c.job_id, SCHEDULE.c.after)
            .where(SCHEDULE.c.after <= bindparam("now"),
                   ~exists().where(held.runtemplate_id == SCHEDULE.c.runtemplate_id,
-                                  held.state.in_(HELD_STATES)))
+                                  held_state(held.state)))
            .order_by(SCHEDULE.c.after, SCHEDULE.c.id).limit(bindparam("n"))
            .subquery("due"))  # the queue's index first, then the joins for these few
-    return _with_launch_columns(due, due.c.job_id).order_by(due.c.after, due.c.schedule_id)
+    return (_with_launch_columns(due, due.c.job_id, sqlite=True)
+            .order_by(due.c.after, due.c.schedule_id))
 
 
 # PostgreSQL: the first due job of each template that has none claimed or running, its
 # queue entry locked (skipping those another node is taking right now). Only the first of
 # a template counts even when another node holds it locked, so two nodes never claim two
 # jobs of one template; the unique index of held jobs per template is the last guard.
+# The first of each template is looked for in the head of the queue (``scan`` entries in
+# queue order, templates with a held job left out: the first of a template there is its
+# first of all), so a claim costs the same with ten jobs queued or a million. A head full
+# of one template's jobs gives one job; the next claim, at once, finds the others (that
+# template is held then), as on SQLite.
+_HELD_PG = f"""NOT EXISTS (SELECT 1 FROM job h WHERE h.runtemplate_id = s.runtemplate_id
+                                         AND h.state IN ({_sql_states(HELD_STATES)}))"""
 _PICKED_PG = text(f"""
-    WITH due AS (
-        SELECT s.id, s.job_id, s.after, s.runtemplate_id,
+    WITH head AS MATERIALIZED (
+        SELECT s.id, s.after, s.runtemplate_id,
                row_number() OVER (PARTITION BY s.runtemplate_id ORDER BY s.after, s.id) AS nth
-          FROM schedule s
-         WHERE s.after <= :now
-           AND NOT EXISTS (SELECT 1 FROM job h WHERE h.runtemplate_id = s.runtemplate_id
-                                                 AND h.state IN ({_sql_states(HELD_STATES)}))
+          FROM (SELECT s.id, s.after, s.runtemplate_id
+                  FROM schedule s
+                 WHERE s.after <= :now AND {_HELD_PG}
+                 ORDER BY s.after, s.id
+                 LIMIT :scan) s
     )
     SELECT s.id AS schedule_id, s.job_id, s.after
-      FROM schedule s JOIN due ON due.id = s.id
-     WHERE due.nth = 1 OR due.runtemplate_id IS NULL
-     ORDER BY due.after, due.id
+      FROM schedule s JOIN head ON head.id = s.id
+     WHERE head.nth = 1 OR head.runtemplate_id IS NULL
+     ORDER BY head.after, head.id
      LIMIT :n
        FOR UPDATE OF s SKIP LOCKED
 """).bindparams(bindparam("now", type_=SCHEDULE.c.after.type)).columns(
     column("schedule_id", Integer), column("job_id", Integer),
     column("after", SCHEDULE.c.after.type)).cte("picked")
+
+
 _CANDIDATES = {
     False: _candidates_sqlite(),
     True: (_with_launch_columns(_PICKED_PG, _PICKED_PG.c.job_id)
@@ -341,8 +365,7 @@ def _take_statement(postgresql: bool) -> Any:
     job's row is written once: no second UPDATE, and on PostgreSQL no second round of
     foreign-key checks for a row this transaction already changed); off the queue."""
     starting = in_ids(JOBS.c.id, "start", postgresql)
-    taken = (update(JOBS).where(in_ids(JOBS.c.id, "ids", postgresql),
-                                JOBS.c.state.in_(TRANSITIONS["claim"].sources))
+    taken = (update(JOBS).where(in_ids(JOBS.c.id, "ids", postgresql), _state_check("claim"))
              .values(state=case((starting, leads_to("start")), else_=leads_to("claim")),
                      node=bindparam("by"), claimed_at=bindparam("now"),
                      begin=case((starting, bindparam("now")), else_=None),
@@ -373,7 +396,7 @@ class Claimed:
 _STATE_OF = select(JOBS.c.state).where(JOBS.c.id == bindparam("job_id"))
 _STATES_OF = select(JOBS.c.id, JOBS.c.state).where(JOBS.c.id.in_(_ids()))
 _HELD = select(exists().where(JOBS.c.runtemplate_id == bindparam("rt_id"),
-                              JOBS.c.state.in_(HELD_STATES)))
+                              held_state(JOBS.c.state)))
 # What the next attempt of an ended job is made from.
 _RETRY_OF = select(JOBS.c.runtemplate_id, JOBS.c.attempt, JOBS.c.launched_by,
                    JOBS.c.overrides, JOBS.c.end, JOBS.c.state).where(
@@ -551,8 +574,8 @@ class JobTransitions:
             return Claimed([], set())
         postgresql = _postgresql(s)
         conn = s.connection()
-        candidates = list(conn.execute(_CANDIDATES[postgresql], {"now": now, "n": limit * (
-            1 if postgresql else 4)}))
+        candidates = list(conn.execute(_CANDIDATES[postgresql], {
+            "now": now, "n": limit * (1 if postgresql else 4), "scan": 16 + 8 * limit}))
         if not postgresql:  # one job per template (PostgreSQL's query keeps only the first)
             templates: set[int] = set()
             kept = []

@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator
 
+from multiflexi.states import HELD_STATES
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware and stored in UTC.
@@ -55,6 +57,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def held_state(column: Any) -> Any:
+    """``column IN ('claimed', 'running')`` with the states written in the statement, not
+    bound: only then can SQLite and PostgreSQL use the partial index of held jobs (one per
+    template) — with bound values SQLite reads every job of the template instead."""
+    return column.in_([literal_column(f"'{state}'") for state in HELD_STATES])
 
 
 def in_ids(column: Any, name: str, postgresql: bool) -> Any:

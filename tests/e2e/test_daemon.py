@@ -136,6 +136,23 @@ def test_jobs_of_one_template_never_overlap(core: Core, daemon: DaemonProcess) -
     assert b["begin"] >= a["end"]
 
 
+def test_a_job_queued_behind_many_of_one_template_starts_beside_them(
+        core: Core, daemon: DaemonProcess) -> None:
+    """The head of the queue full of one template's jobs (they run one after another)
+    holds back no other template's job queued behind them: it runs while the first
+    of them still does, not after all of them."""
+    slow = make_template(core, name="slow", config={"SCRIPT": "sleep 2"})
+    quick = make_template(core, name="quick", config={"SCRIPT": "echo quick"})
+    first = _run(daemon, slow)
+    for _ in range(59):  # more than a claim looks at in the head of the queue
+        _run(daemon, slow)
+    behind = daemon.wait_job(_run(daemon, quick)["id"])
+    running = daemon.call("job.get", id=first["id"])
+    assert behind["state"] == "succeeded"
+    assert running["state"] == "running", running
+    assert behind["begin"] < daemon.wait_job(first["id"])["end"]
+
+
 def test_job_changes_and_output_are_pushed(core: Core, daemon: DaemonProcess) -> None:
     rt = make_template(core, config={"SCRIPT": "echo one; sleep 1; echo two"})
     with daemon.client() as c:
