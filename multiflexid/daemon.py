@@ -32,6 +32,7 @@ from multiflexi.states import STAGE
 from multiflexid.actions.chain import PreviousArtifacts
 from multiflexid.actions.ledger import RunsQueued
 from multiflexid.actions.worker import ActionWorker
+from multiflexid.aio import nap
 from multiflexid.artifacts import collect
 from multiflexid.cluster import Cluster
 from multiflexid.core import Core
@@ -87,6 +88,7 @@ class Daemon:
         self.started_at = datetime.now(UTC)
         self.stop_taking = asyncio.Event()  # scheduler and dispatcher stop
         self.stopped = asyncio.Event()  # everything else stops
+        self._status_wake = asyncio.Event()  # others changed the database (NOTIFY)
         self.bus = EventBus()
         self.queued = 0
         self.health = Health()
@@ -207,6 +209,8 @@ class Daemon:
             health=self.health)
         self.dispatcher.on_ended = self.indexer.wake.set  # its output is the indexer's
         self.dispatcher.poll = self.actions.poll = self._poll_seconds
+        base_sleep = self.scheduler.max_sleep
+        self.scheduler.poll = lambda: base_sleep * 5 if self.cluster.listening else base_sleep
         self._search_reader = OutputSearch(self.core.db.dialect)
         try:
             await self.rpc.start()
@@ -270,6 +274,7 @@ class Daemon:
         self._report_status()
 
     def _work_arrived(self) -> None:
+        self._status_wake.set()
         self.dispatcher.wake.set()
         self.scheduler.wake.set()
         self.actions.wake.set()  # (a job's end on another node may have queued actions)
@@ -311,20 +316,24 @@ class Daemon:
                 await asyncio.wait_for(self.stopped.wait(), interval / 3)
 
     async def _status_loop(self) -> None:
+        """The queue's length and the index's state for the status: every 2 s, or while
+        NOTIFY reaches this node (then it is woken by others' changes) every 10 s and
+        when woken, at most every 2 s."""
         while not self.stopped.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), 2.0)
+            await nap(asyncio.Event(), self.stopped, 2.0)
+            if self.cluster.listening:
+                await nap(self._status_wake, self.stopped, 8.0)
             await self._read_status()
             self._report_status()
 
-    async def _read_status(self) -> None:
+    def _status_of(self, s: Session) -> tuple[int, dict[str, Any]]:
         """The queue's length and the search index's state, in one read."""
-        def read(s: Session) -> tuple[int, dict[str, Any]]:
-            queued = s.scalar(select(func.count()).select_from(Schedule)) or 0
-            return queued, self._search_reader.status(s)
+        queued = s.scalar(select(func.count()).select_from(Schedule)) or 0
+        return queued, self._search_reader.status(s)
 
+    async def _read_status(self) -> None:
         try:
-            self.queued, self.search = await self.db.read(read)
+            self.queued, self.search = await self.db.look(self._status_of)
         except Exception as exc:
             self.health.failed("database", exc)
             self.search = {**self.search, "problem": describe(exc)}

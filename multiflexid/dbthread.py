@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 # How long a lazy write may wait for others to share its commit (seconds).
 LINGER = 0.02
+# A look (:meth:`DbThread.look`) reads again after this long even if nothing changed.
+LOOK_MAX_AGE = 30.0
 
 
 @dataclass
@@ -73,6 +75,7 @@ class DbThread:
         self.on_events: Callable[[list[Any]], None] | None = None
         # Called in the writer thread with how long each committed transaction took (s).
         self.on_commit_seconds: Callable[[float], None] | None = None
+        self._looks: dict[Any, tuple[int, float, Any]] = {}
 
     def submit(self, fn: Callable[..., T], *args: Any, lazy: bool = False,
                **kwargs: Any) -> Future[T]:
@@ -109,6 +112,24 @@ class DbThread:
                 return fn(s, *args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, job)
+
+    async def look(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`read` of ``fn(session, *args)`` for a periodic look (is a template due?
+        a queued job? an action run?): read again only when the database may have
+        changed since the last look of the same call, or ``LOOK_MAX_AGE`` passed — an
+        idle daemon's looks cost no read while nothing changes. Where a change cannot be
+        told (PostgreSQL: NOTIFY wakes the daemon instead) every look reads."""
+        version = self.db.data_version()  # before the read: a commit meanwhile is seen next
+        now = time.monotonic()
+        key = (fn, args)
+        seen = self._looks.get(key)
+        if (version is not None and seen is not None and seen[0] == version
+                and now - seen[1] < LOOK_MAX_AGE):
+            return seen[2]
+        result = await self.read(fn, *args)
+        if version is not None:
+            self._looks[key] = (version, now, result)
+        return result
 
     def _write_loop(self) -> None:
         self._session = self.db.writer_session()

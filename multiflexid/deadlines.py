@@ -52,15 +52,24 @@ class DeadlineTracker:
         return events, nxt
 
     async def run(self, stopping: asyncio.Event) -> None:
+        woken = True
         while not stopping.is_set():
             try:
+                if not woken:  # a timed look: a read first; a sweep (a write) only if due
+                    nxt = await self.db.look(self.book.next_wakeup)
+                    if nxt is None or nxt > self.clock():
+                        woken = await nap(self.wake, stopping, self._sleep(nxt))
+                        continue
                 _events, nxt = await self.sweep()
             except Exception as exc:  # the database may be down: keep going, say so
                 self.health.failed("deadlines", exc)
                 await nap(self.wake, stopping, 2.0)
+                woken = True
                 continue
             self.health.ok("deadlines")
-            sleep = self.max_sleep
-            if nxt is not None:
-                sleep = max(0.0, min(sleep, (nxt - self.clock()).total_seconds() + 0.05))
-            await nap(self.wake, stopping, sleep)
+            woken = await nap(self.wake, stopping, self._sleep(nxt))
+
+    def _sleep(self, nxt: datetime | None) -> float:
+        if nxt is None:
+            return self.max_sleep
+        return max(0.0, min(self.max_sleep, (nxt - self.clock()).total_seconds() + 0.05))

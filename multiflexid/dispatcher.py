@@ -176,7 +176,7 @@ class Dispatcher:
             woken = await nap(self.wake, stopping, idle)
 
     async def _idle_time(self, poll: float) -> float:
-        nxt = await self.db.read(lifecycle.next_after)
+        nxt = await self.db.look(lifecycle.next_after)
         if nxt is None:
             return poll
         return max(0.0, min(poll, (nxt - self.clock()).total_seconds()))

@@ -52,7 +52,7 @@ class OutputIndexer:
         while not stopping.is_set():
             try:
                 looked = loop.time()
-                if not await self.db.read(self.search.behind):
+                if not await self.db.look(self.search.behind):
                     if await nap(self.wake, stopping, IDLE_CHECK):
                         await nap(asyncio.Event(), stopping,
                                   WOKEN_GAP - (loop.time() - looked))

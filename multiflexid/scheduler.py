@@ -20,7 +20,10 @@ from multiflexid.store.transitions import JobTransitions
 
 log = logging.getLogger(__name__)
 
-MAX_SLEEP = 1.0  # templates changed by the CLI are noticed within this
+# Templates changed by others (the CLI writes the database directly) are noticed within
+# this — a look that reads only if the database changed (SQLite); on PostgreSQL such a
+# change NOTIFYs the daemon at once (a trigger), and the daemon stretches it meanwhile.
+MAX_SLEEP = 1.0
 
 
 def _utcnow() -> datetime:
@@ -41,6 +44,7 @@ class Scheduler:
     ) -> None:
         self.health = health or Health()
         self.max_sleep = max_sleep
+        self.poll: Callable[[], float] = lambda: self.max_sleep
         self.db = db
         self.tx = transitions
         self.on_jobs = on_jobs
@@ -63,7 +67,7 @@ class Scheduler:
         while not stopping.is_set():
             try:
                 if not woken:  # a timed poll: a read first; a tick (a write) only if due
-                    nxt = await self.db.read(lifecycle.next_tick)
+                    nxt = await self.db.look(lifecycle.next_tick)
                     if nxt is None or nxt > self.clock():
                         self.health.ok("scheduler")
                         woken = await nap(self.wake, stopping, self._sleep(nxt))
@@ -80,7 +84,8 @@ class Scheduler:
             woken = await nap(self.wake, stopping, self._sleep(result.next_due))
 
     def _sleep(self, next_due: datetime | None) -> float:
+        poll = self.poll()
         if next_due is None:
-            return self.max_sleep
-        return max(0.0, min(self.max_sleep, (next_due - self.clock()).total_seconds()))
+            return poll
+        return max(0.0, min(poll, (next_due - self.clock()).total_seconds()))
 

@@ -72,7 +72,7 @@ class ActionWorker:
                 free = self.settings.action_workers - len(self.running)
                 # A read first: a write transaction only when a run is due (an idle
                 # daemon polls with reads).
-                nxt = await self.db.read(ledger.next_due) if free > 0 else None
+                nxt = await self.db.look(ledger.next_due) if free > 0 else None
                 if nxt is not None and nxt <= _now():
                     for run in await self.db.write(ledger.claim, _now(), node, free,
                                                    lease_seconds):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,27 @@ class Database:
         # the daemon sets one per socket call instead).
         self.actor: audit.Actor | None = None
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._version_probe: sqlite3.Connection | None = None
+
+    def data_version(self) -> int | None:
+        """On SQLite, a number that changes whenever anyone commits to the database (this
+        process's writer, the CLI, another program): ``PRAGMA data_version`` of a
+        connection kept for asking only, a few microseconds, no thread needed. None when
+        that cannot be told (PostgreSQL, an in-memory database, an error): read again.
+        One caller thread only (the daemon's event loop)."""
+        database = self.url.database if self.dialect == "sqlite" else None
+        if not database or database == ":memory:":
+            return None
+        try:
+            if self._version_probe is None:
+                self._version_probe = sqlite3.connect(
+                    database, timeout=0.05, isolation_level=None, check_same_thread=False)
+            return int(self._version_probe.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            if self._version_probe is not None:
+                self._version_probe.close()
+                self._version_probe = None
+            return None
 
     @staticmethod
     def _sqlite_engine(url: str, begin: str, echo: bool, busy_seconds: float) -> Engine:
@@ -251,6 +273,9 @@ class Database:
         )
 
     def dispose(self) -> None:
+        if self._version_probe is not None:
+            self._version_probe.close()
+            self._version_probe = None
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()

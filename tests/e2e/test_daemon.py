@@ -22,7 +22,7 @@ from multiflexi.errors import Conflict, DaemonUnavailable, InternalError, Invali
 from multiflexid.core import Core
 from tests.conftest import Env
 from tests.support.daemon import DaemonProcess, NotifyListener, running_daemon
-from tests.support.factory import make_template, refuse, shell_app
+from tests.support.factory import make_template, overdue_template, refuse, shell_app
 
 
 @pytest.fixture
@@ -151,6 +151,25 @@ def test_a_job_queued_behind_many_of_one_template_starts_beside_them(
     assert behind["state"] == "succeeded"
     assert running["state"] == "running", running
     assert behind["begin"] < daemon.wait_job(first["id"])["end"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # (SQLite: its looks, tests/integration)
+def test_a_template_made_due_by_another_program_wakes_the_daemon(
+        mf_env: Env, core: Core, tmp_path: Path) -> None:
+    """A template another program makes due (here a direct write, as the CLI does) is run
+    at once: its change NOTIFYs the daemon, which otherwise looks only every poll_seconds
+    (30 s here, and five times that while LISTEN is up)."""
+    core.ensure_schema()
+    with running_daemon({**mf_env.vars(), "MULTIFLEXI_POLL_SECONDS": "30"}, tmp_path) as d:
+        time.sleep(1)  # idle: the scheduler's first look is behind it
+        rt = overdue_template(core)
+        deadline = time.monotonic() + 15
+        jobs: list[dict] = []
+        while not jobs and time.monotonic() < deadline:
+            jobs = d.call("job.list", runtemplate_id=rt)["items"]
+            time.sleep(0.2)
+        assert jobs, "the daemon did not notice the template within 15 s"
+        assert d.wait_job(jobs[0]["id"])["state"] == "succeeded"
 
 
 def test_job_changes_and_output_are_pushed(core: Core, daemon: DaemonProcess) -> None:
