@@ -206,6 +206,11 @@ def per_job_costs(costs: dict[str, list[dict[str, float]]], serial: float) -> li
         out.append(Figure("multiflexid dispatch, per job: durable commits", backend, commits,
                           "", note=f"{m('commit_ms'):.2f} ms a commit here; ceiling "
                           f"{commit_bound / serial:.2f}x ({commit_bound:.0f} jobs/s)"))
+        out.append(Figure("multiflexid dispatch, a slot between two jobs", backend,
+                          m("between_ms"), "ms",
+                          note=f"a slot takes a job every {m('cycle_ms'):.2f} ms, its process "
+                          f"runs {m('run_ms'):.2f} ms; no job ran "
+                          f"{100 * m('none_running'):.0f} % of the time"))
     return out
 
 

@@ -12,11 +12,13 @@ With ``--lines K`` every job is a shell script printing K log lines of about 100
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from common import Install, install, serial_true_rate
 from sqlalchemy import Engine, create_engine, func, select, text
@@ -145,17 +147,17 @@ def commit_ms(backend: str, engine: Engine, root: Path, n: int = 50) -> float:
     if backend == "sqlite":
         import sqlite3
 
-        conn = sqlite3.connect(root / "commit-probe.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("CREATE TABLE IF NOT EXISTS probe (x integer)")
+        lite = sqlite3.connect(root / "commit-probe.db", isolation_level=None)
+        lite.execute("PRAGMA journal_mode=WAL")
+        lite.execute("PRAGMA synchronous=FULL")
+        lite.execute("CREATE TABLE IF NOT EXISTS probe (x integer)")
         for i in range(n):
             t = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO probe VALUES (?)", (i,))
-            conn.execute("COMMIT")
+            lite.execute("BEGIN IMMEDIATE")
+            lite.execute("INSERT INTO probe VALUES (?)", (i,))
+            lite.execute("COMMIT")
             times.append(time.perf_counter() - t)
-        conn.close()
+        lite.close()
     else:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE IF NOT EXISTS bench_commit_probe (x integer)"))
@@ -227,11 +229,37 @@ def run(backend: str, n: int, parallel: int, statements: bool = False,
         with core.db.read_session() as s:
             ok = s.scalar(select(func.count()).select_from(Job)
                           .where(Job.state == "succeeded")) or 0
+            spans = s.execute(select(Job.begin, Job.end).where(Job.begin.is_not(None))).all()
+        costs.update(slot_times(spans, parallel, n / elapsed))
         daemon.stop()
         costs["commit_ms"] = commit_ms(backend, looker, inst.root)
         core.close()
     assert ok == n, f"only {ok} of {n} jobs succeeded"
     return {"jobs": n, "seconds": elapsed, "rate": n / elapsed, **costs}
+
+
+def slot_times(spans: list[Any], parallel: int, rate: float) -> dict[str, float]:
+    """Where a slot's time goes, from the jobs' records: a slot takes a job every
+    ``parallel / rate`` s; of that, the job's process ran (begin: its launch, end: its end
+    as recorded — median) and the rest went between two jobs (recording one's end,
+    committing the next one's start before launching it). Also the share of the time no
+    job ran at all (a timeline of the begins and ends, the first and last 10 % left out)."""
+    spans = sorted(spans)
+    cut = len(spans) // 10
+    kept = spans[cut:len(spans) - cut] or spans
+    runs = sorted((end - begin).total_seconds() for begin, end in kept)
+    events = sorted([(b, 1) for b, _e in kept] + [(e, -1) for _b, e in kept])
+    idle = total = 0.0
+    running = 0
+    for (at, step), (nxt, _) in itertools.pairwise(events):
+        running += step
+        gap = (nxt - at).total_seconds()
+        total += gap
+        idle += gap if running <= 0 else 0.0
+    cycle = 1000 * parallel / rate
+    run = 1000 * runs[len(runs) // 2] if runs else 0.0
+    return {"cycle_ms": cycle, "run_ms": run, "between_ms": cycle - run,
+            "none_running": idle / total if total else 0.0}
 
 
 def cost_line(r: dict[str, float]) -> str:
@@ -246,7 +274,10 @@ def cost_line(r: dict[str, float]) -> str:
                   f"{r['transactions']:.2f}", f"WAL flushes {r['wal_flushes']:.2f}"]
     cpu_bound, commit_bound = ceilings(r)
     return ("per job: " + ", ".join(parts) + f"\n  a commit here: {r['commit_ms']:.2f} ms; "
-            f"ceilings: CPU {cpu_bound:.0f} jobs/s, commits {commit_bound:.0f} jobs/s")
+            f"ceilings: CPU {cpu_bound:.0f} jobs/s, commits {commit_bound:.0f} jobs/s"
+            f"\n  a slot takes a job every {r['cycle_ms']:.2f} ms: its process runs "
+            f"{r['run_ms']:.2f} ms, {r['between_ms']:.2f} ms go between two jobs; no job ran "
+            f"{100 * r['none_running']:.0f} % of the time")
 
 
 def ceilings(r: dict[str, float]) -> tuple[float, float]:
