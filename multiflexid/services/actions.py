@@ -26,6 +26,7 @@ from multiflexid.actions import spec
 from multiflexid.actions.chain import chain_target
 from multiflexid.crypto import SecretBox
 from multiflexid.presenters import iso
+from multiflexid.store.audit import note
 from multiflexid.store.orm import Action, ActionRun, Company, RunTemplate
 from multiflexid.store.types import utcnow
 
@@ -210,11 +211,19 @@ def retry_run(s: Session, run: ActionRun, now: datetime, by: str) -> ActionRun:
     if run.state not in ("failed", "gave_up"):
         raise Conflict(f"action run {run_id} is {run.state}; only failed and gave_up runs "
                        "are retried")
+    before = run.state
     run.state, run.attempts, run.next_at = "pending", 0, now
     run.result = f"retry requested by {by}; last: {run.result or '-'}"[:2000]
     run.finished_at = None
     run.updated_at = utcnow()
     s.flush()
+    what = f"job {run.job_id}" if run.job_id is not None else f"tick {run.tick_id}"
+    note(s, "action_run", run_id, run.company_id, "retry",
+         f"action run {run_id} ({run.module} for {what}) due again",
+         {"state": [before, "pending"]},
+         {"MULTIFLEXI_ACTION": run.module}
+         | ({"MULTIFLEXI_JOB_ID": run.job_id} if run.job_id is not None else {}),
+         runtemplate_id=run.runtemplate_id)
     return run
 
 

@@ -40,7 +40,8 @@ from .credentials import credential_values, list_credentials
 from .deadlines import tick_record
 from .runtemplates import list_runtemplates
 
-ENTITIES = ("company", "credential", "runtemplate", "application", "action", "access", "job")
+ENTITIES = ("company", "credential", "runtemplate", "application", "action", "access", "job",
+            "action_run")
 
 
 def entry_dict(e: AuditEntry) -> dict[str, Any]:

@@ -5,6 +5,7 @@ HTTP servers, not the real services: those cannot be reached from here)."""
 
 from __future__ import annotations
 
+import json
 import contextlib
 import hashlib
 import hmac
@@ -130,6 +131,12 @@ def test_webhook_gives_up_after_the_limit_and_is_retried_by_hand(
     assert done["status_code"] == 200
     again = mfcli("action-run", "retry", "--id", str(given_up["id"]))
     assert again.code == 1 and "is succeeded" in again.err
+    # Who asked for the retry is on the audit trail (the refused second one changed nothing).
+    trail = json.loads(mfcli("--format", "json", "audit", "list", "--entity",
+                             "action_run").out)
+    assert [(e["action"], e["entity_id"], e["via"], e["diff"]) for e in trail] == [
+        ("retry", given_up["id"], "cli", {"state": ["gave_up", "pending"]})]
+    assert f"WebHook for job {job['id']}" in trail[0]["summary"]
 
 
 def test_a_server_that_hangs_hits_the_timeout(core: Core, daemon: DaemonProcess,
