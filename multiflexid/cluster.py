@@ -64,12 +64,16 @@ class Cluster:
         self.listening = False
 
     @property
-    def fence_reason(self) -> str | None:
-        """Why this node launches nothing, or None when it may."""
-        if not self.fenced:
-            return None
+    def lease_problem(self) -> str | None:
+        """What is wrong with this node's lease, or None: its last renewal failed (the
+        database refuses writes: degraded at once, though jobs still run until the lease
+        runs out), or it ran out and the node launches nothing."""
         why = f" ({self.renew_error})" if self.renew_error else ""
-        return f"lease not renewed{why}, not launching jobs"
+        if self.fenced:
+            return f"lease not renewed{why}, not launching jobs"
+        if self.renew_error:
+            return f"lease renewal failing{why}"
+        return None
 
     async def register(self) -> None:
         await self.db.write(nodes.register, self.settings.node, pid=self.pid,
@@ -159,6 +163,18 @@ class Cluster:
         loop = asyncio.get_running_loop()
         pgconn = conn.pgconn
         lost: asyncio.Future[BaseException] = loop.create_future()
+        # The loop watches a duplicate of the socket that is ours: when the server ends
+        # the connection, libpq closes its own descriptor at once, and the number, free
+        # again, may go to the next socket anyone opens (a client of ours: watching it
+        # as the LISTEN connection's, or un-watching it, broke that client's connection).
+        fd = os.dup(pgconn.socket)
+        watched = True
+
+        def unwatch() -> None:
+            nonlocal watched
+            if watched:
+                watched = False
+                loop.remove_reader(fd)
 
         def readable() -> None:
             try:
@@ -171,19 +187,22 @@ class Cluster:
                 if woken:
                     self.on_work()
             except Exception as exc:
+                unwatch()  # (our duplicate stays readable at the end of the stream)
                 if not lost.done():
                     lost.set_result(exc)
 
-        fd = pgconn.socket
-        loop.add_reader(fd, readable)
-        readable()  # what arrived with the LISTEN's answer
-        waiter = asyncio.ensure_future(stopped.wait())
-        either: set[asyncio.Future[Any]] = {lost, waiter}
         try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            loop.add_reader(fd, readable)
+            readable()  # what arrived with the LISTEN's answer
+            waiter = asyncio.ensure_future(stopped.wait())
+            either: set[asyncio.Future[Any]] = {lost, waiter}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
         finally:
-            loop.remove_reader(fd)
-            waiter.cancel()
+            unwatch()
+            os.close(fd)
         if lost.done():
             raise lost.result()
         return True

@@ -343,13 +343,14 @@ class Daemon:
     def _status_line(self) -> str:
         line = f"{len(self.dispatcher.executing)} running, {self.queued} queued"
         if self.degraded:
-            why = [r for r in (self.cluster.fence_reason, self.health.summary()) if r]
+            why = [r for r in (self.cluster.lease_problem, self.health.summary()) if r]
             line = f"degraded: {'; '.join(why) or 'database writes failing'}; " + line
         return line
 
     @property
     def degraded(self) -> bool:
-        return self.health.degraded or self.hub.failing_since is not None or self.cluster.fenced
+        return (self.health.degraded or self.hub.failing_since is not None
+                or self.cluster.lease_problem is not None)
 
     def _report_status(self) -> None:
         self.notifier.status(self._status_line())

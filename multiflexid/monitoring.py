@@ -32,8 +32,8 @@ class _Live:
         problems = dict(d.health.problems)
         if getattr(d, "hub", None) is not None and d.hub.failing_since is not None:
             problems.setdefault("output", "output writes failing")
-        if d.cluster.fence_reason:
-            problems["lease"] = d.cluster.fence_reason
+        if d.cluster.lease_problem:
+            problems["lease"] = d.cluster.lease_problem
         return problems
 
 
