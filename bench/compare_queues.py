@@ -109,6 +109,7 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
             verbose: bool = True) -> list[Figure]:
     """Figures of REPEAT interleaved repetitions; with ``sqlite``, multiflexid's dispatch on
     SQLite too (against the same repetition's baseline)."""
+    from dispatch import executor_alone_rate
     from dispatch import run as dispatch_run
 
     logging.getLogger("procrastinate").setLevel(logging.ERROR)
@@ -121,6 +122,7 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
     costs: dict[str, list[dict[str, float]]] = {"postgresql": [], "sqlite": []}
     serials: list[float] = []
     threaded: list[float] = []
+    alone: list[float] = []
     cluster = PgCluster(fsync=True).start()
     try:
         for rep in range(1, repeat + 1):
@@ -128,6 +130,7 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
             two = threaded_true_rate(jobs, parallel)
             serials.append(base)
             threaded.append(two)
+            alone.append(executor_alone_rate(jobs, parallel) / base)
             pg_run = dispatch_run("postgresql", jobs, parallel)
             costs["postgresql"].append(pg_run)
             got = {
@@ -157,6 +160,9 @@ def measure(jobs: int = 2000, repeat: int = 3, parallel: int = 2, sqlite: bool =
         Figure(f"same loop, {parallel} threads", "-", med(threaded), "jobs/s",
                note=f"{med([t / s for t, s in zip(threaded, serials, strict=True)]):.2f}x "
                     "the serial loop"),
+        Figure(f"multiflexid's native executor alone, parallel {parallel}", "-", med(alone),
+               "x", note="Popen, pidfd and pipes on the event loop, nothing on record: what "
+                         "launching costs; the rest of the gap is the record"),
         Figure(f"procrastinate: {what}", "postgresql", med(ratios["procrastinate"]), "x",
                note=f"{med(rates['procrastinate']):.0f} jobs/s"),
         Figure(f"pgqueuer: {what}", "postgresql", med(ratios["pgqueuer"]), "x",

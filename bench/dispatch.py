@@ -238,6 +238,36 @@ def run(backend: str, n: int, parallel: int, statements: bool = False,
     return {"jobs": n, "seconds": elapsed, "rate": n / elapsed, **costs}
 
 
+def executor_alone_rate(n: int, parallel: int) -> float:
+    """Jobs per second of the daemon's native executor alone: N ``true`` through
+    ``NativeExecutor.run`` (Popen on its pipes, a pidfd, the event loop), ``parallel`` at a
+    time, in this process — no claim, start or end on record, no output stored. What
+    launching costs; the rest of the daemon's time per job is its record."""
+    import asyncio
+    import tempfile
+
+    from multiflexid.executors.base import JobSpec
+    from multiflexid.executors.native import NativeExecutor
+
+    async def go() -> float:
+        executor = NativeExecutor()
+        env = dict(os.environ)
+        left = iter(range(n))
+        with tempfile.TemporaryDirectory() as workdir:
+            async def slot() -> None:
+                for i in left:
+                    result = await executor.run(
+                        JobSpec(job_id=i, argv=["true"], env=env, workdir=Path(workdir)),
+                        lambda *_: None, lambda _pid: None, asyncio.Event())
+                    assert result.exitcode == 0, result
+
+            start = time.perf_counter()
+            await asyncio.gather(*(slot() for _ in range(parallel)))
+            return n / (time.perf_counter() - start)
+
+    return asyncio.run(go())
+
+
 def slot_times(spans: list[Any], parallel: int, rate: float) -> dict[str, float]:
     """Where a slot's time goes, from the jobs' records: a slot takes a job every
     ``parallel / rate`` s; of that, the job's process ran (begin: its launch, end: its end
@@ -300,6 +330,9 @@ def main() -> None:
     args = parser.parse_args()
     baseline = serial_true_rate(min(args.jobs, 2000))
     print(f"baseline: serial subprocess.run(['true']) loop: {baseline:.0f} jobs/s")
+    alone = executor_alone_rate(args.jobs, args.parallel)
+    print(f"the native executor alone (nothing on record), parallel {args.parallel}: "
+          f"{alone:.0f} jobs/s = {alone / baseline:.2f}x the serial loop")
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
     for backend in backends:
         r = run(backend, args.jobs, args.parallel, args.statements, args.lines)
