@@ -5,6 +5,7 @@ is shown, never lost."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -15,10 +16,14 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from multiflexi.errors import MultiFlexiError
-from multiflexi.states import ACTION_STREAK_TRIGGERS
+from multiflexi.states import ACTION_RUN_FINAL, ACTION_STREAK_TRIGGERS
 from multiflexi_tui.connection import link_of
 from multiflexi_tui.widgets.action_runs import RUN_STYLES, run_for, run_state
 from multiflexi_tui.widgets.list_table import ListTable
+
+# A retried delivery is followed until it is done (the daemon pushes no news of action
+# runs): its row is read again once a second, for up to this many seconds.
+FOLLOW_SECONDS = 120
 
 
 def config_text(config: dict[str, Any]) -> str:
@@ -58,6 +63,7 @@ class ActionsPane(Vertical):
         self.company_id = company_id
         self.actions: list[dict[str, Any]] = []
         self.runs: list[dict[str, Any]] = []
+        self.inherits = True
 
     def compose(self) -> ComposeResult:
         yield Static("Actions (a add · x remove · T test)", classes="title")
@@ -89,9 +95,10 @@ class ActionsPane(Vertical):
             self.note(Text(exc.message, style="red"))
             return
         self.actions, self.runs = reply.get("items") or [], runs.get("items") or []
-        self._show(reply.get("inherit_actions", True))
+        self.inherits = reply.get("inherit_actions", True)
+        self._show()
 
-    def _show(self, inherits: bool) -> None:
+    def _show(self) -> None:
         table = self.query_one("#action-table", ListTable)
         table.clear()
         for a in self.actions:
@@ -104,18 +111,43 @@ class ActionsPane(Vertical):
         runs = self.query_one("#delivery-table", ListTable)
         runs.clear()
         for r in self.runs:
-            style = RUN_STYLES.get(r["state"], "") if r["state"] in ("failed", "gave_up") \
-                else ""
-            runs.add_row(r["id"], run_for(r), r["module"], run_state(r),
-                         Text(r.get("result") or "", style=style), key=str(r["id"]))
+            runs.add_row(r["id"], run_for(r), r["module"], run_state(r), _result(r),
+                         key=str(r["id"]))
+        self._note_runs()
+
+    def _note_runs(self) -> None:
         failed = sum(1 for r in self.runs if r["state"] in ("failed", "gave_up"))
         parts = []
         if failed:
             parts.append(Text(f"{failed} failed deliver{'y' if failed == 1 else 'ies'}",
                               style="bold red"))
-        if not inherits:
+        if not self.inherits:
             parts.append(Text("the company's default actions do not apply to this template"))
         self.note(Text(" · ").join(parts) if parts else "")
+
+    @work(group="action-follow", exclusive=True, exit_on_error=False)
+    async def follow(self, run_id: int) -> None:
+        """A retried delivery's row, read again once a second until it is done: its
+        state and result change in place (the cursor stays where it is)."""
+        link = link_of(self)
+        for _ in range(FOLLOW_SECONDS):
+            await asyncio.sleep(1.0)
+            try:
+                reply = await link.call("action_run.list", runtemplate_id=self.rt_id,
+                                        limit=20)
+            except MultiFlexiError:
+                return
+            run = next((r for r in reply.get("items") or [] if r["id"] == run_id), None)
+            if run is None:
+                return
+            self.runs = [run if r["id"] == run_id else r for r in self.runs]
+            table = self.query_one("#delivery-table", ListTable)
+            if str(run_id) in table.rows:
+                table.update_cell(str(run_id), "state", run_state(run))
+                table.update_cell(str(run_id), "result", _result(run))
+            self._note_runs()
+            if run["state"] in ACTION_RUN_FINAL:
+                return
 
     def _current(self, table_id: str, items: list[dict[str, Any]]) -> dict[str, Any] | None:
         table = self.query_one(table_id, ListTable)
@@ -196,5 +228,13 @@ class ActionsPane(Vertical):
                 return
             self.notify(f"delivery #{run['id']} is due again")
             self.load()
+            self.follow(run["id"])
 
         self.run_worker(retry(), group="action-retry", exit_on_error=False)
+
+
+def _result(run: dict[str, Any]) -> Text:
+    """A delivery's result, red when it failed."""
+    failed = run["state"] in ("failed", "gave_up")
+    return Text(run.get("result") or "", style=RUN_STYLES.get(run["state"], "") if failed
+                else "")

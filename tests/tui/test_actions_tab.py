@@ -141,6 +141,9 @@ def test_a_failed_delivery_is_red_retried_and_an_action_removed(
             await wait_for(pilot, lambda: any(p.path == "/bad" and p.json["action"]["attempt"]
                                               == 1 for p in server.received[2:]),
                            "the delivery again")
+            # The tab follows the retried delivery: how it went shows without reopening.
+            await wait_text(pilot, "/bad: HTTP 200")
+            assert deliveries.get_row_at(deliveries.cursor_row)[0] == runs[bad]["id"]
             # Remove: a company's default is not removed here; the template's own is.
             actions = pane.query_one("#action-table", ListTable)
             actions.focus()
