@@ -5,10 +5,10 @@ HTTP servers, not the real services: those cannot be reached from here)."""
 
 from __future__ import annotations
 
-import json
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import signal
 import time
