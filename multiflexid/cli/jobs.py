@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from multiflexi.errors import InvalidInput, NotFound
 from multiflexid.presenters import artifact_dict, iso, job_dict, next_due
@@ -26,6 +29,7 @@ from multiflexid.store.orm import (
 from . import live
 from .base import AliasGroup, emit, fields, parse_time, state, table, write_file
 from .runtemplates import _run, _secret_option
+from .tail import Chunk, last_lines
 
 
 @click.group(cls=AliasGroup)
@@ -192,21 +196,27 @@ def show(job_id: int) -> None:
 @click.option("--follow", "-f", is_flag=True,
               help="Keep printing new output until the job ends (needs the daemon); "
                    "exit with the job's exit code.")
-def output(job_id: int, stream: str | None, follow: bool) -> None:
+@click.option("--tail", "-n", "tail", type=click.IntRange(min=1), metavar="N",
+              help="Only the last N lines (as tail -n counts them; with --follow, then "
+                   "what comes). Read from the end: quick for a job that printed much.")
+def output(job_id: int, stream: str | None, follow: bool, tail: int | None) -> None:
     """Print a job's output as it was captured (stdout to stdout, stderr and MultiFlexi's
     own lines to stderr)."""
     if follow:
         client = live.connect("job output --follow")
         assert client is not None
         with client:
-            final = live.follow(client, job_id, stream)
+            final = live.follow(client, job_id, stream, tail=tail)
         live.report_end(final)
         raise click.exceptions.Exit(live.exit_status(final))
     with state().read() as s:
         svc.get_job(s, job_id)
         chunks: list[Any] = []
-        after = -1
-        while True:
+        if tail is not None:
+            chunks = [_Chunk(seq, kind, data, at) for seq, kind, data, at in _tail_of(
+                s, job_id, stream, tail)]
+        after = -1 if tail is None else None
+        while after is not None:
             page = svc.read_output(s, job_id, after_seq=after, stream=stream)
             if not page:
                 break
@@ -216,13 +226,48 @@ def output(job_id: int, stream: str | None, follow: bool) -> None:
         emit([{"seq": c.seq, "stream": c.stream, "at": iso(c.at),
                "data": c.data.decode("utf-8", "replace")} for c in chunks])
         return
-    out = sys.stdout.buffer
+    # The job's stdout to stdout, its stderr and MultiFlexi's own lines to stderr, in the
+    # order they came (each stream flushed before the other is written).
+    current = None
     for c in chunks:
-        if c.stream == "system":
-            click.echo(c.data.decode("utf-8", "replace").rstrip("\n"), err=True)
-        else:
-            out.write(c.data)
-    out.flush()
+        target = sys.stdout.buffer if c.stream == "stdout" else sys.stderr.buffer
+        if current is not None and current is not target:
+            current.flush()
+        current = target
+        data = c.data if c.stream != "system" else c.data.rstrip(b"\n") + b"\n"
+        target.write(data)
+    if current is not None:
+        current.flush()
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk of output as printed (the first of a tail cut where its lines begin)."""
+
+    seq: int
+    stream: str
+    data: bytes
+    at: datetime
+
+
+def _tail_of(s: Session, job_id: int, stream: str | None, n: int
+             ) -> list[tuple[int, str, bytes, datetime]]:
+    """The chunks of the job's last ``n`` lines, read from the end back (with their
+    times, for --format json)."""
+    stamps: dict[int, datetime] = {}
+
+    def pages() -> Iterator[list[Chunk]]:
+        before = None
+        while True:
+            page = svc.read_output(s, job_id, from_end=True, before_seq=before,
+                                   stream=stream, limit=500)
+            if not page:
+                return
+            stamps.update((c.seq, c.at) for c in page)
+            yield [(c.seq, c.stream, c.data) for c in page]
+            before = page[0].seq
+
+    return [(seq, kind, data, stamps[seq]) for seq, kind, data in last_lines(pages(), n)]
 
 
 @job.command("cancel")

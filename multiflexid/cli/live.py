@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from multiflexi.errors import DaemonUnavailable
 from multiflexi.states import FINAL_STATES
 
 from .base import state
+from .tail import Chunk, last_lines
 
 FINAL = FINAL_STATES
 
@@ -64,10 +66,16 @@ def _write(chunk: dict[str, Any], stream: str | None) -> None:
     out.flush()
 
 
-def follow(client: Client, job_id: int, stream: str | None = None) -> dict[str, Any]:
-    """Print a job's output from the start and live until it ends; its final state."""
+def follow(client: Client, job_id: int, stream: str | None = None,
+           tail: int | None = None) -> dict[str, Any]:
+    """Print a job's output from the start (``tail``: its last lines only) and live until
+    it ends; its final state."""
     client.call("events.subscribe", job_output=job_id)
     last = -1
+    if tail is not None:  # the end of the history, read backwards
+        for seq, kind, data in last_lines(_pages_back(client, job_id, stream), tail):
+            _write({"stream": kind, "data": data.decode("utf-8", "replace")}, stream)
+            last = seq
     while True:  # history first (the daemon flushes what it holds before answering)
         page = client.call("job.output", id=job_id, after_seq=last)
         for chunk in page["chunks"]:
@@ -87,6 +95,17 @@ def follow(client: Client, job_id: int, stream: str | None = None) -> dict[str, 
             if params["job"]["state"] in FINAL:
                 return client.call("job.get", id=job_id)
     raise DaemonUnavailable("connection to multiflexid lost while following the job")
+
+
+def _pages_back(client: Client, job_id: int, stream: str | None) -> Iterator[list[Chunk]]:
+    """The job's output from the end backwards, a page at a time (oldest first in each)."""
+    page = client.call("job.output", id=job_id, tail=True, stream=stream)
+    while page["chunks"]:
+        yield [(c["seq"], c["stream"], c["data"].encode()) for c in page["chunks"]]
+        if not page.get("more_before"):
+            return
+        page = client.call("job.output", id=job_id, before_seq=page["first_seq"],
+                           stream=stream)
 
 
 def report_end(job: dict[str, Any]) -> None:

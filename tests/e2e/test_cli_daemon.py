@@ -60,6 +60,33 @@ def test_run_wait_on_timeout_and_blocked(mf_env: Env, core: Core,
     assert "timed_out" in r.stderr
 
 
+def test_the_last_lines_of_a_long_output(mf_env: Env, core: Core,
+                                         daemon: DaemonProcess) -> None:
+    """``job output --tail N``: the last N lines as tail counts them, stderr on stderr;
+    with --follow the same, then the job's exit code (tests/unit/test_output_tail.py: how
+    few pages are read)."""
+    rt = make_template(core, name="long", config={
+        "SCRIPT": "seq 1 20000; echo warned >&2; sleep 0.3; printf 'last, no newline'; "
+                  "exit 3"})
+    job = json.loads(cli(mf_env, "--format", "json", "runtemplate", "run", "--id",
+                         str(rt)).stdout)
+    assert daemon.wait_job(job["id"])["exitcode"] == 3
+    r = cli(mf_env, "job", "output", "--id", str(job["id"]), "--tail", "3")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "20000\nlast, no newline", "warned\n")
+    r = cli(mf_env, "job", "output", "--id", str(job["id"]), "-n", "3", "--stream", "stdout")
+    assert (r.stdout, r.stderr) == ("19999\n20000\nlast, no newline", "")
+    r = cli(mf_env, "--format", "json", "job", "output", "--id", str(job["id"]), "--tail", "2")
+    assert [c["data"] for c in json.loads(r.stdout)] == ["warned\n", "last, no newline"]
+    r = cli(mf_env, "job", "output", "--id", str(job["id"]), "--tail", "2", "--follow")
+    assert r.returncode == 3
+    assert r.stdout == "last, no newline" and r.stderr.startswith("warned\n")
+    assert "failed, exit code 3" in r.stderr
+    whole = cli(mf_env, "job", "output", "--id", str(job["id"]), "--tail", "100000")
+    assert whole.stdout == cli(mf_env, "job", "output", "--id", str(job["id"])).stdout
+    r = cli(mf_env, "job", "output", "--id", str(job["id"]), "--tail", "0")
+    assert r.returncode == 2 and "--tail" in r.stderr
+
+
 def test_follow_and_cancel_a_running_job(mf_env: Env, core: Core,
                                          daemon: DaemonProcess) -> None:
     rt = make_template(core, name="long", config={
