@@ -87,6 +87,30 @@ def test_the_last_lines_of_a_long_output(mf_env: Env, core: Core,
     assert r.returncode == 2 and "--tail" in r.stderr
 
 
+def test_follow_a_running_job_from_its_last_line(mf_env: Env, core: Core,
+                                                daemon: DaemonProcess, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    rt = make_template(core, name="slow", config={
+        "SCRIPT": f"echo a; echo b; echo c; while [ ! -e {go} ]; do sleep 0.05; done; echo d"})
+    job = json.loads(cli(mf_env, "--format", "json", "runtemplate", "run", "--id",
+                         str(rt)).stdout)
+    deadline = time.monotonic() + 20
+    while "c" not in daemon.output(job["id"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    import os
+
+    follower = subprocess.Popen(
+        [program("multiflexi-cli"), "job", "output", "--id", str(job["id"]), "--follow",
+         "--tail", "1"], env={**os.environ, **mf_env.vars()}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == "c\n"  # the last line so far, then what comes
+    go.touch()
+    out, err = follower.communicate(timeout=60)
+    assert (follower.returncode, out) == (0, "d\n"), err
+    assert "succeeded" in err
+
+
 def test_follow_and_cancel_a_running_job(mf_env: Env, core: Core,
                                          daemon: DaemonProcess) -> None:
     rt = make_template(core, name="long", config={
