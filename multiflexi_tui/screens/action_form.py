@@ -152,7 +152,7 @@ class ActionFormScreen(ModalScreen[dict[str, Any] | None]):
         except InvalidInput as exc:
             field = str(exc.data.get("field") or "")
             key = field.removeprefix("params.config.")
-            targets = self.query(f"#error-{key}") if key and key != field else []
+            targets = self.query(f"#error-{key}") if key and key != field else None
             if targets:
                 message = exc.message.split(": ", 1)[-1]
                 targets.first(Static).update(Text(message))

@@ -28,7 +28,7 @@ class ListTable(DataTable[object]):
                          cursor_foreground_priority=("renderable" if cell_colours_under_cursor
                                                      else "css"))
 
-    def _on_idle(self, _event: events.Idle) -> None:
+    async def _on_idle(self, _event: events.Idle) -> None:
         """Runs before DataTable's own idle handler (Textual calls each class's), which
         measures the rows added since: redraw after it. DataTable caches a drawn cell
         without its width, so a cell drawn before that measuring would stay cut to the
