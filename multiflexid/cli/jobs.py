@@ -213,15 +213,12 @@ def output(job_id: int, stream: str | None, follow: bool, tail: int | None) -> N
         svc.get_job(s, job_id)
         chunks: list[Any] = []
         if tail is not None:
-            chunks = [_Chunk(seq, kind, data, at) for seq, kind, data, at in _tail_of(
-                s, job_id, stream, tail)]
-        after = -1 if tail is None else None
-        while after is not None:
-            page = svc.read_output(s, job_id, after_seq=after, stream=stream)
-            if not page:
-                break
-            chunks.extend(page)
-            after = page[-1].seq
+            chunks = _tail_of(s, job_id, stream, tail)
+        else:
+            after = -1
+            while page := svc.read_output(s, job_id, after_seq=after, stream=stream):
+                chunks.extend(page)
+                after = page[-1].seq
     if state().json:
         emit([{"seq": c.seq, "stream": c.stream, "at": iso(c.at),
                "data": c.data.decode("utf-8", "replace")} for c in chunks])
@@ -250,8 +247,7 @@ class _Chunk:
     at: datetime
 
 
-def _tail_of(s: Session, job_id: int, stream: str | None, n: int
-             ) -> list[tuple[int, str, bytes, datetime]]:
+def _tail_of(s: Session, job_id: int, stream: str | None, n: int) -> list[_Chunk]:
     """The chunks of the job's last ``n`` lines, read from the end back (with their
     times, for --format json)."""
     stamps: dict[int, datetime] = {}
@@ -267,7 +263,7 @@ def _tail_of(s: Session, job_id: int, stream: str | None, n: int
             yield [(c.seq, c.stream, c.data) for c in page]
             before = page[0].seq
 
-    return [(seq, kind, data, stamps[seq]) for seq, kind, data in last_lines(pages(), n)]
+    return [_Chunk(seq, kind, data, stamps[seq]) for seq, kind, data in last_lines(pages(), n)]
 
 
 @job.command("cancel")
